@@ -1,0 +1,227 @@
+//! The HTTP API on the Unix socket. Versioned routes under `/v1`; the types are in
+//! `twindb-proto`. Every connection's peer is checked with SO_PEERCRED: root, the
+//! daemon's own user and members of `socket_group` only.
+
+mod peer;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use twindb_proto::{
+    ApiError, CopyKind, EnqueuedJob, JobEvent, JobKind, JobsResponse, LsQuery, LsResponse, RestoreRequest,
+    RunRequest, RunResponse, RunTypeStatus, StatusResponse,
+};
+
+pub use self::peer::Peer;
+use crate::engine::Engine;
+use crate::queue::{Queue, QueueError};
+use crate::state::StateStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub queue: Arc<Queue>,
+    pub state: Arc<StateStore>,
+    pub started_at: DateTime<Utc>,
+}
+
+pub fn router(app: AppState) -> Router {
+    let allowed = peer::Allowed::from_config(&app.engine.config);
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/run", post(run))
+        .route("/v1/jobs", get(jobs))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/events", get(events))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/ls", get(ls))
+        .route("/v1/restore", post(restore))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
+        .with_state(app)
+}
+
+pub fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(ApiError {
+            code: code.into(),
+            message,
+        }),
+    )
+        .into_response()
+}
+
+fn queue_error(e: QueueError) -> Response {
+    let status = match e {
+        QueueError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        QueueError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+        QueueError::Finished(_) => StatusCode::CONFLICT,
+    };
+    error(status, "conflict", e.to_string())
+}
+
+async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
+    let active = app.queue.active();
+    let run_types = twindb_proto::RunType::ALL
+        .into_iter()
+        .map(|rt| {
+            let rec = app.state.run_record(rt);
+            RunTypeStatus {
+                run_type: rt,
+                enabled: app.engine.config.enabled_run_types.contains(&rt),
+                last_run: rec.last_run,
+                last_state: rec.last_state,
+                last_duration_seconds: rec.last_duration_seconds,
+                last_size: rec.last_size,
+                last_error: rec.last_error,
+                next_run: None,
+            }
+        })
+        .collect();
+    Json(StatusResponse {
+        version: env!("CARGO_PKG_VERSION").into(),
+        host: app.engine.host().into(),
+        started_at: app.started_at,
+        uptime_seconds: (Utc::now() - app.started_at).num_seconds().max(0) as u64,
+        destination: app.engine.dest.name(),
+        running: active
+            .iter()
+            .filter(|j| j.state == twindb_proto::JobState::Running)
+            .cloned()
+            .collect(),
+        queued: active
+            .into_iter()
+            .filter(|j| j.state == twindb_proto::JobState::Queued)
+            .collect(),
+        run_types,
+    })
+}
+
+async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Response {
+    if req.binlogs_only {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "binlog backups are not supported yet by this version of twindb".into(),
+        );
+    }
+    if !app.engine.config.enabled_run_types.contains(&req.run_type) {
+        return error(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!("{} runs are disabled by [intervals] run_{} = false", req.run_type, req.run_type),
+        );
+    }
+    let mut jobs = Vec::new();
+    if !app.engine.config.source.backup_dirs.is_empty() {
+        match app.queue.enqueue_backup(JobKind::BackupFiles, req.run_type) {
+            Ok((job, coalesced)) => jobs.push(EnqueuedJob {
+                job: job.info(),
+                coalesced,
+            }),
+            Err(e) => return queue_error(e),
+        }
+    }
+    (StatusCode::ACCEPTED, Json(RunResponse { jobs })).into_response()
+}
+
+async fn jobs(State(app): State<AppState>) -> Json<JobsResponse> {
+    Json(JobsResponse { jobs: app.queue.list() })
+}
+
+async fn job(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
+    match app.queue.info(id) {
+        Some(info) => Json(info).into_response(),
+        None => queue_error(QueueError::NoSuchJob(id)),
+    }
+}
+
+/// Newline-delimited JSON: one [`JobEvent`] per change, the last one in a final state.
+async fn events(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
+    let Some(job) = app.queue.get(id) else {
+        // Finished in an earlier life of the daemon: one final event.
+        return match app.queue.info(id) {
+            Some(info) => ndjson_line(&JobEvent { at: Utc::now(), job: info }).into_response(),
+            None => queue_error(QueueError::NoSuchJob(id)),
+        };
+    };
+    let rx = job.subscribe();
+    let stream = futures::stream::unfold((rx, true, false), |(mut rx, first, done)| async move {
+        if done {
+            return None;
+        }
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let info = rx.borrow_and_update().clone();
+        let done = info.state.is_final();
+        let line = ndjson_line(&JobEvent { at: Utc::now(), job: info });
+        Some((Ok::<_, std::io::Error>(line), (rx, false, done)))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream.boxed()))
+        .expect("valid response")
+}
+
+fn ndjson_line(event: &JobEvent) -> String {
+    let mut s = serde_json::to_string(event).expect("event serializes");
+    s.push('\n');
+    s
+}
+
+async fn cancel(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
+    match app.queue.cancel(id) {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => queue_error(e),
+    }
+}
+
+async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
+    match app.engine.status.load().await {
+        Ok(status) => {
+            let mut copies: Vec<_> = status
+                .copies
+                .iter()
+                .filter(|c| q.kind.is_none_or(|k| k == c.kind))
+                .filter(|c| q.run_type.is_none_or(|r| Some(r) == c.run_type))
+                .map(|c| c.to_info("remote"))
+                .collect();
+            copies.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.key.cmp(&b.key)));
+            Json(LsResponse { copies }).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
+    }
+}
+
+async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -> Response {
+    if !std::path::Path::new(&req.dst).is_absolute() {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "dst must be an absolute path".into());
+    }
+    if req.kind != CopyKind::Files {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("restoring {} copies is not supported yet by this version of twindb", req.kind),
+        );
+    }
+    match app.queue.enqueue_restore(req) {
+        Ok(job) => (
+            StatusCode::ACCEPTED,
+            Json(EnqueuedJob {
+                job: job.info(),
+                coalesced: false,
+            }),
+        )
+            .into_response(),
+        Err(e) => queue_error(e),
+    }
+}

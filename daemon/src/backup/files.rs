@@ -1,0 +1,67 @@
+//! The files part of a run: one copy per `backup_dirs` entry.
+
+use chrono::{Duration, Utc};
+use tracing::Instrument;
+use twindb_proto::{CopyKind, RunType};
+
+use super::{store, BackupError};
+use crate::engine::{Engine, JobCtx};
+use crate::key::files_key;
+use crate::source::FileSource;
+use crate::status::CopyMeta;
+
+/// Backs up every configured folder; returns the keys of the new copies.
+/// Stops at the first failure: copies already committed stay recorded.
+pub async fn backup_files(engine: &Engine, run_type: RunType, ctx: &JobCtx) -> Result<Vec<String>, BackupError> {
+    let chain: Vec<_> = engine.config.compression.spec.into_iter().collect();
+    let threads = engine.config.compression.threads;
+    let mut keys = Vec::new();
+    for dir in &engine.config.source.backup_dirs {
+        ctx.set_phase(format!("backing up {}", dir.display()));
+        let started = Utc::now();
+        let known = engine.status.load().await?;
+        // Two runs within one second would share a name: never overwrite a copy.
+        let mut stamp = started;
+        let key = loop {
+            let k = files_key(engine.host(), run_type, dir, stamp, &chain);
+            if known.find(&k).is_none() {
+                break k;
+            }
+            stamp += Duration::seconds(1);
+        };
+        let span = tracing::info_span!("copy", key = %key);
+        span.in_scope(|| tracing::info!(dir = %dir.display(), "backup started"));
+        let read_before = ctx.bytes().0;
+        let stored = store(
+            engine.dest.as_ref(),
+            Box::new(FileSource::new(dir)),
+            &chain,
+            threads,
+            &key,
+            ctx,
+        )
+        .instrument(span.clone())
+        .await?;
+        for w in stored.report.warnings {
+            ctx.warn(w);
+        }
+        let meta = CopyMeta {
+            key: key.clone(),
+            kind: CopyKind::Files,
+            run_type: Some(run_type),
+            backup_type: None,
+            host: engine.host().to_string(),
+            source: dir.display().to_string(),
+            started,
+            finished: Utc::now(),
+            source_size: ctx.bytes().0 - read_before,
+            size: stored.digest.size,
+            sha256: stored.digest.sha256,
+            modifiers: chain.clone(),
+        };
+        engine.status.update(|s| s.copies.push(meta)).await?;
+        span.in_scope(|| tracing::info!(size = stored.digest.size, "backup committed"));
+        keys.push(key);
+    }
+    Ok(keys)
+}

@@ -1,0 +1,267 @@
+//! A directory on this host (a mounted disk, NFS...).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta};
+use crate::pipeline::{ByteStream, CHUNK};
+
+/// Marks an upload in progress; `list` never shows such names.
+const PARTIAL: &str = ".twindb-partial";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone)]
+pub struct Local {
+    root: PathBuf,
+}
+
+impl Local {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Local { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn err(&self, action: &'static str, key: &str, e: io::Error) -> DestinationError {
+        DestinationError::new(&self.name(), action, Some(key), e)
+    }
+
+    /// Removes upload leftovers (a killed twindbd) under `prefix`'s folder.
+    /// Only call this while no upload to that folder can be running.
+    pub fn remove_partials(&self, prefix: &str) -> io::Result<usize> {
+        let dir = self.root.join(prefix);
+        let mut removed = 0;
+        let mut stack = vec![dir];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let ft = entry.file_type()?;
+                if ft.is_dir() {
+                    stack.push(entry.path());
+                } else if entry.file_name().to_string_lossy().contains(PARTIAL) {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Deletes the temp file unless the upload committed, also when the future is dropped.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[async_trait]
+impl Destination for Local {
+    fn name(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+
+    async fn check(&self) -> Result<(), DestinationError> {
+        let probe = self.root.join(format!(".twindb-check.{}", std::process::id()));
+        let name = self.name();
+        let fail = |e| DestinationError::new(&name, "checking", None, e);
+        tokio::fs::create_dir_all(&self.root).await.map_err(fail)?;
+        tokio::fs::write(&probe, b"twindb").await.map_err(fail)?;
+        tokio::fs::remove_file(&probe).await.map_err(fail)
+    }
+
+    async fn put(&self, key: &str, mut data: ByteStream) -> Result<u64, DestinationError> {
+        let path = self.path(key).map_err(|e| self.err("storing", key, e))?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| self.err("storing", key, e))?;
+        let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let temp = dir.join(format!(
+            ".{file_name}{PARTIAL}.{}.{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut guard = TempGuard(Some(temp.clone()));
+        let mut file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| self.err("storing", key, e))?;
+        let mut size = 0u64;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(|e| {
+                let mut err = self.err("storing", key, e);
+                err.kind = ErrorKind::Input;
+                err
+            })?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(|e| self.err("storing", key, e))?;
+        }
+        file.flush().await.map_err(|e| self.err("storing", key, e))?;
+        file.sync_all().await.map_err(|e| self.err("storing", key, e))?;
+        drop(file);
+        tokio::fs::rename(&temp, &path)
+            .await
+            .map_err(|e| self.err("storing", key, e))?;
+        guard.0 = None;
+        // Make the rename itself durable.
+        let _ = sync_dir(&dir).await;
+        Ok(size)
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
+        let path = self.path(key).map_err(|e| self.err("reading", key, e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| self.err("reading", key, e))?;
+        Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed())
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        let name = self.name();
+        let walk = tokio::task::spawn_blocking(move || walk(&root, &prefix).map_err(|e| (prefix, e)));
+        futures::stream::once(walk)
+            .flat_map(move |joined| {
+                let items: Vec<Result<ObjectMeta, DestinationError>> = match joined {
+                    Ok(Ok(objects)) => objects.into_iter().map(Ok).collect(),
+                    Ok(Err((prefix, e))) => vec![Err(DestinationError::new(&name, "listing", Some(&prefix), e))],
+                    Err(e) => vec![Err(DestinationError::new(&name, "listing", None, io::Error::other(e)))],
+                };
+                futures::stream::iter(items)
+            })
+            .boxed()
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), DestinationError> {
+        let path = self.path(key).map_err(|e| self.err("deleting", key, e))?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("deleting", key, e)),
+        }
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+/// Every committed object under `root` whose key starts with `prefix`.
+fn walk(root: &Path, prefix: &str) -> io::Result<Vec<ObjectMeta>> {
+    let start_rel = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![(root.join(start_rel), start_rel.to_string())];
+    while let Some((dir, rel)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                    stack.push((entry.path(), key));
+                }
+            } else if meta.is_file() && key.starts_with(prefix) {
+                out.push(ObjectMeta { key, size: meta.len() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::TryStreamExt;
+
+    fn stream(chunks: Vec<io::Result<Bytes>>) -> ByteStream {
+        futures::stream::iter(chunks).boxed()
+    }
+
+    #[tokio::test]
+    async fn put_get_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Local::new(dir.path());
+        d.check().await.unwrap();
+        let n = d
+            .put("h/daily/files/a.tar", stream(vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"def"))]))
+            .await
+            .unwrap();
+        assert_eq!(n, 6);
+        let got: Vec<Bytes> = d.get("h/daily/files/a.tar").await.unwrap().try_collect().await.unwrap();
+        assert_eq!(got.concat(), b"abcdef");
+        let listed: Vec<ObjectMeta> = d.list("h/daily/").try_collect().await.unwrap();
+        assert_eq!(listed, vec![ObjectMeta { key: "h/daily/files/a.tar".into(), size: 6 }]);
+        assert!(d.list("h/weekly/").try_collect::<Vec<_>>().await.unwrap().is_empty());
+        d.delete("h/daily/files/a.tar").await.unwrap();
+        d.delete("h/daily/files/a.tar").await.unwrap();
+        let Err(err) = d.get("h/daily/files/a.tar").await else {
+            panic!("a deleted key must not be found");
+        };
+        assert_eq!(err.kind, ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_failed_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Local::new(dir.path());
+        let err = d
+            .put(
+                "h/daily/files/b.tar",
+                stream(vec![Ok(Bytes::from_static(b"abc")), Err(io::Error::other("source died"))]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Input);
+        assert!(err.to_string().contains("source died"), "{err}");
+        let all: Vec<_> = walk_all(dir.path());
+        assert!(all.is_empty(), "{all:?}");
+    }
+
+    fn walk_all(p: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk_all(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+}

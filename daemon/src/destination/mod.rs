@@ -1,0 +1,156 @@
+//! Where copies are stored. One object-store style trait; a module per backend.
+//!
+//! A destination knows keys and bytes, never what produced them.
+
+mod local;
+
+use std::fmt;
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+pub use self::local::Local;
+use crate::pipeline::ByteStream;
+
+/// An object stored on a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Relative to the destination root, '/'-separated.
+    pub key: String,
+    pub size: u64,
+}
+
+/// The storage contract every backend fulfils.
+///
+/// - `put` is all-or-nothing: the object appears under `key` only once the whole
+///   stream has been stored and made durable. A stream that ends with an error, a
+///   cancelled (dropped) future or a killed process leaves nothing that `list` shows.
+/// - `get` and `list` stream; nothing is held whole in memory.
+/// - `delete` of a missing key succeeds.
+/// - Errors are [`DestinationError`]s naming the destination and the key, never a secret.
+#[async_trait]
+pub trait Destination: Send + Sync + fmt::Debug {
+    /// Human-readable, secret-free, e.g. `local:/var/backup`.
+    fn name(&self) -> String;
+
+    /// Is the destination reachable and writable with the configured credentials?
+    async fn check(&self) -> Result<(), DestinationError>;
+
+    /// Stores `data` under `key`; returns the stored size.
+    async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError>;
+
+    async fn get(&self, key: &str) -> Result<ByteStream, DestinationError>;
+
+    /// Objects whose key starts with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>>;
+
+    async fn delete(&self, key: &str) -> Result<(), DestinationError>;
+
+    /// Reads a small object whole (status files). `None` when it does not exist.
+    async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
+        let stream = match self.get(key).await {
+            Ok(s) => s,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let chunks: Vec<Bytes> = stream
+            .try_collect()
+            .await
+            .map_err(|e| DestinationError::io(&self.name(), key, e))?;
+        Ok(Some(chunks.concat().into()))
+    }
+
+    /// Writes a small object whole, atomically.
+    async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
+        self.put(key, futures::stream::once(async move { Ok(data) }).boxed())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    PermissionDenied,
+    /// Network or service down; worth retrying.
+    Unreachable,
+    /// No space left on the destination.
+    Full,
+    /// The stream being stored failed (source or modifier error, cancel).
+    Input,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{destination}: {action}{}: {source}", key.as_ref().map(|k| format!(" {k}")).unwrap_or_default())]
+pub struct DestinationError {
+    pub kind: ErrorKind,
+    pub destination: String,
+    pub action: &'static str,
+    pub key: Option<String>,
+    #[source]
+    pub source: io::Error,
+}
+
+impl DestinationError {
+    pub fn io(destination: &str, key: &str, source: io::Error) -> Self {
+        Self::new(destination, "reading", Some(key), source)
+    }
+
+    pub fn new(destination: &str, action: &'static str, key: Option<&str>, source: io::Error) -> Self {
+        let kind = match source.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            io::ErrorKind::StorageFull => ErrorKind::Full,
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable => ErrorKind::Unreachable,
+            _ => ErrorKind::Other,
+        };
+        DestinationError {
+            kind,
+            destination: destination.to_string(),
+            action,
+            key: key.map(str::to_string),
+            source,
+        }
+    }
+
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Unreachable
+    }
+}
+
+/// Rejects keys that could escape the destination root or hide as temp files.
+pub fn validate_key(key: &str) -> io::Result<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\0')
+        || key.split('/').any(|part| part.is_empty() || part == "." || part == ".." || part.starts_with('.'));
+    if bad {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid key {key:?}")))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        assert!(validate_key("db1/daily/files/_etc-2026.tar.zst").is_ok());
+        for bad in ["", "/etc/passwd", "a/../b", "a//b", "a/.partial", "./a"] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+    }
+}

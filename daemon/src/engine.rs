@@ -1,0 +1,63 @@
+//! What every job needs: the validated config, the destination, the status store, and
+//! a per-job context for progress, warnings and cancellation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, DestinationConfig};
+use crate::destination::{Destination, Local};
+use crate::pipeline::Cancel;
+use crate::status::StatusStore;
+
+pub struct Engine {
+    pub config: Config,
+    pub dest: Arc<dyn Destination>,
+    pub status: StatusStore,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Self {
+        let dest: Arc<dyn Destination> = match &config.destination {
+            DestinationConfig::Local { path } => Arc::new(Local::new(path)),
+        };
+        let status = StatusStore::new(dest.clone(), &config.daemon.hostname);
+        Engine { config, dest, status }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.config.daemon.hostname
+    }
+}
+
+/// Shared between a running job and whoever watches it.
+#[derive(Debug, Default)]
+pub struct JobCtx {
+    pub cancel: Cancel,
+    pub bytes_in: Arc<AtomicU64>,
+    pub bytes_out: Arc<AtomicU64>,
+    phase: Mutex<String>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl JobCtx {
+    pub fn set_phase(&self, phase: impl Into<String>) {
+        *self.phase.lock().expect("phase lock") = phase.into();
+    }
+
+    pub fn phase(&self) -> String {
+        self.phase.lock().expect("phase lock").clone()
+    }
+
+    pub fn warn(&self, warning: String) {
+        tracing::warn!("{warning}");
+        self.warnings.lock().expect("warnings lock").push(warning);
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().expect("warnings lock").clone()
+    }
+
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in.load(Ordering::Relaxed), self.bytes_out.load(Ordering::Relaxed))
+    }
+}

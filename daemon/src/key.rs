@@ -1,0 +1,62 @@
+//! Copy keys, as TwinDB named them (design.md section 4), so both tools read each
+//! other's trees: `{host}/{run_type}/files/{dir with '/' as '_'}-{ts}.tar{suffixes}`.
+
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use twindb_proto::RunType;
+
+use crate::modifier::ModifierSpec;
+
+/// `%Y-%m-%d_%H_%M_%S`, in UTC for twindb (TwinDB used local time).
+pub const TS_FORMAT: &str = "%Y-%m-%d_%H_%M_%S";
+
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format(TS_FORMAT).to_string()
+}
+
+/// `/var/lib/app/` -> `_var_lib_app`.
+pub fn dir_part(dir: &Path) -> String {
+    let s = dir.to_string_lossy();
+    let trimmed = s.trim_end_matches('/');
+    trimmed.replace('/', "_")
+}
+
+pub fn suffixes(chain: &[ModifierSpec]) -> String {
+    chain.iter().map(|m| m.suffix()).collect()
+}
+
+pub fn files_key(host: &str, run_type: RunType, dir: &Path, t: DateTime<Utc>, chain: &[ModifierSpec]) -> String {
+    format!(
+        "{host}/{run_type}/files/{}-{}.tar{}",
+        dir_part(dir),
+        timestamp(t),
+        suffixes(chain)
+    )
+}
+
+/// The time stamped in a key's file name, if any.
+pub fn parse_timestamp(key: &str) -> Option<DateTime<Utc>> {
+    let name = key.rsplit('/').next()?;
+    // The stamp is the 19 characters after the last '-' that starts one.
+    (0..name.len().saturating_sub(18)).rev().find_map(|i| {
+        let candidate = name.get(i..i + 19)?;
+        NaiveDateTime::parse_from_str(candidate, TS_FORMAT).ok().map(|t| t.and_utc())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn files_key_matches_twindb_layout() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 3).unwrap();
+        let k = files_key("db1", RunType::Daily, Path::new("/etc/"), t, &[ModifierSpec::Zstd { level: 3 }]);
+        assert_eq!(k, "db1/daily/files/_etc-2026-11-25_00_00_03.tar.zst");
+        assert_eq!(parse_timestamp(&k), Some(t));
+        let k = files_key("db1", RunType::Hourly, Path::new("/tmp/twfx/appfiles"), t, &[]);
+        assert_eq!(k, "db1/hourly/files/_tmp_twfx_appfiles-2026-11-25_00_00_03.tar");
+    }
+}

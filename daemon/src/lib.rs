@@ -1,0 +1,21 @@
+//! twindb: backups of folders and MySQL to local, SSH, S3 and GCS destinations.
+//!
+//! The engine (sources, modifiers, destinations, status) and the `twindbd` daemon that
+//! runs it (queue, API). See design.md for the architecture.
+
+pub mod api;
+pub mod backup;
+pub mod config;
+pub mod daemon;
+pub mod destination;
+pub mod engine;
+pub mod key;
+pub mod modifier;
+pub mod pipeline;
+pub mod queue;
+pub mod restore;
+pub mod source;
+pub mod state;
+pub mod status;
+
+pub use daemon::run;

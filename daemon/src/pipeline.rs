@@ -1,0 +1,384 @@
+//! Bounded byte pipes between pipeline stages.
+//!
+//! A copy flows source -> modifiers -> hash tap -> destination, each stage on its own
+//! thread, joined by channels that hold at most `DEPTH` chunks of `CHUNK` bytes. Memory
+//! therefore stays flat whatever the size of the copy, and stages overlap on separate
+//! cores. A stage that stops without calling [`ChunkWriter::finish`] (error, panic,
+//! cancel) makes its reader fail instead of seeing a clean end of stream, so a
+//! truncated stream can never be committed as a copy.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+/// Size of one chunk passed between stages.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks a pipe holds before its writer blocks.
+pub const DEPTH: usize = 4;
+
+/// The stream type every destination reads and writes.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Shared cancel flag, checked by every pipe on every chunk.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn check(&self) -> io::Result<()> {
+        if self.is_cancelled() {
+            Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Marks an error that only repeats another stage's failure, so that
+/// [`Stages::join`] reports the stage where things went wrong first.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Propagated(&'static str);
+
+fn propagated(msg: &'static str) -> io::Error {
+    io::Error::other(Propagated(msg))
+}
+
+pub fn is_propagated(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Propagated>())
+}
+
+/// Creates a bounded pipe.
+pub fn pipe(cancel: &Cancel) -> (ChunkWriter, ChunkReader) {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    (
+        ChunkWriter {
+            tx: Some(tx),
+            buf: BytesMut::new(),
+            cancel: cancel.clone(),
+            counter: None,
+        },
+        ChunkReader {
+            rx,
+            cur: Bytes::new(),
+            cancel: cancel.clone(),
+        },
+    )
+}
+
+/// Writing end of a pipe, for a stage running on its own (non-async) thread.
+pub struct ChunkWriter {
+    tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+    buf: BytesMut,
+    cancel: Cancel,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl ChunkWriter {
+    /// Counts every byte written into `counter` (progress reporting).
+    pub fn with_counter(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// Sends a whole chunk without copying it.
+    pub fn send(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.cancel.check()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if let Some(c) = &self.counter {
+            c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        let tx = self.tx.as_ref().ok_or_else(|| propagated("pipe already finished"))?;
+        tx.blocking_send(Ok(chunk))
+            .map_err(|_| propagated("the next stage stopped"))
+    }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.send(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream cleanly: the reader sees end of file.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        self.tx = None;
+        Ok(())
+    }
+
+    /// Ends the stream with an error the reader will return.
+    pub fn fail(mut self, e: io::Error) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(CHUNK);
+        }
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK {
+            self.flush_buf()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            // Not finished: the stage failed or was cancelled. Say so downstream,
+            // unless the reader is gone already.
+            let _ = tx.try_send(Err(propagated("a previous stage stopped before the end of the stream")));
+        }
+    }
+}
+
+/// Reading end of a pipe.
+pub struct ChunkReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+    cancel: Cancel,
+}
+
+impl ChunkReader {
+    /// Next whole chunk; `None` at a clean end of stream.
+    pub fn recv(&mut self) -> Option<io::Result<Bytes>> {
+        if let Err(e) = self.cancel.check() {
+            return Some(Err(e));
+        }
+        if !self.cur.is_empty() {
+            return Some(Ok(std::mem::take(&mut self.cur)));
+        }
+        self.rx.blocking_recv()
+    }
+
+    /// The pipe as an async stream, for a destination.
+    pub fn into_stream(self) -> ByteStream {
+        let cancel = self.cancel.clone();
+        let first = futures::stream::iter((!self.cur.is_empty()).then(|| Ok(self.cur.clone())));
+        first
+            .chain(tokio_stream::wrappers::ReceiverStream::new(self.rx))
+            .map(move |item| {
+                cancel.check()?;
+                item
+            })
+            .boxed()
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.cur.is_empty() {
+            match self.recv() {
+                Some(Ok(chunk)) => self.cur = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Feeds an async stream (a destination's `get`) into a pipe, from a tokio task.
+pub fn from_stream(mut stream: ByteStream, cancel: &Cancel) -> ChunkReader {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    ChunkReader {
+        rx,
+        cur: Bytes::new(),
+        cancel: cancel.clone(),
+    }
+}
+
+/// sha256 and length of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Forwards chunks from `input` to `output`, hashing them on the way.
+/// When `expect` is given, a mismatch at the end fails the stream instead of ending it.
+pub fn hash_tap(
+    mut input: ChunkReader,
+    mut output: ChunkWriter,
+    expect: Option<Digested>,
+) -> io::Result<Digested> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = input.recv() {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        output.send(chunk)?;
+    }
+    let got = Digested {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    };
+    if let Some(want) = expect {
+        if want != got {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "checksum mismatch: the copy is corrupt (expected sha256 {} and {} bytes, read sha256 {} and {} bytes)",
+                    want.sha256, want.size, got.sha256, got.size
+                ),
+            );
+            let msg = e.to_string();
+            output.fail(e);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+        }
+    }
+    output.finish()?;
+    Ok(got)
+}
+
+/// The threads of one pipeline.
+pub struct Stages<T = ()> {
+    handles: Vec<(String, JoinHandle<io::Result<T>>)>,
+}
+
+impl<T> Default for Stages<T> {
+    fn default() -> Self {
+        Stages { handles: Vec::new() }
+    }
+}
+
+impl<T: Send + 'static> Stages<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn spawn(&mut self, name: impl Into<String>, f: impl FnOnce() -> io::Result<T> + Send + 'static) {
+        let name = name.into();
+        let handle = std::thread::Builder::new()
+            .name(format!("twindb-{name}"))
+            .spawn(f)
+            .expect("spawning a pipeline thread");
+        self.handles.push((name, handle));
+    }
+
+    /// Waits for every stage. Returns their results in order, or the first
+    /// error that is not merely a consequence of another stage's failure.
+    pub fn join(self) -> Result<Vec<T>, StageError> {
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for (name, h) in self.handles {
+            match h.join() {
+                Ok(Ok(v)) => results.push(v),
+                Ok(Err(e)) => errors.push(StageError { stage: name, source: e }),
+                Err(_) => errors.push(StageError {
+                    stage: name,
+                    source: io::Error::other("the stage panicked"),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            return Ok(results);
+        }
+        let root = errors.iter().position(|e| !is_propagated(&e.source)).unwrap_or(0);
+        Err(errors.swap_remove(root))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {source}")]
+pub struct StageError {
+    pub stage: String,
+    #[source]
+    pub source: io::Error,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_flow_and_a_clean_finish_is_eof() {
+        let cancel = Cancel::default();
+        let (mut w, mut r) = pipe(&cancel);
+        let t = std::thread::spawn(move || {
+            for i in 0..3000u32 {
+                w.write_all(&i.to_le_bytes()).unwrap();
+            }
+            w.finish().unwrap();
+        });
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        t.join().unwrap();
+        assert_eq!(out.len(), 12000);
+        assert_eq!(&out[4..8], &1u32.to_le_bytes());
+    }
+
+    #[test]
+    fn a_dropped_writer_is_an_error_not_eof() {
+        let cancel = Cancel::default();
+        let (mut w, mut r) = pipe(&cancel);
+        let t = std::thread::spawn(move || {
+            w.write_all(b"partial").unwrap();
+            w.send(Bytes::from_static(b"x")).unwrap();
+            drop(w);
+        });
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        t.join().unwrap();
+        assert!(is_propagated(&err));
+    }
+
+    #[test]
+    fn hash_tap_rejects_a_mismatch() {
+        let cancel = Cancel::default();
+        let (mut w1, r1) = pipe(&cancel);
+        let (w2, mut r2) = pipe(&cancel);
+        let feeder = std::thread::spawn(move || {
+            w1.write_all(b"hello").unwrap();
+            w1.finish().unwrap();
+        });
+        let want = Digested {
+            sha256: "00".repeat(32),
+            size: 5,
+        };
+        let tap = std::thread::spawn(move || hash_tap(r1, w2, Some(want)));
+        let mut out = Vec::new();
+        let err = r2.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        feeder.join().unwrap();
+        assert!(tap.join().unwrap().is_err());
+    }
+}

@@ -1,0 +1,393 @@
+//! The job queue. Scheduler and API only enqueue; one worker per lane runs the jobs.
+//!
+//! - A lane is a [`JobKind`]: files, mysql and binlog backups and restores each have
+//!   their own, so a binlog copy never waits behind a long backup of another kind,
+//!   and two backups of the same kind never overlap.
+//! - A backup of a run type that is already queued (not yet running) in its lane is
+//!   coalesced: the caller gets the queued job.
+//! - Each backup has a timeout of half its run type's period (as TwinDB meant it);
+//!   a job that times out is cancelled, cleans up and fails with "timed out".
+//! - Cancel marks a queued job cancelled at once, and makes a running job stop at its
+//!   next chunk; either way no partial copy is left.
+//! - At shutdown every queued and running job is cancelled and the workers are awaited.
+//!
+//! Nothing here takes a file lock: lanes are in-memory channels, so the API and the
+//! scheduler never block on a running job.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+use tokio::task::JoinHandle;
+use twindb_proto::{CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType};
+
+use crate::engine::{Engine, JobCtx};
+use crate::state::{StateStore, HISTORY};
+
+/// What a job does.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Backup(RunType),
+    Restore(RestoreRequest),
+}
+
+pub struct Job {
+    pub id: u64,
+    pub kind: JobKind,
+    pub work: Work,
+    pub ctx: JobCtx,
+    info: watch::Sender<JobInfo>,
+    timed_out: AtomicBool,
+}
+
+impl Job {
+    pub fn info(&self) -> JobInfo {
+        self.info.borrow().clone()
+    }
+
+    /// Every change of the job's state and progress.
+    pub fn subscribe(&self) -> watch::Receiver<JobInfo> {
+        self.info.subscribe()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JobInfo)) {
+        self.info.send_modify(f);
+    }
+
+    fn refresh_progress(&self, rate: f64) {
+        let (bytes_in, bytes_out) = self.ctx.bytes();
+        let phase = self.ctx.phase();
+        self.update(|i| {
+            i.progress = Progress {
+                phase,
+                bytes_in,
+                bytes_out,
+                rate,
+            };
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("twindbd is shutting down")]
+    ShuttingDown,
+    #[error("no job {0}")]
+    NoSuchJob(u64),
+    #[error("job {0} has already finished")]
+    Finished(u64),
+}
+
+pub struct Queue {
+    engine: Arc<Engine>,
+    state: Arc<StateStore>,
+    jobs: Mutex<Vec<Arc<Job>>>,
+    lanes: Mutex<Option<HashMap<JobKind, mpsc::UnboundedSender<Arc<Job>>>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    next_id: AtomicU64,
+}
+
+const LANES: [JobKind; 4] = [
+    JobKind::BackupFiles,
+    JobKind::BackupMysql,
+    JobKind::BackupBinlog,
+    JobKind::Restore,
+];
+
+impl Queue {
+    /// Creates the queue and starts one worker per lane.
+    pub fn start(engine: Arc<Engine>, state: Arc<StateStore>) -> Arc<Queue> {
+        let next_id = state.max_job_id() + 1;
+        let queue = Arc::new(Queue {
+            engine,
+            state,
+            jobs: Mutex::new(Vec::new()),
+            lanes: Mutex::new(None),
+            workers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(next_id),
+        });
+        let mut lanes = HashMap::new();
+        let mut workers = Vec::new();
+        for lane in LANES {
+            let (tx, rx) = mpsc::unbounded_channel();
+            lanes.insert(lane, tx);
+            workers.push(tokio::spawn(worker(queue.clone(), rx)));
+        }
+        *queue.lanes.lock().expect("lanes lock") = Some(lanes);
+        *queue.workers.lock().expect("workers lock") = workers;
+        queue
+    }
+
+    /// Enqueues a backup of `kind` for `run_type`, or returns the identical queued job.
+    pub fn enqueue_backup(&self, kind: JobKind, run_type: RunType) -> Result<(Arc<Job>, bool), QueueError> {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        if let Some(j) = jobs.iter().find(|j| {
+            j.kind == kind && matches!(j.work, Work::Backup(r) if r == run_type) && j.info().state == JobState::Queued
+        }) {
+            return Ok((j.clone(), true));
+        }
+        let title = format!("{run_type} {}", kind);
+        let job = self.new_job(kind, Some(run_type), title, Work::Backup(run_type));
+        self.submit(&mut jobs, job.clone())?;
+        Ok((job, false))
+    }
+
+    pub fn enqueue_restore(&self, req: RestoreRequest) -> Result<Arc<Job>, QueueError> {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let title = format!("restore {} {} into {}", req.kind, req.copy, req.dst);
+        let job = self.new_job(JobKind::Restore, None, title, Work::Restore(req));
+        self.submit(&mut jobs, job.clone())?;
+        Ok(job)
+    }
+
+    fn new_job(&self, kind: JobKind, run_type: Option<RunType>, title: String, work: Work) -> Arc<Job> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let info = JobInfo {
+            id,
+            kind,
+            run_type,
+            title,
+            state: JobState::Queued,
+            queued_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            progress: Progress::default(),
+            error: None,
+            warnings: vec![],
+            copies: vec![],
+            message: None,
+        };
+        Arc::new(Job {
+            id,
+            kind,
+            work,
+            ctx: JobCtx::default(),
+            info: watch::Sender::new(info),
+            timed_out: AtomicBool::new(false),
+        })
+    }
+
+    fn submit(&self, jobs: &mut Vec<Arc<Job>>, job: Arc<Job>) -> Result<(), QueueError> {
+        let lanes = self.lanes.lock().expect("lanes lock");
+        let lane = lanes
+            .as_ref()
+            .and_then(|l| l.get(&job.kind))
+            .ok_or(QueueError::ShuttingDown)?;
+        lane.send(job.clone()).map_err(|_| QueueError::ShuttingDown)?;
+        tracing::info!(job = job.id, title = %job.info().title, "job queued");
+        jobs.push(job);
+        // Keep every unfinished job and the most recent finished ones.
+        let finished = jobs.iter().filter(|j| j.info().state.is_final()).count();
+        if finished > HISTORY {
+            let mut drop = finished - HISTORY;
+            jobs.retain(|j| {
+                if drop > 0 && j.info().state.is_final() {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Job>> {
+        self.jobs.lock().expect("jobs lock").iter().find(|j| j.id == id).cloned()
+    }
+
+    /// A job's info, from memory or from the persisted history.
+    pub fn info(&self, id: u64) -> Option<JobInfo> {
+        self.get(id)
+            .map(|j| j.info())
+            .or_else(|| self.state.jobs().into_iter().find(|j| j.id == id))
+    }
+
+    /// Jobs of this daemon's life and the persisted history, newest last.
+    pub fn list(&self) -> Vec<JobInfo> {
+        let live: Vec<JobInfo> = self.jobs.lock().expect("jobs lock").iter().map(|j| j.info()).collect();
+        let mut all: Vec<JobInfo> = self
+            .state
+            .jobs()
+            .into_iter()
+            .filter(|h| !live.iter().any(|l| l.id == h.id))
+            .collect();
+        all.extend(live);
+        all.sort_by_key(|j| j.id);
+        all
+    }
+
+    pub fn active(&self) -> Vec<JobInfo> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .map(|j| j.info())
+            .filter(|i| !i.state.is_final())
+            .collect()
+    }
+
+    pub fn cancel(&self, id: u64) -> Result<JobInfo, QueueError> {
+        let job = self.get(id).ok_or(QueueError::NoSuchJob(id))?;
+        let info = job.info();
+        if info.state.is_final() {
+            return Err(QueueError::Finished(id));
+        }
+        job.ctx.cancel.cancel();
+        if info.state == JobState::Queued {
+            self.finish(&job, JobState::Cancelled, Some("cancelled before it started".into()));
+        }
+        tracing::info!(job = id, "cancel requested");
+        Ok(job.info())
+    }
+
+    /// Cancels everything and waits for the workers to clean up.
+    pub async fn shutdown(&self) {
+        self.lanes.lock().expect("lanes lock").take();
+        let jobs: Vec<Arc<Job>> = self.jobs.lock().expect("jobs lock").clone();
+        for job in jobs {
+            if !job.info().state.is_final() {
+                let _ = self.cancel(job.id);
+            }
+        }
+        let workers: Vec<JoinHandle<()>> = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        for w in workers {
+            let _ = w.await;
+        }
+    }
+
+    fn finish(&self, job: &Job, state: JobState, error: Option<String>) {
+        if job.info().state.is_final() {
+            return;
+        }
+        let warnings = job.ctx.warnings();
+        job.update(|i| {
+            i.state = state;
+            i.finished_at = Some(Utc::now());
+            i.error = error;
+            i.warnings = warnings;
+        });
+        let info = job.info();
+        match state {
+            JobState::Succeeded => tracing::info!(job = job.id, title = %info.title, "job succeeded"),
+            _ => tracing::error!(job = job.id, title = %info.title, error = info.error.as_deref().unwrap_or(""), "job {state}"),
+        }
+        self.state.record_job(&info, matches!(job.work, Work::Backup(_)));
+    }
+
+    async fn run(&self, job: &Arc<Job>) {
+        if job.ctx.cancel.is_cancelled() {
+            self.finish(job, JobState::Cancelled, Some("cancelled before it started".into()));
+            return;
+        }
+        job.update(|i| {
+            i.state = JobState::Running;
+            i.started_at = Some(Utc::now());
+        });
+        let ticker = tokio::spawn(tick_progress(job.clone()));
+        let timeout = match job.work {
+            Work::Backup(rt) => Some(Duration::from_secs(rt.period_seconds() / 2)),
+            Work::Restore(_) => None,
+        };
+        let span = tracing::info_span!("job", id = job.id, kind = ?job.kind, run_type = ?job.info().run_type);
+        let result = with_timeout(execute(&self.engine, job).instrument(span), timeout, job).await;
+        ticker.abort();
+        let (bytes_in, bytes_out) = job.ctx.bytes();
+        job.update(|i| {
+            i.progress.bytes_in = bytes_in;
+            i.progress.bytes_out = bytes_out;
+        });
+        match result {
+            Ok(outcome) => {
+                job.update(|i| {
+                    i.copies = outcome.copies;
+                    i.message = outcome.message;
+                });
+                self.finish(job, JobState::Succeeded, None);
+            }
+            Err(e) if job.timed_out.load(Ordering::SeqCst) => {
+                let limit = timeout.unwrap_or_default().as_secs();
+                self.finish(job, JobState::Failed, Some(format!("timed out after {limit} s and was cancelled")));
+                let _ = e;
+            }
+            Err(_) if job.ctx.cancel.is_cancelled() => {
+                self.finish(job, JobState::Cancelled, Some("cancelled; no partial copy was kept".into()));
+            }
+            Err(e) => self.finish(job, JobState::Failed, Some(format!("{e:#}"))),
+        }
+    }
+}
+
+async fn worker(queue: Arc<Queue>, mut rx: mpsc::UnboundedReceiver<Arc<Job>>) {
+    while let Some(job) = rx.recv().await {
+        queue.run(&job).await;
+    }
+}
+
+/// Runs `fut`; past `timeout`, cancels the job and still waits for it to clean up.
+async fn with_timeout<T>(
+    fut: impl Future<Output = anyhow::Result<T>>,
+    timeout: Option<Duration>,
+    job: &Job,
+) -> anyhow::Result<T> {
+    let mut fut = std::pin::pin!(fut);
+    let Some(limit) = timeout else {
+        return fut.await;
+    };
+    tokio::select! {
+        r = &mut fut => r,
+        _ = tokio::time::sleep(limit) => {
+            job.timed_out.store(true, Ordering::SeqCst);
+            job.ctx.cancel.cancel();
+            fut.await
+        }
+    }
+}
+
+async fn tick_progress(job: Arc<Job>) {
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (bytes_in, _) = job.ctx.bytes();
+        let elapsed = last.0.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            (bytes_in.saturating_sub(last.1)) as f64 / elapsed
+        } else {
+            0.0
+        };
+        last = (Instant::now(), bytes_in);
+        job.refresh_progress(rate);
+    }
+}
+
+struct Outcome {
+    copies: Vec<String>,
+    message: Option<String>,
+}
+
+async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
+    match (&job.work, job.kind) {
+        (Work::Backup(rt), JobKind::BackupFiles) => {
+            let copies = crate::backup::backup_files(engine, *rt, &job.ctx).await?;
+            let message = Some(format!("{} copies stored", copies.len()));
+            Ok(Outcome { copies, message })
+        }
+        (Work::Backup(_), kind) => anyhow::bail!("{kind} is not supported yet by this version of twindb"),
+        (Work::Restore(req), _) => match req.kind {
+            CopyKind::Files => {
+                let msg = crate::restore::restore_files(engine, &req.copy, &PathBuf::from(&req.dst), &job.ctx).await?;
+                Ok(Outcome {
+                    copies: vec![req.copy.clone()],
+                    message: Some(msg),
+                })
+            }
+            other => anyhow::bail!("restoring {other} copies is not supported yet by this version of twindb"),
+        },
+    }
+}

@@ -1,0 +1,158 @@
+//! What twindbd remembers on this host, in `state_dir`: the lock that keeps a second
+//! daemon out, the last run of each run type (for catch-up and `status`) and a bounded
+//! job history.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use twindb_proto::{JobInfo, JobState, RunType};
+
+/// Jobs kept in the history file.
+pub const HISTORY: usize = 200;
+
+/// Held for the daemon's lifetime; the OS releases it if the process dies.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    pub fn acquire(state_dir: &Path) -> anyhow::Result<StateLock> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create state_dir {}: {e}", state_dir.display()))?;
+        let path = state_dir.join("twindbd.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        if file.try_lock().is_err() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another twindbd (pid {}) is running with state_dir {}; stop it first",
+                holder.trim(),
+                state_dir.display()
+            );
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        Ok(StateLock { _file: file })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_state: Option<JobState>,
+    pub last_duration_seconds: Option<f64>,
+    pub last_size: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StateFile {
+    #[serde(default)]
+    run_types: BTreeMap<RunType, RunRecord>,
+    #[serde(default)]
+    jobs: VecDeque<JobInfo>,
+}
+
+#[derive(Debug)]
+pub struct StateStore {
+    path: PathBuf,
+    state: Mutex<StateFile>,
+}
+
+impl StateStore {
+    /// Loads `state.json`; a damaged file is kept aside and replaced, since it only
+    /// holds history.
+    pub fn open(state_dir: &Path) -> StateStore {
+        let path = state_dir.join("state.json");
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "state file damaged, starting a new one");
+                let _ = std::fs::rename(&path, path.with_extension("json.damaged"));
+                StateFile::default()
+            }),
+            Err(_) => StateFile::default(),
+        };
+        StateStore {
+            path,
+            state: Mutex::new(state),
+        }
+    }
+
+    pub fn run_record(&self, run_type: RunType) -> RunRecord {
+        self.lock().run_types.get(&run_type).cloned().unwrap_or_default()
+    }
+
+    pub fn jobs(&self) -> Vec<JobInfo> {
+        self.lock().jobs.iter().cloned().collect()
+    }
+
+    pub fn max_job_id(&self) -> u64 {
+        self.lock().jobs.iter().map(|j| j.id).max().unwrap_or(0)
+    }
+
+    /// Records a finished job; backups also update their run type's record.
+    pub fn record_job(&self, job: &JobInfo, backup: bool) {
+        let mut s = self.lock();
+        if backup {
+            if let Some(rt) = job.run_type {
+                let rec = s.run_types.entry(rt).or_default();
+                rec.last_run = job.started_at.or(Some(job.queued_at));
+                rec.last_state = Some(job.state);
+                rec.last_duration_seconds = match (job.started_at, job.finished_at) {
+                    (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+                    _ => None,
+                };
+                rec.last_size = Some(job.progress.bytes_out);
+                rec.last_error = job.error.clone();
+            }
+        }
+        s.jobs.retain(|j| j.id != job.id);
+        s.jobs.push_back(job.clone());
+        while s.jobs.len() > HISTORY {
+            s.jobs.pop_front();
+        }
+        if let Err(e) = write_atomically(&self.path, &serde_json::to_vec_pretty(&*s).expect("state serializes")) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot save the job history");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StateFile> {
+        self.state.lock().expect("state lock")
+    }
+}
+
+/// Temp file, fsync, rename: readers see the old or the new content, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_state_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateLock::acquire(dir.path()).unwrap();
+        let err = StateLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another twindbd"), "{err}");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        StateLock::acquire(dir.path()).unwrap();
+    }
+}

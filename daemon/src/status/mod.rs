@@ -1,0 +1,254 @@
+//! The host's list of copies, kept on the destination at `{host}/twindb-status.json`.
+//!
+//! Format (documented in docs/status-format.md): a JSON object
+//! `{"format":"twindb-status","version":1,"generation":N,"updated":...,"sha256":H,"copies":[...]}`
+//! where H is the sha256 of the exact bytes of the `copies` array as stored. The
+//! previous generation is kept at `{host}/twindb-status.json.prev`, so a torn or
+//! corrupted write loses nothing. The status changes only after a copy is committed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use twindb_proto::{CopyInfo, CopyKind, RunType};
+
+use crate::destination::{Destination, DestinationError};
+use crate::modifier::ModifierSpec;
+
+pub const FORMAT: &str = "twindb-status";
+pub const VERSION: u32 = 1;
+
+/// Everything twindb knows about one copy. Restore is driven by this, never by config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyMeta {
+    pub key: String,
+    pub kind: CopyKind,
+    /// None for binlogs, which belong to no run type.
+    pub run_type: Option<RunType>,
+    /// "full" or "incremental", MySQL only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_type: Option<String>,
+    pub host: String,
+    /// What was copied: the folder for files.
+    pub source: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    /// Bytes read from the source.
+    pub source_size: u64,
+    /// Bytes stored, and their sha256.
+    pub size: u64,
+    pub sha256: String,
+    /// Applied in this order on backup; restore reverses it.
+    pub modifiers: Vec<ModifierSpec>,
+}
+
+impl CopyMeta {
+    pub fn to_info(&self, location: &str) -> CopyInfo {
+        CopyInfo {
+            key: self.key.clone(),
+            kind: self.kind,
+            run_type: self.run_type,
+            backup_type: self.backup_type.clone(),
+            host: self.host.clone(),
+            started: self.started,
+            finished: self.finished,
+            size: self.size,
+            modifiers: self.modifiers.iter().map(|m| m.name().to_string()).collect(),
+            location: location.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    pub generation: u64,
+    pub copies: Vec<CopyMeta>,
+}
+
+impl Status {
+    pub fn find(&self, key: &str) -> Option<&CopyMeta> {
+        self.copies.iter().find(|c| c.key == key)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let copies = serde_json::to_string(&self.copies).expect("copies serialize");
+        let doc = Document {
+            format: FORMAT.into(),
+            version: VERSION,
+            generation: self.generation,
+            updated: Utc::now(),
+            sha256: hex::encode(Sha256::digest(copies.as_bytes())),
+            copies: RawValue::from_string(copies).expect("valid json"),
+        };
+        let mut out = serde_json::to_vec(&doc).expect("status serializes");
+        out.push(b'\n');
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Status, StatusError> {
+        let doc: Document =
+            serde_json::from_slice(bytes).map_err(|e| StatusError::Corrupt(format!("not a status document: {e}")))?;
+        if doc.format != FORMAT {
+            return Err(StatusError::Corrupt(format!("unexpected format {:?}", doc.format)));
+        }
+        if doc.version > VERSION {
+            return Err(StatusError::Corrupt(format!(
+                "written by a newer twindb (status version {}, this one reads {VERSION})",
+                doc.version
+            )));
+        }
+        let got = hex::encode(Sha256::digest(doc.copies.get().as_bytes()));
+        if got != doc.sha256 {
+            return Err(StatusError::Corrupt(format!("checksum mismatch (stored {}, computed {got})", doc.sha256)));
+        }
+        let copies = serde_json::from_str(doc.copies.get())
+            .map_err(|e| StatusError::Corrupt(format!("bad copy entry: {e}")))?;
+        Ok(Status {
+            generation: doc.generation,
+            copies,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Document {
+    format: String,
+    version: u32,
+    generation: u64,
+    updated: DateTime<Utc>,
+    sha256: String,
+    copies: Box<RawValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("status is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+}
+
+/// Reads and updates one host's status on one destination. Updates are serialized
+/// within this process; only one twindbd runs per host (state_dir lock).
+#[derive(Debug, Clone)]
+pub struct StatusStore {
+    dest: Arc<dyn Destination>,
+    host: String,
+    lock: Arc<Mutex<()>>,
+}
+
+impl StatusStore {
+    pub fn new(dest: Arc<dyn Destination>, host: &str) -> Self {
+        StatusStore {
+            dest,
+            host: host.to_string(),
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/twindb-status.json", self.host)
+    }
+
+    fn prev_key(&self) -> String {
+        format!("{}/twindb-status.json.prev", self.host)
+    }
+
+    /// The current status; falls back to the previous generation when the current one
+    /// is damaged.
+    pub async fn load(&self) -> Result<Status, StatusError> {
+        Ok(self.load_raw().await?.0)
+    }
+
+    async fn load_raw(&self) -> Result<(Status, Option<Bytes>), StatusError> {
+        let current = self.dest.read_small(&self.key()).await?;
+        let damaged = match &current {
+            None => None,
+            Some(bytes) => match Status::decode(bytes) {
+                Ok(s) => return Ok((s, current)),
+                Err(e) => Some(e),
+            },
+        };
+        let prev = self.dest.read_small(&self.prev_key()).await?;
+        match (damaged, prev) {
+            (None, None) => Ok((Status::default(), None)),
+            (None, Some(p)) => Ok((Status::decode(&p)?, None)),
+            (Some(e), Some(p)) => match Status::decode(&p) {
+                Ok(s) => {
+                    tracing::error!(key = %self.key(), error = %e, "status damaged, using the previous generation");
+                    Ok((s, None))
+                }
+                Err(_) => Err(e),
+            },
+            (Some(e), None) => Err(e),
+        }
+    }
+
+    /// Applies `f` to the status and stores the result, keeping the old one as `.prev`.
+    pub async fn update<F: FnOnce(&mut Status)>(&self, f: F) -> Result<Status, StatusError> {
+        let _guard = self.lock.lock().await;
+        let (mut status, current) = self.load_raw().await?;
+        f(&mut status);
+        status.generation += 1;
+        if let Some(old) = current {
+            self.dest.write_small(&self.prev_key(), old).await?;
+        }
+        self.dest.write_small(&self.key(), Bytes::from(status.encode())).await?;
+        Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::Local;
+
+    fn copy(key: &str) -> CopyMeta {
+        CopyMeta {
+            key: key.into(),
+            kind: CopyKind::Files,
+            run_type: Some(RunType::Daily),
+            backup_type: None,
+            host: "h".into(),
+            source: "/etc".into(),
+            started: Utc::now(),
+            finished: Utc::now(),
+            source_size: 10,
+            size: 5,
+            sha256: "ab".into(),
+            modifiers: vec![ModifierSpec::Zstd { level: 3 }],
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_tamper_detection() {
+        let s = Status {
+            generation: 3,
+            copies: vec![copy("h/daily/files/a.tar.zst")],
+        };
+        let bytes = s.encode();
+        assert_eq!(Status::decode(&bytes).unwrap(), s);
+        let tampered = String::from_utf8(bytes).unwrap().replace("\"size\":5", "\"size\":6");
+        let err = Status::decode(tampered.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn update_keeps_previous_generation_and_recovers_from_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let store = StatusStore::new(dest, "h");
+        assert_eq!(store.load().await.unwrap(), Status::default());
+        store.update(|s| s.copies.push(copy("h/daily/files/a.tar"))).await.unwrap();
+        store.update(|s| s.copies.push(copy("h/daily/files/b.tar"))).await.unwrap();
+        assert_eq!(store.load().await.unwrap().copies.len(), 2);
+        std::fs::write(dir.path().join("h/twindb-status.json"), b"{torn").unwrap();
+        let recovered = store.load().await.unwrap();
+        assert_eq!(recovered.copies.len(), 1);
+        assert_eq!(recovered.generation, 1);
+    }
+}

@@ -1,0 +1,320 @@
+//! The twindbd HTTP API, as plain serde types.
+//!
+//! Every route lives under `/v1`; a breaking change gets a new prefix. This crate
+//! knows nothing of tokio or axum so that clients stay thin.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// API version prefix shared by the daemon and the client.
+pub const API_PREFIX: &str = "/v1";
+
+/// How often a backup runs. Ordered from the most to the least frequent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunType {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+impl RunType {
+    pub const ALL: [RunType; 5] = [
+        RunType::Hourly,
+        RunType::Daily,
+        RunType::Weekly,
+        RunType::Monthly,
+        RunType::Yearly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Hourly => "hourly",
+            RunType::Daily => "daily",
+            RunType::Weekly => "weekly",
+            RunType::Monthly => "monthly",
+            RunType::Yearly => "yearly",
+        }
+    }
+
+    /// The nominal period, used for catch-up and timeouts.
+    pub fn period_seconds(self) -> u64 {
+        match self {
+            RunType::Hourly => 3600,
+            RunType::Daily => 86_400,
+            RunType::Weekly => 7 * 86_400,
+            RunType::Monthly => 30 * 86_400,
+            RunType::Yearly => 365 * 86_400,
+        }
+    }
+}
+
+impl fmt::Display for RunType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunType::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown run type {s:?}: expected hourly, daily, weekly, monthly or yearly"))
+    }
+}
+
+/// What a copy holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyKind {
+    Files,
+    Mysql,
+    Binlog,
+}
+
+impl CopyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyKind::Files => "files",
+            CopyKind::Mysql => "mysql",
+            CopyKind::Binlog => "binlog",
+        }
+    }
+}
+
+impl fmt::Display for CopyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CopyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "files" => Ok(CopyKind::Files),
+            "mysql" => Ok(CopyKind::Mysql),
+            "binlog" => Ok(CopyKind::Binlog),
+            _ => Err(format!("unknown copy type {s:?}: expected files, mysql or binlog")),
+        }
+    }
+}
+
+/// What a job does; also the queue lane it runs in (one job per lane at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    BackupFiles,
+    BackupMysql,
+    BackupBinlog,
+    Restore,
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobKind::BackupFiles => "backup files",
+            JobKind::BackupMysql => "backup mysql",
+            JobKind::BackupBinlog => "backup binlog",
+            JobKind::Restore => "restore",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// Live figures of a running job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// What the job is doing now, e.g. "backing up /etc".
+    pub phase: String,
+    /// Bytes read from the source (or from the destination, for a restore).
+    pub bytes_in: u64,
+    /// Bytes written to the destination (or to disk, for a restore).
+    pub bytes_out: u64,
+    /// Input rate over the last interval, bytes per second.
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: u64,
+    pub kind: JobKind,
+    pub run_type: Option<RunType>,
+    /// One line a human can read: "daily files backup", "restore db1/daily/...".
+    pub title: String,
+    pub state: JobState,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: Progress,
+    /// The cause chain, one line, when the job failed or was cancelled.
+    pub error: Option<String>,
+    /// Things the operator should know that did not fail the job (vanished files...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Keys of the copies the job wrote.
+    #[serde(default)]
+    pub copies: Vec<String>,
+    /// What to do next, for restores.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// One line of `GET /v1/jobs/{id}/events` (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub at: DateTime<Utc>,
+    pub job: JobInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub run_type: RunType,
+    #[serde(default)]
+    pub binlogs_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnqueuedJob {
+    pub job: JobInfo,
+    /// True when an identical job was already queued and this request joined it.
+    pub coalesced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResponse {
+    pub jobs: Vec<EnqueuedJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub kind: CopyKind,
+    /// A key as `ls` prints it.
+    pub copy: String,
+    /// Absolute path; must be absent or empty.
+    pub dst: String,
+    #[serde(default)]
+    pub cache: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LsQuery {
+    #[serde(default, rename = "type")]
+    pub kind: Option<CopyKind>,
+    #[serde(default)]
+    pub run_type: Option<RunType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyInfo {
+    pub key: String,
+    pub kind: CopyKind,
+    pub run_type: Option<RunType>,
+    /// "full" or "incremental" for MySQL copies.
+    pub backup_type: Option<String>,
+    pub host: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    /// Stored bytes.
+    pub size: u64,
+    /// Modifier names in the order they were applied, e.g. ["zstd"].
+    pub modifiers: Vec<String>,
+    /// Where the copy lives: "remote" or "local".
+    pub location: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LsResponse {
+    pub copies: Vec<CopyInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTypeStatus {
+    pub run_type: RunType,
+    pub enabled: bool,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_state: Option<JobState>,
+    pub last_duration_seconds: Option<f64>,
+    pub last_size: Option<u64>,
+    pub last_error: Option<String>,
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub version: String,
+    pub host: String,
+    pub started_at: DateTime<Utc>,
+    pub uptime_seconds: u64,
+    pub destination: String,
+    pub running: Vec<JobInfo>,
+    pub queued: Vec<JobInfo>,
+    pub run_types: Vec<RunTypeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobsResponse {
+    pub jobs: Vec<JobInfo>,
+}
+
+/// Body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable, machine-readable: "bad_request", "not_found", "forbidden", "conflict", "internal".
+    pub code: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_type_round_trips_through_str_and_json() {
+        for r in RunType::ALL {
+            assert_eq!(r.as_str().parse::<RunType>().unwrap(), r);
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+        }
+        assert!("minutely".parse::<RunType>().is_err());
+    }
+
+    #[test]
+    fn run_types_are_ordered_by_frequency() {
+        assert!(RunType::Hourly < RunType::Daily && RunType::Monthly < RunType::Yearly);
+    }
+}
