@@ -1,1 +1,281 @@
-fn main() {}
+//! `twindbctl`: talks to twindbd over its Unix socket. It never touches sources,
+//! destinations or credentials itself.
+//!
+//! Exit codes: 0 success; 1 the job or the request failed; 2 usage error;
+//! 69 twindbd is not running or refused us (EX_UNAVAILABLE).
+
+mod client;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use twindb_proto::{
+    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest, RunRequest,
+    RunResponse, RunType, StatusResponse,
+};
+
+use crate::client::{Client, ClientError};
+
+const DEFAULT_SOCKET: &str = "/run/twindb/twindbd.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "twindbctl",
+    version,
+    about = "Control twindbd: run, list, restore backups"
+)]
+struct Cli {
+    /// twindbd's API socket.
+    #[arg(long, global = true, env = "TWINDB_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Back up now: enqueue the run type and follow its progress.
+    Run {
+        run_type: RunType,
+        /// Enqueue and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Copy binary logs only.
+        #[arg(long)]
+        binlogs_only: bool,
+    },
+    /// List the copies on the destination.
+    Ls {
+        #[arg(long = "type")]
+        kind: Option<CopyKind>,
+        #[arg(long)]
+        run_type: Option<RunType>,
+    },
+    /// Daemon, queue, and the last run of each run type.
+    Status,
+    /// Restore a copy.
+    Restore {
+        #[command(subcommand)]
+        what: RestoreCommand,
+    },
+    /// Recent jobs.
+    Jobs,
+    /// One job; --follow waits for it to end.
+    Job {
+        id: u64,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a queued or running job.
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum RestoreCommand {
+    /// Restore a files copy into DIR (absent or empty).
+    File {
+        /// A key as `twindbctl ls` prints it.
+        copy: String,
+        #[arg(long)]
+        dst: PathBuf,
+    },
+    /// Restore a MySQL copy into DIR (absent or empty).
+    Mysql {
+        copy: String,
+        #[arg(long)]
+        dst: PathBuf,
+        #[arg(long)]
+        cache: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("twindbctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("twindbctl: {e}");
+            match e {
+                ClientError::NotRunning { .. } | ClientError::PermissionDenied { .. } => {
+                    ExitCode::from(69)
+                }
+                ClientError::Api(_, status) if status == hyper::StatusCode::FORBIDDEN => {
+                    ExitCode::from(69)
+                }
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
+    let client = Client::new(&cli.socket);
+    let json = cli.json;
+    match cli.command {
+        Command::Run {
+            run_type,
+            no_wait,
+            binlogs_only,
+        } => {
+            let resp: RunResponse = client
+                .post(
+                    "/v1/run",
+                    &RunRequest {
+                        run_type,
+                        binlogs_only,
+                    },
+                )
+                .await?;
+            if no_wait {
+                if json {
+                    render::print_json(&resp);
+                } else {
+                    for e in &resp.jobs {
+                        render::enqueued(e);
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow_all(&client, resp.jobs, json).await
+        }
+        Command::Ls { kind, run_type } => {
+            let mut query = Vec::new();
+            if let Some(k) = kind {
+                query.push(format!("type={k}"));
+            }
+            if let Some(r) = run_type {
+                query.push(format!("run_type={r}"));
+            }
+            let path = if query.is_empty() {
+                "/v1/ls".to_string()
+            } else {
+                format!("/v1/ls?{}", query.join("&"))
+            };
+            let resp: LsResponse = client.get(&path).await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::copies(&resp.copies);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let resp: StatusResponse = client.get("/v1/status").await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::status(&resp);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { what } => {
+            let (kind, copy, dst, cache) = match what {
+                RestoreCommand::File { copy, dst } => (CopyKind::Files, copy, dst, None),
+                RestoreCommand::Mysql { copy, dst, cache } => (CopyKind::Mysql, copy, dst, cache),
+            };
+            // The daemon does not share our working directory.
+            let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
+            let req = RestoreRequest {
+                kind,
+                copy,
+                dst: absolute(dst),
+                cache: cache.map(absolute),
+            };
+            let enq: EnqueuedJob = client.post("/v1/restore", &req).await?;
+            follow_all(&client, vec![enq], json).await
+        }
+        Command::Jobs => {
+            let resp: JobsResponse = client.get("/v1/jobs").await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::jobs(&resp.jobs);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Job { id, follow } => {
+            let info: JobInfo = if follow {
+                let bar = render::Display::new(json).follower();
+                let info = client.follow(id, |i| bar.update(i)).await?;
+                bar.finish(&info);
+                info
+            } else {
+                client.get(&format!("/v1/jobs/{id}")).await?
+            };
+            if json {
+                render::print_json(&info);
+            } else if !follow {
+                render::job(&info);
+            }
+            Ok(exit_for(&[info]))
+        }
+        Command::Cancel { id } => {
+            let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;
+            if json {
+                render::print_json(&info);
+            } else {
+                println!(
+                    "job {id} ({}): cancel requested, now {}",
+                    info.title, info.state
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Follows every job to its end; exit 0 only if all succeeded.
+async fn follow_all(
+    client: &Client,
+    jobs: Vec<EnqueuedJob>,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    if jobs.is_empty() {
+        eprintln!("twindbctl: nothing to run: no source is configured for this run");
+        return Ok(ExitCode::FAILURE);
+    }
+    let display = render::Display::new(json);
+    let follows = jobs.iter().map(|e| {
+        if !json {
+            render::enqueued(e);
+        }
+        let bar = display.follower();
+        async move {
+            let info = client.follow(e.job.id, |i| bar.update(i)).await?;
+            bar.finish(&info);
+            Ok::<_, ClientError>(info)
+        }
+    });
+    let results = futures::future::join_all(follows).await;
+    let mut infos = Vec::new();
+    for r in results {
+        infos.push(r?);
+    }
+    if json {
+        render::print_json(&infos);
+    }
+    Ok(exit_for(&infos))
+}
+
+fn exit_for(infos: &[JobInfo]) -> ExitCode {
+    if infos.iter().all(|i| i.state == JobState::Succeeded) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -30,7 +30,10 @@ impl Daemon {
     /// Takes the state_dir lock: a second twindbd on the same state_dir stops here.
     pub fn new(config: Config) -> anyhow::Result<Daemon> {
         let lock = StateLock::acquire(&config.daemon.state_dir)?;
-        Ok(Daemon { config, _lock: lock })
+        Ok(Daemon {
+            config,
+            _lock: lock,
+        })
     }
 
     /// Binds the API socket with mode 0660 (group `socket_group` when set).
@@ -38,7 +41,11 @@ impl Daemon {
         bind_socket(&self.config)
     }
 
-    pub async fn serve(self, listener: UnixListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: UnixListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let config = self.config.clone();
         let engine = Arc::new(Engine::new(config.clone()));
         engine
@@ -67,10 +74,13 @@ impl Daemon {
             "twindbd ready"
         );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, api::router(app).into_make_service_with_connect_info::<Peer>())
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            });
+        let server = axum::serve(
+            listener,
+            api::router(app).into_make_service_with_connect_info::<Peer>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        });
         let server = tokio::spawn(async move { server.await });
         shutdown.await;
         tracing::info!("shutting down: cancelling queued and running jobs");
@@ -86,23 +96,30 @@ impl Daemon {
 }
 
 /// In-process entry point: lock, serve on `listener` until `shutdown` resolves.
-pub async fn run(listener: UnixListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    listener: UnixListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     Daemon::new(config)?.serve(listener, shutdown).await
 }
 
 fn bind_socket(config: &Config) -> anyhow::Result<UnixListener> {
     let path = &config.daemon.socket;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the socket folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the socket folder {}", dir.display()))?;
     }
     if path.exists() {
         // A live socket means another daemon; a dead one is left over from a crash.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!("another twindbd is already listening on {}", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding the API socket {}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding the API socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     if let Some((name, gid)) = &config.daemon.socket_group {
@@ -118,7 +135,10 @@ fn clean_partials(engine: &Engine) {
     let crate::config::DestinationConfig::Local { path } = &engine.config.destination;
     match Local::new(path).remove_partials(engine.host()) {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(count = n, "removed partial uploads left by an interrupted twindbd"),
+        Ok(n) => tracing::warn!(
+            count = n,
+            "removed partial uploads left by an interrupted twindbd"
+        ),
         Err(e) => tracing::warn!(error = %e, "could not clean partial uploads"),
     }
 }
@@ -156,8 +176,10 @@ pub async fn shutdown_signal() {
 pub fn init_logging(filter: &str) {
     use tracing_subscriber::prelude::*;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
-    let under_systemd = std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
+    let env_filter =
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
+    let under_systemd =
+        std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
     let journald = if under_systemd && Path::new("/run/systemd/journal/socket").exists() {
         tracing_journald::layer().ok()
     } else {
@@ -165,7 +187,9 @@ pub fn init_logging(filter: &str) {
     };
     let registry = tracing_subscriber::registry().with(env_filter);
     match journald {
-        Some(j) => registry.with(j.with_syslog_identifier("twindbd".into())).init(),
+        Some(j) => registry
+            .with(j.with_syslog_identifier("twindbd".into()))
+            .init(),
         None => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init(),

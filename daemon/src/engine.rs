@@ -21,7 +21,11 @@ impl Engine {
             DestinationConfig::Local { path } => Arc::new(Local::new(path)),
         };
         let status = StatusStore::new(dest.clone(), &config.daemon.hostname);
-        Engine { config, dest, status }
+        Engine {
+            config,
+            dest,
+            status,
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -58,6 +62,9 @@ impl JobCtx {
     }
 
     pub fn bytes(&self) -> (u64, u64) {
-        (self.bytes_in.load(Ordering::Relaxed), self.bytes_out.load(Ordering::Relaxed))
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
     }
 }

@@ -26,7 +26,13 @@ pub fn suffixes(chain: &[ModifierSpec]) -> String {
     chain.iter().map(|m| m.suffix()).collect()
 }
 
-pub fn files_key(host: &str, run_type: RunType, dir: &Path, t: DateTime<Utc>, chain: &[ModifierSpec]) -> String {
+pub fn files_key(
+    host: &str,
+    run_type: RunType,
+    dir: &Path,
+    t: DateTime<Utc>,
+    chain: &[ModifierSpec],
+) -> String {
     format!(
         "{host}/{run_type}/files/{}-{}.tar{}",
         dir_part(dir),
@@ -41,7 +47,9 @@ pub fn parse_timestamp(key: &str) -> Option<DateTime<Utc>> {
     // The stamp is the 19 characters after the last '-' that starts one.
     (0..name.len().saturating_sub(18)).rev().find_map(|i| {
         let candidate = name.get(i..i + 19)?;
-        NaiveDateTime::parse_from_str(candidate, TS_FORMAT).ok().map(|t| t.and_utc())
+        NaiveDateTime::parse_from_str(candidate, TS_FORMAT)
+            .ok()
+            .map(|t| t.and_utc())
     })
 }
 
@@ -53,10 +61,25 @@ mod tests {
     #[test]
     fn files_key_matches_twindb_layout() {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 3).unwrap();
-        let k = files_key("db1", RunType::Daily, Path::new("/etc/"), t, &[ModifierSpec::Zstd { level: 3 }]);
+        let k = files_key(
+            "db1",
+            RunType::Daily,
+            Path::new("/etc/"),
+            t,
+            &[ModifierSpec::Zstd { level: 3 }],
+        );
         assert_eq!(k, "db1/daily/files/_etc-2026-11-25_00_00_03.tar.zst");
         assert_eq!(parse_timestamp(&k), Some(t));
-        let k = files_key("db1", RunType::Hourly, Path::new("/tmp/twfx/appfiles"), t, &[]);
-        assert_eq!(k, "db1/hourly/files/_tmp_twfx_appfiles-2026-11-25_00_00_03.tar");
+        let k = files_key(
+            "db1",
+            RunType::Hourly,
+            Path::new("/tmp/twfx/appfiles"),
+            t,
+            &[],
+        );
+        assert_eq!(
+            k,
+            "db1/hourly/files/_tmp_twfx_appfiles-2026-11-25_00_00_03.tar"
+        );
     }
 }

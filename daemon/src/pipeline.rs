@@ -102,7 +102,10 @@ impl ChunkWriter {
         if let Some(c) = &self.counter {
             c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
-        let tx = self.tx.as_ref().ok_or_else(|| propagated("pipe already finished"))?;
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| propagated("pipe already finished"))?;
         tx.blocking_send(Ok(chunk))
             .map_err(|_| propagated("the next stage stopped"))
     }
@@ -153,7 +156,9 @@ impl Drop for ChunkWriter {
         if let Some(tx) = self.tx.take() {
             // Not finished: the stage failed or was cancelled. Say so downstream,
             // unless the reader is gone already.
-            let _ = tx.try_send(Err(propagated("a previous stage stopped before the end of the stream")));
+            let _ = tx.try_send(Err(propagated(
+                "a previous stage stopped before the end of the stream",
+            )));
         }
     }
 }
@@ -276,7 +281,9 @@ pub struct Stages<T = ()> {
 
 impl<T> Default for Stages<T> {
     fn default() -> Self {
-        Stages { handles: Vec::new() }
+        Stages {
+            handles: Vec::new(),
+        }
     }
 }
 
@@ -285,7 +292,11 @@ impl<T: Send + 'static> Stages<T> {
         Self::default()
     }
 
-    pub fn spawn(&mut self, name: impl Into<String>, f: impl FnOnce() -> io::Result<T> + Send + 'static) {
+    pub fn spawn(
+        &mut self,
+        name: impl Into<String>,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) {
         let name = name.into();
         let handle = std::thread::Builder::new()
             .name(format!("twindb-{name}"))
@@ -302,7 +313,10 @@ impl<T: Send + 'static> Stages<T> {
         for (name, h) in self.handles {
             match h.join() {
                 Ok(Ok(v)) => results.push(v),
-                Ok(Err(e)) => errors.push(StageError { stage: name, source: e }),
+                Ok(Err(e)) => errors.push(StageError {
+                    stage: name,
+                    source: e,
+                }),
                 Err(_) => errors.push(StageError {
                     stage: name,
                     source: io::Error::other("the stage panicked"),
@@ -312,7 +326,10 @@ impl<T: Send + 'static> Stages<T> {
         if errors.is_empty() {
             return Ok(results);
         }
-        let root = errors.iter().position(|e| !is_propagated(&e.source)).unwrap_or(0);
+        let root = errors
+            .iter()
+            .position(|e| !is_propagated(&e.source))
+            .unwrap_or(0);
         Err(errors.swap_remove(root))
     }
 }

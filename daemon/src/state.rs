@@ -90,7 +90,11 @@ impl StateStore {
     }
 
     pub fn run_record(&self, run_type: RunType) -> RunRecord {
-        self.lock().run_types.get(&run_type).cloned().unwrap_or_default()
+        self.lock()
+            .run_types
+            .get(&run_type)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn jobs(&self) -> Vec<JobInfo> {
@@ -122,7 +126,10 @@ impl StateStore {
         while s.jobs.len() > HISTORY {
             s.jobs.pop_front();
         }
-        if let Err(e) = write_atomically(&self.path, &serde_json::to_vec_pretty(&*s).expect("state serializes")) {
+        if let Err(e) = write_atomically(
+            &self.path,
+            &serde_json::to_vec_pretty(&*s).expect("state serializes"),
+        ) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot save the job history");
         }
     }

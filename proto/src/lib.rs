@@ -66,7 +66,9 @@ impl FromStr for RunType {
         RunType::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown run type {s:?}: expected hourly, daily, weekly, monthly or yearly"))
+            .ok_or_else(|| {
+                format!("unknown run type {s:?}: expected hourly, daily, weekly, monthly or yearly")
+            })
     }
 }
 
@@ -102,7 +104,9 @@ impl FromStr for CopyKind {
             "files" => Ok(CopyKind::Files),
             "mysql" => Ok(CopyKind::Mysql),
             "binlog" => Ok(CopyKind::Binlog),
-            _ => Err(format!("unknown copy type {s:?}: expected files, mysql or binlog")),
+            _ => Err(format!(
+                "unknown copy type {s:?}: expected files, mysql or binlog"
+            )),
         }
     }
 }
@@ -140,7 +144,10 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 

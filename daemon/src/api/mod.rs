@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use twindb_proto::{
-    ApiError, CopyKind, EnqueuedJob, JobEvent, JobKind, JobsResponse, LsQuery, LsResponse, RestoreRequest,
-    RunRequest, RunResponse, RunTypeStatus, StatusResponse,
+    ApiError, CopyKind, EnqueuedJob, JobEvent, JobKind, JobsResponse, LsQuery, LsResponse,
+    RestoreRequest, RunRequest, RunResponse, RunTypeStatus, StatusResponse,
 };
 
 pub use self::peer::Peer;
@@ -117,7 +117,10 @@ async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Respon
         return error(
             StatusCode::CONFLICT,
             "disabled",
-            format!("{} runs are disabled by [intervals] run_{} = false", req.run_type, req.run_type),
+            format!(
+                "{} runs are disabled by [intervals] run_{} = false",
+                req.run_type, req.run_type
+            ),
         );
     }
     let mut jobs = Vec::new();
@@ -134,7 +137,9 @@ async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Respon
 }
 
 async fn jobs(State(app): State<AppState>) -> Json<JobsResponse> {
-    Json(JobsResponse { jobs: app.queue.list() })
+    Json(JobsResponse {
+        jobs: app.queue.list(),
+    })
 }
 
 async fn job(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
@@ -149,7 +154,11 @@ async fn events(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
     let Some(job) = app.queue.get(id) else {
         // Finished in an earlier life of the daemon: one final event.
         return match app.queue.info(id) {
-            Some(info) => ndjson_line(&JobEvent { at: Utc::now(), job: info }).into_response(),
+            Some(info) => ndjson_line(&JobEvent {
+                at: Utc::now(),
+                job: info,
+            })
+            .into_response(),
             None => queue_error(QueueError::NoSuchJob(id)),
         };
     };
@@ -163,7 +172,10 @@ async fn events(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
         }
         let info = rx.borrow_and_update().clone();
         let done = info.state.is_final();
-        let line = ndjson_line(&JobEvent { at: Utc::now(), job: info });
+        let line = ndjson_line(&JobEvent {
+            at: Utc::now(),
+            job: info,
+        });
         Some((Ok::<_, std::io::Error>(line), (rx, false, done)))
     });
     Response::builder()
@@ -204,13 +216,20 @@ async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
 
 async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -> Response {
     if !std::path::Path::new(&req.dst).is_absolute() {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "dst must be an absolute path".into());
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "dst must be an absolute path".into(),
+        );
     }
     if req.kind != CopyKind::Files {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("restoring {} copies is not supported yet by this version of twindb", req.kind),
+            format!(
+                "restoring {} copies is not supported yet by this version of twindb",
+                req.kind
+            ),
         );
     }
     match app.queue.enqueue_restore(req) {

@@ -59,7 +59,10 @@ impl Allowed {
         let Some((_, gid)) = &self.group else {
             return false;
         };
-        peer.gid == *gid || peer.pid.is_some_and(|pid| supplementary_groups(pid).contains(gid))
+        peer.gid == *gid
+            || peer
+                .pid
+                .is_some_and(|pid| supplementary_groups(pid).contains(gid))
     }
 }
 
@@ -68,9 +71,11 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                g.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
         })
         .unwrap_or_default()
 }
@@ -106,7 +111,11 @@ mod tests {
             daemon_uid: 0,
             group: Some(("backup".into(), 34)),
         };
-        let p = |uid, gid| Peer { uid, gid, pid: None };
+        let p = |uid, gid| Peer {
+            uid,
+            gid,
+            pid: None,
+        };
         assert!(a.permits(&p(0, 0)));
         assert!(a.permits(&p(1000, 34)));
         assert!(!a.permits(&p(1000, 1000)));

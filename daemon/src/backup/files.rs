@@ -12,7 +12,11 @@ use crate::status::CopyMeta;
 
 /// Backs up every configured folder; returns the keys of the new copies.
 /// Stops at the first failure: copies already committed stay recorded.
-pub async fn backup_files(engine: &Engine, run_type: RunType, ctx: &JobCtx) -> Result<Vec<String>, BackupError> {
+pub async fn backup_files(
+    engine: &Engine,
+    run_type: RunType,
+    ctx: &JobCtx,
+) -> Result<Vec<String>, BackupError> {
     let chain: Vec<_> = engine.config.compression.spec.into_iter().collect();
     let threads = engine.config.compression.threads;
     let mut keys = Vec::new();

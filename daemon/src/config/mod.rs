@@ -98,6 +98,8 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    // Relative paths inside resolve against the file's folder, wherever we were started.
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -162,12 +164,7 @@ impl Validator<'_> {
     }
 
     fn path(&self, value: &str) -> PathBuf {
-        let p = Path::new(value);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
+        normalize(&self.base.join(value))
     }
 
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
@@ -178,7 +175,11 @@ impl Validator<'_> {
             ("mysql", raw.mysql.is_some(), "MySQL backups"),
             ("gpg", raw.gpg.is_some(), "GPG encryption"),
             ("retention", raw.retention.is_some(), "retention"),
-            ("retention_local", raw.retention_local.is_some(), "local retention"),
+            (
+                "retention_local",
+                raw.retention_local.is_some(),
+                "local retention",
+            ),
             ("export", raw.export.is_some(), "metric exporters"),
             ("notify", raw.notify.is_some(), "notifications"),
         ];
@@ -187,7 +188,9 @@ impl Validator<'_> {
                 self.error(
                     section,
                     "",
-                    format!("{what} is not supported yet by this version of twindb; remove the section"),
+                    format!(
+                        "{what} is not supported yet by this version of twindb; remove the section"
+                    ),
                 );
             }
         }
@@ -218,7 +221,11 @@ impl Validator<'_> {
             ("schedule_binlog", d.schedule_binlog.is_some()),
         ] {
             if present {
-                self.error("daemon", key, "not supported yet by this version of twindb; remove the key");
+                self.error(
+                    "daemon",
+                    key,
+                    "not supported yet by this version of twindb; remove the key",
+                );
             }
         }
         let socket = self.path(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET));
@@ -227,16 +234,21 @@ impl Validator<'_> {
             self.error(
                 "daemon",
                 "socket",
-                format!("{} is longer than the 107 bytes a Unix socket path may have", socket.display()),
+                format!(
+                    "{} is longer than the 107 bytes a Unix socket path may have",
+                    socket.display()
+                ),
             );
         }
-        let socket_group = d.socket_group.and_then(|name| match nix::unistd::Group::from_name(&name) {
-            Ok(Some(g)) => Some((name, g.gid.as_raw())),
-            _ => {
-                self.error("daemon", "socket_group", format!("no such group {name:?}"));
-                None
-            }
-        });
+        let socket_group =
+            d.socket_group
+                .and_then(|name| match nix::unistd::Group::from_name(&name) {
+                    Ok(Some(g)) => Some((name, g.gid.as_raw())),
+                    _ => {
+                        self.error("daemon", "socket_group", format!("no such group {name:?}"));
+                        None
+                    }
+                });
         let hostname = match d.hostname {
             Some(h) if is_valid_host(&h) => h,
             Some(h) => {
@@ -254,7 +266,11 @@ impl Validator<'_> {
         };
         let log = d.log.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
-            self.error("daemon", "log", format!("{log:?} is not a valid log filter (e.g. \"info\", \"twindb=debug\")"));
+            self.error(
+                "daemon",
+                "log",
+                format!("{log:?} is not a valid log filter (e.g. \"info\", \"twindb=debug\")"),
+            );
         }
         DaemonConfig {
             socket,
@@ -268,26 +284,47 @@ impl Validator<'_> {
 
     fn source(&mut self, s: Option<file::SourceSection>) -> SourceConfig {
         let Some(s) = s else {
-            self.error("source", "", "missing section: say what to back up with backup_dirs");
-            return SourceConfig { backup_dirs: vec![] };
+            self.error(
+                "source",
+                "",
+                "missing section: say what to back up with backup_dirs",
+            );
+            return SourceConfig {
+                backup_dirs: vec![],
+            };
         };
         if s.backup_mysql {
-            self.error("source", "backup_mysql", "MySQL backups are not supported yet by this version of twindb");
+            self.error(
+                "source",
+                "backup_mysql",
+                "MySQL backups are not supported yet by this version of twindb",
+            );
         }
         if s.backup_dirs.is_empty() && !s.backup_mysql {
-            self.error("source", "backup_dirs", "nothing to back up: list at least one directory");
+            self.error(
+                "source",
+                "backup_dirs",
+                "nothing to back up: list at least one directory",
+            );
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for d in &s.backup_dirs {
             let p = self.path(d);
             match std::fs::metadata(&p) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => self.error("source", "backup_dirs", format!("{} is not a directory", p.display())),
+                Ok(_) => self.error(
+                    "source",
+                    "backup_dirs",
+                    format!("{} is not a directory", p.display()),
+                ),
                 Err(e) => self.error("source", "backup_dirs", format!("{}: {e}", p.display())),
             }
-            let p = normalize(&p);
             if dirs.contains(&p) {
-                self.error("source", "backup_dirs", format!("{} is listed twice", p.display()));
+                self.error(
+                    "source",
+                    "backup_dirs",
+                    format!("{} is listed twice", p.display()),
+                );
             }
             dirs.push(p);
         }
@@ -301,16 +338,28 @@ impl Validator<'_> {
     ) -> DestinationConfig {
         let Some(d) = d else {
             self.error("destination", "", "missing section: set backup_destination");
-            return DestinationConfig::Local { path: PathBuf::new() };
+            return DestinationConfig::Local {
+                path: PathBuf::new(),
+            };
         };
         if d.keep_local_path.is_some() {
-            self.error("destination", "keep_local_path", "local copies are not supported yet by this version of twindb");
+            self.error(
+                "destination",
+                "keep_local_path",
+                "local copies are not supported yet by this version of twindb",
+            );
         }
         match d.backup_destination.as_str() {
             "local" => {
                 let Some(local) = local else {
-                    self.error("local", "", "backup_destination = \"local\" needs a [local] section with path");
-                    return DestinationConfig::Local { path: PathBuf::new() };
+                    self.error(
+                        "local",
+                        "",
+                        "backup_destination = \"local\" needs a [local] section with path",
+                    );
+                    return DestinationConfig::Local {
+                        path: PathBuf::new(),
+                    };
                 };
                 if local.path.is_empty() {
                     self.error("local", "path", "must not be empty");
@@ -323,9 +372,14 @@ impl Validator<'_> {
                 self.error(
                     "destination",
                     "backup_destination",
-                    format!("{:?} is not supported yet by this version of twindb", d.backup_destination),
+                    format!(
+                        "{:?} is not supported yet by this version of twindb",
+                        d.backup_destination
+                    ),
                 );
-                DestinationConfig::Local { path: PathBuf::new() }
+                DestinationConfig::Local {
+                    path: PathBuf::new(),
+                }
             }
             other => {
                 self.error(
@@ -333,7 +387,9 @@ impl Validator<'_> {
                     "backup_destination",
                     format!("unknown destination {other:?}: expected local, ssh, s3 or gcs"),
                 );
-                DestinationConfig::Local { path: PathBuf::new() }
+                DestinationConfig::Local {
+                    path: PathBuf::new(),
+                }
             }
         }
     }
@@ -342,23 +398,37 @@ impl Validator<'_> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let threads = c.threads.unwrap_or(cpus);
         if threads == 0 || threads > 256 {
-            self.error("compression", "threads", format!("{threads} is out of range 1..=256"));
+            self.error(
+                "compression",
+                "threads",
+                format!("{threads} is out of range 1..=256"),
+            );
         }
         let program = c.program.as_deref().unwrap_or("zstd");
         let spec = match program {
             "zstd" => {
                 let level = c.level.unwrap_or(3);
                 if !(1..=19).contains(&level) {
-                    self.error("compression", "level", format!("{level} is out of range 1..=19 for zstd"));
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=19 for zstd"),
+                    );
                 }
                 Some(ModifierSpec::Zstd { level })
             }
             "gzip" => {
                 let level = c.level.unwrap_or(6);
                 if !(1..=9).contains(&level) {
-                    self.error("compression", "level", format!("{level} is out of range 1..=9 for gzip"));
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=9 for gzip"),
+                    );
                 }
-                Some(ModifierSpec::Gzip { level: level as u32 })
+                Some(ModifierSpec::Gzip {
+                    level: level as u32,
+                })
             }
             "none" => None,
             "pigz" | "bzip2" | "lbzip2" => {
@@ -402,12 +472,28 @@ impl Validator<'_> {
 }
 
 fn is_valid_host(h: &str) -> bool {
-    !h.is_empty() && h != "." && h != ".." && h.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !h.is_empty()
+        && h != "."
+        && h != ".."
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-/// Strips trailing slashes and `.` components without touching the file system.
+/// Resolves `.` and `..` and strips trailing slashes, without touching the file
+/// system (symlinks stay as the user wrote them).
 fn normalize(p: &Path) -> PathBuf {
-    p.components().collect()
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// 1-based line number of byte offset `at`.

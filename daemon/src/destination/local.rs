@@ -81,7 +81,9 @@ impl Destination for Local {
     }
 
     async fn check(&self) -> Result<(), DestinationError> {
-        let probe = self.root.join(format!(".twindb-check.{}", std::process::id()));
+        let probe = self
+            .root
+            .join(format!(".twindb-check.{}", std::process::id()));
         let name = self.name();
         let fail = |e| DestinationError::new(&name, "checking", None, e);
         tokio::fs::create_dir_all(&self.root).await.map_err(fail)?;
@@ -95,7 +97,11 @@ impl Destination for Local {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| self.err("storing", key, e))?;
-        let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let file_name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let temp = dir.join(format!(
             ".{file_name}{PARTIAL}.{}.{}",
             std::process::id(),
@@ -113,10 +119,16 @@ impl Destination for Local {
                 err
             })?;
             size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| self.err("storing", key, e))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| self.err("storing", key, e))?;
         }
-        file.flush().await.map_err(|e| self.err("storing", key, e))?;
-        file.sync_all().await.map_err(|e| self.err("storing", key, e))?;
+        file.flush()
+            .await
+            .map_err(|e| self.err("storing", key, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| self.err("storing", key, e))?;
         drop(file);
         tokio::fs::rename(&temp, &path)
             .await
@@ -139,13 +151,24 @@ impl Destination for Local {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         let name = self.name();
-        let walk = tokio::task::spawn_blocking(move || walk(&root, &prefix).map_err(|e| (prefix, e)));
+        let walk =
+            tokio::task::spawn_blocking(move || walk(&root, &prefix).map_err(|e| (prefix, e)));
         futures::stream::once(walk)
             .flat_map(move |joined| {
                 let items: Vec<Result<ObjectMeta, DestinationError>> = match joined {
                     Ok(Ok(objects)) => objects.into_iter().map(Ok).collect(),
-                    Ok(Err((prefix, e))) => vec![Err(DestinationError::new(&name, "listing", Some(&prefix), e))],
-                    Err(e) => vec![Err(DestinationError::new(&name, "listing", None, io::Error::other(e)))],
+                    Ok(Err((prefix, e))) => vec![Err(DestinationError::new(
+                        &name,
+                        "listing",
+                        Some(&prefix),
+                        e,
+                    ))],
+                    Err(e) => vec![Err(DestinationError::new(
+                        &name,
+                        "listing",
+                        None,
+                        io::Error::other(e),
+                    ))],
                 };
                 futures::stream::iter(items)
             })
@@ -188,14 +211,21 @@ fn walk(root: &Path, prefix: &str) -> io::Result<Vec<ObjectMeta>> {
             if name.starts_with('.') {
                 continue;
             }
-            let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let key = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             let meta = entry.metadata()?;
             if meta.is_dir() {
                 if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
                     stack.push((entry.path(), key));
                 }
             } else if meta.is_file() && key.starts_with(prefix) {
-                out.push(ObjectMeta { key, size: meta.len() });
+                out.push(ObjectMeta {
+                    key,
+                    size: meta.len(),
+                });
             }
         }
     }
@@ -218,15 +248,38 @@ mod tests {
         let d = Local::new(dir.path());
         d.check().await.unwrap();
         let n = d
-            .put("h/daily/files/a.tar", stream(vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"def"))]))
+            .put(
+                "h/daily/files/a.tar",
+                stream(vec![
+                    Ok(Bytes::from_static(b"abc")),
+                    Ok(Bytes::from_static(b"def")),
+                ]),
+            )
             .await
             .unwrap();
         assert_eq!(n, 6);
-        let got: Vec<Bytes> = d.get("h/daily/files/a.tar").await.unwrap().try_collect().await.unwrap();
+        let got: Vec<Bytes> = d
+            .get("h/daily/files/a.tar")
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(got.concat(), b"abcdef");
         let listed: Vec<ObjectMeta> = d.list("h/daily/").try_collect().await.unwrap();
-        assert_eq!(listed, vec![ObjectMeta { key: "h/daily/files/a.tar".into(), size: 6 }]);
-        assert!(d.list("h/weekly/").try_collect::<Vec<_>>().await.unwrap().is_empty());
+        assert_eq!(
+            listed,
+            vec![ObjectMeta {
+                key: "h/daily/files/a.tar".into(),
+                size: 6
+            }]
+        );
+        assert!(d
+            .list("h/weekly/")
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .is_empty());
         d.delete("h/daily/files/a.tar").await.unwrap();
         d.delete("h/daily/files/a.tar").await.unwrap();
         let Err(err) = d.get("h/daily/files/a.tar").await else {
@@ -242,7 +295,10 @@ mod tests {
         let err = d
             .put(
                 "h/daily/files/b.tar",
-                stream(vec![Ok(Bytes::from_static(b"abc")), Err(io::Error::other("source died"))]),
+                stream(vec![
+                    Ok(Bytes::from_static(b"abc")),
+                    Err(io::Error::other("source died")),
+                ]),
             )
             .await
             .unwrap_err();

@@ -101,7 +101,12 @@ impl DestinationError {
         Self::new(destination, "reading", Some(key), source)
     }
 
-    pub fn new(destination: &str, action: &'static str, key: Option<&str>, source: io::Error) -> Self {
+    pub fn new(
+        destination: &str,
+        action: &'static str,
+        key: Option<&str>,
+        source: io::Error,
+    ) -> Self {
         let kind = match source.kind() {
             io::ErrorKind::NotFound => ErrorKind::NotFound,
             io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
@@ -134,9 +139,14 @@ pub fn validate_key(key: &str) -> io::Result<()> {
     let bad = key.is_empty()
         || key.starts_with('/')
         || key.contains('\0')
-        || key.split('/').any(|part| part.is_empty() || part == "." || part == ".." || part.starts_with('.'));
+        || key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == ".." || part.starts_with('.'));
     if bad {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid key {key:?}")))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid key {key:?}"),
+        ))
     } else {
         Ok(())
     }

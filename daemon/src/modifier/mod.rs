@@ -97,9 +97,14 @@ mod tests {
 
     #[test]
     fn every_modifier_round_trips() {
-        let mut data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         data.extend_from_slice(b"tail");
-        for spec in [ModifierSpec::Zstd { level: 3 }, ModifierSpec::Gzip { level: 6 }] {
+        for spec in [
+            ModifierSpec::Zstd { level: 3 },
+            ModifierSpec::Gzip { level: 6 },
+        ] {
             round_trip(spec, &data);
             round_trip(spec, b"");
         }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use twindb_proto::{CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType};
 
 use crate::engine::{Engine, JobCtx};
@@ -125,10 +125,16 @@ impl Queue {
     }
 
     /// Enqueues a backup of `kind` for `run_type`, or returns the identical queued job.
-    pub fn enqueue_backup(&self, kind: JobKind, run_type: RunType) -> Result<(Arc<Job>, bool), QueueError> {
+    pub fn enqueue_backup(
+        &self,
+        kind: JobKind,
+        run_type: RunType,
+    ) -> Result<(Arc<Job>, bool), QueueError> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
         if let Some(j) = jobs.iter().find(|j| {
-            j.kind == kind && matches!(j.work, Work::Backup(r) if r == run_type) && j.info().state == JobState::Queued
+            j.kind == kind
+                && matches!(j.work, Work::Backup(r) if r == run_type)
+                && j.info().state == JobState::Queued
         }) {
             return Ok((j.clone(), true));
         }
@@ -146,7 +152,13 @@ impl Queue {
         Ok(job)
     }
 
-    fn new_job(&self, kind: JobKind, run_type: Option<RunType>, title: String, work: Work) -> Arc<Job> {
+    fn new_job(
+        &self,
+        kind: JobKind,
+        run_type: Option<RunType>,
+        title: String,
+        work: Work,
+    ) -> Arc<Job> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let info = JobInfo {
             id,
@@ -179,7 +191,8 @@ impl Queue {
             .as_ref()
             .and_then(|l| l.get(&job.kind))
             .ok_or(QueueError::ShuttingDown)?;
-        lane.send(job.clone()).map_err(|_| QueueError::ShuttingDown)?;
+        lane.send(job.clone())
+            .map_err(|_| QueueError::ShuttingDown)?;
         tracing::info!(job = job.id, title = %job.info().title, "job queued");
         jobs.push(job);
         // Keep every unfinished job and the most recent finished ones.
@@ -199,7 +212,12 @@ impl Queue {
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Job>> {
-        self.jobs.lock().expect("jobs lock").iter().find(|j| j.id == id).cloned()
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .find(|j| j.id == id)
+            .cloned()
     }
 
     /// A job's info, from memory or from the persisted history.
@@ -211,7 +229,13 @@ impl Queue {
 
     /// Jobs of this daemon's life and the persisted history, newest last.
     pub fn list(&self) -> Vec<JobInfo> {
-        let live: Vec<JobInfo> = self.jobs.lock().expect("jobs lock").iter().map(|j| j.info()).collect();
+        let live: Vec<JobInfo> = self
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .map(|j| j.info())
+            .collect();
         let mut all: Vec<JobInfo> = self
             .state
             .jobs()
@@ -241,7 +265,11 @@ impl Queue {
         }
         job.ctx.cancel.cancel();
         if info.state == JobState::Queued {
-            self.finish(&job, JobState::Cancelled, Some("cancelled before it started".into()));
+            self.finish(
+                &job,
+                JobState::Cancelled,
+                Some("cancelled before it started".into()),
+            );
         }
         tracing::info!(job = id, "cancel requested");
         Ok(job.info())
@@ -256,7 +284,8 @@ impl Queue {
                 let _ = self.cancel(job.id);
             }
         }
-        let workers: Vec<JoinHandle<()>> = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        let workers: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.workers.lock().expect("workers lock"));
         for w in workers {
             let _ = w.await;
         }
@@ -275,15 +304,24 @@ impl Queue {
         });
         let info = job.info();
         match state {
-            JobState::Succeeded => tracing::info!(job = job.id, title = %info.title, "job succeeded"),
-            _ => tracing::error!(job = job.id, title = %info.title, error = info.error.as_deref().unwrap_or(""), "job {state}"),
+            JobState::Succeeded => {
+                tracing::info!(job = job.id, title = %info.title, "job succeeded")
+            }
+            _ => {
+                tracing::error!(job = job.id, title = %info.title, error = info.error.as_deref().unwrap_or(""), "job {state}")
+            }
         }
-        self.state.record_job(&info, matches!(job.work, Work::Backup(_)));
+        self.state
+            .record_job(&info, matches!(job.work, Work::Backup(_)));
     }
 
     async fn run(&self, job: &Arc<Job>) {
         if job.ctx.cancel.is_cancelled() {
-            self.finish(job, JobState::Cancelled, Some("cancelled before it started".into()));
+            self.finish(
+                job,
+                JobState::Cancelled,
+                Some("cancelled before it started".into()),
+            );
             return;
         }
         job.update(|i| {
@@ -313,11 +351,19 @@ impl Queue {
             }
             Err(e) if job.timed_out.load(Ordering::SeqCst) => {
                 let limit = timeout.unwrap_or_default().as_secs();
-                self.finish(job, JobState::Failed, Some(format!("timed out after {limit} s and was cancelled")));
+                self.finish(
+                    job,
+                    JobState::Failed,
+                    Some(format!("timed out after {limit} s and was cancelled")),
+                );
                 let _ = e;
             }
             Err(_) if job.ctx.cancel.is_cancelled() => {
-                self.finish(job, JobState::Cancelled, Some("cancelled; no partial copy was kept".into()));
+                self.finish(
+                    job,
+                    JobState::Cancelled,
+                    Some("cancelled; no partial copy was kept".into()),
+                );
             }
             Err(e) => self.finish(job, JobState::Failed, Some(format!("{e:#}"))),
         }
@@ -375,19 +421,32 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
     match (&job.work, job.kind) {
         (Work::Backup(rt), JobKind::BackupFiles) => {
             let copies = crate::backup::backup_files(engine, *rt, &job.ctx).await?;
-            let message = Some(format!("{} copies stored", copies.len()));
+            let message = Some(match copies.len() {
+                1 => "stored 1 copy".to_string(),
+                n => format!("stored {n} copies"),
+            });
             Ok(Outcome { copies, message })
         }
-        (Work::Backup(_), kind) => anyhow::bail!("{kind} is not supported yet by this version of twindb"),
+        (Work::Backup(_), kind) => {
+            anyhow::bail!("{kind} is not supported yet by this version of twindb")
+        }
         (Work::Restore(req), _) => match req.kind {
             CopyKind::Files => {
-                let msg = crate::restore::restore_files(engine, &req.copy, &PathBuf::from(&req.dst), &job.ctx).await?;
+                let msg = crate::restore::restore_files(
+                    engine,
+                    &req.copy,
+                    &PathBuf::from(&req.dst),
+                    &job.ctx,
+                )
+                .await?;
                 Ok(Outcome {
                     copies: vec![req.copy.clone()],
                     message: Some(msg),
                 })
             }
-            other => anyhow::bail!("restoring {other} copies is not supported yet by this version of twindb"),
+            other => anyhow::bail!(
+                "restoring {other} copies is not supported yet by this version of twindb"
+            ),
         },
     }
 }

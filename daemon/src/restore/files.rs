@@ -14,7 +14,12 @@ use crate::engine::{Engine, JobCtx};
 use crate::modifier::drain_all;
 use crate::pipeline::{from_stream, hash_tap, pipe, Digested, Stages};
 
-pub async fn restore_files(engine: &Engine, key: &str, dst: &Path, ctx: &JobCtx) -> Result<String, RestoreError> {
+pub async fn restore_files(
+    engine: &Engine,
+    key: &str,
+    dst: &Path,
+    ctx: &JobCtx,
+) -> Result<String, RestoreError> {
     let status = engine.status.load().await?;
     let meta = status
         .find(key)
@@ -42,7 +47,9 @@ pub async fn restore_files(engine: &Engine, key: &str, dst: &Path, ctx: &JobCtx)
         sha256: meta.sha256.clone(),
         size: meta.size,
     };
-    stages.spawn("sha256", move || hash_tap(fetched, w, Some(expect)).map(|_| ()));
+    stages.spawn("sha256", move || {
+        hash_tap(fetched, w, Some(expect)).map(|_| ())
+    });
     for spec in meta.modifiers.iter().rev() {
         let m = spec.build(1);
         let (mut w, next) = pipe(&cancel);
@@ -73,8 +80,7 @@ pub async fn restore_files(engine: &Engine, key: &str, dst: &Path, ctx: &JobCtx)
     if cancel.is_cancelled() {
         return Err(RestoreError::Cancelled);
     }
-    joined
-        .map_err(|e| RestoreError::Io("restore".into(), io::Error::other(e)))??;
+    joined.map_err(|e| RestoreError::Io("restore".into(), io::Error::other(e)))??;
 
     // A leftover empty folder is replaced by the restored tree.
     if dst.exists() {
@@ -101,20 +107,27 @@ fn prepare_destination(dst: &Path) -> Result<PathBuf, RestoreError> {
         Ok(_) => {
             let mut entries = std::fs::read_dir(dst).map_err(|e| bad(e.to_string()))?;
             if entries.next().is_some() {
-                return Err(bad("the folder is not empty; restore into an empty or new folder".into()));
+                return Err(bad(
+                    "the folder is not empty; restore into an empty or new folder".into(),
+                ));
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(bad(e.to_string())),
     }
-    let parent = dst.parent().ok_or_else(|| bad("it has no parent folder".into()))?;
-    std::fs::create_dir_all(parent).map_err(|e| bad(format!("creating {}: {e}", parent.display())))?;
+    let parent = dst
+        .parent()
+        .ok_or_else(|| bad("it has no parent folder".into()))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| bad(format!("creating {}: {e}", parent.display())))?;
     let name = dst.file_name().unwrap_or_default().to_string_lossy();
     let staging = parent.join(format!(".{name}.twindb-partial.{}", std::process::id()));
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| bad(format!("removing stale {}: {e}", staging.display())))?;
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| bad(format!("removing stale {}: {e}", staging.display())))?;
     }
-    std::fs::create_dir(&staging).map_err(|e| bad(format!("creating {}: {e}", staging.display())))?;
+    std::fs::create_dir(&staging)
+        .map_err(|e| bad(format!("creating {}: {e}", staging.display())))?;
     Ok(staging)
 }
 
@@ -136,7 +149,8 @@ struct CountingReader<R> {
 impl<R: io::Read> io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counter
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }

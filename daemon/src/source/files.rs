@@ -39,11 +39,15 @@ impl Source for FileSource {
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    report.warnings.push(format!("{}: vanished during the backup", path.display()));
+                    report
+                        .warnings
+                        .push(format!("{}: vanished during the backup", path.display()));
                     continue;
                 }
                 Err(e) => {
-                    report.warnings.push(format!("{}: skipped: {e}", path.display()));
+                    report
+                        .warnings
+                        .push(format!("{}: skipped: {e}", path.display()));
                     continue;
                 }
             };
@@ -53,7 +57,9 @@ impl Source for FileSource {
                 match sorted_children(&path) {
                     // Reverse so that popping visits children in name order.
                     Ok(children) => stack.extend(children.into_iter().rev()),
-                    Err(e) => report.warnings.push(format!("{}: cannot list: {e}", path.display())),
+                    Err(e) => report
+                        .warnings
+                        .push(format!("{}: cannot list: {e}", path.display())),
                 }
             } else if ft.is_symlink() {
                 match fs::read_link(&path) {
@@ -61,14 +67,17 @@ impl Source for FileSource {
                         let mut h = header(&meta, EntryType::Symlink);
                         builder.append_link(&mut h, &name, target)?;
                     }
-                    Err(e) => report.warnings.push(format!("{}: vanished or unreadable: {e}", path.display())),
+                    Err(e) => report
+                        .warnings
+                        .push(format!("{}: vanished or unreadable: {e}", path.display())),
                 }
             } else if ft.is_file() {
                 append_file(&mut builder, &path, &name, &mut report)?;
             } else {
-                report
-                    .warnings
-                    .push(format!("{}: skipped: not a regular file, folder or symlink", path.display()));
+                report.warnings.push(format!(
+                    "{}: skipped: not a regular file, folder or symlink",
+                    path.display()
+                ));
             }
         }
         builder.into_inner()?.flush()?;
@@ -114,11 +123,15 @@ fn append_file<W: Write>(
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            report.warnings.push(format!("{}: vanished during the backup", path.display()));
+            report
+                .warnings
+                .push(format!("{}: vanished during the backup", path.display()));
             return Ok(());
         }
         Err(e) => {
-            report.warnings.push(format!("{}: skipped: {e}", path.display()));
+            report
+                .warnings
+                .push(format!("{}: skipped: {e}", path.display()));
             return Ok(());
         }
     };
@@ -133,12 +146,24 @@ fn append_file<W: Write>(
     };
     b.append_data(&mut h, name, &mut body)?;
     if let Some(e) = body.error {
-        report.warnings.push(format!("{}: read failed, stored zero-filled: {e}", path.display()));
+        report.warnings.push(format!(
+            "{}: read failed, stored zero-filled: {e}",
+            path.display()
+        ));
     } else if body.short {
-        report.warnings.push(format!("{}: shrank during the backup, stored zero-filled", path.display()));
+        report.warnings.push(format!(
+            "{}: shrank during the backup, stored zero-filled",
+            path.display()
+        ));
     } else if let Ok(after) = body.inner.metadata() {
-        if after.len() != before.len() || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec() {
-            report.warnings.push(format!("{}: changed during the backup, the copy may be inconsistent", path.display()));
+        if after.len() != before.len()
+            || after.mtime() != before.mtime()
+            || after.mtime_nsec() != before.mtime_nsec()
+        {
+            report.warnings.push(format!(
+                "{}: changed during the backup, the copy may be inconsistent",
+                path.display()
+            ));
         }
     }
     Ok(())
@@ -158,7 +183,9 @@ impl Read for Exact {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
         let n = if self.short || self.error.is_some() {
             0
         } else {
@@ -194,7 +221,11 @@ mod tests {
         fs::create_dir_all(root.join("empty dir")).unwrap();
         fs::create_dir_all(root.join("sub")).unwrap();
         fs::write(root.join("sub/ünï côdé.txt"), "hello").unwrap();
-        fs::set_permissions(root.join("sub/ünï côdé.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(
+            root.join("sub/ünï côdé.txt"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("sub/ünï côdé.txt", root.join("link")).unwrap();
         let mut out = Vec::new();
         let report = FileSource::new(&root).write_to(&mut out).unwrap();
@@ -204,8 +235,14 @@ mod tests {
         for e in archive.entries().unwrap() {
             let e = e.unwrap();
             let p = e.path().unwrap().to_string_lossy().into_owned();
-            let rel = p.trim_start_matches(&archive_name(&root).to_string_lossy().into_owned()).to_string();
-            seen.push((rel, e.header().entry_type(), e.header().mode().unwrap() & 0o777));
+            let rel = p
+                .trim_start_matches(&archive_name(&root).to_string_lossy().into_owned())
+                .to_string();
+            seen.push((
+                rel,
+                e.header().entry_type(),
+                e.header().mode().unwrap() & 0o777,
+            ));
         }
         let kinds: Vec<_> = seen.iter().map(|(p, k, _)| (p.as_str(), *k)).collect();
         assert_eq!(

@@ -57,7 +57,11 @@ impl CopyMeta {
             started: self.started,
             finished: self.finished,
             size: self.size,
-            modifiers: self.modifiers.iter().map(|m| m.name().to_string()).collect(),
+            modifiers: self
+                .modifiers
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
             location: location.to_string(),
         }
     }
@@ -90,10 +94,13 @@ impl Status {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Status, StatusError> {
-        let doc: Document =
-            serde_json::from_slice(bytes).map_err(|e| StatusError::Corrupt(format!("not a status document: {e}")))?;
+        let doc: Document = serde_json::from_slice(bytes)
+            .map_err(|e| StatusError::Corrupt(format!("not a status document: {e}")))?;
         if doc.format != FORMAT {
-            return Err(StatusError::Corrupt(format!("unexpected format {:?}", doc.format)));
+            return Err(StatusError::Corrupt(format!(
+                "unexpected format {:?}",
+                doc.format
+            )));
         }
         if doc.version > VERSION {
             return Err(StatusError::Corrupt(format!(
@@ -103,7 +110,10 @@ impl Status {
         }
         let got = hex::encode(Sha256::digest(doc.copies.get().as_bytes()));
         if got != doc.sha256 {
-            return Err(StatusError::Corrupt(format!("checksum mismatch (stored {}, computed {got})", doc.sha256)));
+            return Err(StatusError::Corrupt(format!(
+                "checksum mismatch (stored {}, computed {got})",
+                doc.sha256
+            )));
         }
         let copies = serde_json::from_str(doc.copies.get())
             .map_err(|e| StatusError::Corrupt(format!("bad copy entry: {e}")))?;
@@ -197,7 +207,9 @@ impl StatusStore {
         if let Some(old) = current {
             self.dest.write_small(&self.prev_key(), old).await?;
         }
-        self.dest.write_small(&self.key(), Bytes::from(status.encode())).await?;
+        self.dest
+            .write_small(&self.key(), Bytes::from(status.encode()))
+            .await?;
         Ok(status)
     }
 }
@@ -232,7 +244,9 @@ mod tests {
         };
         let bytes = s.encode();
         assert_eq!(Status::decode(&bytes).unwrap(), s);
-        let tampered = String::from_utf8(bytes).unwrap().replace("\"size\":5", "\"size\":6");
+        let tampered = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"size\":5", "\"size\":6");
         let err = Status::decode(tampered.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
@@ -243,8 +257,14 @@ mod tests {
         let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
         let store = StatusStore::new(dest, "h");
         assert_eq!(store.load().await.unwrap(), Status::default());
-        store.update(|s| s.copies.push(copy("h/daily/files/a.tar"))).await.unwrap();
-        store.update(|s| s.copies.push(copy("h/daily/files/b.tar"))).await.unwrap();
+        store
+            .update(|s| s.copies.push(copy("h/daily/files/a.tar")))
+            .await
+            .unwrap();
+        store
+            .update(|s| s.copies.push(copy("h/daily/files/b.tar")))
+            .await
+            .unwrap();
         assert_eq!(store.load().await.unwrap().copies.len(), 2);
         std::fs::write(dir.path().join("h/twindb-status.json"), b"{torn").unwrap();
         let recovered = store.load().await.unwrap();

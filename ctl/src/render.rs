@@ -1,0 +1,276 @@
+//! Human output: tables, job lines, and progress bars on a terminal.
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use twindb_proto::{CopyInfo, EnqueuedJob, JobInfo, JobState, StatusResponse};
+
+pub fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+pub fn enqueued(e: &EnqueuedJob) {
+    let how = if e.coalesced {
+        "already queued, joined it"
+    } else {
+        "queued"
+    };
+    println!("job {}: {} ({how})", e.job.id, e.job.title);
+}
+
+pub fn copies(copies: &[CopyInfo]) {
+    if copies.is_empty() {
+        println!("no copies");
+        return;
+    }
+    let width = copies.iter().map(|c| c.key.len()).max().unwrap_or(3).max(3);
+    println!(
+        "{:<width$}  {:<6}  {:<7}  {:>10}  FINISHED",
+        "KEY", "TYPE", "RUN", "SIZE"
+    );
+    for c in copies {
+        let run = c
+            .run_type
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<width$}  {:<6}  {:<7}  {:>10}  {}",
+            c.key,
+            c.kind.to_string(),
+            run,
+            HumanBytes(c.size).to_string(),
+            when(c.finished)
+        );
+    }
+}
+
+pub fn jobs(jobs: &[JobInfo]) {
+    if jobs.is_empty() {
+        println!("no jobs");
+        return;
+    }
+    println!(
+        "{:>5}  {:<10}  {:<19}  {:>9}  TITLE",
+        "ID", "STATE", "QUEUED", "DURATION"
+    );
+    for j in jobs {
+        let duration = match (j.started_at, j.finished_at) {
+            (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        println!(
+            "{:>5}  {:<10}  {:<19}  {:>9}  {}",
+            j.id,
+            j.state.to_string(),
+            when(j.queued_at),
+            duration,
+            j.title
+        );
+        if let Some(e) = &j.error {
+            println!("       error: {e}");
+        }
+    }
+}
+
+pub fn job(j: &JobInfo) {
+    println!("job {}: {}", j.id, j.title);
+    println!("  state:    {}", j.state);
+    println!("  queued:   {}", when(j.queued_at));
+    if let Some(t) = j.started_at {
+        println!("  started:  {}", when(t));
+    }
+    if let Some(t) = j.finished_at {
+        println!("  finished: {}", when(t));
+    }
+    println!(
+        "  bytes:    {} read, {} written",
+        HumanBytes(j.progress.bytes_in),
+        HumanBytes(j.progress.bytes_out)
+    );
+    for c in &j.copies {
+        println!("  copy:     {c}");
+    }
+    for w in &j.warnings {
+        println!("  warning:  {w}");
+    }
+    if let Some(m) = &j.message {
+        println!("  {m}");
+    }
+    if let Some(e) = &j.error {
+        println!("  error:    {e}");
+    }
+}
+
+pub fn status(s: &StatusResponse) {
+    println!(
+        "twindbd {} on {}, up {}s, destination {}",
+        s.version, s.host, s.uptime_seconds, s.destination
+    );
+    if s.running.is_empty() && s.queued.is_empty() {
+        println!("idle");
+    }
+    for j in &s.running {
+        println!(
+            "running: job {} {} — {} ({} read, {}/s)",
+            j.id,
+            j.title,
+            j.progress.phase,
+            HumanBytes(j.progress.bytes_in),
+            HumanBytes(j.progress.rate as u64)
+        );
+    }
+    for j in &s.queued {
+        println!("queued:  job {} {}", j.id, j.title);
+    }
+    println!();
+    println!(
+        "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}",
+        "RUN", "ENABLED", "LAST RUN", "OUTCOME", "DURATION", "SIZE"
+    );
+    for r in &s.run_types {
+        println!(
+            "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}",
+            r.run_type.to_string(),
+            if r.enabled { "yes" } else { "no" },
+            r.last_run.map(when).unwrap_or_else(|| "never".into()),
+            r.last_state
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.last_duration_seconds
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_else(|| "-".into()),
+            r.last_size
+                .map(|b| HumanBytes(b).to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+        if let Some(e) = &r.last_error {
+            println!("          last error: {e}");
+        }
+    }
+}
+
+/// Where progress goes: bars on a terminal, plain lines otherwise, nothing with --json.
+pub struct Display {
+    multi: Option<MultiProgress>,
+    json: bool,
+}
+
+impl Display {
+    pub fn new(json: bool) -> Display {
+        let tty = !json && std::io::stderr().is_terminal();
+        Display {
+            multi: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            json,
+        }
+    }
+
+    pub fn follower(&self) -> Follower {
+        Follower {
+            bar: self.multi.as_ref().map(|m| m.add(new_bar())),
+            quiet: self.json,
+            last_line: RefCell::default(),
+        }
+    }
+}
+
+/// One job's progress.
+pub struct Follower {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    last_line: RefCell<String>,
+}
+
+impl Follower {
+    pub fn update(&self, j: &JobInfo) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(j.progress.bytes_in);
+            bar.set_message(format!(
+                "job {} {}: {} (written {})",
+                j.id,
+                j.state,
+                if j.progress.phase.is_empty() {
+                    &j.title
+                } else {
+                    &j.progress.phase
+                },
+                HumanBytes(j.progress.bytes_out)
+            ));
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        if j.state.is_final() {
+            return;
+        }
+        let mut line = format!("job {}: {}", j.id, j.state);
+        if !j.progress.phase.is_empty() {
+            line = format!("{line}: {}", j.progress.phase);
+        }
+        if *self.last_line.borrow() != line {
+            eprintln!("{line}");
+            *self.last_line.borrow_mut() = line;
+        }
+    }
+
+    pub fn finish(&self, j: &JobInfo) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let outcome = match j.state {
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "FAILED",
+            JobState::Cancelled => "cancelled",
+            _ => "ended",
+        };
+        let took = match (j.started_at, j.finished_at) {
+            (Some(a), Some(b)) => format!(" in {:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
+            _ => String::new(),
+        };
+        println!(
+            "job {} {}: {outcome}{took}, {} read, {} written",
+            j.id,
+            j.title,
+            HumanBytes(j.progress.bytes_in),
+            HumanBytes(j.progress.bytes_out)
+        );
+        for c in &j.copies {
+            println!("  copy: {c}");
+        }
+        for w in &j.warnings {
+            println!("  warning: {w}");
+        }
+        if let Some(m) = &j.message {
+            println!("  {m}");
+        }
+        if let Some(e) = &j.error {
+            println!("  error: {e}");
+        }
+    }
+}
+
+fn new_bar() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bytes} read ({bytes_per_sec}) {elapsed} {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
