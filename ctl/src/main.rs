@@ -272,8 +272,9 @@ async fn follow_all(
     Ok(exit_for(&infos))
 }
 
+/// Non-zero when any job failed or was cancelled.
 fn exit_for(infos: &[JobInfo]) -> ExitCode {
-    if infos.iter().all(|i| i.state == JobState::Succeeded) {
+    if infos.iter().all(|i| !matches!(i.state, JobState::Failed | JobState::Cancelled)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

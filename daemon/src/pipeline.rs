@@ -39,7 +39,8 @@ impl Cancel {
     }
     fn check(&self) -> io::Result<()> {
         if self.is_cancelled() {
-            Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"))
+            // Not ErrorKind::Interrupted: io::copy and write_all retry those forever.
+            Err(io::Error::other(Propagated("cancelled")))
         } else {
             Ok(())
         }

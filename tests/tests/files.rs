@@ -1,0 +1,144 @@
+//! Files backups through the real twindbd and twindbctl, proven by restoring them.
+
+use std::fs;
+
+use twindb_tests::*;
+
+fn backup_and_restore(compression: &str, suffix: &str) {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], compression, "");
+    let d = Daemon::start(&config);
+
+    let out = d.ctl(&["--json", "run", "daily"]).success();
+    let jobs = out.json();
+    assert_eq!(jobs[0]["state"], "succeeded", "{out:?}");
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    assert!(key.starts_with("testhost/daily/files/_tmp_tw"), "{key}");
+    assert!(key.ends_with(&format!(".tar{suffix}")), "{key} should end with .tar{suffix}");
+
+    let dst = t.path().join("restored");
+    let out = d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()]).success();
+    assert!(out.stdout.contains("succeeded"), "{out:?}");
+    assert_same_tree(&src, &dst);
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn round_trip_with_zstd() {
+    backup_and_restore("zstd", ".zst");
+}
+
+#[test]
+fn round_trip_with_gzip() {
+    backup_and_restore("gzip", ".gz");
+}
+
+#[test]
+fn round_trip_without_compression() {
+    backup_and_restore("none", "");
+}
+
+#[test]
+fn a_gzip_copy_restores_after_the_config_switched_to_zstd() {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "gzip", "");
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "weekly"]).success();
+    assert_eq!(d.stop(), 0);
+
+    // Same state and destination, new compression.
+    files_config(t.path(), &[&src], "zstd", "level = 5");
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "weekly"]).success();
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let gz = keys.iter().find(|k| k.ends_with(".tar.gz")).expect("the gzip copy is listed");
+    assert!(keys.iter().any(|k| k.ends_with(".tar.zst")), "{keys:?}");
+
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", gz, "--dst", dst.to_str().unwrap()]).success();
+    assert_same_tree(&src, &dst);
+}
+
+#[test]
+fn a_corrupted_copy_fails_with_a_checksum_error_and_leaves_nothing() {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "none", "");
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "daily"]).success();
+    let key = ls_keys(&d).remove(0);
+
+    // Flip one byte in the middle of the stored copy.
+    let stored = t.path().join("backups").join(&key);
+    let mut bytes = fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&stored, bytes).unwrap();
+
+    let dst = t.path().join("restored");
+    let out = d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("checksum mismatch"), "{out:?}");
+    assert!(!dst.exists(), "a failed restore must not leave {}", dst.display());
+    let leftovers: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn restore_refuses_a_non_empty_destination_and_keeps_its_content() {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "zstd", "");
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "daily"]).success();
+    let key = ls_keys(&d).remove(0);
+    let dst = t.path().join("busy");
+    fs::create_dir_all(&dst).unwrap();
+    fs::write(dst.join("keep.me"), "precious").unwrap();
+    let out = d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    assert!(out.stdout.contains("not empty"), "{out:?}");
+    assert_eq!(fs::read_to_string(dst.join("keep.me")).unwrap(), "precious");
+    assert_eq!(fs::read_dir(&dst).unwrap().count(), 1);
+
+    // An existing empty folder is fine.
+    let empty = t.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    d.ctl(&["restore", "file", &key, "--dst", empty.to_str().unwrap()]).success();
+    assert_same_tree(&src, &empty);
+}
+
+#[test]
+fn several_folders_make_one_copy_each() {
+    let t = scratch();
+    let a = t.path().join("a");
+    let b = t.path().join("b dir");
+    make_tree(&a);
+    fs::create_dir_all(&b).unwrap();
+    fs::write(b.join("only.txt"), "b").unwrap();
+    let config = files_config(t.path(), &[&a, &b], "zstd", "");
+    let d = Daemon::start(&config);
+    let out = d.ctl(&["run", "hourly"]).success();
+    assert!(out.stdout.contains("stored 2 copies"), "{out:?}");
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 2);
+    for (dir, needle) in [(&a, "_a-"), (&b, "_b dir-")] {
+        let key = keys.iter().find(|k| k.contains(needle)).expect("copy of each dir");
+        let dst = t.path().join(format!("r{needle}"));
+        d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()]).success();
+        assert_same_tree(dir, &dst);
+    }
+}
