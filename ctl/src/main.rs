@@ -274,7 +274,10 @@ async fn follow_all(
 
 /// Non-zero when any job failed or was cancelled.
 fn exit_for(infos: &[JobInfo]) -> ExitCode {
-    if infos.iter().all(|i| !matches!(i.state, JobState::Failed | JobState::Cancelled)) {
+    if infos
+        .iter()
+        .all(|i| !matches!(i.state, JobState::Failed | JobState::Cancelled))
+    {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

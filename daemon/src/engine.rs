@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, DestinationConfig};
-use crate::destination::{Destination, Local};
+use crate::config::Config;
+use crate::destination::Destination;
 use crate::pipeline::Cancel;
 use crate::status::StatusStore;
 
@@ -17,9 +17,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config) -> Self {
-        let dest: Arc<dyn Destination> = match &config.destination {
-            DestinationConfig::Local { path } => Arc::new(Local::new(path)),
-        };
+        let dest = crate::destination::build(&config.destination);
         let status = StatusStore::new(dest.clone(), &config.daemon.hostname);
         Engine {
             config,

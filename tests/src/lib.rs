@@ -3,6 +3,8 @@
 //! Binaries come from the workspace's target folder (`cargo nextest run --workspace`
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
+pub mod conformance;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -30,12 +32,18 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A scratch folder with a short path (Unix socket paths are limited to 107 bytes).
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("tw").tempdir_in("/tmp").expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("tw")
+        .tempdir_in("/tmp")
+        .expect("temp dir")
 }
 
 /// A config for a files backup of `dirs` into `root/backups`, with `extra` appended.
 pub fn files_config(root: &Path, dirs: &[&Path], compression: &str, extra: &str) -> PathBuf {
-    let dirs: Vec<String> = dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
+    let dirs: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{:?}", d.display().to_string()))
+        .collect();
     let text = format!(
         r#"[daemon]
 socket = "{root}/twindbd.sock"
@@ -93,9 +101,16 @@ impl Daemon {
                 return d;
             }
             if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("twindbd exited with {status} before listening:\n{}", d.log_text());
+                panic!(
+                    "twindbd exited with {status} before listening:\n{}",
+                    d.log_text()
+                );
             }
-            assert!(Instant::now() < deadline, "twindbd did not listen within 20 s:\n{}", d.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "twindbd did not listen within 20 s:\n{}",
+                d.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -116,7 +131,8 @@ impl Daemon {
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("SIGTERM");
-        let status = wait_timeout(&mut self.child, Duration::from_secs(30)).expect("twindbd stops on SIGTERM");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30))
+            .expect("twindbd stops on SIGTERM");
         status.code().unwrap_or(-1)
     }
 
@@ -163,7 +179,13 @@ impl CtlOutput {
 }
 
 pub fn ctl(socket: &Path, args: &[&str]) -> CtlOutput {
-    output_of(Command::new(bin("twindbctl")).arg("--socket").arg(socket).args(args).output())
+    output_of(
+        Command::new(bin("twindbctl"))
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .output(),
+    )
 }
 
 pub fn output_of(out: std::io::Result<Output>) -> CtlOutput {
@@ -194,14 +216,26 @@ pub fn make_tree(root: &Path) {
     fs::create_dir_all(root.join("empty folder")).unwrap();
     fs::create_dir_all(root.join("ünïcødé dïr/ß")).unwrap();
     fs::write(root.join("hello.txt"), "hello twindb\n".repeat(100)).unwrap();
-    fs::write(root.join("nested/deeper/deepest/data.bin"), pseudo_random(300_000, 7)).unwrap();
-    fs::write(root.join("ünïcødé dïr/ß/файл с пробелами.txt"), "unicode content ✓\n").unwrap();
+    fs::write(
+        root.join("nested/deeper/deepest/data.bin"),
+        pseudo_random(300_000, 7),
+    )
+    .unwrap();
+    fs::write(
+        root.join("ünïcødé dïr/ß/файл с пробелами.txt"),
+        "unicode content ✓\n",
+    )
+    .unwrap();
     fs::write(root.join("with space.txt"), "").unwrap();
     fs::write(root.join("secret.key"), "top secret\n").unwrap();
     fs::set_permissions(root.join("secret.key"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::write(root.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(root.join("nested/deeper"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(
+        root.join("nested/deeper"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("hello.txt", root.join("link to hello")).unwrap();
     std::os::unix::fs::symlink("nested/deeper", root.join("dirlink")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling")).unwrap();
@@ -240,9 +274,17 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Dir { mode: u32 },
-    File { mode: u32, sha256: String, mtime: i64 },
-    Symlink { target: PathBuf },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        sha256: String,
+        mtime: i64,
+    },
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 /// Every entry under `root`, by relative path: mode and sha256 of every file.
@@ -286,7 +328,12 @@ pub fn assert_same_tree(source: &Path, dst: &Path) {
     let got = snapshot(&restored_path(dst, source));
     assert!(want.len() > 1, "empty source tree");
     for (path, entry) in &want {
-        assert_eq!(got.get(path), Some(entry), "entry {} differs", path.display());
+        assert_eq!(
+            got.get(path),
+            Some(entry),
+            "entry {} differs",
+            path.display()
+        );
     }
     assert_eq!(want.len(), got.len(), "restored tree has extra entries");
 }

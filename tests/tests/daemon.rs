@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 use twindb_tests::*;
 
 fn check_config(path: &std::path::Path) -> CtlOutput {
-    output_of(Command::new(bin("twindbd")).arg("--check-config").arg("--config").arg(path).output())
+    output_of(
+        Command::new(bin("twindbd"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(path)
+            .output(),
+    )
 }
 
 #[test]
@@ -21,28 +27,59 @@ fn config_errors_name_the_key_and_nothing_runs() {
     let text = fs::read_to_string(&good).unwrap();
 
     let cases = [
-        ("unknown key", text.replace("program = \"zstd\"", "program = \"zstd\"\nlevle = 3"), "levle"),
-        ("wrong type", text.replace("run_at_start = false", "run_at_start = \"no\""), "run_at_start"),
+        (
+            "unknown key",
+            text.replace("program = \"zstd\"", "program = \"zstd\"\nlevle = 3"),
+            "levle",
+        ),
+        (
+            "wrong type",
+            text.replace("run_at_start = false", "run_at_start = \"no\""),
+            "run_at_start",
+        ),
         (
             "missing backup dir",
-            text.replace(&format!("{:?}", src.display().to_string()), "\"/nonexistent/twindb-src\""),
+            text.replace(
+                &format!("{:?}", src.display().to_string()),
+                "\"/nonexistent/twindb-src\"",
+            ),
             "backup_dirs",
         ),
-        ("bad program", text.replace("program = \"zstd\"", "program = \"rar\""), "program"),
+        (
+            "bad program",
+            text.replace("program = \"zstd\"", "program = \"rar\""),
+            "program",
+        ),
     ];
     for (what, bad, key) in cases {
         let path = t.path().join(format!("{}.toml", what.replace(' ', "-")));
         fs::write(&path, &bad).unwrap();
         let out = check_config(&path);
         assert_eq!(out.code, 78, "{what}: {out:?}");
-        assert!(out.stderr.contains(key), "{what}: the error must name {key}: {}", out.stderr);
-        assert!(out.stderr.contains(path.to_str().unwrap()), "{what}: the error must name the file: {}", out.stderr);
+        assert!(
+            out.stderr.contains(key),
+            "{what}: the error must name {key}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(path.to_str().unwrap()),
+            "{what}: the error must name the file: {}",
+            out.stderr
+        );
 
         // Started for real, it refuses too, before creating anything.
-        let run = output_of(Command::new(bin("twindbd")).arg("--config").arg(&path).output());
+        let run = output_of(
+            Command::new(bin("twindbd"))
+                .arg("--config")
+                .arg(&path)
+                .output(),
+        );
         assert_eq!(run.code, 78, "{what}: {run:?}");
         assert!(run.stderr.contains(key), "{what}: {}", run.stderr);
-        assert!(!t.path().join("state").exists(), "{what}: nothing may run on a bad config");
+        assert!(
+            !t.path().join("state").exists(),
+            "{what}: nothing may run on a bad config"
+        );
         assert!(!t.path().join("twindbd.sock").exists(), "{what}");
     }
 }
@@ -68,7 +105,10 @@ fn sigkill_mid_backup_leaves_no_copy_and_the_next_run_works() {
         if job["progress"]["bytes_out"].as_u64().unwrap_or(0) > 0 {
             break;
         }
-        assert!(job["state"] != "succeeded", "the backup finished before the kill; make it bigger");
+        assert!(
+            job["state"] != "succeeded",
+            "the backup finished before the kill; make it bigger"
+        );
         assert!(Instant::now() < deadline, "backup never started: {job}");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -87,12 +127,18 @@ fn sigkill_mid_backup_leaves_no_copy_and_the_next_run_works() {
         }
         found
     };
-    assert!(!partials(&t.path().join("backups")).is_empty(), "the upload should be in progress");
+    assert!(
+        !partials(&t.path().join("backups")).is_empty(),
+        "the upload should be in progress"
+    );
     d.kill();
 
     let d = Daemon::start(&config);
     assert!(ls_keys(&d).is_empty(), "a killed backup must not be listed");
-    assert!(partials(&t.path().join("backups")).is_empty(), "restart cleans partial uploads");
+    assert!(
+        partials(&t.path().join("backups")).is_empty(),
+        "restart cleans partial uploads"
+    );
 
     // A small source now, so the next run is quick.
     for i in 0..6 {
@@ -103,7 +149,8 @@ fn sigkill_mid_backup_leaves_no_copy_and_the_next_run_works() {
     let keys = ls_keys(&d);
     assert_eq!(keys.len(), 1);
     let dst = t.path().join("restored");
-    d.ctl(&["restore", "file", &keys[0], "--dst", dst.to_str().unwrap()]).success();
+    d.ctl(&["restore", "file", &keys[0], "--dst", dst.to_str().unwrap()])
+        .success();
     assert_same_tree(&src, &dst);
 }
 
@@ -148,15 +195,26 @@ fn two_runs_at_once_both_report_the_outcome() {
     });
     for out in [&a, &b] {
         assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("daily backup files: succeeded"), "{out:?}");
+        assert!(
+            out.stdout.contains("daily backup files: succeeded"),
+            "{out:?}"
+        );
     }
     // Either the second joined the first (coalesced, one copy) or it was queued behind it.
     let keys = ls_keys(&d);
     let coalesced = a.stdout.contains("already queued") || b.stdout.contains("already queued");
-    assert_eq!(keys.len(), if coalesced { 1 } else { 2 }, "{keys:?}\n{a:?}\n{b:?}");
+    assert_eq!(
+        keys.len(),
+        if coalesced { 1 } else { 2 },
+        "{keys:?}\n{a:?}\n{b:?}"
+    );
     for key in &keys {
-        let dst = t.path().join(format!("r-{}", key.len() + keys.iter().position(|k| k == key).unwrap()));
-        d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()]).success();
+        let dst = t.path().join(format!(
+            "r-{}",
+            key.len() + keys.iter().position(|k| k == key).unwrap()
+        ));
+        d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
+            .success();
         assert_same_tree(&src, &dst);
     }
 }
@@ -169,14 +227,26 @@ fn a_queued_duplicate_is_coalesced() {
     write_random_file(&src.join("big.bin"), 96 << 20, 5);
     let config = files_config(t.path(), &[&src], "zstd", "level = 19\nthreads = 1");
     let d = Daemon::start(&config);
-    let first = d.ctl(&["--json", "run", "daily", "--no-wait"]).success().json();
+    let first = d
+        .ctl(&["--json", "run", "daily", "--no-wait"])
+        .success()
+        .json();
     // The first is running now; the next two are a queued job and its duplicate.
     std::thread::sleep(Duration::from_millis(300));
-    let second = d.ctl(&["--json", "run", "daily", "--no-wait"]).success().json();
-    let third = d.ctl(&["--json", "run", "daily", "--no-wait"]).success().json();
+    let second = d
+        .ctl(&["--json", "run", "daily", "--no-wait"])
+        .success()
+        .json();
+    let third = d
+        .ctl(&["--json", "run", "daily", "--no-wait"])
+        .success()
+        .json();
     assert_eq!(second["jobs"][0]["coalesced"], false);
     assert_eq!(third["jobs"][0]["coalesced"], true, "{third}");
-    assert_eq!(second["jobs"][0]["job"]["id"], third["jobs"][0]["job"]["id"]);
+    assert_eq!(
+        second["jobs"][0]["job"]["id"],
+        third["jobs"][0]["job"]["id"]
+    );
     for j in [&first, &second] {
         let id = j["jobs"][0]["job"]["id"].as_u64().unwrap().to_string();
         d.ctl(&["cancel", &id]).success();
@@ -194,13 +264,23 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
     let config = files_config(t.path(), &[&src], "zstd", "");
     let d = Daemon::start(&config);
     // Same state_dir, another socket.
-    let text = fs::read_to_string(&config).unwrap().replace("twindbd.sock", "other.sock");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("twindbd.sock", "other.sock");
     let other = t.path().join("other.toml");
     fs::write(&other, text).unwrap();
-    let out = output_of(Command::new(bin("twindbd")).arg("--config").arg(&other).output());
+    let out = output_of(
+        Command::new(bin("twindbd"))
+            .arg("--config")
+            .arg(&other)
+            .output(),
+    );
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("another twindbd"), "{out:?}");
-    assert!(out.stderr.contains(&d.child.id().to_string()), "the message names the pid: {out:?}");
+    assert!(
+        out.stderr.contains(&d.child.id().to_string()),
+        "the message names the pid: {out:?}"
+    );
 }
 
 #[test]
@@ -239,9 +319,10 @@ fn the_socket_refuses_users_outside_socket_group() {
     let src = t.path().join("src");
     fs::create_dir(&src).unwrap();
     let config = files_config(t.path(), &[&src], "zstd", "");
-    let text = fs::read_to_string(&config)
-        .unwrap()
-        .replace("[daemon]\n", &format!("[daemon]\nsocket_group = \"{group}\"\n"));
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "[daemon]\n",
+        &format!("[daemon]\nsocket_group = \"{group}\"\n"),
+    );
     fs::write(&config, text).unwrap();
     let d = Daemon::start(&config);
     let as_user = |u: &str| {

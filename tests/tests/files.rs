@@ -18,10 +18,15 @@ fn backup_and_restore(compression: &str, suffix: &str) {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let key = &keys[0];
     assert!(key.starts_with("testhost/daily/files/_tmp_tw"), "{key}");
-    assert!(key.ends_with(&format!(".tar{suffix}")), "{key} should end with .tar{suffix}");
+    assert!(
+        key.ends_with(&format!(".tar{suffix}")),
+        "{key} should end with .tar{suffix}"
+    );
 
     let dst = t.path().join("restored");
-    let out = d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()]).success();
+    let out = d
+        .ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
+        .success();
     assert!(out.stdout.contains("succeeded"), "{out:?}");
     assert_same_tree(&src, &dst);
     assert_eq!(d.stop(), 0);
@@ -58,11 +63,15 @@ fn a_gzip_copy_restores_after_the_config_switched_to_zstd() {
     d.ctl(&["run", "weekly"]).success();
     let keys = ls_keys(&d);
     assert_eq!(keys.len(), 2, "{keys:?}");
-    let gz = keys.iter().find(|k| k.ends_with(".tar.gz")).expect("the gzip copy is listed");
+    let gz = keys
+        .iter()
+        .find(|k| k.ends_with(".tar.gz"))
+        .expect("the gzip copy is listed");
     assert!(keys.iter().any(|k| k.ends_with(".tar.zst")), "{keys:?}");
 
     let dst = t.path().join("restored");
-    d.ctl(&["restore", "file", gz, "--dst", dst.to_str().unwrap()]).success();
+    d.ctl(&["restore", "file", gz, "--dst", dst.to_str().unwrap()])
+        .success();
     assert_same_tree(&src, &dst);
 }
 
@@ -87,7 +96,11 @@ fn a_corrupted_copy_fails_with_a_checksum_error_and_leaves_nothing() {
     let out = d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("checksum mismatch"), "{out:?}");
-    assert!(!dst.exists(), "a failed restore must not leave {}", dst.display());
+    assert!(
+        !dst.exists(),
+        "a failed restore must not leave {}",
+        dst.display()
+    );
     let leftovers: Vec<_> = fs::read_dir(t.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -117,7 +130,8 @@ fn restore_refuses_a_non_empty_destination_and_keeps_its_content() {
     // An existing empty folder is fine.
     let empty = t.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    d.ctl(&["restore", "file", &key, "--dst", empty.to_str().unwrap()]).success();
+    d.ctl(&["restore", "file", &key, "--dst", empty.to_str().unwrap()])
+        .success();
     assert_same_tree(&src, &empty);
 }
 
@@ -136,9 +150,13 @@ fn several_folders_make_one_copy_each() {
     let keys = ls_keys(&d);
     assert_eq!(keys.len(), 2);
     for (dir, needle) in [(&a, "_a-"), (&b, "_b dir-")] {
-        let key = keys.iter().find(|k| k.contains(needle)).expect("copy of each dir");
+        let key = keys
+            .iter()
+            .find(|k| k.contains(needle))
+            .expect("copy of each dir");
         let dst = t.path().join(format!("r{needle}"));
-        d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()]).success();
+        d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
+            .success();
         assert_same_tree(dir, &dst);
     }
 }

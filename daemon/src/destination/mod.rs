@@ -6,6 +6,7 @@ mod local;
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,7 +14,15 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 pub use self::local::Local;
+use crate::config::DestinationConfig;
 use crate::pipeline::ByteStream;
+
+/// The configured destination.
+pub fn build(config: &DestinationConfig) -> Arc<dyn Destination> {
+    match config {
+        DestinationConfig::Local { path } => Arc::new(Local::new(path)),
+    }
+}
 
 /// An object stored on a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]

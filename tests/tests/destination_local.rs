@@ -1,0 +1,26 @@
+//! The destination conformance suite against the local destination.
+
+use std::sync::Arc;
+
+use twindb::destination::{Destination, ErrorKind, Local};
+use twindb_tests::conformance;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_passes_the_conformance_suite() {
+    let t = twindb_tests::scratch();
+    let dest: Arc<dyn Destination> = Arc::new(Local::new(t.path().join("root")));
+    conformance::run_all(dest, "conformance", 200 << 20).await;
+}
+
+#[tokio::test]
+async fn an_unusable_root_fails_check_naming_the_destination() {
+    // Not even root can create folders in /proc.
+    let dest = Local::new("/proc/twindb-cannot-write-here");
+    let err = dest.check().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("local:/proc/twindb-cannot-write-here"),
+        "{err}"
+    );
+    assert_ne!(err.kind, ErrorKind::Input);
+}
