@@ -301,7 +301,9 @@ pub struct JobsResponse {
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// Stable, machine-readable: "bad_request", "not_found", "forbidden", "conflict", "internal".
+    /// Stable, machine-readable: "bad_request", "not_found", "forbidden", "conflict",
+    /// "disabled" (run type off in [intervals]), "destination" (storage unreachable),
+    /// "unavailable" (shutting down).
     pub code: String,
     pub message: String,
 }

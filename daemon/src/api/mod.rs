@@ -60,12 +60,12 @@ pub fn error(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 fn queue_error(e: QueueError) -> Response {
-    let status = match e {
-        QueueError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        QueueError::NoSuchJob(_) => StatusCode::NOT_FOUND,
-        QueueError::Finished(_) => StatusCode::CONFLICT,
+    let (status, code) = match e {
+        QueueError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        QueueError::NoSuchJob(_) => (StatusCode::NOT_FOUND, "not_found"),
+        QueueError::Finished(_) => (StatusCode::CONFLICT, "conflict"),
     };
-    error(status, "conflict", e.to_string())
+    error(status, code, e.to_string())
 }
 
 async fn status(State(app): State<AppState>) -> Json<StatusResponse> {

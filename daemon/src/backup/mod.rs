@@ -17,7 +17,7 @@ pub use self::files::backup_files;
 pub enum BackupError {
     #[error("cancelled")]
     Cancelled,
-    #[error("{0}")]
+    #[error(transparent)]
     Stage(#[from] pipeline::StageError),
     #[error(transparent)]
     Destination(#[from] crate::destination::DestinationError),
@@ -78,7 +78,7 @@ pub async fn store(
         .await
         .map_err(|e| pipeline::StageError {
             stage: "pipeline".into(),
-            source: io::Error::other(e),
+            cause: io::Error::other(e),
         })?;
 
     if cancel.is_cancelled() {

@@ -198,6 +198,7 @@ impl Validator<'_> {
         let daemon = self.daemon(raw.daemon);
         let source = self.source(raw.source);
         let destination = self.destination(raw.destination, raw.local);
+        self.no_backup_of_backups(&source, &destination);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
         Config {
@@ -390,6 +391,24 @@ impl Validator<'_> {
                 DestinationConfig::Local {
                     path: PathBuf::new(),
                 }
+            }
+        }
+    }
+
+    /// A folder that contains the destination would copy every copy again, forever.
+    fn no_backup_of_backups(&mut self, source: &SourceConfig, destination: &DestinationConfig) {
+        let DestinationConfig::Local { path } = destination;
+        for dir in &source.backup_dirs {
+            if !path.as_os_str().is_empty() && path.starts_with(dir) {
+                self.error(
+                    "source",
+                    "backup_dirs",
+                    format!(
+                        "{} contains the destination {}; back up a folder beside it",
+                        dir.display(),
+                        path.display()
+                    ),
+                );
             }
         }
     }

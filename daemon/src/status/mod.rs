@@ -103,10 +103,7 @@ impl Status {
             )));
         }
         if doc.version > VERSION {
-            return Err(StatusError::Corrupt(format!(
-                "written by a newer twindb (status version {}, this one reads {VERSION})",
-                doc.version
-            )));
+            return Err(StatusError::Newer(doc.version));
         }
         let got = hex::encode(Sha256::digest(doc.copies.get().as_bytes()));
         if got != doc.sha256 {
@@ -138,6 +135,9 @@ struct Document {
 pub enum StatusError {
     #[error("status is corrupt: {0}")]
     Corrupt(String),
+    /// Never overwritten: a downgrade must not lose the newer twindb's records.
+    #[error("status was written by a newer twindb (format version {0}, this one reads {VERSION}); upgrade twindb")]
+    Newer(u32),
     #[error(transparent)]
     Destination(#[from] DestinationError),
 }
@@ -180,6 +180,7 @@ impl StatusStore {
             None => None,
             Some(bytes) => match Status::decode(bytes) {
                 Ok(s) => return Ok((s, current)),
+                Err(e @ StatusError::Newer(_)) => return Err(e),
                 Err(e) => Some(e),
             },
         };
@@ -249,6 +250,29 @@ mod tests {
             .replace("\"size\":5", "\"size\":6");
         let err = Status::decode(tampered.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_status_from_a_newer_twindb_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let store = StatusStore::new(dest, "h");
+        store
+            .update(|s| s.copies.push(copy("h/daily/files/a.tar")))
+            .await
+            .unwrap();
+        store
+            .update(|s| s.copies.push(copy("h/daily/files/b.tar")))
+            .await
+            .unwrap();
+        let path = dir.path().join("h/twindb-status.json");
+        let newer = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"version\":1", "\"version\":2");
+        std::fs::write(&path, &newer).unwrap();
+        let err = store.update(|s| s.copies.clear()).await.unwrap_err();
+        assert!(err.to_string().contains("newer twindb"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
     }
 
     #[tokio::test]
