@@ -1,7 +1,9 @@
 //! Backup jobs: run a source through the modifiers into the destination and record
 //! the copy in the status, only once it is committed.
 
+mod binlog;
 mod files;
+mod mysql;
 
 use std::io;
 
@@ -11,7 +13,9 @@ use crate::modifier::ModifierSpec;
 use crate::pipeline::{self, hash_tap, pipe, Digested, Stages};
 use crate::source::{Source, SourceReport};
 
+pub use self::binlog::backup_binlogs;
 pub use self::files::backup_files;
+pub use self::mysql::{backup_mysql, choose_parent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -23,6 +27,10 @@ pub enum BackupError {
     Destination(#[from] crate::destination::DestinationError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Mysql(#[from] crate::mysql::MysqlError),
+    #[error("{0}")]
+    Other(String),
 }
 
 enum StageOut {

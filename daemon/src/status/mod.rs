@@ -18,6 +18,7 @@ use twindb_proto::{CopyInfo, CopyKind, RunType};
 
 use crate::destination::{Destination, DestinationError};
 use crate::modifier::ModifierSpec;
+use crate::mysql::{ConfigFile, Vendor};
 
 pub const FORMAT: &str = "twindb-status";
 pub const VERSION: u32 = 1;
@@ -44,6 +45,45 @@ pub struct CopyMeta {
     pub sha256: String,
     /// Applied in this order on backup; restore reverses it.
     pub modifiers: Vec<ModifierSpec>,
+    /// The full copy an incremental was taken against (and must be restored on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogMeta>,
+}
+
+/// What a MySQL copy needs to be restored, verified and rolled forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MysqlMeta {
+    /// xtrabackup_checkpoints: the copy holds changes from `from_lsn` to `to_lsn`.
+    pub from_lsn: u64,
+    pub to_lsn: u64,
+    pub last_lsn: u64,
+    /// Binary log coordinates of the copy, from xtrabackup_info.
+    pub binlog_file: Option<String>,
+    pub binlog_position: Option<u64>,
+    /// MySQL gtid_executed / MariaDB gtid_binlog_pos at the copy.
+    pub gtid: Option<String>,
+    pub vendor: Vendor,
+    pub version: String,
+    /// The program that took the copy and the stream extractor that reads it.
+    pub tool: String,
+    pub stream_tool: String,
+    pub galera: bool,
+    pub wsrep_provider_version: Option<String>,
+    /// The server's my.cnf files at backup time.
+    #[serde(default)]
+    pub config: Vec<ConfigFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinlogMeta {
+    /// e.g. `mysql-bin.000012`.
+    pub name: String,
+    /// Timestamp of the file's first event (expiry and point-in-time windows use it).
+    pub first_event: DateTime<Utc>,
 }
 
 impl CopyMeta {
@@ -234,6 +274,9 @@ mod tests {
             size: 5,
             sha256: "ab".into(),
             modifiers: vec![ModifierSpec::Zstd { level: 3 }],
+            parent: None,
+            mysql: None,
+            binlog: None,
         }
     }
 
