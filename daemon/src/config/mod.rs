@@ -311,13 +311,6 @@ impl Validator<'_> {
                 backup_dirs: vec![],
             };
         };
-        if s.backup_mysql {
-            self.error(
-                "source",
-                "backup_mysql",
-                "MySQL backups are not supported yet by this version of twindb",
-            );
-        }
         if s.backup_dirs.is_empty() && !s.backup_mysql {
             self.error(
                 "source",
