@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use twindb_proto::{
     CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest, RunRequest,
-    RunResponse, RunType, StatusResponse,
+    RunResponse, RunType, StatusResponse, VerifyReport, VerifyRequest,
 };
 
 use crate::client::{Client, ClientError};
@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         what: RestoreCommand,
     },
+    /// Restore a MySQL copy into a scratch folder, start a throwaway server on it, check it.
+    Verify {
+        #[command(subcommand)]
+        what: VerifyCommand,
+    },
     /// Recent jobs.
     Jobs,
     /// One job; --follow waits for it to end.
@@ -73,6 +78,17 @@ enum Command {
     },
     /// Cancel a queued or running job.
     Cancel { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// COPY is a key as `ls` prints it, or `latest` (the default).
+    Mysql {
+        copy: Option<String>,
+        /// Restore here (absent or empty) and keep the result; default: a scratch folder.
+        #[arg(long)]
+        dst: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +214,31 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             };
             let enq: EnqueuedJob = client.post("/v1/restore", &req).await?;
             follow_all(&client, vec![enq], json).await
+        }
+        Command::Verify {
+            what: VerifyCommand::Mysql { copy, dst },
+        } => {
+            let req = VerifyRequest {
+                copy,
+                dst: dst.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
+            };
+            let enq: EnqueuedJob = client.post("/v1/verify", &req).await?;
+            let bar = render::Display::new(true).follower();
+            let info = client.follow(enq.job.id, |i| bar.update(i)).await?;
+            let report = info.verify.clone().unwrap_or_else(|| VerifyReport {
+                copy: req.copy.unwrap_or_else(|| "latest".into()),
+                restore_seconds: 0.0,
+                success: false,
+                error: info.error.clone(),
+            });
+            // The report is the output, in JSON as TwinDB printed it, with or without --json.
+            let _ = json;
+            render::print_json(&report);
+            Ok(if report.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Jobs => {
             let resp: JobsResponse = client.get("/v1/jobs").await?;

@@ -18,5 +18,6 @@ pub mod restore;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod verify;
 
 pub use daemon::run;

@@ -119,6 +119,7 @@ pub enum JobKind {
     BackupMysql,
     BackupBinlog,
     Restore,
+    Verify,
 }
 
 impl fmt::Display for JobKind {
@@ -128,6 +129,7 @@ impl fmt::Display for JobKind {
             JobKind::BackupMysql => "backup mysql",
             JobKind::BackupBinlog => "backup binlog",
             JobKind::Restore => "restore",
+            JobKind::Verify => "verify",
         })
     }
 }
@@ -199,6 +201,28 @@ pub struct JobInfo {
     /// What to do next, for restores.
     #[serde(default)]
     pub message: Option<String>,
+    /// The outcome of a verify job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyReport>,
+}
+
+/// What `twindbctl verify` prints: did the copy restore and start as a server?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub copy: String,
+    pub restore_seconds: f64,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// A key as `ls` prints it, or "latest" / absent for the newest MySQL copy.
+    #[serde(default)]
+    pub copy: Option<String>,
+    /// Absolute path, absent or empty; a scratch folder in state_dir when absent.
+    #[serde(default)]
+    pub dst: Option<String>,
 }
 
 /// One line of `GET /v1/jobs/{id}/events` (newline-delimited JSON).

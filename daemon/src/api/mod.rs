@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use twindb_proto::{
     ApiError, CopyKind, EnqueuedJob, JobEvent, JobsResponse, LsQuery, LsResponse, RestoreRequest,
-    RunRequest, RunResponse, RunTypeStatus, StatusResponse,
+    RunRequest, RunResponse, RunTypeStatus, StatusResponse, VerifyRequest,
 };
 
 pub use self::peer::Peer;
@@ -43,6 +43,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/ls", get(ls))
         .route("/v1/restore", post(restore))
+        .route("/v1/verify", post(verify))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
         .with_state(app)
@@ -217,6 +218,38 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
         );
     }
     match app.queue.enqueue_restore(req) {
+        Ok(job) => (
+            StatusCode::ACCEPTED,
+            Json(EnqueuedJob {
+                job: job.info(),
+                coalesced: false,
+            }),
+        )
+            .into_response(),
+        Err(e) => queue_error(e),
+    }
+}
+
+async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> Response {
+    if req
+        .dst
+        .as_deref()
+        .is_some_and(|d| !std::path::Path::new(d).is_absolute())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "dst must be an absolute path".into(),
+        );
+    }
+    if app.engine.config.mysql.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "verify needs MySQL backups configured ([source] backup_mysql = true)".into(),
+        );
+    }
+    match app.queue.enqueue_verify(req) {
         Ok(job) => (
             StatusCode::ACCEPTED,
             Json(EnqueuedJob {

@@ -270,6 +270,18 @@ impl Server {
             .collect())
     }
 
+    /// User tables, `(schema, table)`.
+    pub async fn tables(&mut self) -> Result<Vec<(String, String)>, MysqlError> {
+        self.conn
+            .query(
+                "SELECT table_schema, table_name FROM information_schema.tables \
+                 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN \
+                 ('mysql', 'information_schema', 'performance_schema', 'sys')",
+            )
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     pub async fn disconnect(self) {
         let _ = self.conn.disconnect().await;
     }

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use twindb_proto::{
     CopyKind, EnqueuedJob, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType,
+    VerifyReport, VerifyRequest,
 };
 
 use crate::engine::{Engine, JobCtx};
@@ -37,6 +38,7 @@ use crate::state::{StateStore, HISTORY};
 pub enum Work {
     Backup(RunType),
     Restore(RestoreRequest),
+    Verify(VerifyRequest),
 }
 
 pub struct Job {
@@ -97,11 +99,12 @@ pub struct Queue {
     next_id: AtomicU64,
 }
 
-const LANES: [JobKind; 4] = [
+const LANES: [JobKind; 5] = [
     JobKind::BackupFiles,
     JobKind::BackupMysql,
     JobKind::BackupBinlog,
     JobKind::Restore,
+    JobKind::Verify,
 ];
 
 impl Queue {
@@ -173,7 +176,7 @@ impl Queue {
         // Binlog copies belong to no run type: any queued binlog job does the same work.
         let same = |j: &Job| match j.work {
             Work::Backup(r) => j.kind == kind && (r == run_type || kind == JobKind::BackupBinlog),
-            Work::Restore(_) => false,
+            Work::Restore(_) | Work::Verify(_) => false,
         };
         if let Some(j) = jobs
             .iter()
@@ -191,6 +194,14 @@ impl Queue {
         let mut jobs = self.jobs.lock().expect("jobs lock");
         let title = format!("restore {} {} into {}", req.kind, req.copy, req.dst);
         let job = self.new_job(JobKind::Restore, None, title, Work::Restore(req));
+        self.submit(&mut jobs, job.clone())?;
+        Ok(job)
+    }
+
+    pub fn enqueue_verify(&self, req: VerifyRequest) -> Result<Arc<Job>, QueueError> {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let title = format!("verify mysql {}", req.copy.as_deref().unwrap_or("latest"));
+        let job = self.new_job(JobKind::Verify, None, title, Work::Verify(req));
         self.submit(&mut jobs, job.clone())?;
         Ok(job)
     }
@@ -217,6 +228,7 @@ impl Queue {
             warnings: vec![],
             copies: vec![],
             message: None,
+            verify: None,
         };
         Arc::new(Job {
             id,
@@ -374,7 +386,7 @@ impl Queue {
         let ticker = tokio::spawn(tick_progress(job.clone()));
         let timeout = match job.work {
             Work::Backup(rt) => Some(Duration::from_secs(rt.period_seconds() / 2)),
-            Work::Restore(_) => None,
+            Work::Restore(_) | Work::Verify(_) => None,
         };
         let span = tracing::info_span!("job", id = job.id, kind = ?job.kind, run_type = ?job.info().run_type);
         let result = with_timeout(execute(&self.engine, job).instrument(span), timeout, job).await;
@@ -389,6 +401,7 @@ impl Queue {
                 job.update(|i| {
                     i.copies = outcome.copies;
                     i.message = outcome.message;
+                    i.verify = outcome.verify;
                 });
                 self.finish(job, JobState::Succeeded, None);
             }
@@ -455,12 +468,19 @@ async fn tick_progress(job: Arc<Job>) {
     }
 }
 
+#[derive(Default)]
 struct Outcome {
     copies: Vec<String>,
     message: Option<String>,
+    verify: Option<VerifyReport>,
 }
 
 async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
+    let done = |copies: Vec<String>, message: Option<String>| Outcome {
+        copies,
+        message,
+        verify: None,
+    };
     match (&job.work, job.kind) {
         (Work::Backup(rt), JobKind::BackupFiles) => {
             let copies = crate::backup::backup_files(engine, *rt, &job.ctx).await?;
@@ -468,50 +488,61 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
                 1 => "stored 1 copy".to_string(),
                 n => format!("stored {n} copies"),
             });
-            Ok(Outcome { copies, message })
+            Ok(done(copies, message))
         }
         (Work::Backup(rt), JobKind::BackupMysql) => {
             let copies = crate::backup::backup_mysql(engine, *rt, &job.ctx).await?;
-            Ok(Outcome {
-                copies,
-                message: None,
-            })
+            Ok(done(copies, None))
         }
         (Work::Backup(_), JobKind::BackupBinlog) => {
             let copies = crate::backup::backup_binlogs(engine, &job.ctx).await?;
             let message = Some(format!("copied {} binary logs", copies.len()));
-            Ok(Outcome { copies, message })
+            Ok(done(copies, message))
         }
         (Work::Backup(_), kind) => anyhow::bail!("{kind} is not a backup"),
-        (Work::Restore(req), _) => match req.kind {
-            CopyKind::Files => {
-                let msg = crate::restore::restore_files(
-                    engine,
-                    &req.copy,
-                    &PathBuf::from(&req.dst),
-                    &job.ctx,
-                )
-                .await?;
-                Ok(Outcome {
-                    copies: vec![req.copy.clone()],
-                    message: Some(msg),
-                })
+        (Work::Restore(req), _) => {
+            let dst = Path::new(&req.dst);
+            let message = match req.kind {
+                CopyKind::Files => {
+                    crate::restore::restore_files(engine, &req.copy, dst, &job.ctx).await?
+                }
+                CopyKind::Mysql => {
+                    let r = crate::restore::MysqlRestore {
+                        key: &req.copy,
+                        dst,
+                        cache: req.cache.as_deref().map(Path::new),
+                    };
+                    crate::restore::restore_mysql(engine, r, &job.ctx).await?
+                }
+                CopyKind::Binlog => {
+                    anyhow::bail!(
+                        "a binlog copy is not restored on its own: use point-in-time restore"
+                    )
+                }
+            };
+            Ok(done(vec![req.copy.clone()], Some(message)))
+        }
+        (Work::Verify(req), _) => {
+            let report = crate::verify::verify_mysql(
+                engine,
+                req.copy.as_deref(),
+                req.dst.as_deref().map(Path::new),
+                &job.ctx,
+            )
+            .await;
+            let outcome = Outcome {
+                copies: vec![report.copy.clone()],
+                message: None,
+                verify: Some(report.clone()),
+            };
+            match report.error.clone() {
+                // The job fails, and its info still carries the report.
+                Some(e) => {
+                    job.update(|i| i.verify = Some(report.clone()));
+                    Err(anyhow::anyhow!(e))
+                }
+                None => Ok(outcome),
             }
-            CopyKind::Mysql => {
-                let req2 = crate::restore::MysqlRestore {
-                    key: &req.copy,
-                    dst: std::path::Path::new(&req.dst),
-                    cache: req.cache.as_deref().map(std::path::Path::new),
-                };
-                let msg = crate::restore::restore_mysql(engine, req2, &job.ctx).await?;
-                Ok(Outcome {
-                    copies: vec![req.copy.clone()],
-                    message: Some(msg),
-                })
-            }
-            CopyKind::Binlog => {
-                anyhow::bail!("a binlog copy is not restored on its own: use point-in-time restore")
-            }
-        },
+        }
     }
 }
