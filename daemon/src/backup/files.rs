@@ -54,6 +54,7 @@ pub async fn backup_files(
             kind: CopyKind::Files,
             run_type: Some(run_type),
             backup_type: None,
+            parent: None,
             host: engine.host().to_string(),
             source: dir.display().to_string(),
             started,

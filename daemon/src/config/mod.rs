@@ -6,12 +6,17 @@
 //! the key. Relative paths resolve against the config file's folder.
 
 mod file;
+mod ops;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::ops::{
+    default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
+    RetentionPolicy, ScheduleConfig, Secret, SmtpTls,
+};
 use crate::modifier::ModifierSpec;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
@@ -28,6 +33,13 @@ pub struct Config {
     pub compression: Compression,
     /// Run types that are enabled, most frequent first.
     pub enabled_run_types: Vec<RunType>,
+    pub schedule: ScheduleConfig,
+    /// Copies to keep on the destination.
+    pub retention: RetentionPolicy,
+    /// Copies to keep in keep_local_path.
+    pub retention_local: RetentionPolicy,
+    pub export: Option<ExportConfig>,
+    pub notify: Option<NotifyConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +51,8 @@ pub struct DaemonConfig {
     pub hostname: String,
     pub log: String,
     pub run_at_start: bool,
+    /// Where Prometheus scrapes `/metrics` over TCP.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,14 +188,6 @@ impl Validator<'_> {
             ("gcs", raw.gcs.is_some(), "the gcs destination"),
             ("mysql", raw.mysql.is_some(), "MySQL backups"),
             ("gpg", raw.gpg.is_some(), "GPG encryption"),
-            ("retention", raw.retention.is_some(), "retention"),
-            (
-                "retention_local",
-                raw.retention_local.is_some(),
-                "local retention",
-            ),
-            ("export", raw.export.is_some(), "metric exporters"),
-            ("notify", raw.notify.is_some(), "notifications"),
         ];
         for (section, present, what) in not_yet {
             if present {
@@ -195,11 +201,17 @@ impl Validator<'_> {
             }
         }
 
+        let schedule = self.schedule(&raw.daemon);
         let daemon = self.daemon(raw.daemon);
         let source = self.source(raw.source);
         let destination = self.destination(raw.destination, raw.local);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
+        let retention = self.retention("retention", raw.retention, RetentionPolicy::REMOTE);
+        let retention_local =
+            self.retention("retention_local", raw.retention_local, RetentionPolicy::LOCAL);
+        let export = self.export(raw.export);
+        let notify = self.notify(raw.notify, &daemon.hostname);
         Config {
             file: self.file.to_path_buf(),
             daemon,
@@ -207,27 +219,16 @@ impl Validator<'_> {
             destination,
             compression,
             enabled_run_types,
+            schedule,
+            retention,
+            retention_local,
+            export,
+            notify,
         }
     }
 
     fn daemon(&mut self, d: file::DaemonSection) -> DaemonConfig {
-        for (key, present) in [
-            ("metrics_listen", d.metrics_listen.is_some()),
-            ("schedule_hourly", d.schedule_hourly.is_some()),
-            ("schedule_daily", d.schedule_daily.is_some()),
-            ("schedule_weekly", d.schedule_weekly.is_some()),
-            ("schedule_monthly", d.schedule_monthly.is_some()),
-            ("schedule_yearly", d.schedule_yearly.is_some()),
-            ("schedule_binlog", d.schedule_binlog.is_some()),
-        ] {
-            if present {
-                self.error(
-                    "daemon",
-                    key,
-                    "not supported yet by this version of twindb; remove the key",
-                );
-            }
-        }
+        let metrics_listen = self.metrics_listen(d.metrics_listen.as_deref());
         let socket = self.path(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET));
         // The kernel limits a Unix socket path to 107 bytes; say so now, not at bind time.
         if socket.as_os_str().len() > 107 {
@@ -279,6 +280,7 @@ impl Validator<'_> {
             hostname,
             log,
             run_at_start: d.run_at_start.unwrap_or(true),
+            metrics_listen,
         }
     }
 

@@ -32,6 +32,9 @@ pub struct CopyMeta {
     /// "full" or "incremental", MySQL only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_type: Option<String>,
+    /// Key of the copy this one needs to be restored (an incremental's full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     pub host: String,
     /// What was copied: the folder for files.
     pub source: String,
@@ -225,6 +228,7 @@ mod tests {
             kind: CopyKind::Files,
             run_type: Some(RunType::Daily),
             backup_type: None,
+            parent: None,
             host: "h".into(),
             source: "/etc".into(),
             started: Utc::now(),
