@@ -165,7 +165,10 @@ async fn on_job_events(queue: Arc<Queue>) {
         let update = match events.recv().await {
             Ok(u) => u,
             Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "job events were missed: metrics and notices may lack some jobs");
+                tracing::warn!(
+                    missed = n,
+                    "job events were missed: metrics and notices may lack some jobs"
+                );
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -215,9 +218,7 @@ pub async fn reload(current: &Current, scheduler: &Arc<Scheduler>) {
     let new = match crate::config::load(&old.config.file) {
         Ok(c) => c,
         Err(errors) => {
-            tracing::error!(
-                "config reload rejected, the running config stays:\n{errors}"
-            );
+            tracing::error!("config reload rejected, the running config stays:\n{errors}");
             systemd::status("config reload rejected: the running config stays (see the log)");
             return;
         }

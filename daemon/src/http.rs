@@ -53,7 +53,10 @@ pub async fn post_json(
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(path)
-        .header("host", uri.authority().map_or(host.as_str(), |a| a.as_str()))
+        .header(
+            "host",
+            uri.authority().map_or(host.as_str(), |a| a.as_str()),
+        )
         .header("content-type", "application/json")
         .header("user-agent", concat!("twindb/", env!("CARGO_PKG_VERSION")));
     for (k, v) in headers {

@@ -40,7 +40,10 @@ pub fn notice_for(config: &NotifyConfig, host: &str, job: &JobInfo) -> Option<No
         _ => return None,
     };
     let subject = format!("twindb on {host}: {} {outcome}", job.title);
-    let mut text = format!("twindb on {host}: job {} ({}) {outcome}.\n", job.id, job.title);
+    let mut text = format!(
+        "twindb on {host}: job {} ({}) {outcome}.\n",
+        job.id, job.title
+    );
     if let Some(e) = &job.error {
         text.push_str(&format!("\nError: {e}\n"));
     }

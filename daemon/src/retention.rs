@@ -143,10 +143,7 @@ pub fn plan(copies: &[CopyMeta], policy: &Policy, now: DateTime<Utc>) -> Vec<Del
         let limit = now - Duration::days(i64::from(days));
         for b in copies.iter().filter(|c| c.kind == CopyKind::Binlog) {
             if b.started < limit {
-                reasons.insert(
-                    &b.key,
-                    format!("older than expire_log_days = {days}"),
-                );
+                reasons.insert(&b.key, format!("older than expire_log_days = {days}"));
             } else if let Some(m) = oldest_mysql.filter(|m| b.started < m.started) {
                 reasons.insert(
                     &b.key,
@@ -336,7 +333,10 @@ mod tests {
     }
 
     fn deleted(cs: &[C], p: &Policy) -> Vec<String> {
-        plan(&metas(cs), p, t0()).into_iter().map(|d| d.key).collect()
+        plan(&metas(cs), p, t0())
+            .into_iter()
+            .map(|d| d.key)
+            .collect()
     }
 
     use RunType::*;
@@ -377,7 +377,10 @@ mod tests {
             ),
             (
                 "0 copies deletes all of that run type",
-                vec![files("w1", Weekly, "/etc", 1), files("d1", Daily, "/etc", 1)],
+                vec![
+                    files("w1", Weekly, "/etc", 1),
+                    files("d1", Daily, "/etc", 1),
+                ],
                 policy(24, 7, 0, 12, 3, None),
                 vec!["w1"],
             ),

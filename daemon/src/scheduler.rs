@@ -248,10 +248,12 @@ pub fn run_catch_up(queue: &Queue, state: &crate::state::StateStore) {
 /// spreading start times).
 fn random_below(max: StdDuration) -> StdDuration {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     let millis = max.as_millis().max(1) as u64;
     StdDuration::from_millis(h.finish() % millis)
 }
@@ -312,7 +314,12 @@ mod tests {
             let now = clock(t);
             let c = cron(rt);
             let period = Duration::seconds(rt.period_seconds() as i64);
-            if should_fire(now, last.get(&rt).copied(), guard_window(Some(rt), &c, now), period) {
+            if should_fire(
+                now,
+                last.get(&rt).copied(),
+                guard_window(Some(rt), &c, now),
+                period,
+            ) {
                 *counts.get_mut(&rt).unwrap() += 1;
                 last.insert(rt, now);
             }
@@ -323,13 +330,25 @@ mod tests {
     #[test]
     fn defaults_fire_at_crons_nickname_times() {
         let t = at(2026, 11, 25, 10, 17); // a Wednesday
-        assert_eq!(next_fire(&cron(RunType::Hourly), t), Some(at(2026, 11, 25, 11, 0)));
-        assert_eq!(next_fire(&cron(RunType::Daily), t), Some(at(2026, 11, 26, 0, 0)));
+        assert_eq!(
+            next_fire(&cron(RunType::Hourly), t),
+            Some(at(2026, 11, 25, 11, 0))
+        );
+        assert_eq!(
+            next_fire(&cron(RunType::Daily), t),
+            Some(at(2026, 11, 26, 0, 0))
+        );
         let weekly = next_fire(&cron(RunType::Weekly), t).unwrap();
         assert_eq!(weekly, at(2026, 11, 29, 0, 0));
         assert_eq!(weekly.weekday(), chrono::Weekday::Sun);
-        assert_eq!(next_fire(&cron(RunType::Monthly), t), Some(at(2026, 12, 1, 0, 0)));
-        assert_eq!(next_fire(&cron(RunType::Yearly), t), Some(at(2027, 1, 1, 0, 0)));
+        assert_eq!(
+            next_fire(&cron(RunType::Monthly), t),
+            Some(at(2026, 12, 1, 0, 0))
+        );
+        assert_eq!(
+            next_fire(&cron(RunType::Yearly), t),
+            Some(at(2027, 1, 1, 0, 0))
+        );
         // Strictly after: a fire at exactly 11:00 is followed by 12:00.
         assert_eq!(
             next_fire(&cron(RunType::Hourly), at(2026, 11, 25, 11, 0)),
@@ -415,7 +434,13 @@ mod tests {
         let from = at(2026, 11, 25, 9, 59);
         let to = at(2026, 11, 25, 11, 1);
         let mut last = BTreeMap::new();
-        let counts = simulate(&[RunType::Hourly, RunType::Daily], from, to, clock, &mut last);
+        let counts = simulate(
+            &[RunType::Hourly, RunType::Daily],
+            from,
+            to,
+            clock,
+            &mut last,
+        );
         // 10:00, then (host 28th 11:00) once; daily fires 0 times in true time 10:30..11:01
         // because the next daily is host midnight.
         assert_eq!(counts[&RunType::Hourly], 2);
@@ -428,7 +453,13 @@ mod tests {
         let from = at(2026, 3, 28, 23, 59);
         let to = at(2026, 3, 29, 23, 59);
         let mut last = BTreeMap::new();
-        let counts = simulate(&[RunType::Hourly, RunType::Daily], from, to, |t| t, &mut last);
+        let counts = simulate(
+            &[RunType::Hourly, RunType::Daily],
+            from,
+            to,
+            |t| t,
+            &mut last,
+        );
         assert_eq!(counts[&RunType::Hourly], 24);
         assert_eq!(counts[&RunType::Daily], 1);
     }
@@ -447,18 +478,51 @@ mod tests {
         let now = down + Duration::days(3);
         let mut records = BTreeMap::new();
         records.insert(RunType::Hourly, rec(Some(down), Some(down)));
-        records.insert(RunType::Daily, rec(Some(down - Duration::hours(10)), Some(down - Duration::hours(10))));
+        records.insert(
+            RunType::Daily,
+            rec(
+                Some(down - Duration::hours(10)),
+                Some(down - Duration::hours(10)),
+            ),
+        );
         // Weekly ran 5 days ago: not overdue. Monthly ran 40 days ago: overdue.
-        records.insert(RunType::Weekly, rec(Some(now - Duration::days(5)), Some(now - Duration::days(5))));
-        records.insert(RunType::Monthly, rec(Some(now - Duration::days(40)), Some(now - Duration::days(40))));
+        records.insert(
+            RunType::Weekly,
+            rec(Some(now - Duration::days(5)), Some(now - Duration::days(5))),
+        );
+        records.insert(
+            RunType::Monthly,
+            rec(
+                Some(now - Duration::days(40)),
+                Some(now - Duration::days(40)),
+            ),
+        );
         // Yearly never ran: it waits for 1 January.
         let window = |rt: RunType| guard_window(Some(rt), &cron(rt), now);
-        let due = catch_up(now, &RunType::ALL, |rt| records.get(&rt).cloned().unwrap_or_default(), window);
+        let due = catch_up(
+            now,
+            &RunType::ALL,
+            |rt| records.get(&rt).cloned().unwrap_or_default(),
+            window,
+        );
         assert_eq!(due, vec![RunType::Hourly, RunType::Daily, RunType::Monthly]);
         // Each once: the returned list has no duplicates whatever the outage length.
         let much_later = now + Duration::days(300);
-        let due = catch_up(much_later, &RunType::ALL, |rt| records.get(&rt).cloned().unwrap_or_default(), window);
-        assert_eq!(due, vec![RunType::Hourly, RunType::Daily, RunType::Weekly, RunType::Monthly]);
+        let due = catch_up(
+            much_later,
+            &RunType::ALL,
+            |rt| records.get(&rt).cloned().unwrap_or_default(),
+            window,
+        );
+        assert_eq!(
+            due,
+            vec![
+                RunType::Hourly,
+                RunType::Daily,
+                RunType::Weekly,
+                RunType::Monthly
+            ]
+        );
     }
 
     #[test]
@@ -477,8 +541,14 @@ mod tests {
     #[test]
     fn catch_up_retries_a_failed_run_but_not_one_that_just_started() {
         let now = at(2026, 11, 25, 10, 5);
-        let failed_long_ago = rec(Some(now - Duration::hours(20)), Some(now - Duration::days(2)));
-        let just_failed = rec(Some(now - Duration::minutes(1)), Some(now - Duration::days(2)));
+        let failed_long_ago = rec(
+            Some(now - Duration::hours(20)),
+            Some(now - Duration::days(2)),
+        );
+        let just_failed = rec(
+            Some(now - Duration::minutes(1)),
+            Some(now - Duration::days(2)),
+        );
         let w = |rt: RunType| Duration::seconds(rt.period_seconds() as i64 / 2);
         assert_eq!(
             catch_up(now, &[RunType::Daily], |_| failed_long_ago.clone(), w),
@@ -491,9 +561,18 @@ mod tests {
     fn guard_window_follows_short_custom_schedules() {
         let every3 = CronSpec::parse("*/3 * * * * *").unwrap().cron;
         let now = at(2026, 11, 25, 10, 5);
-        assert_eq!(guard_window(Some(RunType::Hourly), &every3, now), Duration::milliseconds(1500));
-        assert_eq!(guard_window(Some(RunType::Hourly), &cron(RunType::Hourly), now), Duration::minutes(30));
-        assert_eq!(guard_window(Some(RunType::Daily), &cron(RunType::Daily), now), Duration::hours(12));
+        assert_eq!(
+            guard_window(Some(RunType::Hourly), &every3, now),
+            Duration::milliseconds(1500)
+        );
+        assert_eq!(
+            guard_window(Some(RunType::Hourly), &cron(RunType::Hourly), now),
+            Duration::minutes(30)
+        );
+        assert_eq!(
+            guard_window(Some(RunType::Daily), &cron(RunType::Daily), now),
+            Duration::hours(12)
+        );
         let binlog = CronSpec::parse("0 */5 * * * *").unwrap().cron;
         assert_eq!(guard_window(None, &binlog, now), Duration::seconds(150));
     }

@@ -66,15 +66,21 @@ pub async fn follow_jobs(queue: Arc<Queue>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut last = String::new();
     loop {
+        let mut started = None;
         tokio::select! {
-            e = events.recv() => {
-                if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-            }
+            e = events.recv() => match e {
+                Ok(u) if u.info.state == JobState::Running => started = Some(u.info),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {}
+            },
             _ = tick.tick() => {}
         }
-        let line = status_line(&queue.active());
+        let mut active = queue.active();
+        // A short job may be over already; still say it ran.
+        if let Some(job) = started.filter(|s| !active.iter().any(|j| j.id == s.id)) {
+            active.push(job);
+        }
+        let line = status_line(&active);
         if line != last {
             status(&line);
             last = line;
@@ -89,7 +95,10 @@ pub async fn watchdog(queue: Arc<Queue>) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
-    tracing::info!(interval_ms = interval.as_millis() as u64, "systemd watchdog enabled");
+    tracing::info!(
+        interval_ms = interval.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
     let mut tick = tokio::time::interval(interval / 2);
     let mut reported = false;
     loop {
@@ -97,7 +106,9 @@ pub async fn watchdog(queue: Arc<Queue>) {
         if queue.healthy() {
             send(&[NotifyState::Watchdog]);
         } else if !reported {
-            tracing::error!("a queue worker died: no more watchdog pings, systemd will restart twindbd");
+            tracing::error!(
+                "a queue worker died: no more watchdog pings, systemd will restart twindbd"
+            );
             reported = true;
         }
     }

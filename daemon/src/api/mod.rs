@@ -96,7 +96,13 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 pub fn metrics_router(app: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "only /metrics here".into()) })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "only /metrics here".into(),
+            )
+        })
         .with_state(app)
 }
 
@@ -148,7 +154,12 @@ async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Respon
             "binlog backups are not supported yet by this version of twindb".into(),
         );
     }
-    if !app.engine().config.enabled_run_types.contains(&req.run_type) {
+    if !app
+        .engine()
+        .config
+        .enabled_run_types
+        .contains(&req.run_type)
+    {
         return error(
             StatusCode::CONFLICT,
             "disabled",

@@ -476,8 +476,14 @@ mod tests {
 
     #[test]
     fn cron_expressions_accept_5_6_7_fields_and_nicknames() {
-        assert_eq!(CronSpec::parse("*/5 * * * *").unwrap().expr, "0 */5 * * * *");
-        assert_eq!(CronSpec::parse("*/3 * * * * *").unwrap().expr, "*/3 * * * * *");
+        assert_eq!(
+            CronSpec::parse("*/5 * * * *").unwrap().expr,
+            "0 */5 * * * *"
+        );
+        assert_eq!(
+            CronSpec::parse("*/3 * * * * *").unwrap().expr,
+            "*/3 * * * * *"
+        );
         assert!(CronSpec::parse("0 0 0 * * * 2099").is_ok());
         assert!(CronSpec::parse("@daily").is_ok());
         for rt in RunType::ALL {

@@ -72,12 +72,16 @@ impl Metrics {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = CounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let kr = &["kind", "run_type"];
@@ -184,19 +188,17 @@ impl Metrics {
             &["version"],
         )
         .expect("valid metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
-        m.registry
-            .register(Box::new(build))
-            .expect("unique metric");
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        m.registry.register(Box::new(build)).expect("unique metric");
         let start = Gauge::new(
             "twindb_start_time_seconds",
             "When twindbd started (Unix time).",
         )
         .expect("valid metric");
         start.set(chrono::Utc::now().timestamp() as f64);
-        m.registry
-            .register(Box::new(start))
-            .expect("unique metric");
+        m.registry.register(Box::new(start)).expect("unique metric");
         m
     }
 
@@ -216,7 +218,11 @@ impl Metrics {
                     .set(t.timestamp() as f64);
             }
             if let Some(state) = rec.last_state {
-                let ok = if state == JobState::Succeeded { 1.0 } else { 0.0 };
+                let ok = if state == JobState::Succeeded {
+                    1.0
+                } else {
+                    0.0
+                };
                 self.last_run_success.with_label_values(&labels).set(ok);
             }
             if let Some(d) = rec.last_duration_seconds {
@@ -291,9 +297,7 @@ impl Metrics {
                 RunType::ALL.into_iter().map(Some).collect()
             };
             for rt in run_types {
-                let of = copies
-                    .iter()
-                    .filter(|c| c.kind == kind && c.run_type == rt);
+                let of = copies.iter().filter(|c| c.kind == kind && c.run_type == rt);
                 let labels = [kind.as_str(), run_type_label(rt), location];
                 let (n, bytes) = of.fold((0u64, 0u64), |(n, b), c| (n + 1, b + c.size));
                 self.copies.with_label_values(&labels).set(n as f64);
@@ -454,7 +458,10 @@ mod tests {
             }],
             &[job(JobKind::BackupFiles, JobState::Queued)],
         );
-        m.job_finished(&job(JobKind::BackupFiles, JobState::Failed), CopyKind::Files);
+        m.job_finished(
+            &job(JobKind::BackupFiles, JobState::Failed),
+            CopyKind::Files,
+        );
         let text = m.render();
         for line in [
             format!(

@@ -199,9 +199,10 @@ impl Queue {
     /// Enqueues a binlog copy, or returns the one already queued.
     pub fn enqueue_binlog(&self) -> Result<(Arc<Job>, bool), QueueError> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        if let Some(j) = jobs.iter().find(|j| {
-            j.kind == JobKind::BackupBinlog && j.info().state == JobState::Queued
-        }) {
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| j.kind == JobKind::BackupBinlog && j.info().state == JobState::Queued)
+        {
             return Ok((j.clone(), true));
         }
         let job = self.new_job(
@@ -607,7 +608,10 @@ async fn retention_after_backup(engine: &Engine, kind: CopyKind, ctx: &JobCtx) -
             }
         }
         Err(e) => {
-            ctx.warn(format!("retention was not applied: {:#}", anyhow::Error::from(e)));
+            ctx.warn(format!(
+                "retention was not applied: {:#}",
+                anyhow::Error::from(e)
+            ));
             None
         }
     }
