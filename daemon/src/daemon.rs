@@ -328,7 +328,7 @@ static LOG_FILTER: OnceLock<log_reload::Handle<EnvFilter, Registry>> = OnceLock:
 pub fn init_logging(filter: &str) {
     use tracing_subscriber::prelude::*;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let env_filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
+    let env_filter = EnvFilter::try_new(quiet_scheduler(&filter)).unwrap_or_else(|_| "info".into());
     let (env_filter, handle) = log_reload::Layer::new(env_filter);
     let _ = LOG_FILTER.set(handle);
     let under_systemd =
@@ -349,12 +349,25 @@ pub fn init_logging(filter: &str) {
     }
 }
 
+/// tokio-cron-scheduler logs each job it creates at INFO; our own scheduler lines say
+/// what matters. Unless the filter names it, keep it to warnings.
+fn quiet_scheduler(filter: &str) -> String {
+    if filter.contains("tokio_cron_scheduler") {
+        filter.to_string()
+    } else {
+        format!("{filter},tokio_cron_scheduler=warn")
+    }
+}
+
 /// Applies a new `[daemon] log` filter (a reload), unless RUST_LOG overrides it.
 fn set_log_filter(filter: &str) {
     if std::env::var_os("RUST_LOG").is_some() {
         return;
     }
-    let (Some(handle), Ok(f)) = (LOG_FILTER.get(), EnvFilter::try_new(filter)) else {
+    let (Some(handle), Ok(f)) = (
+        LOG_FILTER.get(),
+        EnvFilter::try_new(quiet_scheduler(filter)),
+    ) else {
         return;
     };
     if let Err(e) = handle.reload(f) {

@@ -442,6 +442,72 @@ mod tests {
         }
     }
 
+    /// Every `twindb_*` name the docs, the dashboard and the alert rules use exists.
+    #[test]
+    fn the_docs_dashboard_and_alerts_use_real_metric_names() {
+        let m = Metrics::new();
+        let mut rec = crate::state::RunRecord::default();
+        rec.last_success_finished = Some(Utc::now());
+        rec.last_run = Some(Utc::now());
+        rec.last_state = Some(JobState::Failed);
+        rec.last_duration_seconds = Some(1.0);
+        rec.last_read = Some(1);
+        rec.last_size = Some(1);
+        m.refresh(
+            &[KindRecord {
+                kind: CopyKind::Files,
+                run_type: Some(RunType::Daily),
+                record: rec,
+            }],
+            &[],
+        );
+        m.job_finished(
+            &job(JobKind::BackupFiles, JobState::Failed),
+            CopyKind::Files,
+        );
+        m.job_finished(&job(JobKind::Restore, JobState::Succeeded), CopyKind::Files);
+        m.set_copies("remote", &[]);
+        m.retention_deleted(CopyKind::Files, "remote");
+        m.notification_failed("email");
+        m.verify_succeeded(Some(RunType::Daily), Utc::now());
+        let text = m.render();
+        let names: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        for (file, doc) in [
+            (
+                "prometheus-alerts.yml",
+                include_str!("../../../docs/prometheus-alerts.yml"),
+            ),
+            (
+                "grafana-dashboard.json",
+                include_str!("../../../docs/grafana-dashboard.json"),
+            ),
+            ("operations.md", include_str!("../../../docs/operations.md")),
+        ] {
+            let mut rest = doc;
+            let mut found = 0;
+            while let Some(i) = rest.find("twindb_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                if name.ends_with('_') || name == "twindb_tests" {
+                    continue;
+                }
+                found += 1;
+                assert!(
+                    names.contains(name.as_str()),
+                    "{file} uses {name}, which twindbd does not export"
+                );
+            }
+            assert!(found > 3, "{file}");
+        }
+    }
+
     #[test]
     fn renders_records_counters_and_build_info() {
         let m = Metrics::new();
