@@ -446,13 +446,15 @@ mod tests {
     #[test]
     fn the_docs_dashboard_and_alerts_use_real_metric_names() {
         let m = Metrics::new();
-        let mut rec = crate::state::RunRecord::default();
-        rec.last_success_finished = Some(Utc::now());
-        rec.last_run = Some(Utc::now());
-        rec.last_state = Some(JobState::Failed);
-        rec.last_duration_seconds = Some(1.0);
-        rec.last_read = Some(1);
-        rec.last_size = Some(1);
+        let rec = crate::state::RunRecord {
+            last_success_finished: Some(Utc::now()),
+            last_run: Some(Utc::now()),
+            last_state: Some(JobState::Failed),
+            last_duration_seconds: Some(1.0),
+            last_read: Some(1),
+            last_size: Some(1),
+            ..Default::default()
+        };
         m.refresh(
             &[KindRecord {
                 kind: CopyKind::Files,
@@ -511,11 +513,13 @@ mod tests {
     #[test]
     fn renders_records_counters_and_build_info() {
         let m = Metrics::new();
-        let mut rec = crate::state::RunRecord::default();
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 12).unwrap();
-        rec.last_success_finished = Some(t);
-        rec.last_state = Some(JobState::Succeeded);
-        rec.last_size = Some(400);
+        let rec = crate::state::RunRecord {
+            last_success_finished: Some(t),
+            last_state: Some(JobState::Succeeded),
+            last_size: Some(400),
+            ..Default::default()
+        };
         m.refresh(
             &[KindRecord {
                 kind: CopyKind::Files,
