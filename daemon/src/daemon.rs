@@ -374,3 +374,54 @@ fn set_log_filter(filter: &str) {
         tracing::warn!(error = %e, "cannot change the log filter");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(Path::new("/etc/twindb/t.toml"), text).unwrap()
+    }
+
+    const BASE: &str = "[daemon]\nsocket = \"/run/a.sock\"\nhostname = \"db1\"\n\n[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"local\"\n\n[local]\npath = \"/b\"\n";
+
+    #[test]
+    fn a_reload_keeps_restart_only_settings_and_takes_the_rest() {
+        let old = config(BASE);
+        let new = config(
+            &BASE
+                .replace("/run/a.sock", "/run/b.sock")
+                .replace("path = \"/b\"", "path = \"/c\"")
+                .replace(
+                    "hostname = \"db1\"",
+                    "hostname = \"db1\"\nschedule_daily = \"0 3 * * *\"\nlog = \"debug\"",
+                ),
+        );
+        let (merged, kept) = keep_restart_only(&old, new);
+        assert_eq!(
+            kept,
+            vec!["[daemon] socket", "[destination] and its section"]
+        );
+        assert_eq!(merged.daemon.socket, Path::new("/run/a.sock"));
+        assert_eq!(
+            format!("{:?}", merged.destination),
+            format!("{:?}", old.destination)
+        );
+        assert_eq!(merged.daemon.log, "debug");
+        assert_eq!(
+            merged.schedule.spec(twindb_proto::RunType::Daily).expr,
+            "0 0 3 * * *"
+        );
+        let (_, kept) = keep_restart_only(&old, config(BASE));
+        assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn the_scheduler_crate_is_quiet_unless_named() {
+        assert_eq!(quiet_scheduler("info"), "info,tokio_cron_scheduler=warn");
+        assert_eq!(
+            quiet_scheduler("tokio_cron_scheduler=debug"),
+            "tokio_cron_scheduler=debug"
+        );
+    }
+}

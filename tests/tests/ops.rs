@@ -509,3 +509,42 @@ fn sd_notify_ready_status_watchdog_and_stopping() {
     let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap();
     assert!(ready.contains("STATUS=idle"), "{ready}");
 }
+
+#[test]
+fn the_log_filter_applies_and_a_reload_changes_it() {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "zstd", "");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("log = \"info,twindb=debug\"", "log = \"warn\""),
+    )
+    .unwrap();
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "daily"]).success();
+    assert!(
+        !d.log_text().contains("job succeeded"),
+        "INFO lines are filtered out: {}",
+        d.log_text()
+    );
+    fs::write(
+        &config,
+        text.replace("log = \"info,twindb=debug\"", "log = \"info\""),
+    )
+    .unwrap();
+    d.hup();
+    wait_for(Duration::from_secs(10), "the reload", || {
+        d.log_text().contains("config reloaded").then_some(())
+    });
+    d.ctl(&["run", "daily"]).success();
+    wait_for(Duration::from_secs(10), "an INFO line", || {
+        d.log_text().contains("job succeeded").then_some(())
+    });
+    assert!(
+        !d.log_text().contains("DEBUG"),
+        "no debug lines at info: {}",
+        d.log_text()
+    );
+}
