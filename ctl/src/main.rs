@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use twindb_proto::{
-    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest, RunRequest,
-    RunResponse, RunType, StatusResponse, VerifyReport, VerifyRequest,
+    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest,
+    RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType, StatusResponse,
+    VerifyReport, VerifyRequest,
 };
 
 use crate::client::{Client, ClientError};
@@ -78,6 +79,11 @@ enum Command {
     },
     /// Cancel a queued or running job.
     Cancel { id: u64 },
+    /// Apply retention now ([retention]); --dry-run only prints what it would delete.
+    Retention {
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +270,21 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 render::job(&info);
             }
             Ok(exit_for(&[info]))
+        }
+        Command::Retention { dry_run } => {
+            let resp: RetentionResponse = client
+                .post("/v1/retention", &RetentionRequest { dry_run })
+                .await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::retention(&resp);
+            }
+            Ok(if resp.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Cancel { id } => {
             let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;

@@ -1,7 +1,7 @@
 //! Verify a MySQL copy the only way that proves it: restore it, start a throwaway
 //! server on the restored datadir, open every table, stop the server.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,7 @@ async fn check_server(binary: &str, datadir: &Path) -> Result<(), String> {
     result
 }
 
-async fn query(child: &mut Child, socket: &PathBuf, log: &Path) -> Result<(), String> {
+async fn query(child: &mut Child, socket: &Path, log: &Path) -> Result<(), String> {
     let opts = ClientOptions {
         user: Some("root".into()),
         socket: Some(socket.display().to_string()),

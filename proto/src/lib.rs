@@ -322,6 +322,38 @@ pub struct JobsResponse {
     pub jobs: Vec<JobInfo>,
 }
 
+/// `POST /v1/retention`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetentionRequest {
+    /// Only plan: delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A copy that retention deletes (or would delete, in a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedDeletion {
+    pub key: String,
+    pub kind: CopyKind,
+    pub run_type: Option<RunType>,
+    /// "remote" or "local".
+    pub location: String,
+    /// Why, e.g. "not among the newest 7 daily copies of /etc".
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionResponse {
+    pub dry_run: bool,
+    /// Planned (dry run) or done deletions, in the order they are applied.
+    pub deletions: Vec<PlannedDeletion>,
+    /// Copies that stay.
+    pub kept: usize,
+    /// Deletions that failed; those copies stay.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {

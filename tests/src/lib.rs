@@ -4,6 +4,7 @@
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
 pub mod conformance;
+pub mod sinks;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -83,6 +84,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts twindbd on `config` and waits until its socket answers.
     pub fn start(config: &Path) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Same as [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let root = config.parent().expect("config folder");
         let log = root.join("twindbd.log");
         let socket = root.join("twindbd.sock");
@@ -90,6 +96,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"))
             .spawn()
@@ -134,6 +141,20 @@ impl Daemon {
         let status = wait_timeout(&mut self.child, Duration::from_secs(30))
             .expect("twindbd stops on SIGTERM");
         status.code().unwrap_or(-1)
+    }
+
+    /// Sends SIGHUP (reload the config).
+    pub fn hup(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP");
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn kill(mut self) {
