@@ -18,6 +18,7 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v mariabackup >/dev/null || need_apt+=(mariadb-backup)
 command -v mariadb >/dev/null || need_apt+=(mariadb-client)
 command -v zstd >/dev/null || need_apt+=(zstd)
+[ -e /usr/lib/galera/libgalera_smm.so ] || need_apt+=(galera-4)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"

@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 
 use crate::in_ci;
 
+const GALERA: &str = "/usr/lib/galera/libgalera_smm.so";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct MariaDb {
     pub dir: tempfile::TempDir,
     pub datadir: PathBuf,
@@ -19,10 +29,17 @@ pub struct MariaDb {
 
 /// Whether mariadbd and mariabackup are installed; under CI their absence fails the test.
 pub fn available() -> bool {
-    let ok = ["/usr/sbin/mariadbd", "/usr/bin/mariabackup", "/usr/bin/mariadb-install-db"]
-        .iter()
-        .all(|p| Path::new(p).exists());
-    assert!(ok || !in_ci(), "MariaDB is not installed: scripts/test.sh installs mariadb-server and mariadb-backup");
+    let ok = [
+        "/usr/sbin/mariadbd",
+        "/usr/bin/mariabackup",
+        "/usr/bin/mariadb-install-db",
+    ]
+    .iter()
+    .all(|p| Path::new(p).exists());
+    assert!(
+        ok || !in_ci(),
+        "MariaDB is not installed: scripts/test.sh installs mariadb-server and mariadb-backup"
+    );
     if !ok {
         eprintln!("skipped: MariaDB is not installed (run scripts/test.sh)");
     }
@@ -32,30 +49,73 @@ pub fn available() -> bool {
 impl MariaDb {
     /// Initializes a new datadir and starts a server with binary logging.
     pub fn start() -> MariaDb {
-        let dir = tempfile::Builder::new().prefix("twdb").tempdir_in("/tmp").unwrap();
+        Self::init_and_start(&[])
+    }
+
+    /// A single-node Galera cluster (galera-4), bootstrapped on loopback.
+    pub fn start_galera() -> MariaDb {
+        assert!(
+            Path::new(GALERA).exists() || !in_ci(),
+            "galera-4 is not installed: scripts/test.sh installs it"
+        );
+        let port = free_port();
+        Self::init_and_start(&[
+            "--binlog-format=ROW",
+            "--innodb-autoinc-lock-mode=2",
+            "--wsrep-on=ON",
+            &format!("--wsrep-provider={GALERA}"),
+            "--wsrep-cluster-address=gcomm://",
+            &format!("--wsrep-node-address=127.0.0.1:{port}"),
+            &format!("--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{port}"),
+        ])
+    }
+
+    fn init_and_start(extra: &[&str]) -> MariaDb {
+        let dir = tempfile::Builder::new()
+            .prefix("twdb")
+            .tempdir_in("/tmp")
+            .unwrap();
         let datadir = dir.path().join("data");
         let out = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
             .arg(format!("--datadir={}", datadir.display()))
             .output()
             .expect("mariadb-install-db");
-        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
-        let mut db = Self::start_on(dir, datadir, &["--log-bin=mysql-bin", "--server-id=1"]);
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut args = vec!["--log-bin=mysql-bin", "--server-id=1"];
+        args.extend_from_slice(extra);
+        let mut db = Self::start_on(dir, datadir, &args);
         let defaults = db.dir.path().join("client.cnf");
-        fs::write(&defaults, format!("[client]\nuser=root\nsocket={}\n", db.socket.display())).unwrap();
+        fs::write(
+            &defaults,
+            format!("[client]\nuser=root\nsocket={}\n", db.socket.display()),
+        )
+        .unwrap();
         db.defaults_file = defaults;
         db
     }
 
     /// Starts a server on an existing (restored) datadir, without binary logging.
     pub fn start_restored(datadir: &Path) -> MariaDb {
-        let dir = tempfile::Builder::new().prefix("twdb").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("twdb")
+            .tempdir_in("/tmp")
+            .unwrap();
         Self::start_on(dir, datadir.to_path_buf(), &["--skip-log-bin"])
     }
 
     fn start_on(dir: tempfile::TempDir, datadir: PathBuf, extra: &[&str]) -> MariaDb {
         let socket = dir.path().join("s");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let log = dir.path().join("error.log");
         let child = Command::new("/usr/sbin/mariadbd")
             .arg("--no-defaults")
@@ -90,9 +150,16 @@ impl MariaDb {
             .unwrap_or(true)
         {
             if let Ok(Some(s)) = db.child.try_wait() {
-                panic!("mariadbd exited ({s}):\n{}", fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "mariadbd exited ({s}):\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            assert!(Instant::now() < deadline, "mariadbd did not start:\n{}", fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not start:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         db
@@ -106,7 +173,11 @@ impl MariaDb {
             .args(["-N", "-B", "-e", sql])
             .output()
             .expect("mariadb client");
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 

@@ -66,7 +66,12 @@ fn run(d: &Daemon, run_type: &str) -> String {
     mysql["copies"][0].as_str().unwrap().to_string()
 }
 
-fn restore_and_fingerprint(d: &Daemon, key: &str, dst: &Path, cache: &Path) -> (Vec<(String, String, String)>, String) {
+fn restore_and_fingerprint(
+    d: &Daemon,
+    key: &str,
+    dst: &Path,
+    cache: &Path,
+) -> (Vec<(String, String, String)>, String) {
     let out = d
         .ctl(&[
             "restore",
@@ -78,7 +83,10 @@ fn restore_and_fingerprint(d: &Daemon, key: &str, dst: &Path, cache: &Path) -> (
             cache.to_str().unwrap(),
         ])
         .success();
-    assert!(dst.join("_config").exists() || !Path::new("/etc/mysql/my.cnf").exists(), "my.cnf files are restored");
+    assert!(
+        dst.join("_config").exists() || !Path::new("/etc/mysql/my.cnf").exists(),
+        "my.cnf files are restored"
+    );
     // _config is not a database: move it out before starting, as the message says.
     let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
     let server = MariaDb::start_restored(dst);
@@ -120,30 +128,57 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["key"].as_str().unwrap().to_string(), c["backup_type"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["backup_type"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    for (key, want) in [(&full1, "full"), (&inc1, "incremental"), (&inc2, "incremental"), (&full2, "full")] {
-        assert!(types.contains(&(key.clone(), want.to_string())), "{key} should be {want}: {types:?}");
+    for (key, want) in [
+        (&full1, "full"),
+        (&inc1, "incremental"),
+        (&inc2, "incremental"),
+        (&full2, "full"),
+    ] {
+        assert!(
+            types.contains(&(key.clone(), want.to_string())),
+            "{key} should be {want}: {types:?}"
+        );
     }
 
     let cache = t.path().join("cache");
-    for (i, (key, want)) in [(&full1, &at_full1), (&inc1, &at_inc1), (&inc2, &at_inc2), (&full2, &at_full2)]
-        .into_iter()
-        .enumerate()
+    for (i, (key, want)) in [
+        (&full1, &at_full1),
+        (&inc1, &at_inc1),
+        (&inc2, &at_inc2),
+        (&full2, &at_full2),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let dst = t.path().join(format!("restored-{i}"));
         let (got, stdout) = restore_and_fingerprint(&d, key, &dst, &cache);
-        assert_eq!(&got, want, "{key} must restore to the state at its backup time");
+        assert_eq!(
+            &got, want,
+            "{key} must restore to the state at its backup time"
+        );
         if key == &inc1 {
             // Restored after a newer full exists: it still uses its own parent.
-            assert!(stdout.contains(&format!("incremental on its full copy {full1}")), "{stdout}");
+            assert!(
+                stdout.contains(&format!("incremental on its full copy {full1}")),
+                "{stdout}"
+            );
         }
     }
     // Both incrementals of full1 shared one cached, prepared full.
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
 
     // Binary logs: closed ones are copied, the current one is not, and they decode.
-    let binlogs = d.ctl(&["--json", "ls", "--type", "binlog"]).success().json();
+    let binlogs = d
+        .ctl(&["--json", "ls", "--type", "binlog"])
+        .success()
+        .json();
     let keys: Vec<String> = binlogs["copies"]
         .as_array()
         .unwrap()
@@ -153,7 +188,10 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     assert!(keys.len() >= 4, "{keys:?}");
     let current = db.sql("SHOW MASTER STATUS");
     let current = current.split('\t').next().unwrap();
-    assert!(!keys.iter().any(|k| k.contains(current)), "the current binlog {current} must not be copied: {keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.contains(current)),
+        "the current binlog {current} must not be copied: {keys:?}"
+    );
     let mut decoded = String::new();
     for k in &keys {
         let path = t.path().join("backups").join(k);
@@ -162,11 +200,18 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
             .arg(format!("zstd -dc '{}' | mariadb-binlog -", path.display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{k} does not decode: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{k} does not decode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         decoded.push_str(&String::from_utf8_lossy(&out.stdout));
     }
     for n in 1..=3 {
-        assert!(decoded.contains(&format!("batch{n}-")), "the copied binlogs hold batch {n}");
+        assert!(
+            decoded.contains(&format!("batch{n}-")),
+            "the copied binlogs hold batch {n}"
+        );
     }
 
     // verify: a good copy succeeds.
@@ -188,36 +233,74 @@ fn a_broken_backup_fails_with_the_reason_and_leaves_nothing() {
     // Wrong credentials.
     fs::write(
         &db.defaults_file,
-        format!("[client]\nuser=nobody_here\npassword=wrong\nsocket={}\n", db.socket.display()),
+        format!(
+            "[client]\nuser=nobody_here\npassword=wrong\nsocket={}\n",
+            db.socket.display()
+        ),
     )
     .unwrap();
     let d = Daemon::start(&config);
     let out = d.ctl(&["--json", "run", "daily"]);
     assert_ne!(out.code, 0, "{out:?}");
     let jobs = out.json();
-    let mysql = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "backup_mysql").unwrap();
+    let mysql = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "backup_mysql")
+        .unwrap();
     assert_eq!(mysql["state"], "failed");
     let error = mysql["error"].as_str().unwrap();
     assert!(error.contains("Access denied"), "{error}");
-    assert!(!error.contains("wrong"), "the password must not appear: {error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password must not appear: {error}"
+    );
     assert!(ls_keys(&d).is_empty());
 
     // The backup tool itself failing (as when it is killed): a stand-in that exits 3.
-    fs::write(&db.defaults_file, format!("[client]\nuser=root\nsocket={}\n", db.socket.display())).unwrap();
+    fs::write(
+        &db.defaults_file,
+        format!("[client]\nuser=root\nsocket={}\n", db.socket.display()),
+    )
+    .unwrap();
     let wrapper = t.path().join("failing-backup.sh");
-    fs::write(&wrapper, "#!/bin/sh\necho 'InnoDB: simulated failure' >&2\nexit 3\n").unwrap();
-    Command::new("chmod").arg("755").arg(&wrapper).status().unwrap();
+    fs::write(
+        &wrapper,
+        "#!/bin/sh\necho 'InnoDB: simulated failure' >&2\nexit 3\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
     assert_eq!(d.stop(), 0);
-    let config = mysql_config(t.path(), &db, &format!("xtrabackup_binary = \"{}\"", wrapper.display()));
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", wrapper.display()),
+    );
     let d = Daemon::start(&config);
     let out = d.ctl(&["--json", "run", "daily"]);
     assert_ne!(out.code, 0);
     let jobs = out.json();
-    let mysql = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "backup_mysql").unwrap();
+    let mysql = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "backup_mysql")
+        .unwrap();
     let error = mysql["error"].as_str().unwrap();
     assert!(error.contains("exit status: 3"), "{error}");
-    assert!(error.contains("simulated failure"), "the tool's stderr tail is in the error: {error}");
-    assert!(!ls_keys(&d).iter().any(|k| k.contains("/mysql/")), "no MySQL copy may be listed");
+    assert!(
+        error.contains("simulated failure"),
+        "the tool's stderr tail is in the error: {error}"
+    );
+    assert!(
+        !ls_keys(&d).iter().any(|k| k.contains("/mysql/")),
+        "no MySQL copy may be listed"
+    );
 }
 
 #[test]
@@ -226,8 +309,10 @@ fn verify_of_a_corrupted_copy_fails() {
         return;
     }
     let db = MariaDb::start();
-    db.sql("CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)); \
-            CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM");
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)); \
+            CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
+    );
     batch(&db, 1);
     let t = scratch();
     let config = mysql_config(t.path(), &db, "");
@@ -242,5 +327,104 @@ fn verify_of_a_corrupted_copy_fails() {
     assert_ne!(out.code, 0, "{out:?}");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["success"], false);
-    assert!(report["error"].as_str().unwrap().contains("checksum mismatch"), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch"),
+        "{report}"
+    );
+}
+
+/// A stand-in backup tool that records the node's wsrep_desync while it runs, then
+/// runs mariabackup (or fails, when `fail` is set).
+fn desync_probe(dir: &Path, db: &MariaDb, fail: bool) -> std::path::PathBuf {
+    let probe = dir.join("desync-during-backup");
+    let script = dir.join(if fail { "probe-fail.sh" } else { "probe.sh" });
+    let tail = if fail {
+        "echo 'simulated failure' >&2; exit 1".to_string()
+    } else {
+        "exec mariabackup \"$@\"".to_string()
+    };
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nmariadb -uroot --socket={} -N -e 'select @@wsrep_desync' > {}\n{tail}\n",
+            db.socket.display(),
+            probe.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    script
+}
+
+#[test]
+fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start_galera();
+    assert_eq!(db.sql("SELECT @@wsrep_on"), "1");
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)); \
+            CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40))",
+    );
+    batch(&db, 1);
+    let t = scratch();
+    let probe = t.path().join("desync-during-backup");
+
+    // A successful backup: desynced while it runs, synced after.
+    let tool = desync_probe(t.path(), &db, false);
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", tool.display()),
+    );
+    let d = Daemon::start(&config);
+    let key = run(&d, "daily");
+    assert_eq!(
+        fs::read_to_string(&probe).unwrap().trim(),
+        "1",
+        "wsrep_desync was ON during the backup"
+    );
+    assert_eq!(db.sql("SELECT @@wsrep_desync"), "0", "and OFF after it");
+
+    // The restore writes grastate.dat from the copy's galera info.
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "mysql", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    let grastate = fs::read_to_string(dst.join("grastate.dat")).unwrap();
+    let uuid = db.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'");
+    let uuid = uuid.split('\t').nth(1).unwrap();
+    assert!(grastate.contains(&format!("uuid:    {uuid}")), "{grastate}");
+    assert!(grastate.contains("seqno:   "), "{grastate}");
+    let provider = db.sql("SHOW STATUS LIKE 'wsrep_provider_version'");
+    assert!(
+        grastate.contains(provider.split('\t').nth(1).unwrap()),
+        "{grastate}"
+    );
+    assert_eq!(d.stop(), 0);
+
+    // A failed backup: the node is resynced all the same.
+    fs::remove_file(&probe).unwrap();
+    let tool = desync_probe(t.path(), &db, true);
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", tool.display()),
+    );
+    let d = Daemon::start(&config);
+    let out = d.ctl(&["run", "daily"]);
+    assert_ne!(out.code, 0);
+    assert_eq!(fs::read_to_string(&probe).unwrap().trim(), "1");
+    assert_eq!(
+        db.sql("SELECT @@wsrep_desync"),
+        "0",
+        "wsrep_desync must be OFF after a failed backup"
+    );
 }
