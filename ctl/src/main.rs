@@ -1,8 +1,9 @@
 //! `twindbctl`: talks to twindbd over its Unix socket. It never touches sources,
 //! destinations or credentials itself.
 //!
-//! Exit codes: 0 success; 1 the job or the request failed; 2 usage error;
-//! 69 twindbd is not running or refused us (EX_UNAVAILABLE).
+//! Exit codes: 0 success; 1 the job or the request failed (or, for `check`, a
+//! destination is unhealthy); 2 usage error; 69 twindbd is not running or refused us
+//! (EX_UNAVAILABLE).
 
 mod client;
 mod render;
@@ -12,8 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use twindb_proto::{
-    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest, RunRequest,
-    RunResponse, RunType, StatusResponse,
+    CheckResponse, CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse,
+    RestoreRequest, RunRequest, RunResponse, RunType, StatusResponse,
 };
 
 use crate::client::{Client, ClientError};
@@ -73,6 +74,8 @@ enum Command {
     },
     /// Cancel a queued or running job.
     Cancel { id: u64 },
+    /// Check that the destination (and keep_local_path) is reachable and writable.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -223,6 +226,19 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 render::job(&info);
             }
             Ok(exit_for(&[info]))
+        }
+        Command::Check => {
+            let resp: CheckResponse = client.get("/v1/check").await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::checks(&resp);
+            }
+            Ok(if resp.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Cancel { id } => {
             let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;

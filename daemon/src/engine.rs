@@ -5,13 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
-use crate::destination::Destination;
+use crate::destination::{Destination, Local};
 use crate::pipeline::Cancel;
 use crate::status::StatusStore;
 
 pub struct Engine {
     pub config: Config,
     pub dest: Arc<dyn Destination>,
+    /// `keep_local_path`: every copy is also kept here, written from the same stream.
+    pub keep_local: Option<Local>,
     pub status: StatusStore,
 }
 
@@ -19,9 +21,11 @@ impl Engine {
     pub fn new(config: Config) -> Self {
         let dest = crate::destination::build(&config.destination);
         let status = StatusStore::new(dest.clone(), &config.daemon.hostname);
+        let keep_local = config.keep_local_path.as_ref().map(Local::new);
         Engine {
             config,
             dest,
+            keep_local,
             status,
         }
     }

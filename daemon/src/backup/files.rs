@@ -8,7 +8,7 @@ use super::{store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::files_key;
 use crate::source::FileSource;
-use crate::status::CopyMeta;
+use crate::status::{CopyMeta, LocalCopy};
 
 /// Backs up every configured folder; returns the keys of the new copies.
 /// Stops at the first failure: copies already committed stay recorded.
@@ -38,6 +38,7 @@ pub async fn backup_files(
         let read_before = ctx.bytes().0;
         let stored = store(
             engine.dest.as_ref(),
+            engine.keep_local.as_ref(),
             Box::new(FileSource::new(dir)),
             &chain,
             threads,
@@ -62,6 +63,12 @@ pub async fn backup_files(
             size: stored.digest.size,
             sha256: stored.digest.sha256,
             modifiers: chain.clone(),
+            local: stored.local.map(|d| LocalCopy {
+                key: key.clone(),
+                size: d.size,
+                sha256: d.sha256,
+                modifiers: chain.clone(),
+            }),
         };
         engine.status.update(|s| s.copies.push(meta)).await?;
         span.in_scope(|| tracing::info!(size = stored.digest.size, "backup committed"));

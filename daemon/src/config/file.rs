@@ -14,9 +14,9 @@ pub struct ConfigFile {
     pub local: Option<LocalSection>,
     pub compression: Option<CompressionSection>,
     pub intervals: Option<IntervalsSection>,
+    pub ssh: Option<super::ssh::SshSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
-    pub ssh: Option<toml::Table>,
     pub s3: Option<toml::Table>,
     pub gcs: Option<toml::Table>,
     pub mysql: Option<toml::Table>,

@@ -6,12 +6,14 @@
 //! the key. Relative paths resolve against the config file's folder.
 
 mod file;
+mod ssh;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::ssh::SshConfig;
 use crate::modifier::ModifierSpec;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
@@ -25,6 +27,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub source: SourceConfig,
     pub destination: DestinationConfig,
+    /// `[destination] keep_local_path`: every copy is also kept in this local folder.
+    pub keep_local_path: Option<PathBuf>,
     pub compression: Compression,
     /// Run types that are enabled, most frequent first.
     pub enabled_run_types: Vec<RunType>,
@@ -49,6 +53,7 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub enum DestinationConfig {
     Local { path: PathBuf },
+    Ssh(SshConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,7 +174,6 @@ impl Validator<'_> {
 
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
         let not_yet = [
-            ("ssh", raw.ssh.is_some(), "the ssh destination"),
             ("s3", raw.s3.is_some(), "the s3 destination"),
             ("gcs", raw.gcs.is_some(), "the gcs destination"),
             ("mysql", raw.mysql.is_some(), "MySQL backups"),
@@ -197,7 +201,7 @@ impl Validator<'_> {
 
         let daemon = self.daemon(raw.daemon);
         let source = self.source(raw.source);
-        let destination = self.destination(raw.destination, raw.local);
+        let (destination, keep_local_path) = self.destination(raw.destination, raw.local, raw.ssh);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
         Config {
@@ -205,6 +209,7 @@ impl Validator<'_> {
             daemon,
             source,
             destination,
+            keep_local_path,
             compression,
             enabled_run_types,
         }
@@ -335,20 +340,52 @@ impl Validator<'_> {
         &mut self,
         d: Option<file::DestinationSection>,
         local: Option<file::LocalSection>,
-    ) -> DestinationConfig {
+        ssh: Option<ssh::SshSection>,
+    ) -> (DestinationConfig, Option<PathBuf>) {
         let Some(d) = d else {
             self.error("destination", "", "missing section: set backup_destination");
-            return DestinationConfig::Local {
-                path: PathBuf::new(),
-            };
-        };
-        if d.keep_local_path.is_some() {
-            self.error(
-                "destination",
-                "keep_local_path",
-                "local copies are not supported yet by this version of twindb",
+            return (
+                DestinationConfig::Local {
+                    path: PathBuf::new(),
+                },
+                None,
             );
+        };
+        let keep_local_path = match d.keep_local_path.as_deref() {
+            None => None,
+            Some("") => {
+                self.error(
+                    "destination",
+                    "keep_local_path",
+                    "must not be empty (remove the key to keep no local copy)",
+                );
+                None
+            }
+            Some(p) => Some(self.path(p)),
+        };
+        let destination = self.remote_destination(&d, local, ssh);
+        if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
+            if !path.as_os_str().is_empty() && (keep.starts_with(path) || path.starts_with(keep)) {
+                self.error(
+                    "destination",
+                    "keep_local_path",
+                    format!(
+                        "{} overlaps the local destination {}: a local copy must live apart from the copies it doubles",
+                        keep.display(),
+                        path.display()
+                    ),
+                );
+            }
         }
+        (destination, keep_local_path)
+    }
+
+    fn remote_destination(
+        &mut self,
+        d: &file::DestinationSection,
+        local: Option<file::LocalSection>,
+        ssh: Option<ssh::SshSection>,
+    ) -> DestinationConfig {
         match d.backup_destination.as_str() {
             "local" => {
                 let Some(local) = local else {
@@ -368,7 +405,8 @@ impl Validator<'_> {
                     path: self.path(&local.path),
                 }
             }
-            "ssh" | "s3" | "gcs" => {
+            "ssh" => DestinationConfig::Ssh(self.ssh(ssh)),
+            "s3" | "gcs" => {
                 self.error(
                     "destination",
                     "backup_destination",
@@ -576,7 +614,9 @@ level = 5
     fn good_config_resolves_relative_paths_against_its_folder() {
         let c = parse_str(GOOD).unwrap();
         assert_eq!(c.daemon.state_dir, Path::new("/etc/twindb/state"));
-        let DestinationConfig::Local { path } = &c.destination;
+        let DestinationConfig::Local { path } = &c.destination else {
+            panic!("a local destination")
+        };
         assert_eq!(path, Path::new("/etc/twindb/backups"));
         assert_eq!(c.compression.spec, Some(ModifierSpec::Gzip { level: 5 }));
         assert_eq!(c.enabled_run_types, RunType::ALL.to_vec());

@@ -2,7 +2,8 @@
 //!
 //! The copy is unpacked into a hidden sibling folder and renamed into place only when
 //! the whole stream passed its sha256 check, so a failed restore never leaves a tree
-//! that looks complete.
+//! that looks complete. A copy kept in `keep_local_path` is preferred over the remote
+//! one; when it is missing or fails its checksum, the remote copy is used.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,10 @@ use std::path::{Path, PathBuf};
 use twindb_proto::CopyKind;
 
 use super::RestoreError;
+use crate::destination::{Destination, ErrorKind};
 use crate::engine::{Engine, JobCtx};
-use crate::modifier::drain_all;
-use crate::pipeline::{from_stream, hash_tap, pipe, Digested, Stages};
+use crate::modifier::{drain_all, ModifierSpec};
+use crate::pipeline::{from_stream, hash_tap, pipe, ByteStream, Digested, Stages};
 
 pub async fn restore_files(
     engine: &Engine,
@@ -32,25 +34,97 @@ pub async fn restore_files(
             wanted: "files",
         });
     }
-    let staging = prepare_destination(dst)?;
-    let mut guard = RemoveOnDrop(Some(staging.clone()));
-
     ctx.set_phase(format!("restoring {key}"));
     let cancel = ctx.cancel.clone();
-    let stream = engine.dest.get(key).await?;
+
+    // The local copy first (no network), when there is one and it reads back intact;
+    // otherwise, or when it fails its checksum half-way, the remote one from scratch.
+    let mut from = None;
+    if let (Some(local), Some(copy)) = (&engine.keep_local, &meta.local) {
+        match local.get(&copy.key).await {
+            Ok(stream) => {
+                let staging = prepare_destination(dst)?;
+                let guard = RemoveOnDrop(Some(staging.clone()));
+                let expect = Digested {
+                    sha256: copy.sha256.clone(),
+                    size: copy.size,
+                };
+                match unpack(stream, expect.clone(), &copy.modifiers, &staging, ctx).await {
+                    Ok(()) => from = Some((guard, staging, "the local copy", expect)),
+                    Err(RestoreError::Cancelled) => return Err(RestoreError::Cancelled),
+                    Err(e) => {
+                        drop(guard);
+                        ctx.bytes_in.store(0, std::sync::atomic::Ordering::Relaxed);
+                        ctx.bytes_out.store(0, std::sync::atomic::Ordering::Relaxed);
+                        ctx.warn(format!(
+                            "the local copy of {key} in {} failed ({e:#}); restoring from {} instead",
+                            local.name(),
+                            engine.dest.name()
+                        ));
+                    }
+                }
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => tracing::info!(
+                key,
+                "no local copy in keep_local_path; restoring from the destination"
+            ),
+            Err(e) => ctx.warn(format!(
+                "cannot read the local copy of {key} ({e:#}); restoring from {} instead",
+                engine.dest.name()
+            )),
+        }
+    }
+    let (mut guard, staging, source, checked) = match from {
+        Some(done) => done,
+        None => {
+            let staging = prepare_destination(dst)?;
+            let guard = RemoveOnDrop(Some(staging.clone()));
+            let stream = engine.dest.get(key).await?;
+            let expect = Digested {
+                sha256: meta.sha256.clone(),
+                size: meta.size,
+            };
+            unpack(stream, expect.clone(), &meta.modifiers, &staging, ctx).await?;
+            (guard, staging, "the destination", expect)
+        }
+    };
+    if cancel.is_cancelled() {
+        return Err(RestoreError::Cancelled);
+    }
+
+    // A leftover empty folder is replaced by the restored tree.
+    if dst.exists() {
+        std::fs::remove_dir(dst).map_err(|e| RestoreError::Io(dst.display().to_string(), e))?;
+    }
+    std::fs::rename(&staging, dst).map_err(|e| RestoreError::Io(dst.display().to_string(), e))?;
+    guard.0 = None;
+    Ok(format!(
+        "restored {key} from {source} into {} ({} bytes checked against sha256 {})",
+        dst.display(),
+        checked.size,
+        checked.sha256,
+    ))
+}
+
+/// Streams one stored copy through its checksum and reverse modifiers into tar,
+/// unpacking into `staging`. Fails on any mismatch, so nothing half-checked is kept.
+async fn unpack(
+    stream: ByteStream,
+    expect: Digested,
+    modifiers: &[ModifierSpec],
+    staging: &Path,
+    ctx: &JobCtx,
+) -> Result<(), RestoreError> {
+    let cancel = ctx.cancel.clone();
     let mut stages: Stages<()> = Stages::new();
 
     let fetched = from_stream(stream, &cancel);
     let (w, mut r) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_in.clone());
-    let expect = Digested {
-        sha256: meta.sha256.clone(),
-        size: meta.size,
-    };
     stages.spawn("sha256", move || {
         hash_tap(fetched, w, Some(expect)).map(|_| ())
     });
-    for spec in meta.modifiers.iter().rev() {
+    for spec in modifiers.iter().rev() {
         let m = spec.build(1);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
@@ -60,7 +134,7 @@ pub async fn restore_files(
         });
         r = next;
     }
-    let target = staging.clone();
+    let target = staging.to_path_buf();
     let counter = ctx.bytes_out.clone();
     stages.spawn("tar", move || {
         let mut input = CountingReader { inner: r, counter };
@@ -81,19 +155,7 @@ pub async fn restore_files(
         return Err(RestoreError::Cancelled);
     }
     joined.map_err(|e| RestoreError::Io("restore".into(), io::Error::other(e)))??;
-
-    // A leftover empty folder is replaced by the restored tree.
-    if dst.exists() {
-        std::fs::remove_dir(dst).map_err(|e| RestoreError::Io(dst.display().to_string(), e))?;
-    }
-    std::fs::rename(&staging, dst).map_err(|e| RestoreError::Io(dst.display().to_string(), e))?;
-    guard.0 = None;
-    Ok(format!(
-        "restored {key} into {} ({} bytes checked against sha256 {})",
-        dst.display(),
-        meta.size,
-        meta.sha256
-    ))
+    Ok(())
 }
 
 /// Checks that `dst` is absent or an empty folder, and makes the staging folder beside it.

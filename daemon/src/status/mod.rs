@@ -44,6 +44,23 @@ pub struct CopyMeta {
     pub sha256: String,
     /// Applied in this order on backup; restore reverses it.
     pub modifiers: Vec<ModifierSpec>,
+    /// The copy kept in `keep_local_path`, when there was one. Absent in status files
+    /// written before keep_local existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalCopy>,
+}
+
+/// A copy written to `keep_local_path` from the same stream as the remote one, at the
+/// point of the chain where TwinDB made it: after compression, before encryption. Its
+/// bytes can therefore differ from the remote copy's, so it has its own record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalCopy {
+    /// Relative to `keep_local_path`.
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The modifiers applied to the local bytes, in order.
+    pub modifiers: Vec<ModifierSpec>,
 }
 
 impl CopyMeta {
@@ -233,6 +250,7 @@ mod tests {
             size: 5,
             sha256: "ab".into(),
             modifiers: vec![ModifierSpec::Zstd { level: 3 }],
+            local: None,
         }
     }
 
@@ -244,6 +262,10 @@ mod tests {
         };
         let bytes = s.encode();
         assert_eq!(Status::decode(&bytes).unwrap(), s);
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("\"local\""),
+            "no local field without a local copy"
+        );
         let tampered = String::from_utf8(bytes)
             .unwrap()
             .replace("\"size\":5", "\"size\":6");
