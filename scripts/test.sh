@@ -13,6 +13,9 @@ need_apt=()
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v cc >/dev/null || need_apt+=(gcc)
+# The ssh destination's tests run a real OpenSSH server and make keys with ssh-keygen.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"

@@ -4,6 +4,7 @@
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
 pub mod conformance;
+pub mod sshd;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -167,3 +167,151 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{parse, Config, ConfigErrors, DestinationConfig};
+
+    /// A config whose destination is ssh, with `ssh` as the [ssh] section body.
+    fn with_ssh(dir: &Path, ssh: &str) -> Result<Config, ConfigErrors> {
+        let text = format!(
+            "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"ssh\"\n\n[ssh]\n{ssh}"
+        );
+        parse(&dir.join("twindb.toml"), &text)
+    }
+
+    fn keys_in(dir: &Path) -> (String, String) {
+        let key = dir.join("id");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            // Without ssh-keygen, a key in OpenSSH format written by hand would do; the
+            // integration tests need OpenSSH anyway.
+            panic!("ssh-keygen is needed for this test (apt-get install openssh-client)");
+        }
+        let known = dir.join("known_hosts");
+        std::fs::write(&known, "").unwrap();
+        (key.display().to_string(), known.display().to_string())
+    }
+
+    #[test]
+    fn a_full_section_validates_with_defaults_and_relative_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let (_, known) = keys_in(t.path());
+        let c = with_ssh(
+            t.path(),
+            &format!(
+                "backup_host = \"backup1.example.com\"\nbackup_dir = \"/var/backup/\"\nssh_key = \"id\"\nknown_hosts = \"{known}\"\n"
+            ),
+        )
+        .unwrap();
+        let DestinationConfig::Ssh(s) = &c.destination else {
+            panic!("an ssh destination");
+        };
+        assert_eq!(s.host, "backup1.example.com");
+        assert_eq!(s.backup_dir, "/var/backup");
+        assert_eq!(s.user, "root");
+        assert_eq!(s.port, 22);
+        assert_eq!(s.key, t.path().join("id"));
+        assert!(!s.accept_new_host_keys);
+        assert_eq!(c.keep_local_path, None);
+    }
+
+    #[test]
+    fn twindb_port_spelling_is_accepted_but_not_both() {
+        let t = tempfile::tempdir().unwrap();
+        let (key, known) = keys_in(t.path());
+        let base = format!(
+            "backup_host = \"b\"\nbackup_dir = \"/b\"\nssh_key = \"{key}\"\nknown_hosts = \"{known}\"\n"
+        );
+        let c = with_ssh(t.path(), &format!("{base}port = 2222\n")).unwrap();
+        let DestinationConfig::Ssh(s) = &c.destination else {
+            panic!("an ssh destination");
+        };
+        assert_eq!(s.port, 2222);
+        let err = with_ssh(t.path(), &format!("{base}port = 2222\nssh_port = 22\n")).unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_names_file_line_and_key() {
+        let t = tempfile::tempdir().unwrap();
+        let text = "backup_dir = \"var/backup\"\nssh_user = \"\"\nssh_port = 0\nssh_key = \"/nonexistent/id\"\nknown_hosts = \"/nonexistent/known_hosts\"\n";
+        let err = with_ssh(t.path(), text).unwrap_err();
+        let found: Vec<_> = err.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        // [ssh] starts on line 7 of the generated file.
+        for want in [
+            ("[ssh] backup_host", Some(7)),
+            ("[ssh] backup_dir", Some(8)),
+            ("[ssh] ssh_user", Some(9)),
+            ("[ssh] ssh_port", Some(10)),
+            ("[ssh] ssh_key", Some(11)),
+            ("[ssh] known_hosts", Some(12)),
+        ] {
+            assert!(found.contains(&want), "{want:?} in {err}");
+        }
+        assert!(
+            err.to_string().contains("twindb.toml:8: [ssh] backup_dir"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/nonexistent/id"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_known_hosts_is_fine_when_new_keys_are_accepted() {
+        let t = tempfile::tempdir().unwrap();
+        let (key, _) = keys_in(t.path());
+        let c = with_ssh(
+            t.path(),
+            &format!("backup_host = \"b\"\nbackup_dir = \"/b\"\nssh_key = \"{key}\"\nknown_hosts = \"new_known_hosts\"\naccept_new_host_keys = true\n"),
+        )
+        .unwrap();
+        let DestinationConfig::Ssh(s) = &c.destination else {
+            panic!("an ssh destination");
+        };
+        assert!(s.accept_new_host_keys);
+        assert_eq!(s.known_hosts, t.path().join("new_known_hosts"));
+    }
+
+    #[test]
+    fn an_encrypted_key_is_refused_with_a_reason() {
+        let t = tempfile::tempdir().unwrap();
+        let (_, known) = keys_in(t.path());
+        let key = t.path().join("locked");
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "secret passphrase", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let err = with_ssh(
+            t.path(),
+            &format!("backup_host = \"b\"\nbackup_dir = \"/b\"\nssh_key = \"locked\"\nknown_hosts = \"{known}\"\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("passphrase"), "{err}");
+        assert!(!err.to_string().contains("secret passphrase"), "{err}");
+    }
+
+    #[test]
+    fn keep_local_path_resolves_and_must_not_overlap_a_local_destination() {
+        let t = tempfile::tempdir().unwrap();
+        let base = "[source]\nbackup_dirs = [\"/tmp\"]\n\n[local]\npath = \"/srv/backup\"\n\n[destination]\nbackup_destination = \"local\"\n";
+        let file = t.path().join("twindb.toml");
+        let c = parse(&file, &format!("{base}keep_local_path = \"kept\"\n")).unwrap();
+        assert_eq!(c.keep_local_path, Some(t.path().join("kept")));
+        let err = parse(
+            &file,
+            &format!("{base}keep_local_path = \"/srv/backup/kept\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].key, "[destination] keep_local_path", "{err}");
+        assert_eq!(err.0[0].line, Some(9), "{err}");
+        assert!(err.to_string().contains("overlaps"), "{err}");
+    }
+}

@@ -228,11 +228,7 @@ impl Ssh {
             Ok(ch) => Ok(ch),
             Err(e) => {
                 self.forget(&h).await;
-                Err(self.err(
-                    action,
-                    key,
-                    io::Error::new(connection_kind(&e), e.to_string()),
-                ))
+                Err(self.err(action, key, lost("starting a remote command", &e)))
             }
         }
     }
@@ -390,7 +386,7 @@ impl Ssh {
                 size += chunk.len() as u64;
                 wr.data_bytes(chunk)
                     .await
-                    .map_err(|e| fail(io::Error::new(connection_kind(&e), e.to_string())))?;
+                    .map_err(|e| fail(lost("while sending", &e)))?;
             }
             Ok(())
         };
@@ -422,7 +418,7 @@ impl Ssh {
         let finished = async {
             wr.eof()
                 .await
-                .map_err(|e| io::Error::new(connection_kind(&e), e.to_string()))?;
+                .map_err(|e| lost("at the end of the upload", &e))?;
             while let Some(msg) = rd.wait().await {
                 state.take(msg);
             }
@@ -790,6 +786,16 @@ fn connection_kind(e: &russh::Error) -> io::ErrorKind {
         | E::Elapsed(_)
         | E::ChannelOpenFailure(_) => io::ErrorKind::ConnectionAborted,
         _ => io::ErrorKind::Other,
+    }
+}
+
+/// A failure of an established connection, in words an operator can act on.
+fn lost(when: &str, e: &russh::Error) -> io::Error {
+    let kind = connection_kind(e);
+    if kind == io::ErrorKind::ConnectionAborted {
+        io::Error::new(kind, format!("the SSH connection was lost {when} ({e})"))
+    } else {
+        io::Error::new(kind, format!("{when}: {e}"))
     }
 }
 

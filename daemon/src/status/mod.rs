@@ -273,6 +273,27 @@ mod tests {
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 
+    #[test]
+    fn a_local_copy_round_trips_and_old_entries_without_one_still_read() {
+        let mut c = copy("h/daily/files/a.tar.zst");
+        c.local = Some(LocalCopy {
+            key: c.key.clone(),
+            size: 5,
+            sha256: "cd".into(),
+            modifiers: c.modifiers.clone(),
+        });
+        let s = Status {
+            generation: 1,
+            copies: vec![c],
+        };
+        assert_eq!(Status::decode(&s.encode()).unwrap(), s);
+
+        // An entry as written before keep_local existed.
+        let old = r#"[{"key":"h/daily/files/a.tar","kind":"files","run_type":"daily","host":"h","source":"/etc","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","source_size":10,"size":5,"sha256":"ab","modifiers":[]}]"#;
+        let copies: Vec<CopyMeta> = serde_json::from_str(old).unwrap();
+        assert_eq!(copies[0].local, None);
+    }
+
     #[tokio::test]
     async fn update_keeps_previous_generation_and_recovers_from_damage() {
         let dir = tempfile::tempdir().unwrap();
