@@ -241,6 +241,21 @@ impl Sshd {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// Established TCP connections to this server (from /proc/net/tcp).
+    pub fn connections(&self) -> usize {
+        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let port = format!("{:04X}", self.port);
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<_> = l.split_whitespace().collect();
+                // f[2] = remote address:port (hex), f[3] = state, 01 = ESTABLISHED.
+                f.len() > 3 && f[2].ends_with(&format!(":{port}")) && f[3] == "01"
+            })
+            .count()
+    }
+
     pub fn host_key_fingerprint(&self) -> String {
         fingerprint(&self.dir.path().join("host_key.pub"))
     }

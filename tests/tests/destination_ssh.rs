@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use twindb::destination::{Backoff, Destination, ErrorKind};
+use twindb::destination::{Backoff, Destination, ErrorKind, Ssh};
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
 use twindb_tests::sshd::{self, Sshd};
 
@@ -48,6 +48,29 @@ async fn keys_with_spaces_and_quotes_round_trip_on_one_connection() {
     // Every operation above shared one SSH connection.
     let logins = server.log().matches("Accepted publickey").count();
     assert_eq!(logins, 1, "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_and_reopened_on_demand() {
+    let Some(server) = Sshd::start_or_skip("an_idle_connection_is_closed") else {
+        return;
+    };
+    let d = Ssh::with_options(server.config(), quick(), Duration::from_secs(1));
+    d.write_small("h/a", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    d.write_small("h/b", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    assert_eq!(server.log().matches("Accepted publickey").count(), 1);
+    assert_eq!(server.connections(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.connections() > 0 {
+        assert!(Instant::now() < deadline, "not closed when idle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(keys(&d, "h/").await, ["h/a", "h/b"]);
+    assert_eq!(server.log().matches("Accepted publickey").count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,6 +45,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Removing a temp file after a failure must not hold up the error report for long.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection nobody asked for this long is closed; the next operation reconnects.
+/// Operations of one job follow each other closely, jobs are far apart: this keeps one
+/// connection per job without holding a session open on the server between runs.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -58,7 +62,13 @@ struct Inner {
     cfg: SshConfig,
     name: String,
     backoff: Backoff,
-    session: tokio::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>,
+    idle_close: Duration,
+    session: tokio::sync::Mutex<Option<Session>>,
+}
+
+struct Session {
+    handle: Arc<Handle<HostKeyCheck>>,
+    last_used: std::time::Instant,
 }
 
 impl fmt::Debug for Ssh {
@@ -77,6 +87,10 @@ impl Ssh {
     }
 
     pub fn with_backoff(cfg: SshConfig, backoff: Backoff) -> Self {
+        Self::with_options(cfg, backoff, IDLE_CLOSE)
+    }
+
+    pub fn with_options(cfg: SshConfig, backoff: Backoff, idle_close: Duration) -> Self {
         let name = format!(
             "ssh://{}@{}:{}{}",
             cfg.user, cfg.host, cfg.port, cfg.backup_dir
@@ -86,6 +100,7 @@ impl Ssh {
                 cfg,
                 name,
                 backoff,
+                idle_close,
                 session: tokio::sync::Mutex::new(None),
             }),
         }
@@ -108,21 +123,29 @@ impl Ssh {
         key: Option<&str>,
     ) -> Result<Arc<Handle<HostKeyCheck>>, DestinationError> {
         let mut session = self.inner.session.lock().await;
-        if let Some(h) = session.as_ref() {
-            if !h.is_closed() {
-                return Ok(h.clone());
+        if let Some(s) = session.as_mut() {
+            if !s.handle.is_closed() {
+                s.last_used = std::time::Instant::now();
+                return Ok(s.handle.clone());
             }
         }
         *session = None;
-        let h = Arc::new(self.connect(action, key).await?);
-        *session = Some(h.clone());
-        Ok(h)
+        let handle = Arc::new(self.connect(action, key).await?);
+        *session = Some(Session {
+            handle: handle.clone(),
+            last_used: std::time::Instant::now(),
+        });
+        tokio::spawn(close_when_idle(
+            Arc::downgrade(&self.inner),
+            Arc::downgrade(&handle),
+        ));
+        Ok(handle)
     }
 
     /// Drops the cached connection if it is `h`, so the next operation reconnects.
     async fn forget(&self, h: &Arc<Handle<HostKeyCheck>>) {
         let mut session = self.inner.session.lock().await;
-        if session.as_ref().is_some_and(|s| Arc::ptr_eq(s, h)) {
+        if session.as_ref().is_some_and(|s| Arc::ptr_eq(&s.handle, h)) {
             *session = None;
         }
     }
@@ -647,6 +670,34 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+/// Drops the cached connection `handle` once nobody used it for `idle_close`. Channels
+/// still open on it (a long upload) keep it alive until they end: russh closes a
+/// session when its handle and all its channels are gone.
+async fn close_when_idle(
+    inner: std::sync::Weak<Inner>,
+    handle: std::sync::Weak<Handle<HostKeyCheck>>,
+) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        let pause = {
+            let mut session = inner.session.lock().await;
+            let Some(s) = session.as_ref() else { return };
+            if !handle.upgrade().is_some_and(|h| Arc::ptr_eq(&h, &s.handle)) {
+                return; // replaced by a newer connection
+            }
+            let idle = s.last_used.elapsed();
+            if idle >= inner.idle_close {
+                tracing::debug!(destination = %inner.name, "closing the idle ssh session");
+                *session = None;
+                return;
+            }
+            inner.idle_close - idle
+        };
+        drop(inner);
+        tokio::time::sleep(pause).await;
     }
 }
 
