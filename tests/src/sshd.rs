@@ -219,6 +219,20 @@ impl Sshd {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) every open session, not the listener: the
+    /// connections stay up but nothing moves, as with a hung disk behind the server.
+    pub fn freeze_sessions(&self, frozen: bool) {
+        let Some(child) = &self.child else { return };
+        let signal = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        for p in descendants(child.id() as i32) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), signal);
+        }
+    }
+
     /// Starts the same server (same port, host key and files) again.
     pub fn restart(&mut self) {
         self.stop();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use twindb::destination::{Backoff, Destination, ErrorKind, Ssh};
+use twindb::destination::{Backoff, Destination, ErrorKind, Ssh, SshTuning as Tuning};
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
 use twindb_tests::sshd::{self, Sshd};
 
@@ -55,7 +55,14 @@ async fn an_idle_connection_is_closed_and_reopened_on_demand() {
     let Some(server) = Sshd::start_or_skip("an_idle_connection_is_closed") else {
         return;
     };
-    let d = Ssh::with_options(server.config(), quick(), Duration::from_secs(1));
+    let d = Ssh::with_tuning(
+        server.config(),
+        Tuning {
+            backoff: quick(),
+            idle_close: Duration::from_secs(1),
+            ..Tuning::default()
+        },
+    );
     d.write_small("h/a", Bytes::from_static(b"a"))
         .await
         .unwrap();
@@ -104,8 +111,7 @@ async fn server_stopped_mid_upload_fails_clearly_and_leaves_nothing_listed() {
         return;
     };
     let d = server.destination_with(server.config(), quick());
-    // 1 GiB, far more than is sent before the server goes away.
-    let (stream, _) = generated(1 << 30, 1 << 20, 3);
+    let stream = endless();
     let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut sent = 0u64;
     let stream = stream
@@ -155,6 +161,55 @@ async fn server_stopped_mid_upload_fails_clearly_and_leaves_nothing_listed() {
     server.restart();
     assert!(keys(&d, "h/").await.is_empty());
     assert!(!server.root.join("h/daily/files/big.tar").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_server_fails_the_upload_instead_of_hanging() {
+    let Some(server) = Sshd::start_or_skip("a_stalled_server") else {
+        return;
+    };
+    let d = Ssh::with_tuning(
+        server.config(),
+        Tuning {
+            backoff: quick(),
+            stall: Duration::from_secs(2),
+            ..Tuning::default()
+        },
+    );
+    let stream = endless();
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut sent = 0u64;
+    let stream = stream
+        .inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                sent += c.len() as u64;
+                if sent >= 10 << 20 {
+                    let _ = sent_tx.try_send(());
+                }
+            }
+        })
+        .boxed();
+    let upload = {
+        let d = d.clone();
+        tokio::spawn(async move { d.put("h/daily/files/stuck.tar", stream).await })
+    };
+    sent_rx.recv().await.expect("10 MiB sent");
+    server.freeze_sessions(true);
+    let err = tokio::time::timeout(Duration::from_secs(30), upload)
+        .await
+        .expect("a stalled upload fails within 30 s")
+        .unwrap()
+        .unwrap_err();
+    server.freeze_sessions(false);
+    let msg = format!("{err:#}");
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{msg}");
+    assert!(msg.contains("no progress for 2 s"), "{msg}");
+    assert!(msg.contains("h/daily/files/stuck.tar"), "{msg}");
+    // A new connection is used afterwards; nothing is listed as a copy, and the temp
+    // file was removed.
+    assert!(keys(&d, "h/").await.is_empty());
+    let left = walk(&server.root);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,6 +372,12 @@ async fn an_rsa_client_key_works_too() {
         d.read_small("h/small").await.unwrap().as_deref(),
         Some(&b"rsa"[..])
     );
+}
+
+/// 1 MiB chunks for ever: more than is sent before the server goes away.
+fn endless() -> twindb::pipeline::ByteStream {
+    let chunk = Bytes::from(twindb_tests::pseudo_random(1 << 20, 9));
+    futures::stream::repeat_with(move || Ok(chunk.clone())).boxed()
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 
 pub use self::local::Local;
 pub use self::retry::Backoff;
-pub use self::ssh::Ssh;
+pub use self::ssh::{Ssh, Tuning as SshTuning};
 use crate::config::DestinationConfig;
 use crate::pipeline::ByteStream;
 

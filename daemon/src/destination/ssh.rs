@@ -49,6 +49,28 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Operations of one job follow each other closely, jobs are far apart: this keeps one
 /// connection per job without holding a session open on the server between runs.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(60);
+/// A server that accepts or sends nothing for this long while a command runs is declared
+/// stuck (a hung disk or NFS mount behind it: keepalives still get answers). Without
+/// it a job could wait forever and never see its cancel or timeout.
+pub const STALL: Duration = Duration::from_secs(600);
+
+/// Timing knobs; the defaults suit production, tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub backoff: Backoff,
+    pub idle_close: Duration,
+    pub stall: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            backoff: Backoff::default(),
+            idle_close: IDLE_CLOSE,
+            stall: STALL,
+        }
+    }
+}
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -61,8 +83,7 @@ pub struct Ssh {
 struct Inner {
     cfg: SshConfig,
     name: String,
-    backoff: Backoff,
-    idle_close: Duration,
+    tuning: Tuning,
     session: tokio::sync::Mutex<Option<Session>>,
 }
 
@@ -87,10 +108,16 @@ impl Ssh {
     }
 
     pub fn with_backoff(cfg: SshConfig, backoff: Backoff) -> Self {
-        Self::with_options(cfg, backoff, IDLE_CLOSE)
+        Self::with_tuning(
+            cfg,
+            Tuning {
+                backoff,
+                ..Tuning::default()
+            },
+        )
     }
 
-    pub fn with_options(cfg: SshConfig, backoff: Backoff, idle_close: Duration) -> Self {
+    pub fn with_tuning(cfg: SshConfig, tuning: Tuning) -> Self {
         let name = format!(
             "ssh://{}@{}:{}{}",
             cfg.user, cfg.host, cfg.port, cfg.backup_dir
@@ -99,8 +126,7 @@ impl Ssh {
             inner: Arc::new(Inner {
                 cfg,
                 name,
-                backoff,
-                idle_close,
+                tuning,
                 session: tokio::sync::Mutex::new(None),
             }),
         }
@@ -234,6 +260,22 @@ impl Ssh {
         }
     }
 
+    /// `fut`, unless the server makes no progress for the stall limit: then the
+    /// connection is dropped (the next operation reconnects) and the wait fails.
+    async fn unstalled<T>(&self, fut: impl std::future::Future<Output = T>) -> io::Result<T> {
+        let limit = self.inner.tuning.stall;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(v) => Ok(v),
+            Err(_) => {
+                *self.inner.session.lock().await = None;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the server made no progress for {} s", limit.as_secs()),
+                ))
+            }
+        }
+    }
+
     /// Starts `command` on a new exec channel.
     async fn exec(
         &self,
@@ -265,7 +307,11 @@ impl Ssh {
     ) -> Result<Vec<u8>, DestinationError> {
         let mut ch = self.exec(action, key, command).await?;
         let mut out = Remote::default();
-        while let Some(msg) = ch.wait().await {
+        while let Some(msg) = self
+            .unstalled(ch.wait())
+            .await
+            .map_err(|e| self.err(action, key, e))?
+        {
             if let Some(data) = out.take(msg) {
                 out.stdout.extend_from_slice(&data);
             }
@@ -281,7 +327,10 @@ impl Ssh {
         key: Option<&str>,
         command: &str,
     ) -> Result<Vec<u8>, DestinationError> {
-        retry(&self.inner.backoff, || self.run_once(action, key, command)).await
+        retry(&self.inner.tuning.backoff, || {
+            self.run_once(action, key, command)
+        })
+        .await
     }
 
     /// Starts `cat` on the object and waits for its first byte (or its end), so that a
@@ -299,7 +348,11 @@ impl Ssh {
             .await?;
         let mut state = Remote::default();
         let first = loop {
-            match ch.wait().await {
+            let msg = self
+                .unstalled(ch.wait())
+                .await
+                .map_err(|e| self.err("reading", Some(key), e))?;
+            match msg {
                 Some(msg) => {
                     if let Some(data) = state.take(msg) {
                         break Some(data);
@@ -319,7 +372,7 @@ impl Ssh {
             state,
             pending: BytesMut::from(&first[..]),
             done: false,
-            name: self.inner.name.clone(),
+            ssh: self.clone(),
             key: key.to_string(),
         };
         Ok(futures::stream::unfold(reader, Reader::next).boxed())
@@ -390,7 +443,7 @@ impl Ssh {
             quote(dir),
             quote(&temp)
         );
-        let ch = retry(&self.inner.backoff, || {
+        let ch = retry(&self.inner.tuning.backoff, || {
             self.exec("storing", Some(key), &command)
         })
         .await?;
@@ -407,8 +460,9 @@ impl Ssh {
                     err
                 })?;
                 size += chunk.len() as u64;
-                wr.data_bytes(chunk)
+                self.unstalled(wr.data_bytes(chunk))
                     .await
+                    .map_err(fail)?
                     .map_err(|e| fail(lost("while sending", &e)))?;
             }
             Ok(())
@@ -442,7 +496,7 @@ impl Ssh {
             wr.eof()
                 .await
                 .map_err(|e| lost("at the end of the upload", &e))?;
-            while let Some(msg) = rd.wait().await {
+            while let Some(msg) = self.unstalled(rd.wait()).await? {
                 state.take(msg);
             }
             state.result()
@@ -494,7 +548,7 @@ impl Destination for Ssh {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        retry(&self.inner.backoff, || self.open_read(key)).await
+        retry(&self.inner.tuning.backoff, || self.open_read(key)).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
@@ -523,7 +577,7 @@ impl Destination for Ssh {
     }
 
     async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
-        retry(&self.inner.backoff, || async {
+        retry(&self.inner.tuning.backoff, || async {
             let stream = match self.open_read(key).await {
                 Ok(s) => s,
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
@@ -540,7 +594,7 @@ impl Destination for Ssh {
 
     async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
         // Unlike a streamed put, the bytes are at hand: the whole write can be repeated.
-        retry(&self.inner.backoff, || {
+        retry(&self.inner.tuning.backoff, || {
             let data = data.clone();
             self.put_stream(key, futures::stream::once(async move { Ok(data) }).boxed())
         })
@@ -632,7 +686,7 @@ struct Reader {
     /// Small SSH packets are gathered into pipeline-sized chunks.
     pending: BytesMut,
     done: bool,
-    name: String,
+    ssh: Ssh,
     key: String,
 }
 
@@ -646,7 +700,15 @@ impl Reader {
                 let chunk = self.pending.split().freeze();
                 return Some((Ok(chunk), self));
             }
-            match self.ch.wait().await {
+            let msg = match self.ssh.unstalled(self.ch.wait()).await {
+                Ok(msg) => msg,
+                Err(e) => {
+                    self.done = true;
+                    let err = self.ssh.err("reading", Some(&self.key), e);
+                    return Some((Err(io::Error::new(io::ErrorKind::TimedOut, err)), self));
+                }
+            };
+            match msg {
                 Some(msg) => {
                     if let Some(data) = self.state.take(msg) {
                         self.pending.extend_from_slice(&data);
@@ -662,8 +724,7 @@ impl Reader {
                         }
                         Err(e) => {
                             let kind = e.kind();
-                            let err =
-                                DestinationError::new(&self.name, "reading", Some(&self.key), e);
+                            let err = self.ssh.err("reading", Some(&self.key), e);
                             Some((Err(io::Error::new(kind, err)), self))
                         }
                     };
@@ -689,12 +750,12 @@ async fn close_when_idle(
                 return; // replaced by a newer connection
             }
             let idle = s.last_used.elapsed();
-            if idle >= inner.idle_close {
+            if idle >= inner.tuning.idle_close {
                 tracing::debug!(destination = %inner.name, "closing the idle ssh session");
                 *session = None;
                 return;
             }
-            inner.idle_close - idle
+            inner.tuning.idle_close - idle
         };
         drop(inner);
         tokio::time::sleep(pause).await;
