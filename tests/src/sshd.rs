@@ -207,6 +207,16 @@ impl Sshd {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
+            // Stopped first, the listener cannot fork a session for a connection that
+            // arrives while we look for its children: such a session would outlive it.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while state_of(pid) != Some('T') && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
             let mut family = descendants(pid);
             family.push(pid);
             for p in family {
@@ -353,6 +363,13 @@ fn banner(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 4];
     s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// The state letter of a process (`T` = stopped), from /proc.
+fn state_of(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
 }
 
 /// Every process below `pid`, found through /proc (sshd forks one process per

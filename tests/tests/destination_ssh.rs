@@ -149,7 +149,13 @@ async fn server_stopped_mid_upload_fails_clearly_and_leaves_nothing_listed() {
 
     // While the server is down, operations fail as Unreachable after the bounded retries.
     let started = Instant::now();
-    let err = d.check().await.unwrap_err();
+    let Err(err) = d.check().await else {
+        panic!(
+            "check passed while the server is stopped ({} connections); sshd log:\n{}",
+            server.connections(),
+            server.log()
+        );
+    };
     assert_eq!(err.kind, ErrorKind::Unreachable, "{err:#}");
     assert!(
         started.elapsed() >= quick().total_delay(),
