@@ -39,6 +39,8 @@ use crate::pipeline::{ByteStream, CHUNK};
 
 /// Marks an upload in progress; `list` never shows such names (they start with '.').
 const PARTIAL: &str = ".twindb-partial";
+/// What the upload command prints on stderr once it holds the temp file open.
+const READY: &str = "twindb-ready";
 /// TCP connect, key exchange and authentication together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A silent server is declared gone after 3 unanswered keepalives, 15 s apart.
@@ -438,8 +440,10 @@ impl Ssh {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         // Copies hold whole folders, secrets included: readable by the login user only.
+        // The shell opens the temp file before it says it is ready, so that removing
+        // the temp file after a failure can never come before its creation.
         let command = format!(
-            "umask 077 && mkdir -p -- {} && exec cat > {}",
+            "umask 077 && mkdir -p -- {} && exec > {} && echo {READY} >&2 && exec cat",
             quote(dir),
             quote(&temp)
         );
@@ -451,6 +455,26 @@ impl Ssh {
         let (mut rd, wr) = ch.split();
 
         let mut state = Remote::default();
+        while !state.take_ready() {
+            let msg = match self.unstalled(rd.wait()).await {
+                Ok(msg) => msg,
+                Err(e) => {
+                    guard.remove().await;
+                    return Err(fail(e));
+                }
+            };
+            match msg {
+                Some(msg) => {
+                    state.take(msg);
+                }
+                None => {
+                    guard.remove().await;
+                    return Err(fail(state.result().err().unwrap_or_else(|| {
+                        io::Error::other("the remote command ended before it was ready")
+                    })));
+                }
+            }
+        }
         let mut size = 0u64;
         let pump = async {
             while let Some(chunk) = data.next().await {
@@ -633,6 +657,20 @@ impl Remote {
             _ => {}
         }
         None
+    }
+
+    /// Whether the upload command said it is ready; removes the marker from stderr.
+    fn take_ready(&mut self) -> bool {
+        let marker = format!("{READY}\n");
+        let Some(at) = self
+            .stderr
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+        else {
+            return false;
+        };
+        self.stderr.drain(at..at + marker.len());
+        true
     }
 
     /// Ok when the command exited with status 0; otherwise why not, as an io::Error
