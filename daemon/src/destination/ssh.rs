@@ -6,11 +6,14 @@
 //! operation. The server therefore needs a POSIX shell with coreutils and GNU find
 //! (`-printf`), as any Linux has.
 //!
-//! - `put` streams the bytes into `cat > .NAME.twindb-partial.PID.N` beside the
-//!   final name, checks `cat`'s exit status and the stored size, flushes the file to
-//!   disk and renames it into place. On failure or cancel the temp file is removed
-//!   (best effort; a killed twindbd's leftovers are removed at its next start by
-//!   [`Ssh::remove_partials`]). `list` never shows names starting with '.'.
+//! - `put` streams the bytes into `cat`, writing `.NAME.twindb-partial.PID.N` beside
+//!   the final name (opened by the shell before any byte is sent), checks `cat`'s exit
+//!   status and the stored size, flushes the file to disk and renames it into place.
+//!   On failure or cancel the temp file is removed (best effort; a killed twindbd's
+//!   leftovers are removed at its next start by [`Ssh::remove_partials`]). `list`
+//!   never shows names starting with '.'. A streamed `put` is never retried.
+//! - The connection is closed after [`IDLE_CLOSE`] without use, and an operation on a
+//!   server that makes no progress for [`STALL`] fails (so a job can always end).
 //! - `get` streams `cat`'s output and checks its exit status at the end, so a read
 //!   error on the server fails the stream instead of truncating it.
 //! - Remote paths are single-quoted for the shell: keys may hold spaces and quotes.
