@@ -31,4 +31,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The integration tests run the real twindbd and twindbctl: nextest builds test targets
+# only, so build the binaries first (a fresh target folder has none).
+cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast
