@@ -265,18 +265,13 @@ impl Sshd {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
-    /// Established TCP connections to this server (from /proc/net/tcp).
+    /// Open SSH connections: sshd forks one process per connection.
     pub fn connections(&self) -> usize {
-        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        let port = format!("{:04X}", self.port);
-        table
-            .lines()
-            .skip(1)
-            .filter(|l| {
-                let f: Vec<_> = l.split_whitespace().collect();
-                // f[2] = remote address:port (hex), f[3] = state, 01 = ESTABLISHED.
-                f.len() > 3 && f[2].ends_with(&format!(":{port}")) && f[3] == "01"
-            })
+        let Some(child) = &self.child else { return 0 };
+        let pid = child.id() as i32;
+        descendants(pid)
+            .into_iter()
+            .filter(|&p| parent_of(p) == Some(pid))
             .count()
     }
 
@@ -363,6 +358,12 @@ fn banner(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 4];
     s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(1)?.parse().ok()
 }
 
 /// The state letter of a process (`T` = stopped), from /proc.

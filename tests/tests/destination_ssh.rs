@@ -59,7 +59,7 @@ async fn an_idle_connection_is_closed_and_reopened_on_demand() {
         server.config(),
         Tuning {
             backoff: quick(),
-            idle_close: Duration::from_secs(1),
+            idle_close: Duration::from_secs(3),
             ..Tuning::default()
         },
     );
@@ -70,7 +70,6 @@ async fn an_idle_connection_is_closed_and_reopened_on_demand() {
         .await
         .unwrap();
     assert_eq!(server.log().matches("Accepted publickey").count(), 1);
-    assert_eq!(server.connections(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.connections() > 0 {
         assert!(Instant::now() < deadline, "not closed when idle");
