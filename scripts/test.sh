@@ -19,6 +19,9 @@ command -v mariabackup >/dev/null || need_apt+=(mariadb-backup)
 command -v mariadb >/dev/null || need_apt+=(mariadb-client)
 command -v zstd >/dev/null || need_apt+=(zstd)
 [ -e /usr/lib/galera/libgalera_smm.so ] || need_apt+=(galera-4)
+# The ssh destination's tests run a real OpenSSH server and make keys with ssh-keygen.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"
@@ -34,4 +37,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The integration tests run the real twindbd and twindbctl: nextest builds test targets
+# only, so build the binaries first (a fresh target folder has none).
+cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast

@@ -1,8 +1,9 @@
 //! `twindbctl`: talks to twindbd over its Unix socket. It never touches sources,
 //! destinations or credentials itself.
 //!
-//! Exit codes: 0 success; 1 the job or the request failed; 2 usage error;
-//! 69 twindbd is not running or refused us (EX_UNAVAILABLE).
+//! Exit codes: 0 success; 1 the job or the request failed (or, for `check`, a
+//! destination is unhealthy); 2 usage error; 69 twindbd is not running or refused us
+//! (EX_UNAVAILABLE).
 
 mod client;
 mod render;
@@ -12,9 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use twindb_proto::{
-    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest,
-    RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType, StatusResponse,
-    VerifyReport, VerifyRequest,
+    CheckResponse, CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse,
+    RestoreRequest, RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType,
+    StatusResponse, VerifyReport, VerifyRequest,
 };
 
 use crate::client::{Client, ClientError};
@@ -79,6 +80,8 @@ enum Command {
     },
     /// Cancel a queued or running job.
     Cancel { id: u64 },
+    /// Check that the destination (and keep_local_path) is reachable and writable.
+    Check,
     /// Apply retention now ([retention]); --dry-run only prints what it would delete.
     Retention {
         #[arg(long)]
@@ -281,6 +284,19 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 render::retention(&resp);
             }
             Ok(if resp.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check => {
+            let resp: CheckResponse = client.get("/v1/check").await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::checks(&resp);
+            }
+            Ok(if resp.healthy {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

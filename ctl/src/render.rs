@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use twindb_proto::{CopyInfo, EnqueuedJob, JobInfo, JobState, RetentionResponse, StatusResponse};
+use twindb_proto::{
+    CheckResponse, CopyInfo, EnqueuedJob, JobInfo, JobState, RetentionResponse, StatusResponse,
+};
 
 pub fn print_json<T: Serialize>(value: &T) {
     println!(
@@ -38,8 +40,8 @@ pub fn copies(copies: &[CopyInfo]) {
     }
     let width = copies.iter().map(|c| c.key.len()).max().unwrap_or(3).max(3);
     println!(
-        "{:<width$}  {:<6}  {:<7}  {:>10}  FINISHED",
-        "KEY", "TYPE", "RUN", "SIZE"
+        "{:<width$}  {:<6}  {:<7}  {:<6}  {:>10}  FINISHED",
+        "KEY", "TYPE", "RUN", "WHERE", "SIZE"
     );
     for c in copies {
         let run = c
@@ -47,14 +49,29 @@ pub fn copies(copies: &[CopyInfo]) {
             .map(|r| r.to_string())
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<width$}  {:<6}  {:<7}  {:>10}  {}",
+            "{:<width$}  {:<6}  {:<7}  {:<6}  {:>10}  {}",
             c.key,
             c.kind.to_string(),
             run,
+            c.location,
             HumanBytes(c.size).to_string(),
             when(c.finished)
         );
     }
+}
+
+pub fn checks(resp: &CheckResponse) {
+    for c in &resp.checks {
+        let verdict = if c.ok { "ok  " } else { "FAIL" };
+        println!(
+            "{verdict}  {:<11}  {}  ({:.2} s)",
+            c.role, c.name, c.seconds
+        );
+        if let Some(e) = &c.error {
+            println!("      {e}");
+        }
+    }
+    println!("{}", if resp.healthy { "healthy" } else { "UNHEALTHY" });
 }
 
 pub fn jobs(jobs: &[JobInfo]) {

@@ -18,7 +18,8 @@ use tracing_subscriber::{reload as log_reload, EnvFilter, Registry};
 
 use crate::api::{self, AppState, Peer};
 use crate::config::Config;
-use crate::destination::Local;
+use crate::config::DestinationConfig;
+use crate::destination::{Destination, Local, Ssh};
 use crate::engine::{Current, Engine};
 use crate::queue::Queue;
 use crate::scheduler::Scheduler;
@@ -57,7 +58,13 @@ impl Daemon {
             .check()
             .await
             .with_context(|| format!("destination {} is not usable", engine.dest.name()))?;
-        clean_partials(&engine);
+        if let Some(local) = &engine.keep_local {
+            local
+                .check()
+                .await
+                .with_context(|| format!("keep_local_path {} is not usable", local.name()))?;
+        }
+        clean_partials(&engine).await;
         let metrics_listener = match config.daemon.metrics_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -298,15 +305,40 @@ fn bind_socket(config: &Config) -> anyhow::Result<UnixListener> {
 
 /// Removes upload leftovers of a twindbd that was killed. Safe: we hold the state_dir
 /// lock, so no upload of ours is running.
-fn clean_partials(engine: &Engine) {
-    let crate::config::DestinationConfig::Local { path } = &engine.config.destination;
-    match Local::new(path).remove_partials(engine.host()) {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            count = n,
-            "removed partial uploads left by an interrupted twindbd"
-        ),
-        Err(e) => tracing::warn!(error = %e, "could not clean partial uploads"),
+async fn clean_partials(engine: &Engine) {
+    let host = engine.host();
+    let mut results = Vec::new();
+    match &engine.config.destination {
+        DestinationConfig::Local { path } => results.push((
+            engine.dest.name(),
+            Local::new(path)
+                .remove_partials(host)
+                .map_err(|e| e.to_string()),
+        )),
+        DestinationConfig::Ssh(cfg) => results.push((
+            engine.dest.name(),
+            Ssh::new(cfg.clone())
+                .remove_partials(host)
+                .await
+                .map_err(|e| format!("{e:#}")),
+        )),
+    }
+    if let Some(local) = &engine.keep_local {
+        results.push((
+            local.name(),
+            local.remove_partials(host).map_err(|e| e.to_string()),
+        ));
+    }
+    for (destination, result) in results {
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                %destination,
+                count = n,
+                "removed partial uploads left by an interrupted twindbd"
+            ),
+            Err(e) => tracing::warn!(%destination, error = %e, "could not clean partial uploads"),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::destination::Destination;
+use crate::destination::{Destination, Local};
 use crate::metrics::Metrics;
 use crate::pipeline::Cancel;
 use crate::status::StatusStore;
@@ -13,6 +13,8 @@ use crate::status::StatusStore;
 pub struct Engine {
     pub config: Config,
     pub dest: Arc<dyn Destination>,
+    /// `keep_local_path`: every copy is also kept here, written from the same stream.
+    pub keep_local: Option<Local>,
     pub status: StatusStore,
     pub metrics: Arc<Metrics>,
 }
@@ -21,9 +23,11 @@ impl Engine {
     pub fn new(config: Config) -> Self {
         let dest = crate::destination::build(&config.destination);
         let status = StatusStore::new(dest.clone(), &config.daemon.hostname);
+        let keep_local = config.keep_local_path.as_ref().map(Local::new);
         Engine {
             config,
             dest,
+            keep_local,
             status,
             metrics: Arc::new(Metrics::new()),
         }
@@ -37,6 +41,7 @@ impl Engine {
         Engine {
             config,
             dest: self.dest.clone(),
+            keep_local: self.keep_local.clone(),
             status: self.status.clone(),
             metrics: self.metrics.clone(),
         }

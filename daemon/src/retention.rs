@@ -216,13 +216,50 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
             }
         }
     }
+    // [retention_local]: the copies in keep_local_path follow their own (usually
+    // shorter) policy; a copy gone from the destination goes from there too.
+    let mut local_gone: Vec<String> = Vec::new();
+    if let Some(local) = &engine.keep_local {
+        let with_local: Vec<CopyMeta> = status
+            .copies
+            .iter()
+            .filter(|c| c.local.is_some() && kinds.contains(&c.kind))
+            .cloned()
+            .collect();
+        let mut drop: Vec<Deletion> = plan(&with_local, &local_policy(&engine.config), Utc::now());
+        for d in &applied.deleted {
+            if with_local.iter().any(|c| c.key == d.key) && !drop.iter().any(|x| x.key == d.key) {
+                drop.push(d.clone());
+            }
+        }
+        for d in drop {
+            let key = with_local
+                .iter()
+                .find(|c| c.key == d.key)
+                .and_then(|c| c.local.as_ref())
+                .map_or(d.key.clone(), |l| l.key.clone());
+            match crate::destination::Destination::delete(local, &key).await {
+                Ok(()) => {
+                    tracing::info!(key = %key, reason = %d.reason, "retention deleted a local copy");
+                    engine.metrics.retention_deleted(d.kind, "local");
+                    local_gone.push(d.key.clone());
+                }
+                Err(e) => applied.errors.push(format!("{:#}", anyhow::Error::from(e))),
+            }
+        }
+    }
     let gone: HashSet<&str> = applied.deleted.iter().map(|d| d.key.as_str()).collect();
-    let status = if gone.is_empty() {
+    let status = if gone.is_empty() && local_gone.is_empty() {
         status
     } else {
         engine
             .status
-            .update(|s| s.copies.retain(|c| !gone.contains(c.key.as_str())))
+            .update(|s| {
+                s.copies.retain(|c| !gone.contains(c.key.as_str()));
+                for c in s.copies.iter_mut().filter(|c| local_gone.contains(&c.key)) {
+                    c.local = None;
+                }
+            })
             .await?
     };
     engine.metrics.set_copies("remote", &status.copies);
@@ -294,6 +331,7 @@ mod tests {
                 },
                 mysql: None,
                 binlog: None,
+                local: None,
                 parent: c.parent.map(Into::into),
                 host: "db1".into(),
                 source: c.source.into(),

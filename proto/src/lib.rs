@@ -354,6 +354,26 @@ pub struct RetentionResponse {
     pub errors: Vec<String>,
 }
 
+/// `GET /v1/check`: the health check of every place copies go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResponse {
+    /// True when every check passed.
+    pub healthy: bool,
+    pub checks: Vec<DestinationCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationCheck {
+    /// "destination" or "keep_local".
+    pub role: String,
+    /// The destination as twindbd names it, e.g. `ssh://root@backup1:22/var/backup`.
+    pub name: String,
+    pub ok: bool,
+    /// Why not, with the whole cause chain.
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod mariadb;
 pub mod sinks;
+pub mod sshd;
 
 use std::collections::BTreeMap;
 use std::fs;

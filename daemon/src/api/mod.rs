@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use twindb_proto::{
-    ApiError, CopyKind, EnqueuedJob, JobEvent, JobState, JobsResponse, LsQuery, LsResponse,
-    PlannedDeletion, RestoreRequest, RetentionRequest, RetentionResponse, RunRequest, RunResponse,
-    RunTypeStatus, StatusResponse, VerifyRequest,
+    ApiError, CheckResponse, CopyKind, DestinationCheck, EnqueuedJob, JobEvent, JobState,
+    JobsResponse, LsQuery, LsResponse, PlannedDeletion, RestoreRequest, RetentionRequest,
+    RetentionResponse, RunRequest, RunResponse, RunTypeStatus, StatusResponse, VerifyRequest,
 };
 
 pub use self::peer::Peer;
@@ -54,6 +54,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ls", get(ls))
         .route("/v1/restore", post(restore))
         .route("/v1/verify", post(verify))
+        .route("/v1/check", get(check))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
         .with_state(app)
@@ -264,18 +265,92 @@ async fn cancel(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
 async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
     match app.engine().status.load().await {
         Ok(status) => {
+            let kept = kept_locally(&app.engine()).await;
             let mut copies: Vec<_> = status
                 .copies
                 .iter()
                 .filter(|c| q.kind.is_none_or(|k| k == c.kind))
                 .filter(|c| q.run_type.is_none_or(|r| Some(r) == c.run_type))
-                .map(|c| c.to_info("remote"))
+                .flat_map(|c| {
+                    // A local copy is shown when its file is there with the recorded size.
+                    let local = c
+                        .local
+                        .as_ref()
+                        .filter(|l| kept.get(&l.key) == Some(&l.size));
+                    let local = local.map(|l| twindb_proto::CopyInfo {
+                        key: l.key.clone(),
+                        size: l.size,
+                        modifiers: l.modifiers.iter().map(|m| m.name().to_string()).collect(),
+                        ..c.to_info("local")
+                    });
+                    std::iter::once(c.to_info("remote")).chain(local)
+                })
                 .collect();
-            copies.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.key.cmp(&b.key)));
+            copies.sort_by(|a, b| {
+                a.started
+                    .cmp(&b.started)
+                    .then_with(|| a.key.cmp(&b.key))
+                    .then_with(|| b.location.cmp(&a.location))
+            });
             Json(LsResponse { copies }).into_response()
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
     }
+}
+
+/// Keys and sizes of the files in keep_local_path for this host.
+async fn kept_locally(engine: &Engine) -> std::collections::HashMap<String, u64> {
+    use crate::destination::Destination;
+    let Some(local) = &engine.keep_local else {
+        return Default::default();
+    };
+    let mut kept = std::collections::HashMap::new();
+    let mut objects = local.list(&format!("{}/", engine.host()));
+    while let Some(o) = objects.next().await {
+        match o {
+            Ok(o) => {
+                kept.insert(o.key, o.size);
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot list keep_local_path");
+                break;
+            }
+        }
+    }
+    kept
+}
+
+/// Runs `check()` on the destination and on keep_local_path, at the same time.
+async fn check(State(app): State<AppState>) -> Json<CheckResponse> {
+    use crate::destination::Destination;
+    async fn one(role: &str, d: &dyn Destination) -> DestinationCheck {
+        let started = std::time::Instant::now();
+        let result = d.check().await;
+        DestinationCheck {
+            role: role.into(),
+            name: d.name(),
+            ok: result.is_ok(),
+            error: result.err().map(|e| format!("{e:#}")),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+    let engine = app.engine();
+    let remote = one("destination", engine.dest.as_ref());
+    let local = async {
+        match &engine.keep_local {
+            Some(l) => Some(one("keep_local", l).await),
+            None => None,
+        }
+    };
+    let (remote, local) = tokio::join!(remote, local);
+    let checks: Vec<_> = std::iter::once(remote).chain(local).collect();
+    for c in checks.iter().filter(|c| !c.ok) {
+        tracing::error!(destination = %c.name, error = c.error.as_deref().unwrap_or(""), "health check failed");
+    }
+    Json(CheckResponse {
+        healthy: checks.iter().all(|c| c.ok),
+        checks,
+    })
 }
 
 async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -> Response {

@@ -8,7 +8,7 @@ use chrono::Utc;
 use tracing::Instrument;
 use twindb_proto::CopyKind;
 
-use super::{store, BackupError};
+use super::{local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::binlog_key;
 use crate::mysql::{binlog_sequence, ClientOptions, Server};
@@ -65,6 +65,7 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         let read_before = ctx.bytes().0;
         let stored = store(
             engine.dest.as_ref(),
+            engine.keep_local.as_ref(),
             Box::new(BinlogSource { path: path.clone() }),
             &chain,
             engine.config.compression.threads,
@@ -84,7 +85,8 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
             finished: Utc::now(),
             source_size: ctx.bytes().0 - read_before,
             size: stored.digest.size,
-            sha256: stored.digest.sha256,
+            sha256: stored.digest.sha256.clone(),
+            local: local_record(&stored, &key, &chain),
             modifiers: chain.clone(),
             parent: None,
             mysql: None,

@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use tracing::Instrument;
 use twindb_proto::{CopyKind, RunType};
 
-use super::{store, BackupError};
+use super::{local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::files_key;
 use crate::source::FileSource;
@@ -38,6 +38,7 @@ pub async fn backup_files(
         let read_before = ctx.bytes().0;
         let stored = store(
             engine.dest.as_ref(),
+            engine.keep_local.as_ref(),
             Box::new(FileSource::new(dir)),
             &chain,
             threads,
@@ -46,7 +47,7 @@ pub async fn backup_files(
         )
         .instrument(span.clone())
         .await?;
-        for w in stored.report.warnings {
+        for w in stored.report.warnings.clone() {
             ctx.warn(w);
         }
         let meta = CopyMeta {
@@ -61,10 +62,11 @@ pub async fn backup_files(
             finished: Utc::now(),
             source_size: ctx.bytes().0 - read_before,
             size: stored.digest.size,
-            sha256: stored.digest.sha256,
+            sha256: stored.digest.sha256.clone(),
             modifiers: chain.clone(),
             mysql: None,
             binlog: None,
+            local: local_record(&stored, &key, &chain),
         };
         engine.status.update(|s| s.copies.push(meta)).await?;
         span.in_scope(|| tracing::info!(size = stored.digest.size, "backup committed"));

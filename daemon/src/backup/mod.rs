@@ -7,10 +7,10 @@ mod mysql;
 
 use std::io;
 
-use crate::destination::{Destination, ErrorKind};
+use crate::destination::{Destination, DestinationError, ErrorKind, Local};
 use crate::engine::JobCtx;
 use crate::modifier::ModifierSpec;
-use crate::pipeline::{self, hash_tap, pipe, Digested, Stages};
+use crate::pipeline::{self, hash_tap, pipe, ChunkReader, ChunkWriter, Digested, Stages};
 use crate::source::{Source, SourceReport};
 
 pub use self::binlog::backup_binlogs;
@@ -37,6 +37,7 @@ enum StageOut {
     Source(SourceReport),
     Done,
     Digest(Digested),
+    Local(Digested),
 }
 
 /// What `store` committed.
@@ -44,12 +45,17 @@ enum StageOut {
 pub struct Stored {
     pub digest: Digested,
     pub report: SourceReport,
+    /// The copy kept in `keep_local_path`, under the same key.
+    pub local: Option<Digested>,
 }
 
-/// Streams `source` through `chain` into `dest` under `key`. Nothing is stored unless
-/// every stage finished cleanly.
+/// Streams `source` through `chain` into `dest` under `key`, and into `keep_local` too
+/// when given (a tee of the same stream: the source is read once). Nothing is stored
+/// unless every stage and every destination finished cleanly: when one of the two puts
+/// fails, the other's committed object is deleted again.
 pub async fn store(
     dest: &dyn Destination,
+    keep_local: Option<&Local>,
     mut source: Box<dyn Source>,
     chain: &[ModifierSpec],
     threads: u32,
@@ -77,47 +83,139 @@ pub async fn store(
         });
         r = next;
     }
+    // The keep-local tee sits after compression. TwinDB kept local copies compressed
+    // but not encrypted (its chain: compress -> tee -> gpg -> destination); encryption
+    // modifiers, when added, go after this point so the local copy stays as TwinDB's.
+    let local_stream = keep_local.map(|_| {
+        let (w_remote, r_remote) = pipe(&cancel);
+        let (w_local, r_local) = pipe(&cancel);
+        let input = std::mem::replace(&mut r, r_remote);
+        stages.spawn("keep-local", move || {
+            tee(input, w_remote, w_local).map(StageOut::Local)
+        });
+        r_local.into_stream()
+    });
     let (w, last) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_out.clone());
     stages.spawn("sha256", move || hash_tap(r, w, None).map(StageOut::Digest));
 
-    let put = dest.put(key, last.into_stream()).await;
-    let joined = tokio::task::spawn_blocking(move || stages.join())
-        .await
-        .map_err(|e| pipeline::StageError {
+    let (put, local_put) = match (keep_local, local_stream) {
+        (Some(local), Some(stream)) => {
+            let (remote, local) =
+                tokio::join!(dest.put(key, last.into_stream()), local.put(key, stream));
+            (remote, Some(local))
+        }
+        _ => (dest.put(key, last.into_stream()).await, None),
+    };
+    let joined = match tokio::task::spawn_blocking(move || stages.join()).await {
+        Ok(joined) => joined,
+        Err(e) => Err(pipeline::StageError {
             stage: "pipeline".into(),
             cause: io::Error::other(e),
-        })?;
+        }),
+    };
 
-    if cancel.is_cancelled() {
-        if put.is_ok() {
-            let _ = dest.delete(key).await;
-        }
-        return Err(BackupError::Cancelled);
-    }
-    match (put, joined) {
-        (Ok(_), Ok(outs)) => {
-            let mut digest = None;
-            let mut report = SourceReport::default();
-            for o in outs {
-                match o {
-                    StageOut::Source(r) => report = r,
-                    StageOut::Digest(d) => digest = Some(d),
-                    StageOut::Done => {}
+    let remote_committed = put.is_ok();
+    let local_committed = matches!(local_put, Some(Ok(_)));
+    let outcome = if cancel.is_cancelled() {
+        Err(BackupError::Cancelled)
+    } else {
+        outcome(put, local_put, joined)
+    };
+    let outs = match outcome {
+        Ok(outs) => outs,
+        Err(failure) => {
+            // Never keep half of a copy: remove whichever side committed.
+            if remote_committed {
+                if let Err(e) = dest.delete(key).await {
+                    tracing::warn!(error = %format!("{e:#}"), "could not remove the remote half of a failed copy");
                 }
             }
-            Ok(Stored {
-                digest: digest.expect("the sha256 stage always reports"),
-                report,
-            })
+            if let (Some(local), true) = (keep_local, local_committed) {
+                if let Err(e) = local.delete(key).await {
+                    tracing::warn!(error = %format!("{e:#}"), "could not remove the local half of a failed copy");
+                }
+            }
+            return Err(failure);
         }
-        (Ok(_), Err(stage)) => {
-            // Cannot happen when stages only finish their pipe on success, but never
-            // keep a copy a stage disowned.
-            let _ = dest.delete(key).await;
-            Err(stage.into())
+    };
+
+    let mut digest = None;
+    let mut local = None;
+    let mut report = SourceReport::default();
+    for o in outs {
+        match o {
+            StageOut::Source(r) => report = r,
+            StageOut::Digest(d) => digest = Some(d),
+            StageOut::Local(d) => local = Some(d),
+            StageOut::Done => {}
         }
-        (Err(e), Err(stage)) if e.kind == ErrorKind::Input => Err(stage.into()),
-        (Err(e), _) => Err(e.into()),
     }
+    Ok(Stored {
+        digest: digest.expect("the sha256 stage always reports"),
+        report,
+        local,
+    })
+}
+
+/// What went wrong, the most telling cause first: a destination's own failure (remote,
+/// then local), then a stage's, then a put that only saw its input fail.
+fn outcome(
+    put: Result<u64, DestinationError>,
+    local_put: Option<Result<u64, DestinationError>>,
+    joined: Result<Vec<StageOut>, pipeline::StageError>,
+) -> Result<Vec<StageOut>, BackupError> {
+    let mut input_failure = None;
+    for p in [Some(put), local_put].into_iter().flatten() {
+        match p {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::Input => {
+                input_failure.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let outs = joined?;
+    match input_failure {
+        // Cannot happen when stages only finish their pipes on success, but never keep
+        // a copy whose input a destination saw fail.
+        Some(e) => Err(e.into()),
+        None => Ok(outs),
+    }
+}
+
+/// Sends every chunk of `input` to both outputs; returns sha256 and size of the bytes.
+/// The slower side sets the pace (bounded pipes), and a side that stops fails the tee,
+/// and with it the whole copy.
+fn tee(mut input: ChunkReader, mut a: ChunkWriter, mut b: ChunkWriter) -> io::Result<Digested> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = input.recv() {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        a.send(chunk.clone())?;
+        b.send(chunk)?;
+    }
+    a.finish()?;
+    b.finish()?;
+    Ok(Digested {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
+}
+
+/// The status record of the keep_local copy `store` wrote, if it wrote one.
+pub(crate) fn local_record(
+    stored: &Stored,
+    key: &str,
+    chain: &[ModifierSpec],
+) -> Option<crate::status::LocalCopy> {
+    stored.local.as_ref().map(|d| crate::status::LocalCopy {
+        key: key.to_string(),
+        size: d.size,
+        sha256: d.sha256.clone(),
+        modifiers: chain.to_vec(),
+    })
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use tracing::Instrument;
 use twindb_proto::{CopyKind, RunType};
 
-use super::{store, BackupError};
+use super::{local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::mysql_key;
 use crate::mysql::{read_config_files, ClientOptions, Server, ServerInfo};
@@ -105,6 +105,7 @@ pub async fn backup_mysql(
     }
     let stored = store(
         engine.dest.as_ref(),
+        engine.keep_local.as_ref(),
         Box::new(source),
         &chain,
         engine.config.compression.threads,
@@ -152,7 +153,8 @@ pub async fn backup_mysql(
         finished: Utc::now(),
         source_size: ctx.bytes().0,
         size: stored.digest.size,
-        sha256: stored.digest.sha256,
+        sha256: stored.digest.sha256.clone(),
+        local: local_record(&stored, &key, &chain),
         modifiers: chain,
         parent: parent.map(|p| p.key),
         mysql: Some(mysql_meta(&info, xb, tool, stream_tool, &cfg.config_files)),
@@ -258,6 +260,7 @@ mod tests {
                 config: vec![],
             }),
             binlog: None,
+            local: None,
         }
     }
 

@@ -15,9 +15,9 @@ pub struct ConfigFile {
     pub compression: Option<CompressionSection>,
     pub mysql: Option<MysqlSection>,
     pub intervals: Option<IntervalsSection>,
+    pub ssh: Option<super::ssh::SshSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
-    pub ssh: Option<toml::Table>,
     pub s3: Option<toml::Table>,
     pub gcs: Option<toml::Table>,
     pub gpg: Option<toml::Table>,

@@ -7,6 +7,7 @@
 
 mod file;
 mod ops;
+mod ssh;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ pub use self::ops::{
     default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
     RetentionPolicy, ScheduleConfig, Secret, SmtpTls,
 };
+pub use self::ssh::SshConfig;
 use crate::modifier::ModifierSpec;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
@@ -30,6 +32,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub source: SourceConfig,
     pub destination: DestinationConfig,
+    /// `[destination] keep_local_path`: every copy is also kept in this local folder.
+    pub keep_local_path: Option<PathBuf>,
     pub compression: Compression,
     /// Set when `[source] backup_mysql = true`.
     pub mysql: Option<MysqlConfig>,
@@ -78,6 +82,7 @@ pub struct MysqlConfig {
 #[derive(Debug, Clone)]
 pub enum DestinationConfig {
     Local { path: PathBuf },
+    Ssh(SshConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -198,7 +203,6 @@ impl Validator<'_> {
 
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
         let not_yet = [
-            ("ssh", raw.ssh.is_some(), "the ssh destination"),
             ("s3", raw.s3.is_some(), "the s3 destination"),
             ("gcs", raw.gcs.is_some(), "the gcs destination"),
             ("gpg", raw.gpg.is_some(), "GPG encryption"),
@@ -220,8 +224,8 @@ impl Validator<'_> {
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
         let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
-        let destination = self.destination(raw.destination, raw.local);
-        self.no_backup_of_backups(&source, &destination);
+        let (destination, keep_local_path) = self.destination(raw.destination, raw.local, raw.ssh);
+        self.no_backup_of_backups(&source, &destination, keep_local_path.as_deref());
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
         let retention = self.retention("retention", raw.retention, RetentionPolicy::REMOTE);
@@ -237,6 +241,7 @@ impl Validator<'_> {
             daemon,
             source,
             destination,
+            keep_local_path,
             compression,
             mysql,
             enabled_run_types,
@@ -351,20 +356,52 @@ impl Validator<'_> {
         &mut self,
         d: Option<file::DestinationSection>,
         local: Option<file::LocalSection>,
-    ) -> DestinationConfig {
+        ssh: Option<ssh::SshSection>,
+    ) -> (DestinationConfig, Option<PathBuf>) {
         let Some(d) = d else {
             self.error("destination", "", "missing section: set backup_destination");
-            return DestinationConfig::Local {
-                path: PathBuf::new(),
-            };
-        };
-        if d.keep_local_path.is_some() {
-            self.error(
-                "destination",
-                "keep_local_path",
-                "local copies are not supported yet by this version of twindb",
+            return (
+                DestinationConfig::Local {
+                    path: PathBuf::new(),
+                },
+                None,
             );
+        };
+        let keep_local_path = match d.keep_local_path.as_deref() {
+            None => None,
+            Some("") => {
+                self.error(
+                    "destination",
+                    "keep_local_path",
+                    "must not be empty (remove the key to keep no local copy)",
+                );
+                None
+            }
+            Some(p) => Some(self.path(p)),
+        };
+        let destination = self.remote_destination(&d, local, ssh);
+        if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
+            if !path.as_os_str().is_empty() && (keep.starts_with(path) || path.starts_with(keep)) {
+                self.error(
+                    "destination",
+                    "keep_local_path",
+                    format!(
+                        "{} overlaps the local destination {}: a local copy must live apart from the copies it doubles",
+                        keep.display(),
+                        path.display()
+                    ),
+                );
+            }
         }
+        (destination, keep_local_path)
+    }
+
+    fn remote_destination(
+        &mut self,
+        d: &file::DestinationSection,
+        local: Option<file::LocalSection>,
+        ssh: Option<ssh::SshSection>,
+    ) -> DestinationConfig {
         match d.backup_destination.as_str() {
             "local" => {
                 let Some(local) = local else {
@@ -384,7 +421,8 @@ impl Validator<'_> {
                     path: self.path(&local.path),
                 }
             }
-            "ssh" | "s3" | "gcs" => {
+            "ssh" => DestinationConfig::Ssh(self.ssh(ssh)),
+            "s3" | "gcs" => {
                 self.error(
                     "destination",
                     "backup_destination",
@@ -411,19 +449,29 @@ impl Validator<'_> {
     }
 
     /// A folder that contains the destination would copy every copy again, forever.
-    fn no_backup_of_backups(&mut self, source: &SourceConfig, destination: &DestinationConfig) {
-        let DestinationConfig::Local { path } = destination;
-        for dir in &source.backup_dirs {
-            if !path.as_os_str().is_empty() && path.starts_with(dir) {
-                self.error(
-                    "source",
-                    "backup_dirs",
-                    format!(
-                        "{} contains the destination {}; back up a folder beside it",
-                        dir.display(),
-                        path.display()
-                    ),
-                );
+    fn no_backup_of_backups(
+        &mut self,
+        source: &SourceConfig,
+        destination: &DestinationConfig,
+        keep_local_path: Option<&Path>,
+    ) {
+        let local_dest = match destination {
+            DestinationConfig::Local { path } => Some(path.as_path()),
+            _ => None,
+        };
+        for path in local_dest.into_iter().chain(keep_local_path) {
+            for dir in &source.backup_dirs {
+                if !path.as_os_str().is_empty() && path.starts_with(dir) {
+                    self.error(
+                        "source",
+                        "backup_dirs",
+                        format!(
+                            "{} contains {}, where copies are stored; back up a folder beside it",
+                            dir.display(),
+                            path.display()
+                        ),
+                    );
+                }
             }
         }
     }
@@ -663,7 +711,9 @@ level = 5
     fn good_config_resolves_relative_paths_against_its_folder() {
         let c = parse_str(GOOD).unwrap();
         assert_eq!(c.daemon.state_dir, Path::new("/etc/twindb/state"));
-        let DestinationConfig::Local { path } = &c.destination;
+        let DestinationConfig::Local { path } = &c.destination else {
+            panic!("a local destination")
+        };
         assert_eq!(path, Path::new("/etc/twindb/backups"));
         assert_eq!(c.compression.spec, Some(ModifierSpec::Gzip { level: 5 }));
         assert_eq!(c.enabled_run_types, RunType::ALL.to_vec());

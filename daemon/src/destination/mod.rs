@@ -3,6 +3,8 @@
 //! A destination knows keys and bytes, never what produced them.
 
 mod local;
+pub mod retry;
+mod ssh;
 
 use std::fmt;
 use std::io;
@@ -14,6 +16,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 pub use self::local::Local;
+pub use self::retry::Backoff;
+pub use self::ssh::{Ssh, Tuning as SshTuning};
 use crate::config::DestinationConfig;
 use crate::pipeline::ByteStream;
 
@@ -21,6 +25,7 @@ use crate::pipeline::ByteStream;
 pub fn build(config: &DestinationConfig) -> Arc<dyn Destination> {
     match config {
         DestinationConfig::Local { path } => Arc::new(Local::new(path)),
+        DestinationConfig::Ssh(ssh) => Arc::new(Ssh::new(ssh.clone())),
     }
 }
 
@@ -39,7 +44,17 @@ pub struct ObjectMeta {
 ///   cancelled (dropped) future or a killed process leaves nothing that `list` shows.
 /// - `get` and `list` stream; nothing is held whole in memory.
 /// - `delete` of a missing key succeeds.
-/// - Errors are [`DestinationError`]s naming the destination and the key, never a secret.
+/// - `read_small`/`write_small` move small objects (status files) whole; a write is as
+///   atomic as `put`.
+/// - `check` proves the destination usable (reachable, credentials valid, writable); the
+///   daemon runs it at start-up and `twindbctl check` on demand.
+/// - Errors are [`DestinationError`]s naming the destination and the key, never a secret;
+///   their [`ErrorKind`] says what happened and [`DestinationError::is_retryable`]
+///   whether trying again may help.
+/// - Transient failures of idempotent operations (connect, `get` until the first byte,
+///   `list`, `delete`, small objects, `check`) are retried inside the backend with
+///   bounded exponential backoff ([`retry`]). A streamed `put` is not retried: its
+///   input cannot be replayed, so it fails and leaves nothing behind instead.
 #[async_trait]
 pub trait Destination: Send + Sync + fmt::Debug {
     /// Human-readable, secret-free, e.g. `local:/var/backup`.

@@ -15,7 +15,7 @@ pub async fn restore_files(
     let staging = prepare_destination(dst)?;
     ctx.set_phase(format!("restoring {key}"));
     let target = staging.path().to_path_buf();
-    stream_copy(engine, &meta, ctx, move |input| {
+    let source = stream_copy(engine, &meta, ctx, move |input| {
         let mut archive = tar::Archive::new(input);
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
@@ -26,9 +26,7 @@ pub async fn restore_files(
     .await?;
     staging.commit()?;
     Ok(format!(
-        "restored {key} into {} ({} bytes checked against sha256 {})",
+        "restored {key} from {source} into {} (every byte checked against its recorded sha256)",
         dst.display(),
-        meta.size,
-        meta.sha256
     ))
 }

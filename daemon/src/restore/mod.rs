@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use self::files::restore_files;
 pub use self::mysql::{restore_mysql, MysqlRestore};
+use crate::destination::Destination;
 use crate::engine::{Engine, JobCtx};
 use crate::modifier::drain_all;
 use crate::pipeline::{from_stream, hash_tap, pipe, Digested, Stages};
@@ -44,28 +45,44 @@ pub enum RestoreError {
 }
 
 /// Streams the copy `meta` through its reverse chain into `consume`, verifying the
-/// stored bytes' sha256 on the way. `consume` runs on its own thread.
+/// stored bytes' sha256 on the way. `consume` runs on its own thread. Returns where the
+/// bytes came from: the copy in `keep_local_path` when it is there and intact (no
+/// network), else the destination.
 pub(crate) async fn stream_copy(
     engine: &Engine,
     meta: &CopyMeta,
     ctx: &JobCtx,
     consume: impl FnOnce(&mut dyn Read) -> io::Result<()> + Send + 'static,
-) -> Result<(), RestoreError> {
+) -> Result<&'static str, RestoreError> {
     let cancel = ctx.cancel.clone();
-    let stream = engine.dest.get(&meta.key).await?;
+    let (stream, expect, modifiers, source) = match intact_local_copy(engine, meta, ctx).await {
+        Some((stream, local)) => (
+            stream,
+            Digested {
+                sha256: local.sha256.clone(),
+                size: local.size,
+            },
+            local.modifiers.clone(),
+            "the local copy",
+        ),
+        None => (
+            engine.dest.get(&meta.key).await?,
+            Digested {
+                sha256: meta.sha256.clone(),
+                size: meta.size,
+            },
+            meta.modifiers.clone(),
+            "the destination",
+        ),
+    };
     let mut stages: Stages<()> = Stages::new();
-
     let fetched = from_stream(stream, &cancel);
     let (w, mut r) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_in.clone());
-    let expect = Digested {
-        sha256: meta.sha256.clone(),
-        size: meta.size,
-    };
     stages.spawn("sha256", move || {
         hash_tap(fetched, w, Some(expect)).map(|_| ())
     });
-    for spec in meta.modifiers.iter().rev() {
+    for spec in modifiers.iter().rev() {
         let m = spec.build(1);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
@@ -88,7 +105,63 @@ pub(crate) async fn stream_copy(
         return Err(RestoreError::Cancelled);
     }
     joined.map_err(|e| RestoreError::Io("restore".into(), io::Error::other(e)))??;
-    Ok(())
+    Ok(source)
+}
+
+/// The keep_local copy of `meta`, opened, if it exists and its bytes match their
+/// recorded sha256. Checking first costs one local read and spares a restore that
+/// fails half-way on a damaged local copy; any doubt falls back to the destination.
+async fn intact_local_copy<'a>(
+    engine: &Engine,
+    meta: &'a CopyMeta,
+    ctx: &JobCtx,
+) -> Option<(crate::pipeline::ByteStream, &'a crate::status::LocalCopy)> {
+    use futures::StreamExt;
+    use sha2::Digest;
+    let (local, copy) = (engine.keep_local.as_ref()?, meta.local.as_ref()?);
+    let mut stream = match local.get(&copy.key).await {
+        Ok(s) => s,
+        Err(e) if e.kind == crate::destination::ErrorKind::NotFound => {
+            tracing::info!(key = %meta.key, "no local copy in keep_local_path; restoring from the destination");
+            return None;
+        }
+        Err(e) => {
+            ctx.warn(format!(
+                "cannot read the local copy of {} ({e}); using the destination",
+                meta.key
+            ));
+            return None;
+        }
+    };
+    ctx.set_phase(format!("checking the local copy of {}", meta.key));
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                size += c.len() as u64;
+                hasher.update(&c);
+            }
+            Err(e) => {
+                ctx.warn(format!(
+                    "cannot read the local copy of {} ({e}); using the destination",
+                    meta.key
+                ));
+                return None;
+            }
+        }
+    }
+    if size != copy.size || hex::encode(hasher.finalize()) != copy.sha256 {
+        ctx.warn(format!(
+            "the local copy of {} in {} is damaged (checksum mismatch); restoring from {} instead",
+            meta.key,
+            local.name(),
+            engine.dest.name()
+        ));
+        return None;
+    }
+    let stream = local.get(&copy.key).await.ok()?;
+    Some((stream, copy))
 }
 
 pub(crate) fn find_copy(

@@ -232,6 +232,7 @@ async fn extract(
         }
     })
     .await
+    .map(|_| ())
 }
 
 async fn copy_tree(from: &Path, to: &Path) -> Result<(), RestoreError> {

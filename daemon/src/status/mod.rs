@@ -52,6 +52,10 @@ pub struct CopyMeta {
     pub mysql: Option<MysqlMeta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog: Option<BinlogMeta>,
+    /// The copy kept in `keep_local_path`, when there was one. Absent in status files
+    /// written before keep_local existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalCopy>,
 }
 
 /// What a MySQL copy needs to be restored, verified and rolled forward.
@@ -84,6 +88,19 @@ pub struct BinlogMeta {
     pub name: String,
     /// Timestamp of the file's first event (expiry and point-in-time windows use it).
     pub first_event: DateTime<Utc>,
+}
+
+/// A copy written to `keep_local_path` from the same stream as the remote one, at the
+/// point of the chain where TwinDB made it: after compression, before encryption. Its
+/// bytes can therefore differ from the remote copy's, so it has its own record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalCopy {
+    /// Relative to `keep_local_path`.
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The modifiers applied to the local bytes, in order.
+    pub modifiers: Vec<ModifierSpec>,
 }
 
 impl CopyMeta {
@@ -277,6 +294,7 @@ mod tests {
             modifiers: vec![ModifierSpec::Zstd { level: 3 }],
             mysql: None,
             binlog: None,
+            local: None,
         }
     }
 
@@ -288,11 +306,36 @@ mod tests {
         };
         let bytes = s.encode();
         assert_eq!(Status::decode(&bytes).unwrap(), s);
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("\"local\""),
+            "no local field without a local copy"
+        );
         let tampered = String::from_utf8(bytes)
             .unwrap()
             .replace("\"size\":5", "\"size\":6");
         let err = Status::decode(tampered.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_local_copy_round_trips_and_old_entries_without_one_still_read() {
+        let mut c = copy("h/daily/files/a.tar.zst");
+        c.local = Some(LocalCopy {
+            key: c.key.clone(),
+            size: 5,
+            sha256: "cd".into(),
+            modifiers: c.modifiers.clone(),
+        });
+        let s = Status {
+            generation: 1,
+            copies: vec![c],
+        };
+        assert_eq!(Status::decode(&s.encode()).unwrap(), s);
+
+        // An entry as written before keep_local existed.
+        let old = r#"[{"key":"h/daily/files/a.tar","kind":"files","run_type":"daily","host":"h","source":"/etc","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:00:01Z","source_size":10,"size":5,"sha256":"ab","modifiers":[]}]"#;
+        let copies: Vec<CopyMeta> = serde_json::from_str(old).unwrap();
+        assert_eq!(copies[0].local, None);
     }
 
     #[tokio::test]

@@ -1,0 +1,999 @@
+//! A folder on an SSH server, spoken to with russh (no `ssh` program is run).
+//!
+//! Every operation is one exec channel running a short POSIX shell command (`cat`,
+//! `mv`, `rm`, `find`) on one SSH connection that is kept open and shared by all
+//! operations of this destination; a dropped connection is re-established on the next
+//! operation. The server therefore needs a POSIX shell with coreutils and GNU find
+//! (`-printf`), as any Linux has.
+//!
+//! - `put` streams the bytes into `cat`, writing `.NAME.twindb-partial.PID.N` beside
+//!   the final name (opened by the shell before any byte is sent), checks `cat`'s exit
+//!   status and the stored size, flushes the file to disk and renames it into place.
+//!   On failure or cancel the temp file is removed (best effort; a killed twindbd's
+//!   leftovers are removed at its next start by [`Ssh::remove_partials`]). `list`
+//!   never shows names starting with '.'. A streamed `put` is never retried.
+//! - The connection is closed after [`IDLE_CLOSE`] without use, and an operation on a
+//!   server that makes no progress for [`STALL`] fails (so a job can always end).
+//! - `get` streams `cat`'s output and checks its exit status at the end, so a read
+//!   error on the server fails the stream instead of truncating it.
+//! - Remote paths are single-quoted for the shell: keys may hold spaces and quotes.
+//! - Host keys are checked against `known_hosts`: an unknown key is refused unless
+//!   `accept_new_host_keys`, a changed key always; both errors show the SHA256
+//!   fingerprint the server offered.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg};
+
+use super::retry::{retry, Backoff};
+use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta};
+use crate::config::SshConfig;
+use crate::pipeline::{ByteStream, CHUNK};
+
+/// Marks an upload in progress; `list` never shows such names (they start with '.').
+const PARTIAL: &str = ".twindb-partial";
+/// What the upload command prints on stderr once it holds the temp file open.
+const READY: &str = "twindb-ready";
+/// TCP connect, key exchange and authentication together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A silent server is declared gone after 3 unanswered keepalives, 15 s apart.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Removing a temp file after a failure must not hold up the error report for long.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection nobody asked for this long is closed; the next operation reconnects.
+/// Operations of one job follow each other closely, jobs are far apart: this keeps one
+/// connection per job without holding a session open on the server between runs.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(60);
+/// A server that accepts or sends nothing for this long while a command runs is declared
+/// stuck (a hung disk or NFS mount behind it: keepalives still get answers). Without
+/// it a job could wait forever and never see its cancel or timeout.
+pub const STALL: Duration = Duration::from_secs(600);
+
+/// Timing knobs; the defaults suit production, tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub backoff: Backoff,
+    pub idle_close: Duration,
+    pub stall: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            backoff: Backoff::default(),
+            idle_close: IDLE_CLOSE,
+            stall: STALL,
+        }
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The ssh destination. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Ssh {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: SshConfig,
+    name: String,
+    tuning: Tuning,
+    session: tokio::sync::Mutex<Option<Session>>,
+}
+
+struct Session {
+    handle: Arc<Handle<HostKeyCheck>>,
+    last_used: std::time::Instant,
+}
+
+impl fmt::Debug for Ssh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ssh")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+type Exec = Channel<client::Msg>;
+
+impl Ssh {
+    pub fn new(cfg: SshConfig) -> Self {
+        Self::with_backoff(cfg, Backoff::default())
+    }
+
+    pub fn with_backoff(cfg: SshConfig, backoff: Backoff) -> Self {
+        Self::with_tuning(
+            cfg,
+            Tuning {
+                backoff,
+                ..Tuning::default()
+            },
+        )
+    }
+
+    pub fn with_tuning(cfg: SshConfig, tuning: Tuning) -> Self {
+        let name = format!(
+            "ssh://{}@{}:{}{}",
+            cfg.user, cfg.host, cfg.port, cfg.backup_dir
+        );
+        Ssh {
+            inner: Arc::new(Inner {
+                cfg,
+                name,
+                tuning,
+                session: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    fn err(&self, action: &'static str, key: Option<&str>, e: io::Error) -> DestinationError {
+        DestinationError::new(&self.inner.name, action, key, e)
+    }
+
+    /// Absolute remote path of `key`.
+    fn path(&self, key: &str) -> io::Result<String> {
+        validate_key(key)?;
+        Ok(format!("{}/{key}", self.inner.cfg.backup_dir))
+    }
+
+    /// The open connection, or a new one.
+    async fn handle(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+    ) -> Result<Arc<Handle<HostKeyCheck>>, DestinationError> {
+        let mut session = self.inner.session.lock().await;
+        if let Some(s) = session.as_mut() {
+            if !s.handle.is_closed() {
+                s.last_used = std::time::Instant::now();
+                return Ok(s.handle.clone());
+            }
+        }
+        *session = None;
+        let handle = Arc::new(self.connect(action, key).await?);
+        *session = Some(Session {
+            handle: handle.clone(),
+            last_used: std::time::Instant::now(),
+        });
+        tokio::spawn(close_when_idle(
+            Arc::downgrade(&self.inner),
+            Arc::downgrade(&handle),
+        ));
+        Ok(handle)
+    }
+
+    /// Drops the cached connection if it is `h`, so the next operation reconnects.
+    async fn forget(&self, h: &Arc<Handle<HostKeyCheck>>) {
+        let mut session = self.inner.session.lock().await;
+        if session.as_ref().is_some_and(|s| Arc::ptr_eq(&s.handle, h)) {
+            *session = None;
+        }
+    }
+
+    async fn connect(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+    ) -> Result<Handle<HostKeyCheck>, DestinationError> {
+        let cfg = &self.inner.cfg;
+        let fail =
+            |kind: io::ErrorKind, msg: String| self.err(action, key, io::Error::new(kind, msg));
+        let secret = russh::keys::load_secret_key(&cfg.key, None).map_err(|e| {
+            let (kind, why) = match e {
+                russh::keys::Error::KeyIsEncrypted => (
+                    io::ErrorKind::PermissionDenied,
+                    "it is protected by a passphrase".to_string(),
+                ),
+                russh::keys::Error::IO(io) => (io.kind(), io.to_string()),
+                other => (io::ErrorKind::InvalidInput, other.to_string()),
+            };
+            fail(
+                kind,
+                format!("cannot use ssh_key {}: {why}", cfg.key.display()),
+            )
+        })?;
+        let verdict = Arc::new(StdMutex::new(None));
+        let handler = HostKeyCheck {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            known_hosts: cfg.known_hosts.clone(),
+            accept_new: cfg.accept_new_host_keys,
+            verdict: verdict.clone(),
+        };
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(KEEPALIVE),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        });
+        let user = cfg.user.clone();
+        let address = (cfg.host.clone(), cfg.port);
+        let connecting = async move {
+            let mut handle = client::connect(config, address, handler).await?;
+            let hash = if secret.algorithm().is_rsa() {
+                handle.best_supported_rsa_hash().await?.flatten()
+            } else {
+                None
+            };
+            let auth = handle
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(secret), hash))
+                .await?;
+            Ok::<_, russh::Error>((handle, auth.success()))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => Err(fail(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no SSH session with {}:{} within {} s",
+                    cfg.host,
+                    cfg.port,
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            )),
+            Ok(Err(e)) => {
+                if let Some(refused) = verdict.lock().expect("verdict lock").take() {
+                    return Err(fail(io::ErrorKind::PermissionDenied, refused));
+                }
+                Err(fail(
+                    connection_kind(&e),
+                    format!("connecting to {}:{}: {e}", cfg.host, cfg.port),
+                ))
+            }
+            Ok(Ok((_, false))) => Err(fail(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the server refused key authentication of user {} with ssh_key {} (is its public key in the user's authorized_keys?)",
+                    cfg.user,
+                    cfg.key.display()
+                ),
+            )),
+            Ok(Ok((handle, true))) => {
+                tracing::debug!(destination = %self.inner.name, "ssh session established");
+                Ok(handle)
+            }
+        }
+    }
+
+    /// `fut`, unless the server makes no progress for the stall limit: then the
+    /// connection is dropped (the next operation reconnects) and the wait fails.
+    async fn unstalled<T>(&self, fut: impl std::future::Future<Output = T>) -> io::Result<T> {
+        let limit = self.inner.tuning.stall;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(v) => Ok(v),
+            Err(_) => {
+                *self.inner.session.lock().await = None;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the server made no progress for {} s", limit.as_secs()),
+                ))
+            }
+        }
+    }
+
+    /// Starts `command` on a new exec channel.
+    async fn exec(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+        command: &str,
+    ) -> Result<Exec, DestinationError> {
+        let h = self.handle(action, key).await?;
+        let opened = async {
+            let ch = h.channel_open_session().await?;
+            ch.exec(true, command).await?;
+            Ok::<_, russh::Error>(ch)
+        };
+        match opened.await {
+            Ok(ch) => Ok(ch),
+            Err(e) => {
+                self.forget(&h).await;
+                Err(self.err(action, key, lost("starting a remote command", &e)))
+            }
+        }
+    }
+
+    /// Runs `command` to its end; its stdout when it exits with status 0.
+    async fn run_once(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+        command: &str,
+    ) -> Result<Vec<u8>, DestinationError> {
+        let mut ch = self.exec(action, key, command).await?;
+        let mut out = Remote::default();
+        while let Some(msg) = self
+            .unstalled(ch.wait())
+            .await
+            .map_err(|e| self.err(action, key, e))?
+        {
+            if let Some(data) = out.take(msg) {
+                out.stdout.extend_from_slice(&data);
+            }
+        }
+        out.result().map_err(|e| self.err(action, key, e))?;
+        Ok(out.stdout)
+    }
+
+    /// [`Self::run_once`] for idempotent commands, retried on transient failures.
+    async fn run(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+        command: &str,
+    ) -> Result<Vec<u8>, DestinationError> {
+        retry(&self.inner.tuning.backoff, || {
+            self.run_once(action, key, command)
+        })
+        .await
+    }
+
+    /// Starts `cat` on the object and waits for its first byte (or its end), so that a
+    /// missing object fails here rather than in the middle of the stream.
+    async fn open_read(&self, key: &str) -> Result<ByteStream, DestinationError> {
+        let path = self
+            .path(key)
+            .map_err(|e| self.err("reading", Some(key), e))?;
+        let mut ch = self
+            .exec(
+                "reading",
+                Some(key),
+                &format!("exec cat -- {}", quote(&path)),
+            )
+            .await?;
+        let mut state = Remote::default();
+        let first = loop {
+            let msg = self
+                .unstalled(ch.wait())
+                .await
+                .map_err(|e| self.err("reading", Some(key), e))?;
+            match msg {
+                Some(msg) => {
+                    if let Some(data) = state.take(msg) {
+                        break Some(data);
+                    }
+                }
+                None => break None,
+            }
+        };
+        let Some(first) = first else {
+            state
+                .result()
+                .map_err(|e| self.err("reading", Some(key), e))?;
+            return Ok(futures::stream::empty().boxed());
+        };
+        let reader = Reader {
+            ch,
+            state,
+            pending: BytesMut::from(&first[..]),
+            done: false,
+            ssh: self.clone(),
+            key: key.to_string(),
+        };
+        Ok(futures::stream::unfold(reader, Reader::next).boxed())
+    }
+
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectMeta>, DestinationError> {
+        let fail = |e| self.err("listing", Some(prefix), e);
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        if dir.split('/').any(|p| p == "..") || dir.starts_with('/') || prefix.contains('\0') {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid prefix {prefix:?}"),
+            )));
+        }
+        let root = quote(&self.inner.cfg.backup_dir);
+        let start = quote(&format!("./{dir}"));
+        // A missing root or folder holds nothing; hidden names (temp files) are skipped.
+        let command = format!(
+            "[ -d {root} ] || exit 0; cd -- {root} || exit 1; [ -d {start} ] || exit 0; \
+             exec find {start} -mindepth 1 -name '.*' -prune -o -type f -printf '%s %p\\0'"
+        );
+        let out = self.run("listing", Some(prefix), &command).await?;
+        let mut objects = Vec::new();
+        for record in out.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+            let record = String::from_utf8_lossy(record);
+            let parsed = record.split_once(' ').and_then(|(size, path)| {
+                Some((size.parse::<u64>().ok()?, path.strip_prefix("./")?))
+            });
+            let Some((size, key)) = parsed else {
+                return Err(fail(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected line from find: {record:?}"),
+                )));
+            };
+            let key = key.trim_start_matches("./").replace("//", "/");
+            if key.starts_with(prefix) {
+                objects.push(ObjectMeta { key, size });
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Removes upload leftovers (a killed twindbd) under `prefix`. Only call this while
+    /// no upload of this host can be running (the daemon holds its state lock).
+    pub async fn remove_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
+        let dir = quote(&format!("{}/{prefix}", self.inner.cfg.backup_dir));
+        let command = format!(
+            "[ -d {dir} ] || exit 0; exec find {dir} -type f -name '.*{PARTIAL}.*' -print -delete"
+        );
+        let out = self
+            .run("removing partial uploads", Some(prefix), &command)
+            .await?;
+        Ok(out.iter().filter(|&&b| b == b'\n').count())
+    }
+
+    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, DestinationError> {
+        let fail = |e| self.err("storing", Some(key), e);
+        let path = self.path(key).map_err(fail)?;
+        let (dir, file_name) = path.rsplit_once('/').expect("an absolute path");
+        let temp = format!(
+            "{dir}/.{file_name}{PARTIAL}.{}.{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        // Copies hold whole folders, secrets included: readable by the login user only.
+        // The shell opens the temp file before it says it is ready, so that removing
+        // the temp file after a failure can never come before its creation.
+        let command = format!(
+            "umask 077 && mkdir -p -- {} && exec > {} && echo {READY} >&2 && exec cat",
+            quote(dir),
+            quote(&temp)
+        );
+        let ch = retry(&self.inner.tuning.backoff, || {
+            self.exec("storing", Some(key), &command)
+        })
+        .await?;
+        let guard = TempGuard(Some((self.clone(), temp.clone())));
+        let (mut rd, wr) = ch.split();
+
+        let mut state = Remote::default();
+        while !state.take_ready() {
+            let msg = match self.unstalled(rd.wait()).await {
+                Ok(msg) => msg,
+                Err(e) => {
+                    guard.remove().await;
+                    return Err(fail(e));
+                }
+            };
+            match msg {
+                Some(msg) => {
+                    state.take(msg);
+                }
+                None => {
+                    guard.remove().await;
+                    return Err(fail(state.result().err().unwrap_or_else(|| {
+                        io::Error::other("the remote command ended before it was ready")
+                    })));
+                }
+            }
+        }
+        let mut size = 0u64;
+        let pump = async {
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk.map_err(|e| {
+                    let mut err = fail(e);
+                    err.kind = ErrorKind::Input;
+                    err
+                })?;
+                size += chunk.len() as u64;
+                self.unstalled(wr.data_bytes(chunk))
+                    .await
+                    .map_err(fail)?
+                    .map_err(|e| fail(lost("while sending", &e)))?;
+            }
+            Ok(())
+        };
+        let pumped = {
+            tokio::pin!(pump);
+            // Watch the channel while writing: if `cat` dies (disk full) or the
+            // connection drops, the writer would otherwise wait for window space forever.
+            loop {
+                tokio::select! {
+                    r = &mut pump => break r,
+                    msg = rd.wait() => match msg {
+                        Some(msg) => { state.take(msg); }
+                        None => {
+                            break Err(fail(state.result().err().unwrap_or_else(|| {
+                                io::Error::new(io::ErrorKind::BrokenPipe, "the remote cat stopped reading")
+                            })));
+                        }
+                    },
+                }
+            }
+        };
+        if let Err(e) = pumped {
+            // No EOF: `cat` must not see a clean end of a truncated stream. The temp
+            // file is removed either way.
+            let _ = wr.close().await;
+            guard.remove().await;
+            return Err(e);
+        }
+        let finished = async {
+            wr.eof()
+                .await
+                .map_err(|e| lost("at the end of the upload", &e))?;
+            while let Some(msg) = self.unstalled(rd.wait()).await? {
+                state.take(msg);
+            }
+            state.result()
+        };
+        if let Err(e) = finished.await {
+            guard.remove().await;
+            return Err(fail(e));
+        }
+
+        // Commit: the size must match what was sent; flush to disk before the rename
+        // makes the copy visible, then flush the folder so the rename itself is durable.
+        // Not retried: after a lost answer the rename may or may not have happened.
+        let commit = format!(
+            "t={t}; [ \"$(wc -c < \"$t\")\" -eq {size} ] || {{ echo \"stored size differs from the {size} bytes sent\" >&2; exit 1; }}; \
+             sync -- \"$t\" 2>/dev/null; mv -f -- \"$t\" {p} && {{ sync -- {d} 2>/dev/null || true; }}",
+            t = quote(&temp),
+            p = quote(&path),
+            d = quote(dir),
+        );
+        match self.run_once("storing", Some(key), &commit).await {
+            Ok(_) => {
+                guard.disarm();
+                Ok(size)
+            }
+            Err(e) => {
+                guard.remove().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Destination for Ssh {
+    fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    async fn check(&self) -> Result<(), DestinationError> {
+        let root = quote(&self.inner.cfg.backup_dir);
+        let command = format!(
+            "mkdir -p -- {root} && t={root}/.twindb-check.$$ && echo twindb > \"$t\" && rm -f -- \"$t\""
+        );
+        self.run("checking", None, &command).await.map(|_| ())
+    }
+
+    async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
+        self.put_stream(key, data).await
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
+        retry(&self.inner.tuning.backoff, || self.open_read(key)).await
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
+        // Gathered whole, then streamed: one `find` per call keeps retries simple, and a
+        // listing is a few dozen bytes per copy.
+        let this = self.clone();
+        let prefix = prefix.to_string();
+        futures::stream::once(async move { this.list_all(&prefix).await })
+            .flat_map(|r| {
+                let items: Vec<_> = match r {
+                    Ok(objects) => objects.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            })
+            .boxed()
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), DestinationError> {
+        let path = self
+            .path(key)
+            .map_err(|e| self.err("deleting", Some(key), e))?;
+        self.run("deleting", Some(key), &format!("rm -f -- {}", quote(&path)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
+        retry(&self.inner.tuning.backoff, || async {
+            let stream = match self.open_read(key).await {
+                Ok(s) => s,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let chunks: Vec<Bytes> = stream.try_collect().await.map_err(|e| {
+                let kind = e.kind();
+                self.err("reading", Some(key), io::Error::new(kind, e))
+            })?;
+            Ok(Some(Bytes::from(chunks.concat())))
+        })
+        .await
+    }
+
+    async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
+        // Unlike a streamed put, the bytes are at hand: the whole write can be repeated.
+        retry(&self.inner.tuning.backoff, || {
+            let data = data.clone();
+            self.put_stream(key, futures::stream::once(async move { Ok(data) }).boxed())
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// What a remote command said besides its stdout.
+#[derive(Default)]
+struct Remote {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    status: Option<u32>,
+    signal: Option<String>,
+    refused: bool,
+}
+
+impl Remote {
+    /// Records `msg`; returns its payload when it is stdout data.
+    fn take(&mut self, msg: ChannelMsg) -> Option<Bytes> {
+        match msg {
+            ChannelMsg::Data { data } => return Some(data),
+            ChannelMsg::ExtendedData { data, .. } => {
+                // Keep the end: that is where the error is.
+                self.stderr.extend_from_slice(&data);
+                if self.stderr.len() > 4096 {
+                    self.stderr.drain(..self.stderr.len() - 4096);
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => self.status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                self.signal = Some(format!("{signal_name:?}"))
+            }
+            ChannelMsg::Failure => self.refused = true,
+            _ => {}
+        }
+        None
+    }
+
+    /// Whether the upload command said it is ready; removes the marker from stderr.
+    fn take_ready(&mut self) -> bool {
+        let marker = format!("{READY}\n");
+        let Some(at) = self
+            .stderr
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+        else {
+            return false;
+        };
+        self.stderr.drain(at..at + marker.len());
+        true
+    }
+
+    /// Ok when the command exited with status 0; otherwise why not, as an io::Error
+    /// whose kind reflects the cause.
+    fn result(&self) -> io::Result<()> {
+        let stderr = String::from_utf8_lossy(&self.stderr);
+        let stderr = stderr.trim();
+        if self.status == Some(0) {
+            return Ok(());
+        }
+        if self.refused {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the server refused to run a command (a restricted or sftp-only account?)",
+            ));
+        }
+        let what = match (self.status, &self.signal) {
+            (Some(code), _) => format!("the remote command exited with status {code}"),
+            (None, Some(sig)) => format!("the remote command was killed by signal {sig}"),
+            (None, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the connection was lost before the remote command finished",
+                ))
+            }
+        };
+        let kind = if stderr.contains("No such file or directory") {
+            io::ErrorKind::NotFound
+        } else if stderr.contains("Permission denied")
+            || stderr.contains("Operation not permitted")
+            || stderr.contains("Read-only file system")
+        {
+            io::ErrorKind::PermissionDenied
+        } else if stderr.contains("No space left") || stderr.contains("quota exceeded") {
+            io::ErrorKind::StorageFull
+        } else {
+            io::ErrorKind::Other
+        };
+        Err(if stderr.is_empty() {
+            io::Error::new(kind, what)
+        } else {
+            io::Error::new(kind, format!("{what}: {stderr}"))
+        })
+    }
+}
+
+/// Streams a remote `cat`, failing the stream unless it ends with exit status 0.
+struct Reader {
+    ch: Exec,
+    state: Remote,
+    /// Small SSH packets are gathered into pipeline-sized chunks.
+    pending: BytesMut,
+    done: bool,
+    ssh: Ssh,
+    key: String,
+}
+
+impl Reader {
+    async fn next(mut self) -> Option<(io::Result<Bytes>, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if self.pending.len() >= CHUNK / 4 {
+                let chunk = self.pending.split().freeze();
+                return Some((Ok(chunk), self));
+            }
+            let msg = match self.ssh.unstalled(self.ch.wait()).await {
+                Ok(msg) => msg,
+                Err(e) => {
+                    self.done = true;
+                    let err = self.ssh.err("reading", Some(&self.key), e);
+                    return Some((Err(io::Error::new(io::ErrorKind::TimedOut, err)), self));
+                }
+            };
+            match msg {
+                Some(msg) => {
+                    if let Some(data) = self.state.take(msg) {
+                        self.pending.extend_from_slice(&data);
+                    }
+                }
+                None => {
+                    self.done = true;
+                    return match self.state.result() {
+                        Ok(()) if self.pending.is_empty() => None,
+                        Ok(()) => {
+                            let chunk = self.pending.split().freeze();
+                            Some((Ok(chunk), self))
+                        }
+                        Err(e) => {
+                            let kind = e.kind();
+                            let err = self.ssh.err("reading", Some(&self.key), e);
+                            Some((Err(io::Error::new(kind, err)), self))
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Drops the cached connection `handle` once nobody used it for `idle_close`. Channels
+/// still open on it (a long upload) keep it alive until they end: russh closes a
+/// session when its handle and all its channels are gone.
+async fn close_when_idle(
+    inner: std::sync::Weak<Inner>,
+    handle: std::sync::Weak<Handle<HostKeyCheck>>,
+) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        let pause = {
+            let mut session = inner.session.lock().await;
+            let Some(s) = session.as_ref() else { return };
+            if !handle.upgrade().is_some_and(|h| Arc::ptr_eq(&h, &s.handle)) {
+                return; // replaced by a newer connection
+            }
+            let idle = s.last_used.elapsed();
+            if idle >= inner.tuning.idle_close {
+                tracing::debug!(destination = %inner.name, "closing the idle ssh session");
+                *session = None;
+                return;
+            }
+            inner.tuning.idle_close - idle
+        };
+        drop(inner);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Removes a temp file unless the upload committed, also when the future is dropped.
+struct TempGuard(Option<(Ssh, String)>);
+
+impl TempGuard {
+    async fn remove(mut self) {
+        if let Some((ssh, temp)) = self.0.take() {
+            remove_temp(ssh, temp).await;
+        }
+    }
+
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some((ssh, temp)) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(remove_temp(ssh, temp));
+            }
+        }
+    }
+}
+
+async fn remove_temp(ssh: Ssh, temp: String) {
+    let command = format!("rm -f -- {}", quote(&temp));
+    let removed = tokio::time::timeout(
+        CLEANUP_TIMEOUT,
+        ssh.run_once("removing a partial upload", None, &command),
+    )
+    .await;
+    if !matches!(removed, Ok(Ok(_))) {
+        tracing::warn!(destination = %ssh.inner.name, temp = %temp,
+            "could not remove a partial upload; the next start of twindbd removes it");
+    }
+}
+
+/// Checks the server's host key against `known_hosts`, remembering why it refused.
+struct HostKeyCheck {
+    host: String,
+    port: u16,
+    known_hosts: std::path::PathBuf,
+    accept_new: bool,
+    verdict: Arc<StdMutex<Option<String>>>,
+}
+
+impl HostKeyCheck {
+    fn refuse(&self, why: String) -> Result<bool, russh::Error> {
+        *self.verdict.lock().expect("verdict lock") = Some(why);
+        Ok(false)
+    }
+
+    fn host_port(&self) -> String {
+        if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        }
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
+            return self.refuse(format!(
+                "{} presented a host certificate; twindb checks plain host keys against known_hosts only",
+                self.host_port()
+            ));
+        };
+        let fingerprint = format!(
+            "{} {}",
+            key.algorithm().as_str(),
+            key.fingerprint(HashAlg::Sha256)
+        );
+        let file = self.known_hosts.display();
+        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+            Ok(true) => Ok(true),
+            Ok(false) if self.accept_new => {
+                match russh::keys::known_hosts::learn_known_hosts_path(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                ) {
+                    Ok(()) => {
+                        tracing::warn!(host = %self.host_port(), key = %fingerprint, known_hosts = %file,
+                            "accepted and recorded a new host key (accept_new_host_keys = true)");
+                        Ok(true)
+                    }
+                    Err(e) => self.refuse(format!(
+                        "cannot record the host key {fingerprint} of {} in {file}: {e}",
+                        self.host_port()
+                    )),
+                }
+            }
+            Ok(false) => self.refuse(format!(
+                "the host key of {} ({fingerprint}) is not in {file}; check the fingerprint with the server's administrator, then add the key (ssh-keyscan -p {} {} >> {file}), or set accept_new_host_keys = true",
+                self.host_port(),
+                self.port,
+                self.host,
+            )),
+            Err(russh::keys::Error::KeyChanged { line }) => self.refuse(format!(
+                "HOST KEY CHANGED: {} offers {fingerprint}, which differs from the key on line {line} of {file}; someone may be intercepting the connection. If the server was reinstalled, replace that line after checking the new fingerprint",
+                self.host_port()
+            )),
+            Err(e) => self.refuse(format!("cannot check the host key against {file}: {e}")),
+        }
+    }
+}
+
+/// io::ErrorKind for a russh failure: the connection-level ones are worth a retry.
+fn connection_kind(e: &russh::Error) -> io::ErrorKind {
+    use russh::Error as E;
+    match e {
+        E::IO(io) => match io.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => {
+                io::ErrorKind::ConnectionAborted
+            }
+            kind => kind,
+        },
+        E::Disconnect
+        | E::HUP
+        | E::SendError
+        | E::RecvError
+        | E::KeepaliveTimeout
+        | E::InactivityTimeout
+        | E::ConnectionTimeout
+        | E::Elapsed(_)
+        | E::ChannelOpenFailure(_) => io::ErrorKind::ConnectionAborted,
+        _ => io::ErrorKind::Other,
+    }
+}
+
+/// A failure of an established connection, in words an operator can act on.
+fn lost(when: &str, e: &russh::Error) -> io::Error {
+    let kind = connection_kind(e);
+    if kind == io::ErrorKind::ConnectionAborted {
+        io::Error::new(kind, format!("the SSH connection was lost {when} ({e})"))
+    } else {
+        io::Error::new(kind, format!("{when}: {e}"))
+    }
+}
+
+/// `s` as one shell word: single-quoted, with `'` written as `'\''`.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_spaces_quotes_and_dollars() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("$HOME `x`"), "'$HOME `x`'");
+        // The shell gives back exactly the original string.
+        let nasty = "d/it's a \"file\" $(rm -rf x) `y` \\ z";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", quote(nasty)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
+    }
+
+    #[test]
+    fn remote_errors_are_classified() {
+        let mut r = Remote {
+            status: Some(1),
+            stderr: b"cat: /b/k: No such file or directory\n".to_vec(),
+            ..Default::default()
+        };
+        let e = r.result().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("status 1: cat: /b/k"), "{e}");
+        r.stderr = b"cat: write error: No space left on device".to_vec();
+        assert_eq!(r.result().unwrap_err().kind(), io::ErrorKind::StorageFull);
+        r.status = None;
+        assert_eq!(
+            r.result().unwrap_err().kind(),
+            io::ErrorKind::ConnectionAborted
+        );
+        r.status = Some(0);
+        assert!(r.result().is_ok());
+    }
+}
