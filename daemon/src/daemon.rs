@@ -16,7 +16,6 @@ use twindb_proto::JobKind;
 
 use crate::api::{self, AppState, Peer};
 use crate::config::Config;
-use crate::destination::Local;
 use crate::engine::Engine;
 use crate::queue::Queue;
 use crate::state::{StateLock, StateStore};
@@ -53,7 +52,10 @@ impl Daemon {
             .check()
             .await
             .with_context(|| format!("destination {} is not usable", engine.dest.name()))?;
-        clean_partials(&engine);
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        clean_partials(&engine).await;
         let state = Arc::new(StateStore::open(&config.daemon.state_dir));
         let queue = Queue::start(engine.clone(), state.clone());
         let app = AppState {
@@ -131,15 +133,14 @@ fn bind_socket(config: &Config) -> anyhow::Result<UnixListener> {
 
 /// Removes upload leftovers of a twindbd that was killed. Safe: we hold the state_dir
 /// lock, so no upload of ours is running.
-fn clean_partials(engine: &Engine) {
-    let crate::config::DestinationConfig::Local { path } = &engine.config.destination;
-    match Local::new(path).remove_partials(engine.host()) {
+async fn clean_partials(engine: &Engine) {
+    match engine.dest.clean_partials(&format!("{}/", engine.host())).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             count = n,
             "removed partial uploads left by an interrupted twindbd"
         ),
-        Err(e) => tracing::warn!(error = %e, "could not clean partial uploads"),
+        Err(e) => tracing::warn!("could not clean partial uploads: {e:#}"),
     }
 }
 

@@ -17,8 +17,8 @@ pub struct ConfigFile {
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub ssh: Option<toml::Table>,
-    pub s3: Option<toml::Table>,
-    pub gcs: Option<toml::Table>,
+    pub s3: Option<super::s3::S3Section>,
+    pub gcs: Option<super::gcs::GcsSection>,
     pub mysql: Option<toml::Table>,
     pub gpg: Option<toml::Table>,
     pub retention: Option<toml::Table>,

@@ -6,12 +6,18 @@
 //! the key. Relative paths resolve against the config file's folder.
 
 mod file;
+mod gcs;
+mod s3;
+mod secret;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::gcs::GcsConfig;
+pub use self::s3::{S3Config, S3Credentials};
+pub use self::secret::Secret;
 use crate::modifier::ModifierSpec;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
@@ -28,6 +34,8 @@ pub struct Config {
     pub compression: Compression,
     /// Run types that are enabled, most frequent first.
     pub enabled_run_types: Vec<RunType>,
+    /// Problems that do not stop twindbd (a secret readable by others...), logged at start.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +57,8 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub enum DestinationConfig {
     Local { path: PathBuf },
+    S3(S3Config),
+    Gcs(GcsConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,8 +141,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         text,
         base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         errors: Vec::new(),
+        warnings: Vec::new(),
+        inline_secrets: Vec::new(),
     };
-    let config = v.validate(raw);
+    let mut config = v.validate(raw);
+    if !v.inline_secrets.is_empty() && secret::readable_by_others(path) {
+        v.warnings.push(format!(
+            "{} holds secrets ({}) and is readable by other users: chmod 600 it, or move \
+             the secrets to *_file keys",
+            path.display(),
+            v.inline_secrets.join(", ")
+        ));
+    }
+    config.warnings = std::mem::take(&mut v.warnings);
     if v.errors.is_empty() {
         Ok(config)
     } else {
@@ -145,6 +166,9 @@ struct Validator<'a> {
     text: &'a str,
     base: PathBuf,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    /// `[section] key` of every secret written in the file itself.
+    inline_secrets: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -170,8 +194,6 @@ impl Validator<'_> {
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
         let not_yet = [
             ("ssh", raw.ssh.is_some(), "the ssh destination"),
-            ("s3", raw.s3.is_some(), "the s3 destination"),
-            ("gcs", raw.gcs.is_some(), "the gcs destination"),
             ("mysql", raw.mysql.is_some(), "MySQL backups"),
             ("gpg", raw.gpg.is_some(), "GPG encryption"),
             ("retention", raw.retention.is_some(), "retention"),
@@ -197,7 +219,7 @@ impl Validator<'_> {
 
         let daemon = self.daemon(raw.daemon);
         let source = self.source(raw.source);
-        let destination = self.destination(raw.destination, raw.local);
+        let destination = self.destination(raw.destination, raw.local, raw.s3, raw.gcs);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
         Config {
@@ -207,6 +229,7 @@ impl Validator<'_> {
             destination,
             compression,
             enabled_run_types,
+            warnings: Vec::new(),
         }
     }
 
@@ -335,6 +358,8 @@ impl Validator<'_> {
         &mut self,
         d: Option<file::DestinationSection>,
         local: Option<file::LocalSection>,
+        s3: Option<s3::S3Section>,
+        gcs: Option<gcs::GcsSection>,
     ) -> DestinationConfig {
         let Some(d) = d else {
             self.error("destination", "", "missing section: set backup_destination");
@@ -368,7 +393,9 @@ impl Validator<'_> {
                     path: self.path(&local.path),
                 }
             }
-            "ssh" | "s3" | "gcs" => {
+            "s3" => DestinationConfig::S3(self.s3(s3)),
+            "gcs" => DestinationConfig::Gcs(self.gcs(gcs)),
+            "ssh" => {
                 self.error(
                     "destination",
                     "backup_destination",
@@ -576,7 +603,9 @@ level = 5
     fn good_config_resolves_relative_paths_against_its_folder() {
         let c = parse_str(GOOD).unwrap();
         assert_eq!(c.daemon.state_dir, Path::new("/etc/twindb/state"));
-        let DestinationConfig::Local { path } = &c.destination;
+        let DestinationConfig::Local { path } = &c.destination else {
+            panic!("local destination expected");
+        };
         assert_eq!(path, Path::new("/etc/twindb/backups"));
         assert_eq!(c.compression.spec, Some(ModifierSpec::Gzip { level: 5 }));
         assert_eq!(c.enabled_run_types, RunType::ALL.to_vec());
@@ -619,9 +648,9 @@ level = 5
 
     #[test]
     fn unbuilt_sections_say_not_supported_yet() {
-        let err = parse_str(&format!("{GOOD}\n[s3]\nbucket = \"b\"\n")).unwrap_err();
+        let err = parse_str(&format!("{GOOD}\n[gpg]\nrecipient = \"b\"\n")).unwrap_err();
         assert!(err.to_string().contains("not supported yet"), "{err}");
-        assert_eq!(err.0[0].key, "[s3]");
+        assert_eq!(err.0[0].key, "[gpg]");
         assert_eq!(err.0[0].line, Some(20));
     }
 
