@@ -4,6 +4,7 @@
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
 pub mod conformance;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -71,6 +72,61 @@ program = "{compression}"
     let path = root.join("twindb.toml");
     fs::write(&path, text).expect("write config");
     path
+}
+
+/// Like [`files_config`], but to the destination `destination` (e.g. "s3") configured
+/// by `sections` (e.g. the `[s3]` section).
+pub fn files_config_to(
+    root: &Path,
+    dirs: &[&Path],
+    compression: &str,
+    destination: &str,
+    sections: &str,
+) -> PathBuf {
+    let path = files_config(root, dirs, compression, "");
+    let text = fs::read_to_string(&path).expect("read config");
+    let local = format!(
+        "backup_destination = \"local\"\n\n[local]\npath = \"{}/backups\"\n",
+        root.display()
+    );
+    assert!(text.contains(&local), "files_config changed its layout");
+    let text = text.replace(
+        &local,
+        &format!("backup_destination = \"{destination}\"\n"),
+    );
+    fs::write(&path, format!("{text}\n{sections}\n")).expect("write config");
+    path
+}
+
+/// GET `url` with a plain HTTP/1.1 client (no TLS, no redirects): status and body.
+pub fn http_get(url: &str) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP headers");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = raw[end + 4..].to_vec();
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "chunked answers are not decoded by this test client"
+    );
+    (status, body)
 }
 
 /// A twindbd process.

@@ -1,0 +1,159 @@
+//! The s3 destination against s3s-fs (which checks SigV4 signatures): the conformance
+//! suite, failures (server stopped, wrong credentials, cancel), resumed reads.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use twindb::destination::ErrorKind;
+use twindb_tests::conformance::{self, generated, keys, sha256_of};
+use twindb_tests::servers::{destination_from, S3Server, BUCKET};
+
+/// 5 MiB parts (S3's minimum): the 200 MiB round trip takes 40 of them.
+const SMALL_PARTS: &str = "part_size = \"5MiB\"\nupload_concurrency = 4";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_passes_the_conformance_suite() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    conformance::run_all(dest, "conformance", 200 << 20).await;
+    assert!(
+        server.pending_parts().is_empty(),
+        "the failed put must abort its multipart upload: {:?}",
+        server.pending_parts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_are_a_permission_error_naming_the_destination() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let section = server
+        .config_section("")
+        .replace("twindb-test-secret-Kq9w", "not-the-secret");
+    let dest = destination_from("s3", &section);
+    let err = dest.check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("s3://{BUCKET}")), "{msg}");
+    assert!(!msg.contains("not-the-secret"), "the secret leaked: {msg}");
+
+    let (stream, _) = generated(1000, 1000, 1);
+    let err = dest.put("h/daily/files/x.tar", stream).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_fails_the_check() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let section = server
+        .config_section("")
+        .replace(&format!("bucket = \"{BUCKET}\""), "bucket = \"no-such-bucket\"");
+    let err = destination_from("s3", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("no-such-bucket"), "{err}");
+}
+
+/// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
+fn slow_stream(len: u64) -> twindb::pipeline::ByteStream {
+    let (s, _) = generated(len, 1 << 20, 5);
+    s.then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c
+    })
+    .boxed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothing() {
+    let Some(mut server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    let key = "h/daily/files/stopped.tar";
+    let put = {
+        let dest = dest.clone();
+        tokio::spawn(async move { dest.put(key, slow_stream(400 << 20)).await })
+    };
+    // Wait until parts are on the server, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.pending_parts().len() < 2 {
+        assert!(Instant::now() < deadline, "no part was uploaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop();
+    let stopped = Instant::now();
+    let err = put.await.unwrap().unwrap_err();
+    let took = stopped.elapsed();
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("s3://{BUCKET}")) && msg.contains(key), "{msg}");
+    assert!(took < Duration::from_secs(45), "took {took:?} to fail");
+
+    server.restart();
+    assert!(keys(dest.as_ref(), "h/").await.is_empty());
+    assert!(!server.root().join(BUCKET).join(key).exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_upload_is_aborted() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    let put = {
+        let dest = dest.clone();
+        tokio::spawn(async move { dest.put("h/daily/files/c.tar", slow_stream(400 << 20)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.pending_parts().len() < 2 {
+        assert!(Instant::now() < deadline, "no part was uploaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    put.abort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.pending_parts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the multipart upload was not aborted: {:?}",
+            server.pending_parts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(keys(dest.as_ref(), "h/").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_broken_by_a_server_restart_resumes_where_it_stopped() {
+    let Some(mut server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    let key = "h/daily/files/big.tar";
+    let (stream, want) = generated(96 << 20, 1 << 20, 9);
+    dest.put(key, stream).await.unwrap();
+
+    let mut s = dest.get(key).await.unwrap();
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    let mut restarted = false;
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("read after {got} bytes: {e}"));
+        got += chunk.len() as u64;
+        hasher.update(&chunk);
+        if !restarted && got > 4 << 20 {
+            server.restart();
+            restarted = true;
+        }
+    }
+    assert!(restarted);
+    assert_eq!(got, 96 << 20);
+    assert_eq!(hex::encode(hasher.finalize()), want);
+    assert_eq!(sha256_of(dest.as_ref(), key).await.0, want);
+}
