@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use twindb_proto::{
     CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest, RunRequest,
-    RunResponse, RunType, StatusResponse,
+    RunResponse, RunType, ShareRequest, ShareResponse, StatusResponse, MAX_SHARE_SECONDS,
 };
 
 use crate::client::{Client, ClientError};
@@ -73,6 +73,34 @@ enum Command {
     },
     /// Cancel a queued or running job.
     Cancel { id: u64 },
+    /// Print a time-limited download link for a copy (S3 and GCS destinations).
+    Share {
+        /// A key as `twindbctl ls` prints it.
+        copy: String,
+        /// How long the link works: e.g. 30m, 12h, 7d (at most 7d).
+        #[arg(long, default_value = "1d", value_parser = parse_expiry)]
+        expires: u64,
+    },
+}
+
+/// "90s", "30m", "12h", "7d" or plain seconds -> seconds, 1 s to 7 days.
+fn parse_expiry(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    if (1..=MAX_SHARE_SECONDS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!("{s:?}: a share link lasts 1s to 7d"))
+    }
 }
 
 #[derive(Subcommand)]
@@ -223,6 +251,31 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 render::job(&info);
             }
             Ok(exit_for(&[info]))
+        }
+        Command::Share { copy, expires } => {
+            let resp: ShareResponse = client
+                .post(
+                    "/v1/share",
+                    &ShareRequest {
+                        copy,
+                        expires_seconds: expires,
+                    },
+                )
+                .await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                // The URL alone on stdout, so that `$(twindbctl share ...)` works.
+                println!("{}", resp.url);
+                eprintln!(
+                    "anyone with this link can download {} until {} (local time)",
+                    resp.copy,
+                    resp.expires_at
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { id } => {
             let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;

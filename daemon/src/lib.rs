@@ -14,6 +14,7 @@ pub mod modifier;
 pub mod pipeline;
 pub mod queue;
 pub mod restore;
+pub mod share;
 pub mod source;
 pub mod state;
 pub mod status;

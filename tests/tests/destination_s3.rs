@@ -157,3 +157,61 @@ async fn a_read_broken_by_a_server_restart_resumes_where_it_stopped() {
     assert_eq!(hex::encode(hasher.finalize()), want);
     assert_eq!(sha256_of(dest.as_ref(), key).await.0, want);
 }
+
+#[test]
+fn files_backup_through_twindbd_lists_restores_and_shares() {
+    use twindb_tests::*;
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config_to(t.path(), &[&src], "zstd", "s3", &server.config_section(""));
+    let d = Daemon::start(&config);
+
+    let out = d.ctl(&["--json", "run", "daily"]).success();
+    assert_eq!(out.json()[0]["state"], "succeeded", "{out:?}");
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    let stored = server.root().join(BUCKET).join(key);
+    assert!(stored.is_file(), "{} is not in the bucket", stored.display());
+
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&src, &dst);
+
+    // A presigned link, fetched by a plain HTTP client, gives the stored bytes.
+    let out = d
+        .ctl(&["--json", "share", key, "--expires", "1h"])
+        .success();
+    let url = out.json()["url"].as_str().expect("url").to_string();
+    assert!(url.starts_with(&server.endpoint()), "{url}");
+    assert!(url.contains("X-Amz-Expires=3600"), "{url}");
+    assert!(!url.contains("twindb-test-secret"), "{url}");
+    let (status, body) = http_get(&url);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let want = hex::encode(Sha256::digest(std::fs::read(&stored).unwrap()));
+    assert_eq!(hex::encode(Sha256::digest(&body)), want);
+
+    // The server checks the signature: a tampered link is refused.
+    let sig = url.find("X-Amz-Signature=").expect("signature") + "X-Amz-Signature=".len();
+    let mut tampered = url.clone();
+    let flipped = if &url[sig..sig + 1] == "0" { "1" } else { "0" };
+    tampered.replace_range(sig..sig + 1, flipped);
+    assert_eq!(http_get(&tampered).0, 403);
+
+    // Plain text prints the URL alone on stdout.
+    let out = d.ctl(&["share", key]).success();
+    assert!(out.stdout.trim().starts_with("http://"), "{out:?}");
+    assert!(out.stderr.contains("until"), "{out:?}");
+
+    let out = d.ctl(&["share", "testhost/daily/files/nope.tar"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no copy"), "{out:?}");
+    let out = d.ctl(&["share", key, "--expires", "8d"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(d.stop(), 0);
+}

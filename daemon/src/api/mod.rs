@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use twindb_proto::{
     ApiError, CopyKind, EnqueuedJob, JobEvent, JobKind, JobsResponse, LsQuery, LsResponse,
-    RestoreRequest, RunRequest, RunResponse, RunTypeStatus, StatusResponse,
+    RestoreRequest, RunRequest, RunResponse, RunTypeStatus, ShareRequest, ShareResponse,
+    StatusResponse,
 };
 
 pub use self::peer::Peer;
@@ -43,6 +44,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/ls", get(ls))
         .route("/v1/restore", post(restore))
+        .route("/v1/share", post(share))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
         .with_state(app)
@@ -242,5 +244,24 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
         )
             .into_response(),
         Err(e) => queue_error(e),
+    }
+}
+
+async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {
+    use crate::share::ShareError;
+    match crate::share::share(&app.engine, &req.copy, req.expires_seconds).await {
+        Ok((url, expires_at)) => Json(ShareResponse {
+            copy: req.copy,
+            url,
+            expires_at,
+        })
+        .into_response(),
+        Err(e @ ShareError::UnknownCopy(_)) => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        }
+        Err(e @ ShareError::BadExpiry(_)) => {
+            error(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
     }
 }
