@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::Utc;
 use tokio::net::UnixListener;
-use twindb_proto::JobKind;
 
 use crate::api::{self, AppState, Peer};
 use crate::config::Config;
@@ -156,7 +155,7 @@ fn catch_up(config: &Config, state: &StateStore, queue: &Queue) {
     };
     if due {
         tracing::info!(run_type = %rt, "run type is due at start");
-        if let Err(e) = queue.enqueue_backup(JobKind::BackupFiles, rt) {
+        if let Err(e) = queue.enqueue_run(rt, false) {
             tracing::error!(error = %e, "could not enqueue the start-up run");
         }
     }

@@ -41,6 +41,23 @@ pub fn files_key(
     )
 }
 
+pub fn mysql_key(
+    host: &str,
+    run_type: RunType,
+    t: DateTime<Utc>,
+    chain: &[ModifierSpec],
+) -> String {
+    format!(
+        "{host}/{run_type}/mysql/mysql-{}.xbstream{}",
+        timestamp(t),
+        suffixes(chain)
+    )
+}
+
+pub fn binlog_key(host: &str, name: &str, chain: &[ModifierSpec]) -> String {
+    format!("{host}/binlog/{name}{}", suffixes(chain))
+}
+
 /// The time stamped in a key's file name, if any.
 pub fn parse_timestamp(key: &str) -> Option<DateTime<Utc>> {
     let name = key.rsplit('/').next()?;

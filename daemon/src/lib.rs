@@ -11,6 +11,7 @@ pub mod destination;
 pub mod engine;
 pub mod key;
 pub mod modifier;
+pub mod mysql;
 pub mod pipeline;
 pub mod queue;
 pub mod restore;

@@ -316,11 +316,11 @@ impl<T: Send + 'static> Stages<T> {
                 Ok(Ok(v)) => results.push(v),
                 Ok(Err(e)) => errors.push(StageError {
                     stage: name,
-                    source: e,
+                    cause: e,
                 }),
                 Err(_) => errors.push(StageError {
                     stage: name,
-                    source: io::Error::other("the stage panicked"),
+                    cause: io::Error::other("the stage panicked"),
                 }),
             }
         }
@@ -329,18 +329,18 @@ impl<T: Send + 'static> Stages<T> {
         }
         let root = errors
             .iter()
-            .position(|e| !is_propagated(&e.source))
+            .position(|e| !is_propagated(&e.cause))
             .unwrap_or(0);
         Err(errors.swap_remove(root))
     }
 }
 
+/// Displays as `stage: cause` (the cause is not repeated as `source()`).
 #[derive(Debug, thiserror::Error)]
-#[error("{stage}: {source}")]
+#[error("{stage}: {cause}")]
 pub struct StageError {
     pub stage: String,
-    #[source]
-    pub source: io::Error,
+    pub cause: io::Error,
 }
 
 #[cfg(test)]

@@ -322,7 +322,9 @@ pub const MAX_SHARE_SECONDS: u64 = 7 * 86_400;
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// Stable, machine-readable: "bad_request", "not_found", "forbidden", "conflict", "internal".
+    /// Stable, machine-readable: "bad_request", "not_found", "forbidden", "conflict",
+    /// "disabled" (run type off in [intervals]), "destination" (storage unreachable),
+    /// "unavailable" (shutting down).
     pub code: String,
     pub message: String,
 }

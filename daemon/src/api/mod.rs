@@ -15,9 +15,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use twindb_proto::{
-    ApiError, CopyKind, EnqueuedJob, JobEvent, JobKind, JobsResponse, LsQuery, LsResponse,
-    RestoreRequest, RunRequest, RunResponse, RunTypeStatus, ShareRequest, ShareResponse,
-    StatusResponse,
+    ApiError, CopyKind, EnqueuedJob, JobEvent, JobsResponse, LsQuery, LsResponse, RestoreRequest,
+    RunRequest, RunResponse, RunTypeStatus, ShareRequest, ShareResponse, StatusResponse,
 };
 
 pub use self::peer::Peer;
@@ -62,12 +61,13 @@ pub fn error(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 fn queue_error(e: QueueError) -> Response {
-    let status = match e {
-        QueueError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        QueueError::NoSuchJob(_) => StatusCode::NOT_FOUND,
-        QueueError::Finished(_) => StatusCode::CONFLICT,
+    let (status, code) = match e {
+        QueueError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        QueueError::NoSuchJob(_) => (StatusCode::NOT_FOUND, "not_found"),
+        QueueError::Finished(_) => (StatusCode::CONFLICT, "conflict"),
+        QueueError::NothingToDo(_) => (StatusCode::BAD_REQUEST, "bad_request"),
     };
-    error(status, "conflict", e.to_string())
+    error(status, code, e.to_string())
 }
 
 async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
@@ -108,13 +108,6 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
 }
 
 async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Response {
-    if req.binlogs_only {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "binlog backups are not supported yet by this version of twindb".into(),
-        );
-    }
     if !app.engine.config.enabled_run_types.contains(&req.run_type) {
         return error(
             StatusCode::CONFLICT,
@@ -125,17 +118,10 @@ async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Respon
             ),
         );
     }
-    let mut jobs = Vec::new();
-    if !app.engine.config.source.backup_dirs.is_empty() {
-        match app.queue.enqueue_backup(JobKind::BackupFiles, req.run_type) {
-            Ok((job, coalesced)) => jobs.push(EnqueuedJob {
-                job: job.info(),
-                coalesced,
-            }),
-            Err(e) => return queue_error(e),
-        }
+    match app.queue.enqueue_run(req.run_type, req.binlogs_only) {
+        Ok(jobs) => (StatusCode::ACCEPTED, Json(RunResponse { jobs })).into_response(),
+        Err(e) => queue_error(e),
     }
-    (StatusCode::ACCEPTED, Json(RunResponse { jobs })).into_response()
 }
 
 async fn jobs(State(app): State<AppState>) -> Json<JobsResponse> {
@@ -224,14 +210,11 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
             "dst must be an absolute path".into(),
         );
     }
-    if req.kind != CopyKind::Files {
+    if req.kind == CopyKind::Binlog {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!(
-                "restoring {} copies is not supported yet by this version of twindb",
-                req.kind
-            ),
+            "binlog copies are restored by point-in-time restore, not on their own".into(),
         );
     }
     match app.queue.enqueue_restore(req) {

@@ -62,6 +62,9 @@ pub async fn backup_files(
             size: stored.digest.size,
             sha256: stored.digest.sha256,
             modifiers: chain.clone(),
+            parent: None,
+            mysql: None,
+            binlog: None,
         };
         engine.status.update(|s| s.copies.push(meta)).await?;
         span.in_scope(|| tracing::info!(size = stored.digest.size, "backup committed"));

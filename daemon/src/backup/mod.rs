@@ -1,7 +1,9 @@
 //! Backup jobs: run a source through the modifiers into the destination and record
 //! the copy in the status, only once it is committed.
 
+mod binlog;
 mod files;
+mod mysql;
 
 use std::io;
 
@@ -11,18 +13,24 @@ use crate::modifier::ModifierSpec;
 use crate::pipeline::{self, hash_tap, pipe, Digested, Stages};
 use crate::source::{Source, SourceReport};
 
+pub use self::binlog::backup_binlogs;
 pub use self::files::backup_files;
+pub use self::mysql::{backup_mysql, choose_parent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     #[error("cancelled")]
     Cancelled,
-    #[error("{0}")]
+    #[error(transparent)]
     Stage(#[from] pipeline::StageError),
     #[error(transparent)]
     Destination(#[from] crate::destination::DestinationError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Mysql(#[from] crate::mysql::MysqlError),
+    #[error("{0}")]
+    Other(String),
 }
 
 enum StageOut {
@@ -78,7 +86,7 @@ pub async fn store(
         .await
         .map_err(|e| pipeline::StageError {
             stage: "pipeline".into(),
-            source: io::Error::other(e),
+            cause: io::Error::other(e),
         })?;
 
     if cancel.is_cancelled() {

@@ -13,13 +13,13 @@ pub struct ConfigFile {
     pub destination: Option<DestinationSection>,
     pub local: Option<LocalSection>,
     pub compression: Option<CompressionSection>,
+    pub mysql: Option<MysqlSection>,
     pub intervals: Option<IntervalsSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub ssh: Option<toml::Table>,
     pub s3: Option<super::s3::S3Section>,
     pub gcs: Option<super::gcs::GcsSection>,
-    pub mysql: Option<toml::Table>,
     pub gpg: Option<toml::Table>,
     pub retention: Option<toml::Table>,
     pub retention_local: Option<toml::Table>,
@@ -85,4 +85,18 @@ pub struct IntervalsSection {
     pub run_weekly: Option<bool>,
     pub run_monthly: Option<bool>,
     pub run_yearly: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSection {
+    pub mysql_defaults_file: Option<String>,
+    pub full_backup: Option<String>,
+    pub expire_log_days: Option<u32>,
+    pub xtrabackup_binary: Option<String>,
+    pub xbstream_binary: Option<String>,
+    /// The server binary used by `verify` (default: mariadbd for MariaDB, mysqld otherwise).
+    pub mysqld_binary: Option<String>,
+    /// my.cnf files recorded with each copy (default: /etc/my.cnf, /etc/mysql/my.cnf).
+    pub config_files: Option<Vec<String>>,
 }

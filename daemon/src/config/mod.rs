@@ -32,6 +32,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub destination: DestinationConfig,
     pub compression: Compression,
+    /// Set when `[source] backup_mysql = true`.
+    pub mysql: Option<MysqlConfig>,
     /// Run types that are enabled, most frequent first.
     pub enabled_run_types: Vec<RunType>,
     /// Problems that do not stop twindbd (a secret readable by others...), logged at start.
@@ -52,6 +54,19 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub backup_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MysqlConfig {
+    /// Client options ([client] user, password, socket, host, port) for queries and xtrabackup.
+    pub defaults_file: PathBuf,
+    /// Runs of this type and longer take full copies; shorter ones take incrementals.
+    pub full_backup: RunType,
+    pub expire_log_days: u32,
+    pub xtrabackup_binary: Option<String>,
+    pub xbstream_binary: Option<String>,
+    pub mysqld_binary: Option<String>,
+    pub config_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +209,6 @@ impl Validator<'_> {
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
         let not_yet = [
             ("ssh", raw.ssh.is_some(), "the ssh destination"),
-            ("mysql", raw.mysql.is_some(), "MySQL backups"),
             ("gpg", raw.gpg.is_some(), "GPG encryption"),
             ("retention", raw.retention.is_some(), "retention"),
             (
@@ -218,8 +232,11 @@ impl Validator<'_> {
         }
 
         let daemon = self.daemon(raw.daemon);
+        let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
+        let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
         let destination = self.destination(raw.destination, raw.local, raw.s3, raw.gcs);
+        self.no_backup_of_backups(&source, &destination);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
         Config {
@@ -228,6 +245,7 @@ impl Validator<'_> {
             source,
             destination,
             compression,
+            mysql,
             enabled_run_types,
             warnings: Vec::new(),
         }
@@ -421,6 +439,26 @@ impl Validator<'_> {
         }
     }
 
+    /// A folder that contains the destination would copy every copy again, forever.
+    fn no_backup_of_backups(&mut self, source: &SourceConfig, destination: &DestinationConfig) {
+        let DestinationConfig::Local { path } = destination else {
+            return;
+        };
+        for dir in &source.backup_dirs {
+            if !path.as_os_str().is_empty() && path.starts_with(dir) {
+                self.error(
+                    "source",
+                    "backup_dirs",
+                    format!(
+                        "{} contains the destination {}; back up a folder beside it",
+                        dir.display(),
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+
     fn compression(&mut self, c: file::CompressionSection) -> Compression {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let threads = c.threads.unwrap_or(cpus);
@@ -478,6 +516,59 @@ impl Validator<'_> {
         Compression {
             spec,
             threads: threads.clamp(1, 256),
+        }
+    }
+
+    fn mysql(&mut self, m: file::MysqlSection) -> MysqlConfig {
+        let defaults_file = self.path(m.mysql_defaults_file.as_deref().unwrap_or("/root/.my.cnf"));
+        if let Err(e) = std::fs::metadata(&defaults_file) {
+            self.error(
+                "mysql",
+                "mysql_defaults_file",
+                format!(
+                    "{}: {e} (it holds the [client] user and password twindb connects with)",
+                    defaults_file.display()
+                ),
+            );
+        }
+        let full_backup = match m
+            .full_backup
+            .as_deref()
+            .unwrap_or("daily")
+            .parse::<RunType>()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.error("mysql", "full_backup", e);
+                RunType::Daily
+            }
+        };
+        for (key, program) in [
+            ("xtrabackup_binary", &m.xtrabackup_binary),
+            ("xbstream_binary", &m.xbstream_binary),
+            ("mysqld_binary", &m.mysqld_binary),
+        ] {
+            if let Some(p) = program {
+                if crate::mysql::find_program(p).is_none() {
+                    self.error("mysql", key, format!("program {p:?} not found in PATH"));
+                }
+            }
+        }
+        let config_files = match m.config_files {
+            Some(files) => files.iter().map(|f| self.path(f)).collect(),
+            None => vec![
+                PathBuf::from("/etc/my.cnf"),
+                PathBuf::from("/etc/mysql/my.cnf"),
+            ],
+        };
+        MysqlConfig {
+            defaults_file,
+            full_backup,
+            expire_log_days: m.expire_log_days.unwrap_or(7),
+            xtrabackup_binary: m.xtrabackup_binary,
+            xbstream_binary: m.xbstream_binary,
+            mysqld_binary: m.mysqld_binary,
+            config_files,
         }
     }
 

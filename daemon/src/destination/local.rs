@@ -108,7 +108,12 @@ impl Destination for Local {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let mut guard = TempGuard(Some(temp.clone()));
-        let mut file = tokio::fs::File::create(&temp)
+        // Copies hold secrets (/etc/shadow, keys): readable by root only, whatever the umask.
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
             .await
             .map_err(|e| self.err("storing", key, e))?;
         let mut size = 0u64;

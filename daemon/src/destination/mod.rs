@@ -123,29 +123,30 @@ pub enum ErrorKind {
     Other,
 }
 
+/// Displays as one line with its cause (`local:/b: storing k: No space left`); the cause
+/// is deliberately not also exposed as `source()`, so `{:#}` chains don't repeat it.
 #[derive(Debug, thiserror::Error)]
-#[error("{destination}: {action}{}: {source}", key.as_ref().map(|k| format!(" {k}")).unwrap_or_default())]
+#[error("{destination}: {action}{}: {cause}", key.as_ref().map(|k| format!(" {k}")).unwrap_or_default())]
 pub struct DestinationError {
     pub kind: ErrorKind,
     pub destination: String,
     pub action: &'static str,
     pub key: Option<String>,
-    #[source]
-    pub source: io::Error,
+    pub cause: io::Error,
 }
 
 impl DestinationError {
-    pub fn io(destination: &str, key: &str, source: io::Error) -> Self {
-        Self::new(destination, "reading", Some(key), source)
+    pub fn io(destination: &str, key: &str, cause: io::Error) -> Self {
+        Self::new(destination, "reading", Some(key), cause)
     }
 
     pub fn new(
         destination: &str,
         action: &'static str,
         key: Option<&str>,
-        source: io::Error,
+        cause: io::Error,
     ) -> Self {
-        let kind = match source.kind() {
+        let kind = match cause.kind() {
             io::ErrorKind::NotFound => ErrorKind::NotFound,
             io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             io::ErrorKind::StorageFull => ErrorKind::Full,
@@ -162,7 +163,7 @@ impl DestinationError {
             destination: destination.to_string(),
             action,
             key: key.map(str::to_string),
-            source,
+            cause,
         }
     }
 

@@ -25,7 +25,9 @@ use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
-use twindb_proto::{CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType};
+use twindb_proto::{
+    CopyKind, EnqueuedJob, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType,
+};
 
 use crate::engine::{Engine, JobCtx};
 use crate::state::{StateStore, HISTORY};
@@ -82,6 +84,8 @@ pub enum QueueError {
     NoSuchJob(u64),
     #[error("job {0} has already finished")]
     Finished(u64),
+    #[error("{0}")]
+    NothingToDo(String),
 }
 
 pub struct Queue {
@@ -124,6 +128,41 @@ impl Queue {
         queue
     }
 
+    /// Enqueues everything a run of `run_type` does: files, MySQL and binlogs, each in
+    /// its own lane (TwinDB ran them in that order, one after the other).
+    pub fn enqueue_run(
+        &self,
+        run_type: RunType,
+        binlogs_only: bool,
+    ) -> Result<Vec<EnqueuedJob>, QueueError> {
+        let config = &self.engine.config;
+        let mysql = config.mysql.is_some();
+        if binlogs_only && !mysql {
+            return Err(QueueError::NothingToDo(
+                "--binlogs-only needs MySQL backups ([source] backup_mysql = true)".into(),
+            ));
+        }
+        let kinds = [
+            (
+                JobKind::BackupFiles,
+                !binlogs_only && !config.source.backup_dirs.is_empty(),
+            ),
+            (JobKind::BackupMysql, !binlogs_only && mysql),
+            (JobKind::BackupBinlog, mysql),
+        ];
+        let mut jobs = Vec::new();
+        for (kind, wanted) in kinds {
+            if wanted {
+                let (job, coalesced) = self.enqueue_backup(kind, run_type)?;
+                jobs.push(EnqueuedJob {
+                    job: job.info(),
+                    coalesced,
+                });
+            }
+        }
+        Ok(jobs)
+    }
+
     /// Enqueues a backup of `kind` for `run_type`, or returns the identical queued job.
     pub fn enqueue_backup(
         &self,
@@ -131,11 +170,15 @@ impl Queue {
         run_type: RunType,
     ) -> Result<(Arc<Job>, bool), QueueError> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        if let Some(j) = jobs.iter().find(|j| {
-            j.kind == kind
-                && matches!(j.work, Work::Backup(r) if r == run_type)
-                && j.info().state == JobState::Queued
-        }) {
+        // Binlog copies belong to no run type: any queued binlog job does the same work.
+        let same = |j: &Job| match j.work {
+            Work::Backup(r) => j.kind == kind && (r == run_type || kind == JobKind::BackupBinlog),
+            Work::Restore(_) => false,
+        };
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| same(j) && j.info().state == JobState::Queued)
+        {
             return Ok((j.clone(), true));
         }
         let title = format!("{run_type} {}", kind);
@@ -427,9 +470,19 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
             });
             Ok(Outcome { copies, message })
         }
-        (Work::Backup(_), kind) => {
-            anyhow::bail!("{kind} is not supported yet by this version of twindb")
+        (Work::Backup(rt), JobKind::BackupMysql) => {
+            let copies = crate::backup::backup_mysql(engine, *rt, &job.ctx).await?;
+            Ok(Outcome {
+                copies,
+                message: None,
+            })
         }
+        (Work::Backup(_), JobKind::BackupBinlog) => {
+            let copies = crate::backup::backup_binlogs(engine, &job.ctx).await?;
+            let message = Some(format!("copied {} binary logs", copies.len()));
+            Ok(Outcome { copies, message })
+        }
+        (Work::Backup(_), kind) => anyhow::bail!("{kind} is not a backup"),
         (Work::Restore(req), _) => match req.kind {
             CopyKind::Files => {
                 let msg = crate::restore::restore_files(
@@ -444,9 +497,21 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
                     message: Some(msg),
                 })
             }
-            other => anyhow::bail!(
-                "restoring {other} copies is not supported yet by this version of twindb"
-            ),
+            CopyKind::Mysql => {
+                let req2 = crate::restore::MysqlRestore {
+                    key: &req.copy,
+                    dst: std::path::Path::new(&req.dst),
+                    cache: req.cache.as_deref().map(std::path::Path::new),
+                };
+                let msg = crate::restore::restore_mysql(engine, req2, &job.ctx).await?;
+                Ok(Outcome {
+                    copies: vec![req.copy.clone()],
+                    message: Some(msg),
+                })
+            }
+            CopyKind::Binlog => {
+                anyhow::bail!("a binlog copy is not restored on its own: use point-in-time restore")
+            }
         },
     }
 }

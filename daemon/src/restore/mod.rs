@@ -1,8 +1,19 @@
-//! Restore jobs. The reverse chain comes from the copy's recorded metadata.
+//! Restore jobs. The reverse chain comes from the copy's recorded metadata, the stored
+//! bytes are checked against the recorded sha256 while they stream, and the result is
+//! built in a hidden staging folder that is renamed into place only on success.
 
 mod files;
+mod mysql;
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 pub use self::files::restore_files;
+pub use self::mysql::{restore_mysql, MysqlRestore};
+use crate::engine::{Engine, JobCtx};
+use crate::modifier::drain_all;
+use crate::pipeline::{from_stream, hash_tap, pipe, Digested, Stages};
+use crate::status::CopyMeta;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -18,12 +29,174 @@ pub enum RestoreError {
     BadDestination(String, String),
     #[error("cancelled")]
     Cancelled,
-    #[error("{0}")]
+    #[error(transparent)]
     Stage(#[from] crate::pipeline::StageError),
     #[error(transparent)]
     Destination(#[from] crate::destination::DestinationError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Tool(#[from] crate::mysql::ToolError),
     #[error("{0}: {1}")]
-    Io(String, std::io::Error),
+    Io(String, io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Streams the copy `meta` through its reverse chain into `consume`, verifying the
+/// stored bytes' sha256 on the way. `consume` runs on its own thread.
+pub(crate) async fn stream_copy(
+    engine: &Engine,
+    meta: &CopyMeta,
+    ctx: &JobCtx,
+    consume: impl FnOnce(&mut dyn Read) -> io::Result<()> + Send + 'static,
+) -> Result<(), RestoreError> {
+    let cancel = ctx.cancel.clone();
+    let stream = engine.dest.get(&meta.key).await?;
+    let mut stages: Stages<()> = Stages::new();
+
+    let fetched = from_stream(stream, &cancel);
+    let (w, mut r) = pipe(&cancel);
+    let w = w.with_counter(ctx.bytes_in.clone());
+    let expect = Digested {
+        sha256: meta.sha256.clone(),
+        size: meta.size,
+    };
+    stages.spawn("sha256", move || {
+        hash_tap(fetched, w, Some(expect)).map(|_| ())
+    });
+    for spec in meta.modifiers.iter().rev() {
+        let m = spec.build(1);
+        let (mut w, next) = pipe(&cancel);
+        let mut input = r;
+        stages.spawn(spec.name(), move || {
+            m.decode(&mut input, &mut w)?;
+            w.finish()
+        });
+        r = next;
+    }
+    let counter = ctx.bytes_out.clone();
+    stages.spawn("extract", move || {
+        let mut input = CountingReader { inner: r, counter };
+        consume(&mut input)?;
+        // The consumer may stop at its format's end marker; read on so the checksum
+        // stage sees (and verifies) every stored byte.
+        drain_all(&mut input)
+    });
+    let joined = tokio::task::spawn_blocking(move || stages.join()).await;
+    if cancel.is_cancelled() {
+        return Err(RestoreError::Cancelled);
+    }
+    joined.map_err(|e| RestoreError::Io("restore".into(), io::Error::other(e)))??;
+    Ok(())
+}
+
+pub(crate) fn find_copy(
+    status: &crate::status::Status,
+    key: &str,
+    wanted: &'static str,
+) -> Result<CopyMeta, RestoreError> {
+    let meta = status
+        .find(key)
+        .ok_or_else(|| RestoreError::UnknownCopy(key.to_string()))?
+        .clone();
+    if meta.kind.as_str() != wanted {
+        return Err(RestoreError::WrongKind {
+            key: key.into(),
+            actual: meta.kind.as_str(),
+            wanted,
+        });
+    }
+    Ok(meta)
+}
+
+/// Checks that `dst` is absent or an empty folder, and makes the staging folder beside it.
+pub(crate) fn prepare_destination(dst: &Path) -> Result<Staging, RestoreError> {
+    let bad = |why: String| RestoreError::BadDestination(dst.display().to_string(), why);
+    if !dst.is_absolute() {
+        return Err(bad("the path must be absolute".into()));
+    }
+    match std::fs::symlink_metadata(dst) {
+        Ok(m) if !m.is_dir() => return Err(bad("it exists and is not a folder".into())),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(dst).map_err(|e| bad(e.to_string()))?;
+            if entries.next().is_some() {
+                return Err(bad(
+                    "the folder is not empty; restore into an empty or new folder".into(),
+                ));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    let parent = dst
+        .parent()
+        .ok_or_else(|| bad("it has no parent folder".into()))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| bad(format!("creating {}: {e}", parent.display())))?;
+    let name = dst.file_name().unwrap_or_default().to_string_lossy();
+    let staging = parent.join(format!(".{name}.twindb-partial.{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| bad(format!("removing stale {}: {e}", staging.display())))?;
+    }
+    std::fs::create_dir(&staging)
+        .map_err(|e| bad(format!("creating {}: {e}", staging.display())))?;
+    Ok(Staging {
+        path: Some(staging),
+        dst: dst.to_path_buf(),
+    })
+}
+
+/// A restore in progress; removed unless [`Staging::commit`] renames it into place.
+pub(crate) struct Staging {
+    path: Option<PathBuf>,
+    dst: PathBuf,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.path.as_deref().expect("staging not committed yet")
+    }
+
+    /// A sibling scratch folder for intermediate work (e.g. an extracted incremental).
+    pub fn scratch(&self, what: &str) -> PathBuf {
+        let name = self.dst.file_name().unwrap_or_default().to_string_lossy();
+        self.dst
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(format!(".{name}.twindb-{what}.{}", std::process::id()))
+    }
+
+    pub fn commit(mut self) -> Result<(), RestoreError> {
+        let staging = self.path.take().expect("committed once");
+        let io_err = |e| RestoreError::Io(self.dst.display().to_string(), e);
+        // An existing (empty) folder is replaced by the restored tree.
+        if self.dst.exists() {
+            std::fs::remove_dir(&self.dst).map_err(io_err)?;
+        }
+        std::fs::rename(&staging, &self.dst).map_err(io_err)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: io::Read> io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }

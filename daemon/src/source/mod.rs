@@ -3,11 +3,15 @@
 //! A source knows nothing of where its copy goes; it writes into the first pipe of the
 //! pipeline, on its own thread.
 
+mod binlog;
 mod files;
+mod mysql;
 
 use std::io::{self, Write};
 
+pub use self::binlog::{first_event_time, BinlogSource};
 pub use self::files::FileSource;
+pub use self::mysql::{MySqlSource, XtrabackupMeta};
 
 /// What a source found worth telling the operator, without failing the copy.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -18,6 +18,7 @@ use twindb_proto::{CopyInfo, CopyKind, RunType};
 
 use crate::destination::{Destination, DestinationError};
 use crate::modifier::ModifierSpec;
+use crate::mysql::{ConfigFile, Vendor};
 
 pub const FORMAT: &str = "twindb-status";
 pub const VERSION: u32 = 1;
@@ -44,6 +45,45 @@ pub struct CopyMeta {
     pub sha256: String,
     /// Applied in this order on backup; restore reverses it.
     pub modifiers: Vec<ModifierSpec>,
+    /// The full copy an incremental was taken against (and must be restored on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogMeta>,
+}
+
+/// What a MySQL copy needs to be restored, verified and rolled forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MysqlMeta {
+    /// xtrabackup_checkpoints: the copy holds changes from `from_lsn` to `to_lsn`.
+    pub from_lsn: u64,
+    pub to_lsn: u64,
+    pub last_lsn: u64,
+    /// Binary log coordinates of the copy, from xtrabackup_info.
+    pub binlog_file: Option<String>,
+    pub binlog_position: Option<u64>,
+    /// MySQL gtid_executed / MariaDB gtid_binlog_pos at the copy.
+    pub gtid: Option<String>,
+    pub vendor: Vendor,
+    pub version: String,
+    /// The program that took the copy and the stream extractor that reads it.
+    pub tool: String,
+    pub stream_tool: String,
+    pub galera: bool,
+    pub wsrep_provider_version: Option<String>,
+    /// The server's my.cnf files at backup time.
+    #[serde(default)]
+    pub config: Vec<ConfigFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinlogMeta {
+    /// e.g. `mysql-bin.000012`.
+    pub name: String,
+    /// Timestamp of the file's first event (expiry and point-in-time windows use it).
+    pub first_event: DateTime<Utc>,
 }
 
 impl CopyMeta {
@@ -103,10 +143,7 @@ impl Status {
             )));
         }
         if doc.version > VERSION {
-            return Err(StatusError::Corrupt(format!(
-                "written by a newer twindb (status version {}, this one reads {VERSION})",
-                doc.version
-            )));
+            return Err(StatusError::Newer(doc.version));
         }
         let got = hex::encode(Sha256::digest(doc.copies.get().as_bytes()));
         if got != doc.sha256 {
@@ -138,6 +175,9 @@ struct Document {
 pub enum StatusError {
     #[error("status is corrupt: {0}")]
     Corrupt(String),
+    /// Never overwritten: a downgrade must not lose the newer twindb's records.
+    #[error("status was written by a newer twindb (format version {0}, this one reads {VERSION}); upgrade twindb")]
+    Newer(u32),
     #[error(transparent)]
     Destination(#[from] DestinationError),
 }
@@ -180,6 +220,7 @@ impl StatusStore {
             None => None,
             Some(bytes) => match Status::decode(bytes) {
                 Ok(s) => return Ok((s, current)),
+                Err(e @ StatusError::Newer(_)) => return Err(e),
                 Err(e) => Some(e),
             },
         };
@@ -233,6 +274,9 @@ mod tests {
             size: 5,
             sha256: "ab".into(),
             modifiers: vec![ModifierSpec::Zstd { level: 3 }],
+            parent: None,
+            mysql: None,
+            binlog: None,
         }
     }
 
@@ -249,6 +293,29 @@ mod tests {
             .replace("\"size\":5", "\"size\":6");
         let err = Status::decode(tampered.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_status_from_a_newer_twindb_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let store = StatusStore::new(dest, "h");
+        store
+            .update(|s| s.copies.push(copy("h/daily/files/a.tar")))
+            .await
+            .unwrap();
+        store
+            .update(|s| s.copies.push(copy("h/daily/files/b.tar")))
+            .await
+            .unwrap();
+        let path = dir.path().join("h/twindb-status.json");
+        let newer = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"version\":1", "\"version\":2");
+        std::fs::write(&path, &newer).unwrap();
+        let err = store.update(|s| s.copies.clear()).await.unwrap_err();
+        assert!(err.to_string().contains("newer twindb"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
     }
 
     #[tokio::test]
