@@ -24,7 +24,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, ProvideCredentials, Region, RequestChecksumCalculation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as Body;
 use aws_sdk_s3::types::{
@@ -501,7 +501,7 @@ impl Download {
                     self.resumes = 0;
                     return Ok(Some(b));
                 }
-                Some(Err(e)) => DisplayErrorContext(&e).to_string(),
+                Some(Err(e)) => chain_text(&e),
                 None if self.length.is_none_or(|l| self.offset >= l) => return Ok(None),
                 None => "the connection closed early".to_string(),
             };
@@ -777,14 +777,14 @@ where
         };
         return (kind, msg);
     }
-    let msg = DisplayErrorContext(e).to_string();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<CredentialsError>() {
-            return (ErrorKind::PermissionDenied, msg);
+            return (ErrorKind::PermissionDenied, chain_text(s));
         }
         source = s.source();
     }
+    let msg = chain_text(e);
     let kind = match e {
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => ErrorKind::Unreachable,
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() || d.is_other() => {
@@ -793,6 +793,21 @@ where
         _ => ErrorKind::Other,
     };
     (kind, msg)
+}
+
+/// An error and its causes on one line, each cause once.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// The credentials twindb takes when `[s3]` has none: AWS_ACCESS_KEY_ID,
