@@ -336,3 +336,19 @@ fn exit_for(infos: &[JobInfo]) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiry;
+
+    #[test]
+    fn share_expiry_takes_units_and_stays_within_seven_days() {
+        assert_eq!(parse_expiry("90"), Ok(90));
+        assert_eq!(parse_expiry("30m"), Ok(1800));
+        assert_eq!(parse_expiry("12h"), Ok(43_200));
+        assert_eq!(parse_expiry("7d"), Ok(604_800));
+        for bad in ["0", "8d", "1w", "d", "-1h", ""] {
+            assert!(parse_expiry(bad).is_err(), "{bad}");
+        }
+    }
+}

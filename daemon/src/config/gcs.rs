@@ -158,3 +158,39 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse, DestinationConfig};
+
+    const HEAD: &str = "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"gcs\"\n\n";
+
+    #[test]
+    fn emulator_config_and_key_checks() {
+        let c = parse(
+            Path::new("/etc/twindb/t.toml"),
+            &format!("{HEAD}[gcs]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9023\"\n"),
+        )
+        .unwrap();
+        let DestinationConfig::Gcs(g) = c.destination else {
+            panic!()
+        };
+        assert_eq!(g.chunk_size, 16 << 20);
+        assert!(g.credentials_file.is_none() && g.encryption_key.is_none());
+
+        let err = parse(
+            Path::new("/etc/twindb/t.toml"),
+            &format!(
+                "{HEAD}[gcs]\nbucket = \"b\"\ngc_encryption_key = \"c2hvcnQ=\"\nchunk_size = \"300KiB\"\ngc_credentials_file = \"/nonexistent/key.json\"\n"
+            ),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("c2hvcnQ="), "{text}");
+        assert!(text.contains(":9: [gcs] gc_encryption_key: not a base64"), "{text}");
+        assert!(text.contains(":10: [gcs] chunk_size"), "{text}");
+        assert!(text.contains(":11: [gcs] gc_credentials_file: /nonexistent/key.json"), "{text}");
+    }
+}

@@ -212,3 +212,102 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use crate::config::{parse, DestinationConfig, S3Config, S3Credentials};
+
+    const HEAD: &str = "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"s3\"\n\n";
+
+    fn s3(section: &str) -> Result<S3Config, crate::config::ConfigErrors> {
+        let c = parse(Path::new("/etc/twindb/t.toml"), &format!("{HEAD}{section}"))?;
+        match c.destination {
+            DestinationConfig::S3(s) => Ok(s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_environment_credentials() {
+        let c = s3("[s3]\nbucket = \"b\"\n").unwrap();
+        assert_eq!(c.region, "us-east-1");
+        assert!(!c.force_path_style);
+        assert_eq!(c.part_size, 16 << 20);
+        assert_eq!(c.upload_concurrency, 4);
+        assert_eq!(c.credentials, S3Credentials::Environment);
+        let c = s3("[s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000/\"\npart_size = 6291456\n")
+            .unwrap();
+        assert!(c.force_path_style, "an endpoint implies path style");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.part_size, 6 << 20);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key_and_never_the_secret() {
+        let err = s3("[s3]\nbucket = \"b\"\naws_secret_access_key = \"hunter2\"\npart_size = \"2MiB\"\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("/etc/twindb/t.toml:7: [s3] aws_access_key_id: required"),
+            "{text}"
+        );
+        assert!(text.contains("/etc/twindb/t.toml:10: [s3] part_size"), "{text}");
+
+        let err = s3("[s3]\nbucket = \"b\"\nregion = \"x\"\n").unwrap_err();
+        assert_eq!(err.0[0].key, "[s3] region", "{err}");
+        assert_eq!(err.0[0].line, Some(9), "{err}");
+
+        let err = s3("[s3]\n").unwrap_err();
+        assert_eq!(err.0[0].key, "[s3] bucket", "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_readable_secrets_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s3.secret");
+        std::fs::write(&secret, "from-file\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = dir.path().join("t.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{HEAD}[s3]\nbucket = \"b\"\naws_access_key_id = \"AK\"\naws_secret_access_key_file = \"s3.secret\"\n"
+            ),
+        )
+        .unwrap();
+        let c = crate::config::load(&config).unwrap();
+        let DestinationConfig::S3(s) = &c.destination else {
+            panic!()
+        };
+        let S3Credentials::Static {
+            secret_access_key, ..
+        } = &s.credentials
+        else {
+            panic!()
+        };
+        assert_eq!(secret_access_key.expose(), "from-file");
+        assert!(!format!("{c:?}").contains("from-file"), "Debug shows the secret");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("s3.secret"), "{:?}", c.warnings);
+
+        // An inline secret in a file others can read.
+        std::fs::write(
+            &config,
+            format!("{HEAD}[s3]\nbucket = \"b\"\naws_access_key_id = \"AK\"\naws_secret_access_key = \"x\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = crate::config::load(&config).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("[s3] aws_secret_access_key") && w.contains("chmod 600")),
+            "{:?}",
+            c.warnings
+        );
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(crate::config::load(&config).unwrap().warnings.is_empty());
+    }
+}
