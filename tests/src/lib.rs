@@ -20,9 +20,15 @@ use sha2::{Digest, Sha256};
 /// A twindb binary built alongside this test (target/<profile>/NAME).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target folder");
-    let path = dir.join(name);
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary of this crate
+    // (twindb-bench) sits in target/<profile>/ itself.
+    let beside = exe.parent().expect("target folder").join(name);
+    let path = if beside.exists() {
+        beside
+    } else {
+        let dir = exe.parent().and_then(Path::parent).expect("target folder");
+        dir.join(name)
+    };
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (cargo nextest run --workspace builds every binary)",
