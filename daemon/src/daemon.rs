@@ -133,7 +133,11 @@ fn bind_socket(config: &Config) -> anyhow::Result<UnixListener> {
 /// Removes upload leftovers of a twindbd that was killed. Safe: we hold the state_dir
 /// lock, so no upload of ours is running.
 async fn clean_partials(engine: &Engine) {
-    match engine.dest.clean_partials(&format!("{}/", engine.host())).await {
+    match engine
+        .dest
+        .clean_partials(&format!("{}/", engine.host()))
+        .await
+    {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             count = n,

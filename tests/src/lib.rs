@@ -96,10 +96,7 @@ pub fn files_config_to(
         root.display()
     );
     assert!(text.contains(&local), "files_config changed its layout");
-    let text = text.replace(
-        &local,
-        &format!("backup_destination = \"{destination}\"\n"),
-    );
+    let text = text.replace(&local, &format!("backup_destination = \"{destination}\"\n"));
     fs::write(&path, format!("{text}\n{sections}\n")).expect("write config");
     path
 }
@@ -129,7 +126,9 @@ pub fn http_get(url: &str) -> (u16, Vec<u8>) {
         .expect("status code");
     let body = raw[end + 4..].to_vec();
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "chunked answers are not decoded by this test client"
     );
     (status, body)

@@ -327,17 +327,17 @@ pub fn service_account_key(dir: &Path, token_uri: &str) -> PathBuf {
     });
     let path = dir.join("service-account.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json")).expect("write key");
-    std::fs::set_permissions(
-        &path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     path
 }
 
 /// The destination a config with `[destination] backup_destination = kind` and
 /// `section` builds, exactly as twindbd would.
-pub fn destination_from(kind: &str, section: &str) -> std::sync::Arc<dyn twindb::destination::Destination> {
+pub fn destination_from(
+    kind: &str,
+    section: &str,
+) -> std::sync::Arc<dyn twindb::destination::Destination> {
     let text = format!(
         "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"{kind}\"\n\n{section}\n"
     );

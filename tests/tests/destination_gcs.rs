@@ -36,7 +36,10 @@ async fn a_customer_supplied_key_is_sent_and_data_round_trips() {
     let dest = destination_from("gcs", &section);
     let (stream, want) = generated(20 << 20, 1 << 20, 3);
     dest.put("h/daily/files/k.tar", stream).await.unwrap();
-    assert_eq!(sha256_of(dest.as_ref(), "h/daily/files/k.tar").await.0, want);
+    assert_eq!(
+        sha256_of(dest.as_ref(), "h/daily/files/k.tar").await.0,
+        want
+    );
 }
 
 /// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
@@ -68,7 +71,10 @@ async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothi
     let took = stopped.elapsed();
     assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("gs://{BUCKET}")) && msg.contains(key), "{msg}");
+    assert!(
+        msg.contains(&format!("gs://{BUCKET}")) && msg.contains(key),
+        "{msg}"
+    );
     assert!(took < Duration::from_secs(45), "took {took:?} to fail");
 
     server.restart();
@@ -107,9 +113,10 @@ async fn a_missing_bucket_fails_the_check() {
     let Some(server) = GcsServer::start() else {
         return;
     };
-    let section = server
-        .config_section("")
-        .replace(&format!("bucket = \"{BUCKET}\""), "bucket = \"no-such-bucket\"");
+    let section = server.config_section("").replace(
+        &format!("bucket = \"{BUCKET}\""),
+        "bucket = \"no-such-bucket\"",
+    );
     let err = destination_from("gcs", &section).check().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
@@ -157,7 +164,9 @@ fn verify_v4_signature(url: &str, key_json: &std::path::Path, dir: &std::path::P
             .unwrap()
             .to_string()
     };
-    let credential = param("X-Goog-Credential").replace("%2F", "/").replace("%40", "@");
+    let credential = param("X-Goog-Credential")
+        .replace("%2F", "/")
+        .replace("%40", "@");
     let scope = credential.split_once('/').unwrap().1;
     let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
     let to_sign = format!(
@@ -180,7 +189,13 @@ fn verify_v4_signature(url: &str, key_json: &std::path::Path, dir: &std::path::P
     };
     run(&["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
     run(&[
-        "dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig", "to-sign",
+        "dgst",
+        "-sha256",
+        "-verify",
+        "pub.pem",
+        "-signature",
+        "sig",
+        "to-sign",
     ]);
 }
 
@@ -195,10 +210,8 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     make_tree(&src);
     let tokens = TokenServer::start(true);
     let key_file = service_account_key(t.path(), &tokens.uri());
-    let section = server.config_section(&format!(
-        "gc_credentials_file = \"{}\"",
-        key_file.display()
-    ));
+    let section =
+        server.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
     let config = files_config_to(t.path(), &[&src], "gzip", "gcs", &section);
     let d = Daemon::start(&config);
 
@@ -219,7 +232,10 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
         .ctl(&["--json", "share", key, "--expires", "2h"])
         .success();
     let url = out.json()["url"].as_str().expect("url").to_string();
-    assert!(url.starts_with(&format!("{}/{BUCKET}/", server.endpoint())), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/{BUCKET}/", server.endpoint())),
+        "{url}"
+    );
     assert!(url.contains("X-Goog-Expires=7200"), "{url}");
     let (status, body) = http_get(&url);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

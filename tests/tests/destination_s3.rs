@@ -52,9 +52,10 @@ async fn a_missing_bucket_fails_the_check() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let section = server
-        .config_section("")
-        .replace(&format!("bucket = \"{BUCKET}\""), "bucket = \"no-such-bucket\"");
+    let section = server.config_section("").replace(
+        &format!("bucket = \"{BUCKET}\""),
+        "bucket = \"no-such-bucket\"",
+    );
     let err = destination_from("s3", &section).check().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
@@ -93,12 +94,26 @@ async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothi
     let took = stopped.elapsed();
     assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("s3://{BUCKET}")) && msg.contains(key), "{msg}");
+    assert!(
+        msg.contains(&format!("s3://{BUCKET}")) && msg.contains(key),
+        "{msg}"
+    );
     assert!(took < Duration::from_secs(45), "took {took:?} to fail");
 
     server.restart();
     assert!(keys(dest.as_ref(), "h/").await.is_empty());
     assert!(!server.root().join(BUCKET).join(key).exists());
+    // The abort that failed while the server was down goes on in the background and
+    // removes the parts once the server is back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.pending_parts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the multipart upload was not aborted: {:?}",
+            server.pending_parts()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,7 +124,10 @@ async fn a_cancelled_upload_is_aborted() {
     let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
     let put = {
         let dest = dest.clone();
-        tokio::spawn(async move { dest.put("h/daily/files/c.tar", slow_stream(400 << 20)).await })
+        tokio::spawn(async move {
+            dest.put("h/daily/files/c.tar", slow_stream(400 << 20))
+                .await
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.pending_parts().len() < 2 {
@@ -176,7 +194,11 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let key = &keys[0];
     let stored = server.root().join(BUCKET).join(key);
-    assert!(stored.is_file(), "{} is not in the bucket", stored.display());
+    assert!(
+        stored.is_file(),
+        "{} is not in the bucket",
+        stored.display()
+    );
 
     let dst = t.path().join("restored");
     d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
@@ -214,4 +236,43 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     let out = d.ctl(&["share", key, "--expires", "8d"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert_eq!(d.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_keys_in_the_config_credentials_come_from_the_environment() {
+    use twindb_tests::servers::{S3_ACCESS_KEY, S3_SECRET_KEY};
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let t = twindb_tests::scratch();
+    let section = format!(
+        "[s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\n",
+        server.endpoint()
+    );
+    // nextest runs each test in its own process: the environment is ours to change.
+    std::env::remove_var("AWS_ACCESS_KEY_ID");
+    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+    std::env::remove_var("AWS_PROFILE");
+    let file = t.path().join("credentials");
+    std::fs::write(
+        &file,
+        format!("[default]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {S3_SECRET_KEY}\n"),
+    )
+    .unwrap();
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &file);
+    destination_from("s3", &section).check().await.unwrap();
+
+    // The environment variables come first.
+    std::env::set_var("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "wrong");
+    let err = destination_from("s3", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+
+    // None at all: a clear error that says where credentials may come from.
+    std::env::remove_var("AWS_ACCESS_KEY_ID");
+    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", t.path().join("none"));
+    let err = destination_from("s3", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
 }

@@ -63,7 +63,9 @@ impl Validator<'_> {
                 self.error(
                     "gcs",
                     "endpoint",
-                    format!("{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"),
+                    format!(
+                        "{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"
+                    ),
                 );
             }
         }
@@ -92,7 +94,8 @@ impl Validator<'_> {
         let chunk_size = self
             .byte_size("gcs", "chunk_size", s.chunk_size)
             .unwrap_or(DEFAULT_CHUNK_SIZE);
-        if chunk_size % CHUNK_ALIGN != 0 || chunk_size > MAX_CHUNK_SIZE {
+        let chunk_ok = chunk_size.is_multiple_of(CHUNK_ALIGN) && chunk_size <= MAX_CHUNK_SIZE;
+        if !chunk_ok {
             self.error(
                 "gcs",
                 "chunk_size",
@@ -104,7 +107,7 @@ impl Validator<'_> {
             credentials_file,
             encryption_key,
             endpoint: s.endpoint.map(|e| e.trim_end_matches('/').to_string()),
-            chunk_size: if chunk_size % CHUNK_ALIGN == 0 && chunk_size <= MAX_CHUNK_SIZE {
+            chunk_size: if chunk_ok {
                 chunk_size
             } else {
                 DEFAULT_CHUNK_SIZE
@@ -125,11 +128,7 @@ impl Validator<'_> {
         let json: serde_json::Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                self.error(
-                    "gcs",
-                    key,
-                    format!("{} is not JSON: {e}", path.display()),
-                );
+                self.error("gcs", key, format!("{} is not JSON: {e}", path.display()));
                 return;
             }
         };
@@ -165,7 +164,8 @@ mod tests {
 
     use crate::config::{parse, DestinationConfig};
 
-    const HEAD: &str = "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"gcs\"\n\n";
+    const HEAD: &str =
+        "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"gcs\"\n\n";
 
     #[test]
     fn emulator_config_and_key_checks() {
@@ -189,8 +189,14 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         assert!(!text.contains("c2hvcnQ="), "{text}");
-        assert!(text.contains(":9: [gcs] gc_encryption_key: not a base64"), "{text}");
+        assert!(
+            text.contains(":9: [gcs] gc_encryption_key: not a base64"),
+            "{text}"
+        );
         assert!(text.contains(":10: [gcs] chunk_size"), "{text}");
-        assert!(text.contains(":11: [gcs] gc_credentials_file: /nonexistent/key.json"), "{text}");
+        assert!(
+            text.contains(":11: [gcs] gc_credentials_file: /nonexistent/key.json"),
+            "{text}"
+        );
     }
 }

@@ -105,7 +105,9 @@ impl Validator<'_> {
                 self.error(
                     "s3",
                     "endpoint",
-                    format!("{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"),
+                    format!(
+                        "{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"
+                    ),
                 );
             }
         }
@@ -220,7 +222,8 @@ mod tests {
 
     use crate::config::{parse, DestinationConfig, S3Config, S3Credentials};
 
-    const HEAD: &str = "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"s3\"\n\n";
+    const HEAD: &str =
+        "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"s3\"\n\n";
 
     fn s3(section: &str) -> Result<S3Config, crate::config::ConfigErrors> {
         let c = parse(Path::new("/etc/twindb/t.toml"), &format!("{HEAD}{section}"))?;
@@ -238,8 +241,10 @@ mod tests {
         assert_eq!(c.part_size, 16 << 20);
         assert_eq!(c.upload_concurrency, 4);
         assert_eq!(c.credentials, S3Credentials::Environment);
-        let c = s3("[s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000/\"\npart_size = 6291456\n")
-            .unwrap();
+        let c = s3(
+            "[s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000/\"\npart_size = 6291456\n",
+        )
+        .unwrap();
         assert!(c.force_path_style, "an endpoint implies path style");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.part_size, 6 << 20);
@@ -247,15 +252,19 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_key_and_never_the_secret() {
-        let err = s3("[s3]\nbucket = \"b\"\naws_secret_access_key = \"hunter2\"\npart_size = \"2MiB\"\n")
-            .unwrap_err();
+        let err =
+            s3("[s3]\nbucket = \"b\"\naws_secret_access_key = \"hunter2\"\npart_size = \"2MiB\"\n")
+                .unwrap_err();
         let text = err.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(
             text.contains("/etc/twindb/t.toml:7: [s3] aws_access_key_id: required"),
             "{text}"
         );
-        assert!(text.contains("/etc/twindb/t.toml:10: [s3] part_size"), "{text}");
+        assert!(
+            text.contains("/etc/twindb/t.toml:10: [s3] part_size"),
+            "{text}"
+        );
 
         let err = s3("[s3]\nbucket = \"b\"\nregion = \"x\"\n").unwrap_err();
         assert_eq!(err.0[0].key, "[s3] region", "{err}");
@@ -290,7 +299,10 @@ mod tests {
             panic!()
         };
         assert_eq!(secret_access_key.expose(), "from-file");
-        assert!(!format!("{c:?}").contains("from-file"), "Debug shows the secret");
+        assert!(
+            !format!("{c:?}").contains("from-file"),
+            "Debug shows the secret"
+        );
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("s3.secret"), "{:?}", c.warnings);
 
@@ -303,7 +315,9 @@ mod tests {
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
         let c = crate::config::load(&config).unwrap();
         assert!(
-            c.warnings.iter().any(|w| w.contains("[s3] aws_secret_access_key") && w.contains("chmod 600")),
+            c.warnings
+                .iter()
+                .any(|w| w.contains("[s3] aws_secret_access_key") && w.contains("chmod 600")),
             "{:?}",
             c.warnings
         );

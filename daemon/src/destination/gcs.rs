@@ -148,12 +148,16 @@ impl Gcs {
         kind: ErrorKind,
         msg: impl Into<String>,
     ) -> DestinationError {
-        DestinationError::new(&self.name, action, key, io::Error::other(msg.into()))
-            .with_kind(kind)
+        DestinationError::new(&self.name, action, key, io::Error::other(msg.into())).with_kind(kind)
     }
 
     fn object_url(&self, key: &str) -> String {
-        format!("{}/storage/v1/b/{}/o/{}", self.base, enc(&self.bucket), enc(key))
+        format!(
+            "{}/storage/v1/b/{}/o/{}",
+            self.base,
+            enc(&self.bucket),
+            enc(key)
+        )
     }
 
     async fn token(&self, action: &'static str) -> Result<Option<String>, DestinationError> {
@@ -253,7 +257,13 @@ impl Gcs {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().chars().take(300).collect());
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect()
+            });
         let msg = if message.is_empty() {
             format!("HTTP {status}")
         } else {
@@ -292,14 +302,7 @@ impl Gcs {
             enc(key)
         );
         retry(&format!("storing {key}"), || {
-            self.call(
-                "storing",
-                Some(key),
-                Method::POST,
-                &url,
-                data.clone(),
-                true,
-            )
+            self.call("storing", Some(key), Method::POST, &url, data.clone(), true)
         })
         .await
         .map(|_| ())
@@ -375,62 +378,65 @@ impl Gcs {
     ) -> Result<(), DestinationError> {
         let end = start + chunk.len() as u64;
         let attempts = AtomicU32::new(0);
-        retry(&format!("uploading bytes {start}..{end} of {key}"), || async {
-            let mut from = start;
-            if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
-                // The failed attempt may have stored part of the chunk, or all of it.
-                match self.persisted(key, session).await? {
-                    Persisted::Complete if last => return Ok(()),
-                    Persisted::Complete => {
-                        return Err(self.error(
-                            "storing",
-                            Some(key),
-                            ErrorKind::Other,
-                            "the upload was finalized before its end",
-                        ))
-                    }
-                    Persisted::Upto(n) => from = n.max(start),
-                }
-            }
-            loop {
-                if from > end || (from == end && !last) {
-                    return Ok(());
-                }
-                let total = if last {
-                    end.to_string()
-                } else {
-                    "*".to_string()
-                };
-                let range = if from == end {
-                    format!("bytes */{total}")
-                } else {
-                    format!("bytes {from}-{}/{total}", end - 1)
-                };
-                let body = chunk.slice((from - start) as usize..);
-                let req = Request::builder()
-                    .method(Method::PUT)
-                    .uri(session)
-                    .header("content-range", range);
-                let resp = self.send("storing", Some(key), req, body, true).await?;
-                match resp.status().as_u16() {
-                    200 | 201 if last => return Ok(()),
-                    308 if !(last && from == end) => {
-                        let kept = Self::kept(&resp);
-                        if kept <= from {
+        retry(
+            &format!("uploading bytes {start}..{end} of {key}"),
+            || async {
+                let mut from = start;
+                if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
+                    // The failed attempt may have stored part of the chunk, or all of it.
+                    match self.persisted(key, session).await? {
+                        Persisted::Complete if last => return Ok(()),
+                        Persisted::Complete => {
                             return Err(self.error(
                                 "storing",
                                 Some(key),
-                                ErrorKind::Unreachable,
-                                format!("the server kept nothing of bytes {from}..{end}"),
-                            ));
+                                ErrorKind::Other,
+                                "the upload was finalized before its end",
+                            ))
                         }
-                        // Usually all of it; otherwise send the rest.
-                        from = kept;
+                        Persisted::Upto(n) => from = n.max(start),
                     }
-                    _ => return Err(self.status_error("storing", Some(key), resp).await),
                 }
-            }
-        })
+                loop {
+                    if from > end || (from == end && !last) {
+                        return Ok(());
+                    }
+                    let total = if last {
+                        end.to_string()
+                    } else {
+                        "*".to_string()
+                    };
+                    let range = if from == end {
+                        format!("bytes */{total}")
+                    } else {
+                        format!("bytes {from}-{}/{total}", end - 1)
+                    };
+                    let body = chunk.slice((from - start) as usize..);
+                    let req = Request::builder()
+                        .method(Method::PUT)
+                        .uri(session)
+                        .header("content-range", range);
+                    let resp = self.send("storing", Some(key), req, body, true).await?;
+                    match resp.status().as_u16() {
+                        200 | 201 if last => return Ok(()),
+                        308 if !(last && from == end) => {
+                            let kept = Self::kept(&resp);
+                            if kept <= from {
+                                return Err(self.error(
+                                    "storing",
+                                    Some(key),
+                                    ErrorKind::Unreachable,
+                                    format!("the server kept nothing of bytes {from}..{end}"),
+                                ));
+                            }
+                            // Usually all of it; otherwise send the rest.
+                            from = kept;
+                        }
+                        _ => return Err(self.status_error("storing", Some(key), resp).await),
+                    }
+                }
+            },
+        )
         .await
     }
 
@@ -476,9 +482,8 @@ impl Gcs {
             // Read the next chunk while this one uploads.
             let gcs = self.clone();
             let (k, s) = (key.to_string(), session.to_string());
-            let mut upload = tokio::spawn(async move {
-                gcs.send_chunk(&k, &s, offset, chunk, false).await
-            });
+            let mut upload =
+                tokio::spawn(async move { gcs.send_chunk(&k, &s, offset, chunk, false).await });
             let next = input.read(self.chunk_size).await;
             let sent = (&mut upload).await;
             let next = match next {
@@ -521,7 +526,10 @@ impl Drop for CancelOnDrop {
         rt.spawn(async move {
             let req = Request::builder().method(Method::DELETE).uri(&session);
             // GCS answers 499 to a cancelled session.
-            match gcs.send("cancelling an upload", None, req, Bytes::new(), false).await {
+            match gcs
+                .send("cancelling an upload", None, req, Bytes::new(), false)
+                .await
+            {
                 Ok(resp) => tracing::debug!(status = %resp.status(), "resumable upload cancelled"),
                 Err(e) => tracing::debug!(
                     "could not cancel a resumable upload ({e}); GCS drops it after a week"
@@ -703,7 +711,8 @@ impl Destination for Gcs {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
         let mut input = ChunkReader {
             input: data,
             leftover: Bytes::new(),
@@ -722,7 +731,8 @@ impl Destination for Gcs {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
         let resp = retry(&format!("reading {key}"), || self.open(key, 0, None)).await?;
         let header = |name: &str| {
             resp.headers()
@@ -771,7 +781,14 @@ impl Destination for Gcs {
                     Page::Next(t) => url.push_str(&format!("&pageToken={}", enc(&t))),
                 }
                 let body = retry(&format!("listing {prefix}"), || {
-                    gcs.call("listing", Some(&prefix), Method::GET, &url, Bytes::new(), false)
+                    gcs.call(
+                        "listing",
+                        Some(&prefix),
+                        Method::GET,
+                        &url,
+                        Bytes::new(),
+                        false,
+                    )
                 })
                 .await?;
                 let page: ListPage = serde_json::from_slice(&body).map_err(|e| {
@@ -812,7 +829,14 @@ impl Destination for Gcs {
         let url = self.object_url(key);
         retry(&format!("deleting {key}"), || async {
             match self
-                .call("deleting", Some(key), Method::DELETE, &url, Bytes::new(), false)
+                .call(
+                    "deleting",
+                    Some(key),
+                    Method::DELETE,
+                    &url,
+                    Bytes::new(),
+                    false,
+                )
                 .await
             {
                 Ok(_) => Ok(()),
@@ -824,7 +848,8 @@ impl Destination for Gcs {
     }
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
         if self.encryption.is_some() {
             return Err(self.error(
                 "sharing",
@@ -862,7 +887,12 @@ impl Destination for Gcs {
                 )
             })?;
         let account = gcp_auth::CustomServiceAccount::from_json(&json).map_err(|e| {
-            self.error("sharing", Some(key), ErrorKind::PermissionDenied, e.to_string())
+            self.error(
+                "sharing",
+                Some(key),
+                ErrorKind::PermissionDenied,
+                e.to_string(),
+            )
         })?;
         sign_url(
             &self.base,
@@ -931,7 +961,9 @@ mod tests {
 
     #[test]
     fn signed_urls_have_the_v4_shape() {
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 25, 8, 9, 10).unwrap();
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 8, 9, 10)
+            .unwrap();
         let mut signed = Vec::new();
         let url = sign_url(
             "https://storage.googleapis.com",

@@ -528,8 +528,7 @@ impl Download {
             );
             let what = format!("resuming {}", self.key);
             let out = retry(&what, || {
-                self.s3
-                    .open(&self.key, self.offset, self.etag.as_deref())
+                self.s3.open(&self.key, self.offset, self.etag.as_deref())
             })
             .await
             .map_err(io::Error::other)?;
@@ -569,7 +568,8 @@ impl Destination for S3 {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
         let mut input = PartReader {
             input: data,
             leftover: Bytes::new(),
@@ -589,7 +589,8 @@ impl Destination for S3 {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
         let out = retry(&format!("reading {key}"), || self.open(key, 0, None)).await?;
         let download = Download {
             s3: self.clone(),
@@ -679,14 +680,16 @@ impl Destination for S3 {
     }
 
     async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
         // No storage class: status files must stay readable at once, also when copies
         // go to an archive class.
         self.put_single(key, data, None).await
     }
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
-        validate_key(key).map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
         // A link to nothing helps no one: make sure the object is there.
         retry(&format!("sharing {key}"), || async {
             self.client
@@ -699,9 +702,8 @@ impl Destination for S3 {
                 .map_err(|e| self.sdk_error("sharing", Some(key), e))
         })
         .await?;
-        let presigning = PresigningConfig::expires_in(expires).map_err(|e| {
-            self.error("sharing", Some(key), ErrorKind::Other, e.to_string())
-        })?;
+        let presigning = PresigningConfig::expires_in(expires)
+            .map_err(|e| self.error("sharing", Some(key), ErrorKind::Other, e.to_string()))?;
         let request = self
             .client
             .get_object()
@@ -766,8 +768,12 @@ where
             }
             (
                 _,
-                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
-                | "InvalidToken" | "AllAccessDisabled",
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "AllAccessDisabled",
             )
             | (401 | 403, _) => ErrorKind::PermissionDenied,
             (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
@@ -776,7 +782,9 @@ where
         };
         let msg = match (code, se.err().message()) {
             ("", _) if kind == ErrorKind::PermissionDenied => {
-                format!("access denied (HTTP {status}): check the credentials and the bucket policy")
+                format!(
+                    "access denied (HTTP {status}): check the credentials and the bucket policy"
+                )
             }
             ("", _) => format!("HTTP {status}"),
             (code, Some(m)) if !m.is_empty() => format!("{code}: {m} (HTTP {status})"),

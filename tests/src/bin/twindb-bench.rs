@@ -22,7 +22,11 @@ fn main() {
     let data = flag(&args, "--data").map(PathBuf::from);
     match what {
         "files" => files(size_gib, data),
-        "s3" => s3(size_gib, data, flag(&args, "--s3-extra").unwrap_or_default()),
+        "s3" => s3(
+            size_gib,
+            data,
+            flag(&args, "--s3-extra").unwrap_or_default(),
+        ),
         other => {
             eprintln!("unknown benchmark {other:?}; known: files, s3");
             std::process::exit(2);
