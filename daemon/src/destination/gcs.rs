@@ -692,7 +692,14 @@ impl Destination for Gcs {
     }
 
     async fn check(&self) -> Result<(), DestinationError> {
-        let url = format!("{}/storage/v1/b/{}", self.base, enc(&self.bucket));
+        // Listing needs storage.objects.list, which every role that can back up has;
+        // reading the bucket's own metadata would need storage.buckets.get, which
+        // roles/storage.objectAdmin lacks.
+        let url = format!(
+            "{}/storage/v1/b/{}/o?maxResults=1&fields=nextPageToken",
+            self.base,
+            enc(&self.bucket)
+        );
         retry("checking the bucket", || async {
             match self
                 .call("checking", None, Method::GET, &url, Bytes::new(), false)

@@ -411,10 +411,13 @@ impl AbortOnDrop {
     /// One attempt now; if the server is unreachable, keep trying in the background
     /// so that the caller gets its error without waiting for a second retry bound.
     async fn abort(mut self) {
-        let Some(id) = self.upload_id.take() else {
+        let Some(id) = self.upload_id.clone() else {
             return;
         };
-        match self.s3.abort(&self.key, &id).await {
+        // Still armed while we wait: if this future is dropped, Drop aborts.
+        let result = self.s3.abort(&self.key, &id).await;
+        self.upload_id = None;
+        match result {
             Ok(()) => tracing::debug!(key = %self.key, "multipart upload aborted"),
             Err(e) if e.is_retryable() => spawn_abort(self.s3.clone(), self.key.clone(), id),
             Err(e) => warn_abort_failed(&self.key, &e),
