@@ -13,13 +13,19 @@ need_apt=()
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v cc >/dev/null || need_apt+=(gcc)
+# A real MariaDB server with mariabackup, and zstd to decode binlog copies in tests.
+[ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v mariabackup >/dev/null || need_apt+=(mariadb-backup)
+command -v mariadb >/dev/null || need_apt+=(mariadb-client)
+command -v zstd >/dev/null || need_apt+=(zstd)
+[ -e /usr/lib/galera/libgalera_smm.so ] || need_apt+=(galera-4)
 # openssl makes the RSA keys of the GCS service-account tests.
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"
 fi
 
 if ! command -v cargo >/dev/null; then

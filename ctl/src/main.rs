@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use twindb_proto::{
-    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest, RunRequest,
-    RunResponse, RunType, ShareRequest, ShareResponse, StatusResponse, MAX_SHARE_SECONDS,
+    CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse, RestoreRequest,
+    RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType, ShareRequest,
+    ShareResponse, StatusResponse, VerifyReport, VerifyRequest, MAX_SHARE_SECONDS,
 };
 
 use crate::client::{Client, ClientError};
@@ -63,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         what: RestoreCommand,
     },
+    /// Restore a MySQL copy into a scratch folder, start a throwaway server on it, check it.
+    Verify {
+        #[command(subcommand)]
+        what: VerifyCommand,
+    },
     /// Recent jobs.
     Jobs,
     /// One job; --follow waits for it to end.
@@ -81,26 +87,22 @@ enum Command {
         #[arg(long, default_value = "1d", value_parser = parse_expiry)]
         expires: u64,
     },
+    /// Apply retention now ([retention]); --dry-run only prints what it would delete.
+    Retention {
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
-/// "90s", "30m", "12h", "7d" or plain seconds -> seconds, 1 s to 7 days.
-fn parse_expiry(s: &str) -> Result<u64, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30m, 12h or 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    if (1..=MAX_SHARE_SECONDS).contains(&secs) {
-        Ok(secs)
-    } else {
-        Err(format!("{s:?}: a share link lasts 1s to 7d"))
-    }
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// COPY is a key as `ls` prints it, or `latest` (the default).
+    Mysql {
+        copy: Option<String>,
+        /// Restore here (absent or empty) and keep the result; default: a scratch folder.
+        #[arg(long)]
+        dst: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -227,6 +229,31 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             let enq: EnqueuedJob = client.post("/v1/restore", &req).await?;
             follow_all(&client, vec![enq], json).await
         }
+        Command::Verify {
+            what: VerifyCommand::Mysql { copy, dst },
+        } => {
+            let req = VerifyRequest {
+                copy,
+                dst: dst.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
+            };
+            let enq: EnqueuedJob = client.post("/v1/verify", &req).await?;
+            let bar = render::Display::new(true).follower();
+            let info = client.follow(enq.job.id, |i| bar.update(i)).await?;
+            let report = info.verify.clone().unwrap_or_else(|| VerifyReport {
+                copy: req.copy.unwrap_or_else(|| "latest".into()),
+                restore_seconds: 0.0,
+                success: false,
+                error: info.error.clone(),
+            });
+            // The report is the output, in JSON as TwinDB printed it, with or without --json.
+            let _ = json;
+            render::print_json(&report);
+            Ok(if report.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Jobs => {
             let resp: JobsResponse = client.get("/v1/jobs").await?;
             if json {
@@ -251,6 +278,21 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 render::job(&info);
             }
             Ok(exit_for(&[info]))
+        }
+        Command::Retention { dry_run } => {
+            let resp: RetentionResponse = client
+                .post("/v1/retention", &RetentionRequest { dry_run })
+                .await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::retention(&resp);
+            }
+            Ok(if resp.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Share { copy, expires } => {
             let resp: ShareResponse = client
@@ -334,6 +376,26 @@ fn exit_for(infos: &[JobInfo]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// "90s", "30m", "12h", "7d" or plain seconds -> seconds, 1 s to 7 days.
+fn parse_expiry(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    if (1..=MAX_SHARE_SECONDS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!("{s:?}: a share link lasts 1s to 7d"))
     }
 }
 

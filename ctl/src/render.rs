@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use twindb_proto::{CopyInfo, EnqueuedJob, JobInfo, JobState, StatusResponse};
+use twindb_proto::{CopyInfo, EnqueuedJob, JobInfo, JobState, RetentionResponse, StatusResponse};
 
 pub fn print_json<T: Serialize>(value: &T) {
     println!(
@@ -114,10 +114,52 @@ pub fn job(j: &JobInfo) {
     }
 }
 
+/// "3d 4h", "2h 5m", "42s".
+fn uptime(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {}s", secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+pub fn retention(r: &RetentionResponse) {
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    if r.deletions.is_empty() {
+        println!("retention: nothing to delete; {} copies kept", r.kept);
+    } else {
+        for d in &r.deletions {
+            println!("{verb} {} ({})", d.key, d.reason);
+        }
+        println!(
+            "retention: {verb} {} copies, {} kept{}",
+            r.deletions.len(),
+            r.kept,
+            if r.dry_run {
+                " (dry run: nothing was deleted)"
+            } else {
+                ""
+            }
+        );
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+}
+
 pub fn status(s: &StatusResponse) {
     println!(
-        "twindbd {} on {}, up {}s, destination {}",
-        s.version, s.host, s.uptime_seconds, s.destination
+        "twindbd {} on {}, up {} (since {}), destination {}",
+        s.version,
+        s.host,
+        uptime(s.uptime_seconds),
+        when(s.started_at),
+        s.destination
     );
     if s.running.is_empty() && s.queued.is_empty() {
         println!("idle");
@@ -137,12 +179,12 @@ pub fn status(s: &StatusResponse) {
     }
     println!();
     println!(
-        "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}",
+        "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}  NEXT RUN",
         "RUN", "ENABLED", "LAST RUN", "OUTCOME", "DURATION", "SIZE"
     );
     for r in &s.run_types {
         println!(
-            "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}",
+            "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}  {}",
             r.run_type.to_string(),
             if r.enabled { "yes" } else { "no" },
             r.last_run.map(when).unwrap_or_else(|| "never".into()),
@@ -155,6 +197,7 @@ pub fn status(s: &StatusResponse) {
             r.last_size
                 .map(|b| HumanBytes(b).to_string())
                 .unwrap_or_else(|| "-".into()),
+            r.next_run.map(when).unwrap_or_else(|| "-".into()),
         );
         if let Some(e) = &r.last_error {
             println!("          last error: {e}");

@@ -9,15 +9,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use anyhow::Context;
 use chrono::Utc;
 use tokio::net::UnixListener;
+use tracing_subscriber::{reload as log_reload, EnvFilter, Registry};
 
 use crate::api::{self, AppState, Peer};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Current, Engine};
 use crate::queue::Queue;
+use crate::scheduler::Scheduler;
 use crate::state::{StateLock, StateStore};
+use crate::systemd;
 
 pub struct Daemon {
     config: Config,
@@ -45,7 +50,7 @@ impl Daemon {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let config = self.config.clone();
-        let engine = Arc::new(Engine::new(config.clone()));
+        let engine = Engine::new(config.clone());
         engine
             .dest
             .check()
@@ -55,41 +60,80 @@ impl Daemon {
             tracing::warn!("{w}");
         }
         clean_partials(&engine).await;
+        let metrics_listener = match config.daemon.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding metrics_listen {addr}"))?,
+            ),
+            None => None,
+        };
+        let current = Current::new(engine);
         let state = Arc::new(StateStore::open(&config.daemon.state_dir));
-        let queue = Queue::start(engine.clone(), state.clone());
+        let queue = Queue::start(current.clone(), state.clone());
         let app = AppState {
-            engine: engine.clone(),
+            current: current.clone(),
             queue: queue.clone(),
             state: state.clone(),
             started_at: Utc::now(),
         };
+        count_copies(&current.get()).await;
+        let mut tasks = vec![
+            tokio::spawn(on_job_events(queue.clone())),
+            tokio::spawn(systemd::follow_jobs(queue.clone())),
+            tokio::spawn(systemd::watchdog(queue.clone())),
+        ];
+        let scheduler = Scheduler::start(queue.clone())
+            .await
+            .context("starting the scheduler")?;
         if config.daemon.run_at_start {
-            catch_up(&config, &state, &queue);
+            crate::scheduler::run_catch_up(&queue, &state);
         }
+        tasks.push(tokio::spawn(reload_on_sighup(
+            current.clone(),
+            scheduler.clone(),
+        )));
 
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        tracing::info!(
-            socket = %config.daemon.socket.display(),
-            destination = %engine.dest.name(),
-            host = %config.daemon.hostname,
-            "twindbd ready"
-        );
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut servers = Vec::new();
+        if let Some(l) = metrics_listener {
+            tracing::info!(listen = %config.daemon.metrics_listen.expect("set"), "serving /metrics over TCP");
+            let server = axum::serve(l, api::metrics_router(app.clone()))
+                .with_graceful_shutdown(stopped(stop_rx.clone()));
+            servers.push(tokio::spawn(async move { server.await }));
+        }
         let server = axum::serve(
             listener,
             api::router(app).into_make_service_with_connect_info::<Peer>(),
         )
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        .with_graceful_shutdown(stopped(stop_rx));
+        servers.push(tokio::spawn(async move { server.await }));
+
+        systemd::ready("idle");
+        tracing::info!(
+            socket = %config.daemon.socket.display(),
+            destination = %current.get().dest.name(),
+            host = %config.daemon.hostname,
+            "twindbd ready"
+        );
         shutdown.await;
         tracing::info!("shutting down: cancelling queued and running jobs");
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        systemd::stopping();
+        scheduler.shutdown().await;
         queue.shutdown().await;
-        let _ = stop_tx.send(());
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            t.abort();
+        }
         // Event streams of finished jobs end on their own; don't wait on idle clients forever.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::future::join_all(servers),
+        )
+        .await;
         let _ = std::fs::remove_file(&config.daemon.socket);
         tracing::info!("twindbd stopped");
         Ok(())
@@ -103,6 +147,130 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     Daemon::new(config)?.serve(listener, shutdown).await
+}
+
+/// Sets the copy counts of the metrics from the status, once at start (later, every
+/// retention run keeps them current).
+async fn count_copies(engine: &Engine) {
+    match engine.status.load().await {
+        Ok(status) => engine.metrics.set_copies("remote", &status.copies),
+        Err(e) => tracing::warn!(error = %e, "cannot read the status to count copies"),
+    }
+}
+
+/// What happens when a job ends besides its record: counters, notices, exports.
+/// Notices and exports run in their own tasks: a slow mail server delays nothing.
+async fn on_job_events(queue: Arc<Queue>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = queue.subscribe();
+    loop {
+        let update = match events.recv().await {
+            Ok(u) => u,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "job events were missed: metrics and notices may lack some jobs"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if !update.info.state.is_final() {
+            continue;
+        }
+        let engine = queue.engine();
+        engine.metrics.job_finished(&update.info, update.copy_kind);
+        if let Some(notify) = engine.config.notify.clone() {
+            let (engine, job) = (engine.clone(), update.info.clone());
+            tokio::spawn(async move {
+                crate::notify::notify(&notify, engine.host(), &job, &engine.metrics).await;
+            });
+        }
+        if let Some(export) = engine.config.export.clone() {
+            let (engine, job, kind) = (engine.clone(), update.info.clone(), update.copy_kind);
+            tokio::spawn(async move {
+                crate::metrics::export(&export, engine.host(), &job, kind, &engine.metrics).await;
+            });
+        }
+    }
+}
+
+/// SIGHUP: re-read the config file. A config that does not validate is rejected with
+/// its errors and the running one stays. A valid one applies to the jobs that start
+/// from now on (schedules, intervals, sources, compression, retention, notify,
+/// export, log filter); settings that need a restart keep their running values, with
+/// a warning naming them.
+async fn reload_on_sighup(current: Arc<Current>, scheduler: Arc<Scheduler>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP: config reload is off");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the config");
+        reload(&current, &scheduler).await;
+    }
+}
+
+pub async fn reload(current: &Current, scheduler: &Arc<Scheduler>) {
+    let old = current.get();
+    let new = match crate::config::load(&old.config.file) {
+        Ok(c) => c,
+        Err(errors) => {
+            tracing::error!("config reload rejected, the running config stays:\n{errors}");
+            systemd::status("config reload rejected: the running config stays (see the log)");
+            return;
+        }
+    };
+    let (config, kept) = keep_restart_only(&old.config, new);
+    if !kept.is_empty() {
+        tracing::warn!(
+            keys = %kept.join(", "),
+            "these settings changed but need a restart (systemctl restart twindbd); their running values stay"
+        );
+    }
+    set_log_filter(&config.daemon.log);
+    if let Err(e) = scheduler.apply(&config).await {
+        tracing::error!(error = %e, "applying the new schedules");
+    }
+    current.replace(old.reconfigured(config));
+    tracing::info!("config reloaded");
+}
+
+/// `new` with the settings that cannot change while running taken from `old`, and
+/// the names of those that differed.
+pub fn keep_restart_only(old: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
+    let mut kept = Vec::new();
+    let (o, n) = (&old.daemon, &mut new.daemon);
+    if o.socket != n.socket {
+        kept.push("[daemon] socket");
+        n.socket = o.socket.clone();
+    }
+    if o.socket_group != n.socket_group {
+        kept.push("[daemon] socket_group");
+        n.socket_group = o.socket_group.clone();
+    }
+    if o.state_dir != n.state_dir {
+        kept.push("[daemon] state_dir");
+        n.state_dir = o.state_dir.clone();
+    }
+    if o.hostname != n.hostname {
+        kept.push("[daemon] hostname");
+        n.hostname = o.hostname.clone();
+    }
+    if o.metrics_listen != n.metrics_listen {
+        kept.push("[daemon] metrics_listen");
+        n.metrics_listen = o.metrics_listen;
+    }
+    // Compared, never printed: destination settings may hold secrets.
+    if format!("{:?}", old.destination) != format!("{:?}", new.destination) {
+        kept.push("[destination] and its section");
+        new.destination = old.destination.clone();
+    }
+    (new, kept)
 }
 
 fn bind_socket(config: &Config) -> anyhow::Result<UnixListener> {
@@ -147,24 +315,6 @@ async fn clean_partials(engine: &Engine) {
     }
 }
 
-/// On start, the most frequent enabled run type runs now if it never ran or is overdue,
-/// so that a fresh install produces its first copy within seconds.
-fn catch_up(config: &Config, state: &StateStore, queue: &Queue) {
-    let Some(&rt) = config.enabled_run_types.first() else {
-        return;
-    };
-    let due = match state.run_record(rt).last_run {
-        None => true,
-        Some(t) => (Utc::now() - t).num_seconds() >= rt.period_seconds() as i64,
-    };
-    if due {
-        tracing::info!(run_type = %rt, "run type is due at start");
-        if let Err(e) = queue.enqueue_run(rt, false) {
-            tracing::error!(error = %e, "could not enqueue the start-up run");
-        }
-    }
-}
-
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -176,12 +326,16 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Logs to journald when running under systemd with a journal, else to stderr.
+static LOG_FILTER: OnceLock<log_reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Logs to journald when running under systemd with a journal, else to stderr. The
+/// filter is `[daemon] log` unless RUST_LOG is set; a reload can change it.
 pub fn init_logging(filter: &str) {
     use tracing_subscriber::prelude::*;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let env_filter =
-        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
+    let env_filter = EnvFilter::try_new(quiet_scheduler(&filter)).unwrap_or_else(|_| "info".into());
+    let (env_filter, handle) = log_reload::Layer::new(env_filter);
+    let _ = LOG_FILTER.set(handle);
     let under_systemd =
         std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
     let journald = if under_systemd && Path::new("/run/systemd/journal/socket").exists() {
@@ -197,5 +351,82 @@ pub fn init_logging(filter: &str) {
         None => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init(),
+    }
+}
+
+/// tokio-cron-scheduler logs each job it creates at INFO; our own scheduler lines say
+/// what matters. Unless the filter names it, keep it to warnings.
+fn quiet_scheduler(filter: &str) -> String {
+    if filter.contains("tokio_cron_scheduler") {
+        filter.to_string()
+    } else {
+        format!("{filter},tokio_cron_scheduler=warn")
+    }
+}
+
+/// Applies a new `[daemon] log` filter (a reload), unless RUST_LOG overrides it.
+fn set_log_filter(filter: &str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    let (Some(handle), Ok(f)) = (
+        LOG_FILTER.get(),
+        EnvFilter::try_new(quiet_scheduler(filter)),
+    ) else {
+        return;
+    };
+    if let Err(e) = handle.reload(f) {
+        tracing::warn!(error = %e, "cannot change the log filter");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(Path::new("/etc/twindb/t.toml"), text).unwrap()
+    }
+
+    const BASE: &str = "[daemon]\nsocket = \"/run/a.sock\"\nhostname = \"db1\"\n\n[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"local\"\n\n[local]\npath = \"/b\"\n";
+
+    #[test]
+    fn a_reload_keeps_restart_only_settings_and_takes_the_rest() {
+        let old = config(BASE);
+        let new = config(
+            &BASE
+                .replace("/run/a.sock", "/run/b.sock")
+                .replace("path = \"/b\"", "path = \"/c\"")
+                .replace(
+                    "hostname = \"db1\"",
+                    "hostname = \"db1\"\nschedule_daily = \"0 3 * * *\"\nlog = \"debug\"",
+                ),
+        );
+        let (merged, kept) = keep_restart_only(&old, new);
+        assert_eq!(
+            kept,
+            vec!["[daemon] socket", "[destination] and its section"]
+        );
+        assert_eq!(merged.daemon.socket, Path::new("/run/a.sock"));
+        assert_eq!(
+            format!("{:?}", merged.destination),
+            format!("{:?}", old.destination)
+        );
+        assert_eq!(merged.daemon.log, "debug");
+        assert_eq!(
+            merged.schedule.spec(twindb_proto::RunType::Daily).expr,
+            "0 0 3 * * *"
+        );
+        let (_, kept) = keep_restart_only(&old, config(BASE));
+        assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn the_scheduler_crate_is_quiet_unless_named() {
+        assert_eq!(quiet_scheduler("info"), "info,tokio_cron_scheduler=warn");
+        assert_eq!(
+            quiet_scheduler("tokio_cron_scheduler=debug"),
+            "tokio_cron_scheduler=debug"
+        );
     }
 }

@@ -2,10 +2,11 @@
 //! a per-job context for progress, warnings and cancellation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::destination::Destination;
+use crate::metrics::Metrics;
 use crate::pipeline::Cancel;
 use crate::status::StatusStore;
 
@@ -13,6 +14,7 @@ pub struct Engine {
     pub config: Config,
     pub dest: Arc<dyn Destination>,
     pub status: StatusStore,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -23,11 +25,47 @@ impl Engine {
             config,
             dest,
             status,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// This engine with another config, as a reload makes it. The destination, and so
+    /// the status store with its lock, stay the same objects: a job still running on
+    /// the old engine and a new one must not write the status concurrently. The caller
+    /// keeps restart-only settings (destination, host) as they were.
+    pub fn reconfigured(&self, config: Config) -> Engine {
+        Engine {
+            config,
+            dest: self.dest.clone(),
+            status: self.status.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
     pub fn host(&self) -> &str {
         &self.config.daemon.hostname
+    }
+}
+
+/// The engine that new jobs get. A config reload replaces it as a whole; a job keeps
+/// the engine it started with until it ends.
+pub struct Current {
+    engine: RwLock<Arc<Engine>>,
+}
+
+impl Current {
+    pub fn new(engine: Engine) -> Arc<Current> {
+        Arc::new(Current {
+            engine: RwLock::new(Arc::new(engine)),
+        })
+    }
+
+    pub fn get(&self) -> Arc<Engine> {
+        self.engine.read().expect("engine lock").clone()
+    }
+
+    pub fn replace(&self, engine: Engine) {
+        *self.engine.write().expect("engine lock") = Arc::new(engine);
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use twindb_proto::{JobInfo, JobState, RunType};
+use twindb_proto::{CopyKind, JobInfo, JobKind, JobState, RunType};
 
 /// Jobs kept in the history file.
 pub const HISTORY: usize = 200;
@@ -54,12 +54,60 @@ pub struct RunRecord {
     pub last_duration_seconds: Option<f64>,
     pub last_size: Option<u64>,
     pub last_error: Option<String>,
+    /// Start and end of the last run that succeeded.
+    #[serde(default)]
+    pub last_success: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_success_finished: Option<DateTime<Utc>>,
+    /// Bytes read from the source by the last run.
+    #[serde(default)]
+    pub last_read: Option<u64>,
+}
+
+impl RunRecord {
+    fn record(&mut self, job: &JobInfo) {
+        self.last_run = job.started_at.or(Some(job.queued_at));
+        self.last_state = Some(job.state);
+        self.last_duration_seconds = match (job.started_at, job.finished_at) {
+            (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        self.last_size = Some(job.progress.bytes_out);
+        self.last_read = Some(job.progress.bytes_in);
+        self.last_error = job.error.clone();
+        if job.state == JobState::Succeeded {
+            self.last_success = self.last_run;
+            self.last_success_finished = job.finished_at;
+        }
+    }
+}
+
+/// The last runs of one kind of copy and run type (binlogs have no run type); what
+/// the metrics report per source kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindRecord {
+    pub kind: CopyKind,
+    pub run_type: Option<RunType>,
+    #[serde(flatten)]
+    pub record: RunRecord,
+}
+
+/// The kind of copy a backup job makes.
+pub fn copy_kind(job: JobKind) -> Option<CopyKind> {
+    match job {
+        JobKind::BackupFiles => Some(CopyKind::Files),
+        JobKind::BackupMysql => Some(CopyKind::Mysql),
+        JobKind::BackupBinlog => Some(CopyKind::Binlog),
+        JobKind::Restore | JobKind::Verify => None,
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StateFile {
     #[serde(default)]
     run_types: BTreeMap<RunType, RunRecord>,
+    #[serde(default)]
+    kinds: Vec<KindRecord>,
     #[serde(default)]
     jobs: VecDeque<JobInfo>,
 }
@@ -97,6 +145,10 @@ impl StateStore {
             .unwrap_or_default()
     }
 
+    pub fn kind_records(&self) -> Vec<KindRecord> {
+        self.lock().kinds.clone()
+    }
+
     pub fn jobs(&self) -> Vec<JobInfo> {
         self.lock().jobs.iter().cloned().collect()
     }
@@ -110,15 +162,25 @@ impl StateStore {
         let mut s = self.lock();
         if backup {
             if let Some(rt) = job.run_type {
-                let rec = s.run_types.entry(rt).or_default();
-                rec.last_run = job.started_at.or(Some(job.queued_at));
-                rec.last_state = Some(job.state);
-                rec.last_duration_seconds = match (job.started_at, job.finished_at) {
-                    (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
-                    _ => None,
+                s.run_types.entry(rt).or_default().record(job);
+            }
+            if let Some(kind) = copy_kind(job.kind) {
+                let i = match s
+                    .kinds
+                    .iter()
+                    .position(|k| k.kind == kind && k.run_type == job.run_type)
+                {
+                    Some(i) => i,
+                    None => {
+                        s.kinds.push(KindRecord {
+                            kind,
+                            run_type: job.run_type,
+                            record: RunRecord::default(),
+                        });
+                        s.kinds.len() - 1
+                    }
                 };
-                rec.last_size = Some(job.progress.bytes_out);
-                rec.last_error = job.error.clone();
+                s.kinds[i].record.record(job);
             }
         }
         s.jobs.retain(|j| j.id != job.id);

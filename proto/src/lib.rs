@@ -119,6 +119,7 @@ pub enum JobKind {
     BackupMysql,
     BackupBinlog,
     Restore,
+    Verify,
 }
 
 impl fmt::Display for JobKind {
@@ -128,6 +129,7 @@ impl fmt::Display for JobKind {
             JobKind::BackupMysql => "backup mysql",
             JobKind::BackupBinlog => "backup binlog",
             JobKind::Restore => "restore",
+            JobKind::Verify => "verify",
         })
     }
 }
@@ -199,6 +201,28 @@ pub struct JobInfo {
     /// What to do next, for restores.
     #[serde(default)]
     pub message: Option<String>,
+    /// The outcome of a verify job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyReport>,
+}
+
+/// What `twindbctl verify` prints: did the copy restore and start as a server?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub copy: String,
+    pub restore_seconds: f64,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// A key as `ls` prints it, or "latest" / absent for the newest MySQL copy.
+    #[serde(default)]
+    pub copy: Option<String>,
+    /// Absolute path, absent or empty; a scratch folder in state_dir when absent.
+    #[serde(default)]
+    pub dst: Option<String>,
 }
 
 /// One line of `GET /v1/jobs/{id}/events` (newline-delimited JSON).
@@ -318,6 +342,38 @@ pub struct ShareResponse {
 
 /// Longest life of a share link: what S3 and GCS allow for a signed URL.
 pub const MAX_SHARE_SECONDS: u64 = 7 * 86_400;
+
+/// `POST /v1/retention`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetentionRequest {
+    /// Only plan: delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A copy that retention deletes (or would delete, in a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedDeletion {
+    pub key: String,
+    pub kind: CopyKind,
+    pub run_type: Option<RunType>,
+    /// "remote" or "local".
+    pub location: String,
+    /// Why, e.g. "not among the newest 7 daily copies of /etc".
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionResponse {
+    pub dry_run: bool,
+    /// Planned (dry run) or done deletions, in the order they are applied.
+    pub deletions: Vec<PlannedDeletion>,
+    /// Copies that stay.
+    pub kept: usize,
+    /// Deletions that failed; those copies stay.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
 
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

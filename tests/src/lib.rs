@@ -4,7 +4,9 @@
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
 pub mod conformance;
+pub mod mariadb;
 pub mod servers;
+pub mod sinks;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -102,7 +104,7 @@ pub fn files_config_to(
 }
 
 /// GET `url` with a plain HTTP/1.1 client (no TLS, no redirects): status and body.
-pub fn http_get(url: &str) -> (u16, Vec<u8>) {
+pub fn fetch_url(url: &str) -> (u16, Vec<u8>) {
     use std::io::Read;
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -144,6 +146,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts twindbd on `config` and waits until its socket answers.
     pub fn start(config: &Path) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Same as [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let root = config.parent().expect("config folder");
         let log = root.join("twindbd.log");
         let socket = root.join("twindbd.sock");
@@ -151,6 +158,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"))
             .spawn()
@@ -195,6 +203,20 @@ impl Daemon {
         let status = wait_timeout(&mut self.child, Duration::from_secs(30))
             .expect("twindbd stops on SIGTERM");
         status.code().unwrap_or(-1)
+    }
+
+    /// Sends SIGHUP (reload the config).
+    pub fn hup(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP");
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn kill(mut self) {

@@ -237,7 +237,7 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
         "{url}"
     );
     assert!(url.contains("X-Goog-Expires=7200"), "{url}");
-    let (status, body) = http_get(&url);
+    let (status, body) = fetch_url(&url);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dest = destination_from("gcs", &server.config_section(""));

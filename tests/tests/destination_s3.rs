@@ -213,7 +213,7 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     assert!(url.starts_with(&server.endpoint()), "{url}");
     assert!(url.contains("X-Amz-Expires=3600"), "{url}");
     assert!(!url.contains("twindb-test-secret"), "{url}");
-    let (status, body) = http_get(&url);
+    let (status, body) = fetch_url(&url);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let want = hex::encode(Sha256::digest(std::fs::read(&stored).unwrap()));
     assert_eq!(hex::encode(Sha256::digest(&body)), want);
@@ -223,7 +223,7 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     let mut tampered = url.clone();
     let flipped = if &url[sig..sig + 1] == "0" { "1" } else { "0" };
     tampered.replace_range(sig..sig + 1, flipped);
-    assert_eq!(http_get(&tampered).0, 403);
+    assert_eq!(fetch_url(&tampered).0, 403);
 
     // Plain text prints the URL alone on stdout.
     let out = d.ctl(&["share", key]).success();

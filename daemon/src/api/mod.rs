@@ -15,26 +15,36 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use twindb_proto::{
-    ApiError, CopyKind, EnqueuedJob, JobEvent, JobsResponse, LsQuery, LsResponse, RestoreRequest,
-    RunRequest, RunResponse, RunTypeStatus, ShareRequest, ShareResponse, StatusResponse,
+    ApiError, CopyKind, EnqueuedJob, JobEvent, JobState, JobsResponse, LsQuery, LsResponse,
+    PlannedDeletion, RestoreRequest, RetentionRequest, RetentionResponse, RunRequest, RunResponse,
+    RunTypeStatus, ShareRequest, ShareResponse, StatusResponse, VerifyRequest,
 };
 
 pub use self::peer::Peer;
-use crate::engine::Engine;
+use crate::engine::{Current, Engine};
 use crate::queue::{Queue, QueueError};
 use crate::state::StateStore;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<Engine>,
+    /// The engine of the current config (a reload replaces it).
+    pub current: Arc<Current>,
     pub queue: Arc<Queue>,
     pub state: Arc<StateStore>,
     pub started_at: DateTime<Utc>,
 }
 
+impl AppState {
+    pub fn engine(&self) -> Arc<Engine> {
+        self.current.get()
+    }
+}
+
 pub fn router(app: AppState) -> Router {
-    let allowed = peer::Allowed::from_config(&app.engine.config);
+    let allowed = peer::Allowed::from_config(&app.engine().config);
     Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/retention", get(retention_plan).post(retention))
         .route("/v1/status", get(status))
         .route("/v1/run", post(run))
         .route("/v1/jobs", get(jobs))
@@ -44,6 +54,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ls", get(ls))
         .route("/v1/restore", post(restore))
         .route("/v1/share", post(share))
+        .route("/v1/verify", post(verify))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
         .with_state(app)
@@ -61,39 +72,69 @@ pub fn error(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 fn queue_error(e: QueueError) -> Response {
-    let (status, code) = match e {
-        QueueError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        QueueError::NoSuchJob(_) => (StatusCode::NOT_FOUND, "not_found"),
-        QueueError::Finished(_) => (StatusCode::CONFLICT, "conflict"),
-        QueueError::NothingToDo(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+    let status = match e {
+        QueueError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        QueueError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+        QueueError::Finished(_) => StatusCode::CONFLICT,
     };
-    error(status, code, e.to_string())
+    error(status, "conflict", e.to_string())
+}
+
+/// Prometheus text; also served on `[daemon] metrics_listen`.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let engine = app.engine();
+    engine
+        .metrics
+        .refresh(&app.state.kind_records(), &app.queue.active());
+    (
+        [("content-type", crate::metrics::CONTENT_TYPE)],
+        engine.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The router of the TCP metrics listener: `/metrics` only, no peer check (the
+/// numbers hold no secret; bind it to an address only Prometheus reaches).
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "only /metrics here".into(),
+            )
+        })
+        .with_state(app)
 }
 
 async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
+    let engine = app.engine();
     let active = app.queue.active();
+    let now = Utc::now();
+    let next = crate::scheduler::next_runs(&engine.config, now);
     let run_types = twindb_proto::RunType::ALL
         .into_iter()
         .map(|rt| {
             let rec = app.state.run_record(rt);
             RunTypeStatus {
                 run_type: rt,
-                enabled: app.engine.config.enabled_run_types.contains(&rt),
+                enabled: engine.config.enabled_run_types.contains(&rt),
                 last_run: rec.last_run,
                 last_state: rec.last_state,
                 last_duration_seconds: rec.last_duration_seconds,
                 last_size: rec.last_size,
                 last_error: rec.last_error,
-                next_run: None,
+                next_run: next.iter().find(|(r, _)| *r == rt).map(|(_, t)| *t),
             }
         })
         .collect();
     Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").into(),
-        host: app.engine.host().into(),
+        host: engine.host().into(),
         started_at: app.started_at,
-        uptime_seconds: (Utc::now() - app.started_at).num_seconds().max(0) as u64,
-        destination: app.engine.dest.name(),
+        uptime_seconds: (now - app.started_at).num_seconds().max(0) as u64,
+        destination: engine.dest.name(),
         running: active
             .iter()
             .filter(|j| j.state == twindb_proto::JobState::Running)
@@ -108,7 +149,34 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
 }
 
 async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Response {
-    if !app.engine.config.enabled_run_types.contains(&req.run_type) {
+    if req.binlogs_only {
+        if app.engine().config.mysql.is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "--binlogs-only needs MySQL backups ([source] backup_mysql = true)".into(),
+            );
+        }
+        return match app.queue.enqueue_binlog() {
+            Ok((job, coalesced)) => (
+                StatusCode::ACCEPTED,
+                Json(RunResponse {
+                    jobs: vec![EnqueuedJob {
+                        job: job.info(),
+                        coalesced,
+                    }],
+                }),
+            )
+                .into_response(),
+            Err(e) => queue_error(e),
+        };
+    }
+    if !app
+        .engine()
+        .config
+        .enabled_run_types
+        .contains(&req.run_type)
+    {
         return error(
             StatusCode::CONFLICT,
             "disabled",
@@ -118,8 +186,17 @@ async fn run(State(app): State<AppState>, Json(req): Json<RunRequest>) -> Respon
             ),
         );
     }
-    match app.queue.enqueue_run(req.run_type, req.binlogs_only) {
-        Ok(jobs) => (StatusCode::ACCEPTED, Json(RunResponse { jobs })).into_response(),
+    match app.queue.enqueue_run(req.run_type) {
+        Ok(enqueued) => {
+            let jobs = enqueued
+                .into_iter()
+                .map(|(job, coalesced)| EnqueuedJob {
+                    job: job.info(),
+                    coalesced,
+                })
+                .collect();
+            (StatusCode::ACCEPTED, Json(RunResponse { jobs })).into_response()
+        }
         Err(e) => queue_error(e),
     }
 }
@@ -186,7 +263,7 @@ async fn cancel(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
 }
 
 async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
-    match app.engine.status.load().await {
+    match app.engine().status.load().await {
         Ok(status) => {
             let mut copies: Vec<_> = status
                 .copies
@@ -230,9 +307,115 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
     }
 }
 
+fn planned(d: crate::retention::Deletion, location: &str) -> PlannedDeletion {
+    PlannedDeletion {
+        key: d.key,
+        kind: d.kind,
+        run_type: d.run_type,
+        location: location.into(),
+        reason: d.reason,
+    }
+}
+
+/// `GET /v1/retention`: the plan, deleting nothing.
+async fn retention_plan(State(app): State<AppState>) -> Response {
+    retention(State(app), Json(RetentionRequest { dry_run: true })).await
+}
+
+/// `POST /v1/retention`: plans, and unless `dry_run`, deletes now. Refused while a
+/// backup runs: it applies retention itself when it succeeds, and deleting under
+/// it could take the full a running incremental is based on.
+async fn retention(State(app): State<AppState>, Json(req): Json<RetentionRequest>) -> Response {
+    let engine = app.engine();
+    if req.dry_run {
+        return match engine.status.load().await {
+            Ok(status) => {
+                let deletions: Vec<PlannedDeletion> = crate::retention::plan(
+                    &status.copies,
+                    &crate::retention::remote_policy(&engine.config),
+                    Utc::now(),
+                )
+                .into_iter()
+                .map(|d| planned(d, "remote"))
+                .collect();
+                Json(RetentionResponse {
+                    dry_run: true,
+                    kept: status.copies.len() - deletions.len(),
+                    deletions,
+                    errors: vec![],
+                })
+                .into_response()
+            }
+            Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
+        };
+    }
+    let busy = app
+        .queue
+        .active()
+        .into_iter()
+        .find(|j| j.state == JobState::Running && j.kind != twindb_proto::JobKind::Restore);
+    if let Some(j) = busy {
+        return error(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "job {} ({}) is running; retention runs after it succeeds, or try again then",
+                j.id, j.title
+            ),
+        );
+    }
+    let kinds = [CopyKind::Files, CopyKind::Mysql, CopyKind::Binlog];
+    match crate::retention::apply(&engine, &kinds).await {
+        Ok(applied) => Json(RetentionResponse {
+            dry_run: false,
+            deletions: applied
+                .deleted
+                .into_iter()
+                .map(|d| planned(d, "remote"))
+                .collect(),
+            kept: applied.kept,
+            errors: applied.errors,
+        })
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
+    }
+}
+
+async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> Response {
+    if req
+        .dst
+        .as_deref()
+        .is_some_and(|d| !std::path::Path::new(d).is_absolute())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "dst must be an absolute path".into(),
+        );
+    }
+    if app.engine().config.mysql.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "verify needs MySQL backups configured ([source] backup_mysql = true)".into(),
+        );
+    }
+    match app.queue.enqueue_verify(req) {
+        Ok(job) => (
+            StatusCode::ACCEPTED,
+            Json(EnqueuedJob {
+                job: job.info(),
+                coalesced: false,
+            }),
+        )
+            .into_response(),
+        Err(e) => queue_error(e),
+    }
+}
+
 async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {
     use crate::share::ShareError;
-    match crate::share::share(&app.engine, &req.copy, req.expires_seconds).await {
+    match crate::share::share(&app.engine(), &req.copy, req.expires_seconds).await {
         Ok((url, expires_at)) => Json(ShareResponse {
             copy: req.copy,
             url,

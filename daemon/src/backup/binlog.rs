@@ -1,5 +1,5 @@
 //! Binary log copies: every closed binlog not copied yet, after `FLUSH BINARY LOGS`,
-//! in sequence order; then expiry of copies older than `expire_log_days`.
+//! in sequence order. Expiry (`expire_log_days`) is retention's job (retention.rs).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,37 +96,5 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         engine.status.update(|s| s.copies.push(meta)).await?;
         keys.push(key);
     }
-    expire(engine, cfg.expire_log_days, ctx).await?;
     Ok(keys)
-}
-
-/// Removes binlog copies whose first event is older than `days`, by their recorded
-/// key (whatever its suffixes), from the destination and then from the status.
-async fn expire(engine: &Engine, days: u32, ctx: &JobCtx) -> Result<(), BackupError> {
-    let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
-    let status = engine.status.load().await?;
-    let old: Vec<String> = status
-        .copies
-        .iter()
-        .filter(|c| {
-            c.kind == CopyKind::Binlog && c.binlog.as_ref().is_some_and(|b| b.first_event < cutoff)
-        })
-        .map(|c| c.key.clone())
-        .collect();
-    if old.is_empty() {
-        return Ok(());
-    }
-    ctx.set_phase(format!(
-        "expiring {} binlog copies older than {days} days",
-        old.len()
-    ));
-    for key in &old {
-        engine.dest.delete(key).await?;
-        tracing::info!(key = %key, "expired binlog copy");
-    }
-    engine
-        .status
-        .update(|s| s.copies.retain(|c| !old.contains(&c.key)))
-        .await?;
-    Ok(())
 }

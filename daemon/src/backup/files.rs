@@ -54,6 +54,7 @@ pub async fn backup_files(
             kind: CopyKind::Files,
             run_type: Some(run_type),
             backup_type: None,
+            parent: None,
             host: engine.host().to_string(),
             source: dir.display().to_string(),
             started,
@@ -62,7 +63,6 @@ pub async fn backup_files(
             size: stored.digest.size,
             sha256: stored.digest.sha256,
             modifiers: chain.clone(),
-            parent: None,
             mysql: None,
             binlog: None,
         };

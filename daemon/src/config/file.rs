@@ -21,10 +21,10 @@ pub struct ConfigFile {
     pub s3: Option<super::s3::S3Section>,
     pub gcs: Option<super::gcs::GcsSection>,
     pub gpg: Option<toml::Table>,
-    pub retention: Option<toml::Table>,
-    pub retention_local: Option<toml::Table>,
-    pub export: Option<toml::Table>,
-    pub notify: Option<toml::Table>,
+    pub retention: Option<RetentionSection>,
+    pub retention_local: Option<RetentionSection>,
+    pub export: Option<ExportSection>,
+    pub notify: Option<NotifySection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +45,8 @@ pub struct DaemonSection {
     pub schedule_monthly: Option<String>,
     pub schedule_yearly: Option<String>,
     pub schedule_binlog: Option<String>,
+    /// Random delay added to each scheduled run, e.g. "5m".
+    pub jitter: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,4 +101,44 @@ pub struct MysqlSection {
     pub mysqld_binary: Option<String>,
     /// my.cnf files recorded with each copy (default: /etc/my.cnf, /etc/mysql/my.cnf).
     pub config_files: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub hourly_copies: Option<u32>,
+    pub daily_copies: Option<u32>,
+    pub weekly_copies: Option<u32>,
+    pub monthly_copies: Option<u32>,
+    pub yearly_copies: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    /// "datadog" or "statsd".
+    pub transport: String,
+    pub api_key: Option<String>,
+    pub app_key: Option<String>,
+    /// DataDog API base URL.
+    pub endpoint: Option<String>,
+    pub statsd_host: Option<String>,
+    pub statsd_port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    pub on_failure: Option<bool>,
+    pub on_success: Option<bool>,
+    #[serde(default)]
+    pub email_to: Vec<String>,
+    pub email_from: Option<String>,
+    pub smtp_server: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// "starttls", "tls" or "none".
+    pub smtp_tls: Option<String>,
+    pub smtp_user: Option<String>,
+    pub smtp_password: Option<String>,
+    pub webhook_url: Option<String>,
 }

@@ -7,6 +7,7 @@
 
 mod file;
 mod gcs;
+mod ops;
 mod s3;
 mod secret;
 
@@ -16,8 +17,11 @@ use std::path::{Path, PathBuf};
 use twindb_proto::RunType;
 
 pub use self::gcs::GcsConfig;
+pub use self::ops::{
+    default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
+    RetentionPolicy, ScheduleConfig, Secret, SmtpTls,
+};
 pub use self::s3::{S3Config, S3Credentials};
-pub use self::secret::Secret;
 use crate::modifier::ModifierSpec;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
@@ -36,6 +40,13 @@ pub struct Config {
     pub mysql: Option<MysqlConfig>,
     /// Run types that are enabled, most frequent first.
     pub enabled_run_types: Vec<RunType>,
+    pub schedule: ScheduleConfig,
+    /// Copies to keep on the destination.
+    pub retention: RetentionPolicy,
+    /// Copies to keep in keep_local_path.
+    pub retention_local: RetentionPolicy,
+    pub export: Option<ExportConfig>,
+    pub notify: Option<NotifyConfig>,
     /// Problems that do not stop twindbd (a secret readable by others...), logged at start.
     pub warnings: Vec<String>,
 }
@@ -49,6 +60,8 @@ pub struct DaemonConfig {
     pub hostname: String,
     pub log: String,
     pub run_at_start: bool,
+    /// Where Prometheus scrapes `/metrics` over TCP.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,14 +223,6 @@ impl Validator<'_> {
         let not_yet = [
             ("ssh", raw.ssh.is_some(), "the ssh destination"),
             ("gpg", raw.gpg.is_some(), "GPG encryption"),
-            ("retention", raw.retention.is_some(), "retention"),
-            (
-                "retention_local",
-                raw.retention_local.is_some(),
-                "local retention",
-            ),
-            ("export", raw.export.is_some(), "metric exporters"),
-            ("notify", raw.notify.is_some(), "notifications"),
         ];
         for (section, present, what) in not_yet {
             if present {
@@ -231,6 +236,7 @@ impl Validator<'_> {
             }
         }
 
+        let schedule = self.schedule(&raw.daemon);
         let daemon = self.daemon(raw.daemon);
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
@@ -239,6 +245,14 @@ impl Validator<'_> {
         self.no_backup_of_backups(&source, &destination);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
+        let retention = self.retention("retention", raw.retention, RetentionPolicy::REMOTE);
+        let retention_local = self.retention(
+            "retention_local",
+            raw.retention_local,
+            RetentionPolicy::LOCAL,
+        );
+        let export = self.export(raw.export);
+        let notify = self.notify(raw.notify, &daemon.hostname);
         Config {
             file: self.file.to_path_buf(),
             daemon,
@@ -247,28 +261,17 @@ impl Validator<'_> {
             compression,
             mysql,
             enabled_run_types,
+            schedule,
+            retention,
+            retention_local,
+            export,
+            notify,
             warnings: Vec::new(),
         }
     }
 
     fn daemon(&mut self, d: file::DaemonSection) -> DaemonConfig {
-        for (key, present) in [
-            ("metrics_listen", d.metrics_listen.is_some()),
-            ("schedule_hourly", d.schedule_hourly.is_some()),
-            ("schedule_daily", d.schedule_daily.is_some()),
-            ("schedule_weekly", d.schedule_weekly.is_some()),
-            ("schedule_monthly", d.schedule_monthly.is_some()),
-            ("schedule_yearly", d.schedule_yearly.is_some()),
-            ("schedule_binlog", d.schedule_binlog.is_some()),
-        ] {
-            if present {
-                self.error(
-                    "daemon",
-                    key,
-                    "not supported yet by this version of twindb; remove the key",
-                );
-            }
-        }
+        let metrics_listen = self.metrics_listen(d.metrics_listen.as_deref());
         let socket = self.path(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET));
         // The kernel limits a Unix socket path to 107 bytes; say so now, not at bind time.
         if socket.as_os_str().len() > 107 {
@@ -320,6 +323,7 @@ impl Validator<'_> {
             hostname,
             log,
             run_at_start: d.run_at_start.unwrap_or(true),
+            metrics_listen,
         }
     }
 
@@ -334,13 +338,6 @@ impl Validator<'_> {
                 backup_dirs: vec![],
             };
         };
-        if s.backup_mysql {
-            self.error(
-                "source",
-                "backup_mysql",
-                "MySQL backups are not supported yet by this version of twindb",
-            );
-        }
         if s.backup_dirs.is_empty() && !s.backup_mysql {
             self.error(
                 "source",
@@ -743,6 +740,93 @@ level = 5
         assert!(err.to_string().contains("not supported yet"), "{err}");
         assert_eq!(err.0[0].key, "[gpg]");
         assert_eq!(err.0[0].line, Some(20));
+    }
+
+    #[test]
+    fn a_bad_cron_expression_names_its_key() {
+        let text = GOOD.replace(
+            "hostname = \"db1\"",
+            "hostname = \"db1\"\nschedule_daily = \"every day\"\nschedule_hourly = \"*/3 * * * * *\"",
+        );
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].key, "[daemon] schedule_daily");
+        assert_eq!(err.0[0].line, Some(6));
+        assert!(
+            err.to_string().contains("not a valid cron expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn schedules_default_to_cron_nicknames_and_take_5_field_overrides() {
+        let c = parse_str(&GOOD.replace(
+            "hostname = \"db1\"",
+            "hostname = \"db1\"\nschedule_daily = \"30 2 * * *\"\njitter = \"5m\"\nmetrics_listen = \"127.0.0.1:9469\"",
+        ))
+        .unwrap();
+        assert_eq!(c.schedule.spec(RunType::Daily).expr, "0 30 2 * * *");
+        assert_eq!(c.schedule.spec(RunType::Hourly).expr, "0 0 * * * *");
+        assert_eq!(c.schedule.jitter, std::time::Duration::from_secs(300));
+        assert!(c.schedule.binlog.is_none());
+        assert_eq!(
+            c.daemon.metrics_listen,
+            Some("127.0.0.1:9469".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn retention_defaults_differ_between_remote_and_local() {
+        let c = parse_str(GOOD).unwrap();
+        assert_eq!(c.retention, RetentionPolicy::REMOTE);
+        assert_eq!(c.retention_local, RetentionPolicy::LOCAL);
+        let c = parse_str(&format!(
+            "{GOOD}\n[retention]\ndaily_copies = 30\n[retention_local]\nhourly_copies = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(c.retention.daily, 30);
+        assert_eq!(c.retention.hourly, 24);
+        assert_eq!(c.retention_local.hourly, 3);
+        // A missing local key is the local default, not the remote value.
+        assert_eq!(c.retention_local.daily, 1);
+        assert_eq!(c.retention_local.monthly, 0);
+    }
+
+    #[test]
+    fn export_and_notify_are_validated() {
+        let c = parse_str(&format!(
+            "{GOOD}\n[export]\ntransport = \"datadog\"\napi_key = \"k\"\nendpoint = \"http://127.0.0.1:9/\"\n\n[notify]\nwebhook_url = \"http://127.0.0.1:9/hook\"\nemail_to = [\"ops@example.com\"]\nsmtp_server = \"127.0.0.1\"\nsmtp_tls = \"none\"\n"
+        ))
+        .unwrap();
+        match c.export.unwrap() {
+            ExportConfig::Datadog {
+                endpoint, api_key, ..
+            } => {
+                assert_eq!(endpoint, "http://127.0.0.1:9");
+                assert_eq!(format!("{api_key:?}"), "<secret>");
+            }
+            other => panic!("{other:?}"),
+        }
+        let n = c.notify.unwrap();
+        assert!(n.on_failure && !n.on_success);
+        let email = n.email.unwrap();
+        assert_eq!((email.port, email.from.as_str()), (25, "twindb@db1"));
+
+        let err = parse_str(&format!(
+            "{GOOD}\n[export]\ntransport = \"datadog\"\n\n[notify]\nwebhook_url = \"ftp://x\"\nemail_to = [\"not an address\"]\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "[export] api_key",
+            "[notify] webhook_url",
+            "[notify] email_to",
+            "[notify] smtp_server",
+        ] {
+            assert!(keys.contains(&k), "{k} missing: {err}");
+        }
+        let err = parse_str(&format!("{GOOD}\n[notify]\non_success = true\n")).unwrap_err();
+        assert_eq!(err.0[0].key, "[notify]", "{err}");
     }
 
     #[test]

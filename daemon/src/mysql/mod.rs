@@ -249,9 +249,15 @@ impl Server {
     }
 
     pub async fn status_value(&mut self, name: &str) -> Result<Option<String>, MysqlError> {
+        // SHOW cannot be a prepared statement; names are ours, so check, then inline.
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(MysqlError::Other(format!(
+                "bad status variable name {name:?}"
+            )));
+        }
         let row: Option<(String, Option<String>)> = self
             .conn
-            .exec_first("SHOW GLOBAL STATUS LIKE ?", (name,))
+            .query_first(format!("SHOW GLOBAL STATUS LIKE '{name}'"))
             .await
             .map_err(|e| self.err(e))?;
         Ok(row.and_then(|(_, v)| v))
@@ -268,6 +274,18 @@ impl Server {
             .into_iter()
             .filter_map(|r| r.get::<String, _>(0))
             .collect())
+    }
+
+    /// User tables, `(schema, table)`.
+    pub async fn tables(&mut self) -> Result<Vec<(String, String)>, MysqlError> {
+        self.conn
+            .query(
+                "SELECT table_schema, table_name FROM information_schema.tables \
+                 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN \
+                 ('mysql', 'information_schema', 'performance_schema', 'sys')",
+            )
+            .await
+            .map_err(|e| self.err(e))
     }
 
     pub async fn disconnect(self) {

@@ -6,7 +6,12 @@
 //! - A backup of a run type that is already queued (not yet running) in its lane is
 //!   coalesced: the caller gets the queued job.
 //! - Each backup has a timeout of half its run type's period (as TwinDB meant it);
-//!   a job that times out is cancelled, cleans up and fails with "timed out".
+//!   binlog copies, which have no run type, get the hourly one (30 min). A job that
+//!   times out is cancelled, cleans up and fails with "timed out".
+//! - A backup that succeeds applies retention to the copies of its kind; one that
+//!   fails does not.
+//! - Every job start and end is published (see [`Queue::subscribe`]) for metrics,
+//!   notifications and systemd's STATUS line.
 //! - Cancel marks a queued job cancelled at once, and makes a running job stop at its
 //!   next chunk; either way no partial copy is left.
 //! - At shutdown every queued and running job is cancelled and the workers are awaited.
@@ -16,27 +21,45 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use tokio::sync::{mpsc, watch};
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use twindb_proto::{
-    CopyKind, EnqueuedJob, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType,
+    CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType, VerifyReport,
+    VerifyRequest,
 };
 
-use crate::engine::{Engine, JobCtx};
-use crate::state::{StateStore, HISTORY};
+use crate::engine::{Current, Engine, JobCtx};
+use crate::state::{copy_kind, StateStore, HISTORY};
 
 /// What a job does.
 #[derive(Debug, Clone)]
 pub enum Work {
     Backup(RunType),
+    /// Copy the closed binary logs; they belong to no run type.
+    Binlog,
     Restore(RestoreRequest),
+    Verify(VerifyRequest),
+}
+
+impl Work {
+    fn is_backup(&self) -> bool {
+        matches!(self, Work::Backup(_) | Work::Binlog)
+    }
+}
+
+/// A job that started or ended, as published to subscribers.
+#[derive(Debug, Clone)]
+pub struct JobUpdate {
+    pub info: JobInfo,
+    /// What the job backs up or restores.
+    pub copy_kind: CopyKind,
 }
 
 pub struct Job {
@@ -49,6 +72,15 @@ pub struct Job {
 }
 
 impl Job {
+    /// What the job backs up or restores.
+    pub fn copy_kind(&self) -> CopyKind {
+        match &self.work {
+            Work::Restore(req) => req.kind,
+            Work::Verify(_) => CopyKind::Mysql,
+            _ => copy_kind(self.kind).unwrap_or(CopyKind::Files),
+        }
+    }
+
     pub fn info(&self) -> JobInfo {
         self.info.borrow().clone()
     }
@@ -84,29 +116,29 @@ pub enum QueueError {
     NoSuchJob(u64),
     #[error("job {0} has already finished")]
     Finished(u64),
-    #[error("{0}")]
-    NothingToDo(String),
 }
 
 pub struct Queue {
-    engine: Arc<Engine>,
+    engine: Arc<Current>,
     state: Arc<StateStore>,
     jobs: Mutex<Vec<Arc<Job>>>,
     lanes: Mutex<Option<HashMap<JobKind, mpsc::UnboundedSender<Arc<Job>>>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     next_id: AtomicU64,
+    events: broadcast::Sender<JobUpdate>,
 }
 
-const LANES: [JobKind; 4] = [
+const LANES: [JobKind; 5] = [
     JobKind::BackupFiles,
     JobKind::BackupMysql,
     JobKind::BackupBinlog,
     JobKind::Restore,
+    JobKind::Verify,
 ];
 
 impl Queue {
     /// Creates the queue and starts one worker per lane.
-    pub fn start(engine: Arc<Engine>, state: Arc<StateStore>) -> Arc<Queue> {
+    pub fn start(engine: Arc<Current>, state: Arc<StateStore>) -> Arc<Queue> {
         let next_id = state.max_job_id() + 1;
         let queue = Arc::new(Queue {
             engine,
@@ -115,6 +147,7 @@ impl Queue {
             lanes: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(next_id),
+            events: broadcast::channel(1024).0,
         });
         let mut lanes = HashMap::new();
         let mut workers = Vec::new();
@@ -128,39 +161,116 @@ impl Queue {
         queue
     }
 
-    /// Enqueues everything a run of `run_type` does: files, MySQL and binlogs, each in
-    /// its own lane (TwinDB ran them in that order, one after the other).
-    pub fn enqueue_run(
-        &self,
-        run_type: RunType,
-        binlogs_only: bool,
-    ) -> Result<Vec<EnqueuedJob>, QueueError> {
-        let config = &self.engine.config;
-        let mysql = config.mysql.is_some();
-        if binlogs_only && !mysql {
-            return Err(QueueError::NothingToDo(
-                "--binlogs-only needs MySQL backups ([source] backup_mysql = true)".into(),
-            ));
+    /// Job starts and ends, in order. A subscriber that falls more than 1024 events
+    /// behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobUpdate> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, job: &Job) {
+        let _ = self.events.send(JobUpdate {
+            info: job.info(),
+            copy_kind: job.copy_kind(),
+        });
+    }
+
+    /// Whether every lane's worker is alive (for the systemd watchdog).
+    pub fn healthy(&self) -> bool {
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .iter()
+            .all(|w| !w.is_finished())
+    }
+
+    /// The engine new jobs get.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.get()
+    }
+
+    /// Enqueues a backup of `run_type` of every configured source (one job per kind);
+    /// what the scheduler and `twindbctl run` do.
+    pub fn enqueue_run(&self, run_type: RunType) -> Result<Vec<(Arc<Job>, bool)>, QueueError> {
+        let engine = self.engine.get();
+        let mut kinds = Vec::new();
+        if !engine.config.source.backup_dirs.is_empty() {
+            kinds.push(JobKind::BackupFiles);
         }
-        let kinds = [
-            (
-                JobKind::BackupFiles,
-                !binlogs_only && !config.source.backup_dirs.is_empty(),
-            ),
-            (JobKind::BackupMysql, !binlogs_only && mysql),
-            (JobKind::BackupBinlog, mysql),
-        ];
-        let mut jobs = Vec::new();
-        for (kind, wanted) in kinds {
-            if wanted {
-                let (job, coalesced) = self.enqueue_backup(kind, run_type)?;
-                jobs.push(EnqueuedJob {
-                    job: job.info(),
-                    coalesced,
-                });
-            }
+        if engine.config.mysql.is_some() {
+            kinds.push(JobKind::BackupMysql);
+        }
+        let mut jobs = kinds
+            .into_iter()
+            .map(|k| self.enqueue_backup(k, run_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        // TwinDB copied binlogs on every run.
+        if engine.config.mysql.is_some() {
+            jobs.push(self.enqueue_binlog()?);
         }
         Ok(jobs)
+    }
+
+    pub fn enqueue_verify(&self, req: VerifyRequest) -> Result<Arc<Job>, QueueError> {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let title = format!("verify mysql {}", req.copy.as_deref().unwrap_or("latest"));
+        let job = self.new_job(JobKind::Verify, None, title, Work::Verify(req));
+        self.submit(&mut jobs, job.clone())?;
+        Ok(job)
+    }
+
+    /// Enqueues a binlog copy, or returns the one already queued.
+    pub fn enqueue_binlog(&self) -> Result<(Arc<Job>, bool), QueueError> {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| j.kind == JobKind::BackupBinlog && j.info().state == JobState::Queued)
+        {
+            return Ok((j.clone(), true));
+        }
+        let job = self.new_job(
+            JobKind::BackupBinlog,
+            None,
+            JobKind::BackupBinlog.to_string(),
+            Work::Binlog,
+        );
+        self.submit(&mut jobs, job.clone())?;
+        Ok((job, false))
+    }
+
+    /// When the last backup of `run_type` (any kind) started: a live job's start (or
+    /// queue time, while it waits), else the recorded last run.
+    pub fn last_run_start(&self, run_type: RunType) -> Option<DateTime<Utc>> {
+        self.last_start(
+            |j| matches!(j.work, Work::Backup(r) if r == run_type),
+            self.state.run_record(run_type).last_run,
+        )
+    }
+
+    /// Same as [`Queue::last_run_start`] for binlog copies.
+    pub fn last_binlog_start(&self) -> Option<DateTime<Utc>> {
+        let recorded = self
+            .state
+            .kind_records()
+            .into_iter()
+            .find(|k| k.kind == CopyKind::Binlog)
+            .and_then(|k| k.record.last_run);
+        self.last_start(|j| matches!(j.work, Work::Binlog), recorded)
+    }
+
+    fn last_start(
+        &self,
+        matches: impl Fn(&Job) -> bool,
+        recorded: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        jobs.iter()
+            .filter(|j| matches(j))
+            .map(|j| {
+                let i = j.info();
+                i.started_at.unwrap_or(i.queued_at)
+            })
+            .chain(recorded)
+            .max()
     }
 
     /// Enqueues a backup of `kind` for `run_type`, or returns the identical queued job.
@@ -170,15 +280,11 @@ impl Queue {
         run_type: RunType,
     ) -> Result<(Arc<Job>, bool), QueueError> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        // Binlog copies belong to no run type: any queued binlog job does the same work.
-        let same = |j: &Job| match j.work {
-            Work::Backup(r) => j.kind == kind && (r == run_type || kind == JobKind::BackupBinlog),
-            Work::Restore(_) => false,
-        };
-        if let Some(j) = jobs
-            .iter()
-            .find(|j| same(j) && j.info().state == JobState::Queued)
-        {
+        if let Some(j) = jobs.iter().find(|j| {
+            j.kind == kind
+                && matches!(j.work, Work::Backup(r) if r == run_type)
+                && j.info().state == JobState::Queued
+        }) {
             return Ok((j.clone(), true));
         }
         let title = format!("{run_type} {}", kind);
@@ -217,6 +323,7 @@ impl Queue {
             warnings: vec![],
             copies: vec![],
             message: None,
+            verify: None,
         };
         Arc::new(Job {
             id,
@@ -346,6 +453,9 @@ impl Queue {
             i.warnings = warnings;
         });
         let info = job.info();
+        self.state.record_job(&info, job.work.is_backup());
+        // After the record: a metrics scrape that sees the event sees the record too.
+        self.publish(job);
         match state {
             JobState::Succeeded => {
                 tracing::info!(job = job.id, title = %info.title, "job succeeded")
@@ -354,8 +464,6 @@ impl Queue {
                 tracing::error!(job = job.id, title = %info.title, error = info.error.as_deref().unwrap_or(""), "job {state}")
             }
         }
-        self.state
-            .record_job(&info, matches!(job.work, Work::Backup(_)));
     }
 
     async fn run(&self, job: &Arc<Job>) {
@@ -371,13 +479,17 @@ impl Queue {
             i.state = JobState::Running;
             i.started_at = Some(Utc::now());
         });
+        self.publish(job);
         let ticker = tokio::spawn(tick_progress(job.clone()));
         let timeout = match job.work {
             Work::Backup(rt) => Some(Duration::from_secs(rt.period_seconds() / 2)),
-            Work::Restore(_) => None,
+            Work::Binlog => Some(Duration::from_secs(RunType::Hourly.period_seconds() / 2)),
+            Work::Restore(_) | Work::Verify(_) => None,
         };
+        // A reload between now and the job's end does not change what this job does.
+        let engine = self.engine.get();
         let span = tracing::info_span!("job", id = job.id, kind = ?job.kind, run_type = ?job.info().run_type);
-        let result = with_timeout(execute(&self.engine, job).instrument(span), timeout, job).await;
+        let result = with_timeout(execute(&engine, job).instrument(span), timeout, job).await;
         ticker.abort();
         let (bytes_in, bytes_out) = job.ctx.bytes();
         job.update(|i| {
@@ -389,6 +501,7 @@ impl Queue {
                 job.update(|i| {
                     i.copies = outcome.copies;
                     i.message = outcome.message;
+                    i.verify = outcome.verify;
                 });
                 self.finish(job, JobState::Succeeded, None);
             }
@@ -458,60 +571,110 @@ async fn tick_progress(job: Arc<Job>) {
 struct Outcome {
     copies: Vec<String>,
     message: Option<String>,
+    verify: Option<VerifyReport>,
 }
 
 async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
+    let done = |copies: Vec<String>, message: Option<String>| Outcome {
+        copies,
+        message,
+        verify: None,
+    };
+    // Retention runs after a successful backup only: `?` returns before it otherwise.
+    let with_retention = |message: String, retention: Option<String>| match retention {
+        Some(m) => Some(format!("{message}; {m}")),
+        None => Some(message),
+    };
     match (&job.work, job.kind) {
         (Work::Backup(rt), JobKind::BackupFiles) => {
             let copies = crate::backup::backup_files(engine, *rt, &job.ctx).await?;
-            let message = Some(match copies.len() {
+            let message = match copies.len() {
                 1 => "stored 1 copy".to_string(),
                 n => format!("stored {n} copies"),
-            });
-            Ok(Outcome { copies, message })
+            };
+            let retention = retention_after_backup(engine, CopyKind::Files, &job.ctx).await;
+            Ok(done(copies, with_retention(message, retention)))
         }
         (Work::Backup(rt), JobKind::BackupMysql) => {
             let copies = crate::backup::backup_mysql(engine, *rt, &job.ctx).await?;
-            Ok(Outcome {
+            let retention = retention_after_backup(engine, CopyKind::Mysql, &job.ctx).await;
+            Ok(done(
                 copies,
+                with_retention("stored 1 copy".into(), retention),
+            ))
+        }
+        (Work::Backup(_), kind) => anyhow::bail!("{kind} is not a backup of a run type"),
+        (Work::Binlog, _) => {
+            let copies = crate::backup::backup_binlogs(engine, &job.ctx).await?;
+            let message = format!("copied {} binary logs", copies.len());
+            let retention = retention_after_backup(engine, CopyKind::Binlog, &job.ctx).await;
+            Ok(done(copies, with_retention(message, retention)))
+        }
+        (Work::Restore(req), _) => {
+            let dst = Path::new(&req.dst);
+            let message = match req.kind {
+                CopyKind::Files => {
+                    crate::restore::restore_files(engine, &req.copy, dst, &job.ctx).await?
+                }
+                CopyKind::Mysql => {
+                    let r = crate::restore::MysqlRestore {
+                        key: &req.copy,
+                        dst,
+                        cache: req.cache.as_deref().map(Path::new),
+                    };
+                    crate::restore::restore_mysql(engine, r, &job.ctx).await?
+                }
+                CopyKind::Binlog => {
+                    anyhow::bail!(
+                        "a binlog copy is not restored on its own: use point-in-time restore"
+                    )
+                }
+            };
+            Ok(done(vec![req.copy.clone()], Some(message)))
+        }
+        (Work::Verify(req), _) => {
+            let report = crate::verify::verify_mysql(
+                engine,
+                req.copy.as_deref(),
+                req.dst.as_deref().map(Path::new),
+                &job.ctx,
+            )
+            .await;
+            if let Some(e) = report.error.clone() {
+                // The job fails, and its info still carries the report.
+                job.update(|i| i.verify = Some(report));
+                return Err(anyhow::anyhow!(e));
+            }
+            Ok(Outcome {
+                copies: vec![report.copy.clone()],
                 message: None,
+                verify: Some(report),
             })
         }
-        (Work::Backup(_), JobKind::BackupBinlog) => {
-            let copies = crate::backup::backup_binlogs(engine, &job.ctx).await?;
-            let message = Some(format!("copied {} binary logs", copies.len()));
-            Ok(Outcome { copies, message })
+    }
+}
+
+/// Applies retention to the copies of `kind` after a successful backup. Its problems
+/// become job warnings: the backup itself worked.
+async fn retention_after_backup(engine: &Engine, kind: CopyKind, ctx: &JobCtx) -> Option<String> {
+    ctx.set_phase("applying retention");
+    match crate::retention::apply(engine, &[kind]).await {
+        Ok(applied) => {
+            for e in applied.errors {
+                ctx.warn(format!("retention: {e}"));
+            }
+            match applied.deleted.len() {
+                0 => None,
+                1 => Some("retention deleted 1 copy".into()),
+                n => Some(format!("retention deleted {n} copies")),
+            }
         }
-        (Work::Backup(_), kind) => anyhow::bail!("{kind} is not a backup"),
-        (Work::Restore(req), _) => match req.kind {
-            CopyKind::Files => {
-                let msg = crate::restore::restore_files(
-                    engine,
-                    &req.copy,
-                    &PathBuf::from(&req.dst),
-                    &job.ctx,
-                )
-                .await?;
-                Ok(Outcome {
-                    copies: vec![req.copy.clone()],
-                    message: Some(msg),
-                })
-            }
-            CopyKind::Mysql => {
-                let req2 = crate::restore::MysqlRestore {
-                    key: &req.copy,
-                    dst: std::path::Path::new(&req.dst),
-                    cache: req.cache.as_deref().map(std::path::Path::new),
-                };
-                let msg = crate::restore::restore_mysql(engine, req2, &job.ctx).await?;
-                Ok(Outcome {
-                    copies: vec![req.copy.clone()],
-                    message: Some(msg),
-                })
-            }
-            CopyKind::Binlog => {
-                anyhow::bail!("a binlog copy is not restored on its own: use point-in-time restore")
-            }
-        },
+        Err(e) => {
+            ctx.warn(format!(
+                "retention was not applied: {:#}",
+                anyhow::Error::from(e)
+            ));
+            None
+        }
     }
 }

@@ -33,6 +33,9 @@ pub struct CopyMeta {
     /// "full" or "incremental", MySQL only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_type: Option<String>,
+    /// Key of the copy this one needs to be restored (an incremental's full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     pub host: String,
     /// What was copied: the folder for files.
     pub source: String,
@@ -45,9 +48,6 @@ pub struct CopyMeta {
     pub sha256: String,
     /// Applied in this order on backup; restore reverses it.
     pub modifiers: Vec<ModifierSpec>,
-    /// The full copy an incremental was taken against (and must be restored on).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql: Option<MysqlMeta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,6 +266,7 @@ mod tests {
             kind: CopyKind::Files,
             run_type: Some(RunType::Daily),
             backup_type: None,
+            parent: None,
             host: "h".into(),
             source: "/etc".into(),
             started: Utc::now(),
@@ -274,7 +275,6 @@ mod tests {
             size: 5,
             sha256: "ab".into(),
             modifiers: vec![ModifierSpec::Zstd { level: 3 }],
-            parent: None,
             mysql: None,
             binlog: None,
         }

@@ -1,0 +1,555 @@
+//! Metrics: Prometheus text at `/metrics` (on the API socket and on `[daemon]
+//! metrics_listen`), and pushes to DataDog or StatsD (`[export]`).
+//!
+//! Gauges about the last runs are set from the persisted job records at every scrape,
+//! so they survive restarts (an alert on "backup too old" must not fire because
+//! twindbd restarted). Counters count events since this start, as Prometheus expects.
+//! Names are documented in docs/operations.md; docs/grafana-dashboard.json and
+//! docs/prometheus-alerts.yml use them.
+
+pub mod datadog;
+pub mod statsd;
+
+use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
+use twindb_proto::{CopyKind, JobInfo, JobKind, JobState, RunType};
+
+use crate::state::KindRecord;
+use crate::status::CopyMeta;
+
+/// The `run_type` label of copies and jobs that have none (binlogs).
+pub const NO_RUN_TYPE: &str = "none";
+
+pub fn run_type_label(rt: Option<RunType>) -> &'static str {
+    rt.map_or(NO_RUN_TYPE, RunType::as_str)
+}
+
+pub fn lane_label(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::BackupFiles => "backup_files",
+        JobKind::BackupMysql => "backup_mysql",
+        JobKind::BackupBinlog => "backup_binlog",
+        JobKind::Restore => "restore",
+        JobKind::Verify => "verify",
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    last_success: GaugeVec,
+    last_run: GaugeVec,
+    last_run_success: GaugeVec,
+    last_duration: GaugeVec,
+    last_read: GaugeVec,
+    last_written: GaugeVec,
+    read_total: CounterVec,
+    written_total: CounterVec,
+    jobs_total: CounterVec,
+    failures_total: CounterVec,
+    copies: GaugeVec,
+    copies_bytes: GaugeVec,
+    queue_depth: GaugeVec,
+    running: GaugeVec,
+    last_verify_success: GaugeVec,
+    restore_duration: GaugeVec,
+    restores_total: CounterVec,
+    retention_deleted_total: CounterVec,
+    notification_failures_total: CounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = CounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let kr = &["kind", "run_type"];
+        let m = Metrics {
+            last_success: gauge(
+                "twindb_last_success_timestamp_seconds",
+                "When the last successful backup of this kind and run type finished (Unix time).",
+                kr,
+            ),
+            last_run: gauge(
+                "twindb_last_run_timestamp_seconds",
+                "When the last backup of this kind and run type started, whatever its outcome (Unix time).",
+                kr,
+            ),
+            last_run_success: gauge(
+                "twindb_last_run_success",
+                "1 if the last backup of this kind and run type succeeded, 0 if it failed or was cancelled.",
+                kr,
+            ),
+            last_duration: gauge(
+                "twindb_last_duration_seconds",
+                "How long the last backup of this kind and run type took.",
+                kr,
+            ),
+            last_read: gauge(
+                "twindb_last_read_bytes",
+                "Bytes the last backup of this kind and run type read from its source.",
+                kr,
+            ),
+            last_written: gauge(
+                "twindb_last_written_bytes",
+                "Bytes the last backup of this kind and run type stored on the destination.",
+                kr,
+            ),
+            read_total: counter(
+                "twindb_read_bytes_total",
+                "Bytes read from sources by backups since twindbd started.",
+                kr,
+            ),
+            written_total: counter(
+                "twindb_written_bytes_total",
+                "Bytes stored on the destination by backups since twindbd started.",
+                kr,
+            ),
+            jobs_total: counter(
+                "twindb_backups_total",
+                "Backups that ended since twindbd started, by outcome (succeeded, failed, cancelled).",
+                &["kind", "run_type", "outcome"],
+            ),
+            failures_total: counter(
+                "twindb_failures_total",
+                "Backups that failed since twindbd started.",
+                kr,
+            ),
+            copies: gauge(
+                "twindb_copies",
+                "Copies kept, by kind, run type and location (remote or local).",
+                &["kind", "run_type", "location"],
+            ),
+            copies_bytes: gauge(
+                "twindb_copies_bytes",
+                "Stored bytes of the copies kept, by kind, run type and location.",
+                &["kind", "run_type", "location"],
+            ),
+            queue_depth: gauge(
+                "twindb_queue_depth",
+                "Jobs waiting in each lane.",
+                &["lane"],
+            ),
+            running: gauge(
+                "twindb_running_jobs",
+                "Jobs running in each lane (0 or 1).",
+                &["lane"],
+            ),
+            last_verify_success: gauge(
+                "twindb_last_verify_success_timestamp_seconds",
+                "When the last successful verify (restore test) of a MySQL copy finished (Unix time).",
+                &["run_type"],
+            ),
+            restore_duration: gauge(
+                "twindb_last_restore_duration_seconds",
+                "How long the last successful restore of this kind took.",
+                &["kind"],
+            ),
+            restores_total: counter(
+                "twindb_restores_total",
+                "Restores that ended since twindbd started, by outcome.",
+                &["kind", "outcome"],
+            ),
+            retention_deleted_total: counter(
+                "twindb_retention_deleted_copies_total",
+                "Copies deleted by retention since twindbd started.",
+                &["kind", "location"],
+            ),
+            notification_failures_total: counter(
+                "twindb_notification_failures_total",
+                "Notifications that could not be sent, by channel (email, webhook, datadog, statsd).",
+                &["channel"],
+            ),
+            registry,
+        };
+        let build = GaugeVec::new(
+            Opts::new("twindb_build_info", "twindbd's version; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        m.registry.register(Box::new(build)).expect("unique metric");
+        let start = Gauge::new(
+            "twindb_start_time_seconds",
+            "When twindbd started (Unix time).",
+        )
+        .expect("valid metric");
+        start.set(chrono::Utc::now().timestamp() as f64);
+        m.registry.register(Box::new(start)).expect("unique metric");
+        m
+    }
+
+    /// Sets the gauges that describe the last runs and the queue.
+    pub fn refresh(&self, records: &[KindRecord], active: &[JobInfo]) {
+        for r in records {
+            let labels = [r.kind.as_str(), run_type_label(r.run_type)];
+            let rec = &r.record;
+            if let Some(t) = rec.last_success_finished {
+                self.last_success
+                    .with_label_values(&labels)
+                    .set(t.timestamp() as f64);
+            }
+            if let Some(t) = rec.last_run {
+                self.last_run
+                    .with_label_values(&labels)
+                    .set(t.timestamp() as f64);
+            }
+            if let Some(state) = rec.last_state {
+                let ok = if state == JobState::Succeeded {
+                    1.0
+                } else {
+                    0.0
+                };
+                self.last_run_success.with_label_values(&labels).set(ok);
+            }
+            if let Some(d) = rec.last_duration_seconds {
+                self.last_duration.with_label_values(&labels).set(d);
+            }
+            if let Some(b) = rec.last_read {
+                self.last_read.with_label_values(&labels).set(b as f64);
+            }
+            if let Some(b) = rec.last_size {
+                self.last_written.with_label_values(&labels).set(b as f64);
+            }
+        }
+        for lane in [
+            JobKind::BackupFiles,
+            JobKind::BackupMysql,
+            JobKind::BackupBinlog,
+            JobKind::Restore,
+        ] {
+            let in_lane = |state: JobState| {
+                active
+                    .iter()
+                    .filter(|j| j.kind == lane && j.state == state)
+                    .count() as f64
+            };
+            let label = [lane_label(lane)];
+            self.queue_depth
+                .with_label_values(&label)
+                .set(in_lane(JobState::Queued));
+            self.running
+                .with_label_values(&label)
+                .set(in_lane(JobState::Running));
+        }
+    }
+
+    /// Counts a finished job. `copy_kind` is what it backed up or restored.
+    pub fn job_finished(&self, job: &JobInfo, copy_kind: CopyKind) {
+        let outcome = job.state.to_string();
+        if job.kind == JobKind::Restore {
+            self.restores_total
+                .with_label_values(&[copy_kind.as_str(), &outcome])
+                .inc();
+            if let (JobState::Succeeded, Some(a), Some(b)) =
+                (job.state, job.started_at, job.finished_at)
+            {
+                self.restore_duration
+                    .with_label_values(&[copy_kind.as_str()])
+                    .set((b - a).num_milliseconds() as f64 / 1000.0);
+            }
+            return;
+        }
+        let labels = [copy_kind.as_str(), run_type_label(job.run_type)];
+        self.jobs_total
+            .with_label_values(&[labels[0], labels[1], &outcome])
+            .inc();
+        if job.state == JobState::Failed {
+            self.failures_total.with_label_values(&labels).inc();
+        }
+        self.read_total
+            .with_label_values(&labels)
+            .inc_by(job.progress.bytes_in as f64);
+        self.written_total
+            .with_label_values(&labels)
+            .inc_by(job.progress.bytes_out as f64);
+    }
+
+    /// Replaces the copy counts of `location` ("remote" or "local") with `copies`.
+    pub fn set_copies(&self, location: &str, copies: &[CopyMeta]) {
+        for kind in [CopyKind::Files, CopyKind::Mysql, CopyKind::Binlog] {
+            let run_types: Vec<Option<RunType>> = if kind == CopyKind::Binlog {
+                vec![None]
+            } else {
+                RunType::ALL.into_iter().map(Some).collect()
+            };
+            for rt in run_types {
+                let of = copies.iter().filter(|c| c.kind == kind && c.run_type == rt);
+                let labels = [kind.as_str(), run_type_label(rt), location];
+                let (n, bytes) = of.fold((0u64, 0u64), |(n, b), c| (n + 1, b + c.size));
+                self.copies.with_label_values(&labels).set(n as f64);
+                self.copies_bytes
+                    .with_label_values(&labels)
+                    .set(bytes as f64);
+            }
+        }
+    }
+
+    pub fn retention_deleted(&self, kind: CopyKind, location: &str) {
+        self.retention_deleted_total
+            .with_label_values(&[kind.as_str(), location])
+            .inc();
+    }
+
+    pub fn notification_failed(&self, channel: &str) {
+        self.notification_failures_total
+            .with_label_values(&[channel])
+            .inc();
+    }
+
+    /// For the verify job: when a restore test of a MySQL copy of `run_type` succeeded.
+    pub fn verify_succeeded(&self, run_type: Option<RunType>, at: chrono::DateTime<chrono::Utc>) {
+        self.last_verify_success
+            .with_label_values(&[run_type_label(run_type)])
+            .set(at.timestamp() as f64);
+    }
+
+    /// Everything, in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+/// One value pushed to DataDog or StatsD.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub name: String,
+    pub value: f64,
+    pub tags: Vec<String>,
+}
+
+/// What TwinDB exported: the duration of each successful backup and restore, in
+/// seconds, as `twindb.{kind}.backup_time` and `twindb.{kind}.restore_time`.
+pub fn points_for(job: &JobInfo, copy_kind: CopyKind) -> Vec<Point> {
+    let (JobState::Succeeded, Some(a), Some(b)) = (job.state, job.started_at, job.finished_at)
+    else {
+        return vec![];
+    };
+    let what = if job.kind == JobKind::Restore {
+        "restore_time"
+    } else {
+        "backup_time"
+    };
+    let mut tags = vec![format!("kind:{copy_kind}")];
+    if let Some(rt) = job.run_type {
+        tags.push(format!("run_type:{rt}"));
+    }
+    vec![Point {
+        name: format!("twindb.{copy_kind}.{what}"),
+        value: (b - a).num_milliseconds() as f64 / 1000.0,
+        tags,
+    }]
+}
+
+/// Pushes a finished job's points to the configured exporter. A failure is logged and
+/// counted, never more: exporting must not fail a backup.
+pub async fn export(
+    config: &crate::config::ExportConfig,
+    host: &str,
+    job: &JobInfo,
+    copy_kind: CopyKind,
+    metrics: &Metrics,
+) {
+    use crate::config::ExportConfig;
+    let points = points_for(job, copy_kind);
+    if points.is_empty() {
+        return;
+    }
+    let (channel, result) = match config {
+        ExportConfig::Datadog {
+            api_key,
+            app_key,
+            endpoint,
+        } => (
+            "datadog",
+            datadog::send(endpoint, api_key, app_key.as_ref(), host, &points)
+                .await
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e))),
+        ),
+        ExportConfig::Statsd { host, port } => (
+            "statsd",
+            statsd::send(host, *port, &points)
+                .await
+                .map_err(|e| format!("{host}:{port}: {e}")),
+        ),
+    };
+    match result {
+        Ok(()) => tracing::debug!(job = job.id, channel, "metrics exported"),
+        Err(e) => {
+            metrics.notification_failed(channel);
+            tracing::warn!(job = job.id, channel, error = %e, "could not export metrics");
+        }
+    }
+}
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use twindb_proto::Progress;
+
+    fn job(kind: JobKind, state: JobState) -> JobInfo {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        JobInfo {
+            id: 1,
+            kind,
+            run_type: Some(RunType::Daily),
+            title: "daily backup files".into(),
+            state,
+            queued_at: t,
+            started_at: Some(t),
+            finished_at: Some(t + chrono::Duration::seconds(12)),
+            progress: Progress {
+                phase: String::new(),
+                bytes_in: 1000,
+                bytes_out: 400,
+                rate: 0.0,
+            },
+            error: None,
+            warnings: vec![],
+            copies: vec![],
+            message: None,
+            verify: None,
+        }
+    }
+
+    /// Every `twindb_*` name the docs, the dashboard and the alert rules use exists.
+    #[test]
+    fn the_docs_dashboard_and_alerts_use_real_metric_names() {
+        let m = Metrics::new();
+        let rec = crate::state::RunRecord {
+            last_success_finished: Some(Utc::now()),
+            last_run: Some(Utc::now()),
+            last_state: Some(JobState::Failed),
+            last_duration_seconds: Some(1.0),
+            last_read: Some(1),
+            last_size: Some(1),
+            ..Default::default()
+        };
+        m.refresh(
+            &[KindRecord {
+                kind: CopyKind::Files,
+                run_type: Some(RunType::Daily),
+                record: rec,
+            }],
+            &[],
+        );
+        m.job_finished(
+            &job(JobKind::BackupFiles, JobState::Failed),
+            CopyKind::Files,
+        );
+        m.job_finished(&job(JobKind::Restore, JobState::Succeeded), CopyKind::Files);
+        m.set_copies("remote", &[]);
+        m.retention_deleted(CopyKind::Files, "remote");
+        m.notification_failed("email");
+        m.verify_succeeded(Some(RunType::Daily), Utc::now());
+        let text = m.render();
+        let names: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        for (file, doc) in [
+            (
+                "prometheus-alerts.yml",
+                include_str!("../../../docs/prometheus-alerts.yml"),
+            ),
+            (
+                "grafana-dashboard.json",
+                include_str!("../../../docs/grafana-dashboard.json"),
+            ),
+            ("operations.md", include_str!("../../../docs/operations.md")),
+        ] {
+            let mut rest = doc;
+            let mut found = 0;
+            while let Some(i) = rest.find("twindb_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                if name.ends_with('_') || name == "twindb_tests" {
+                    continue;
+                }
+                found += 1;
+                assert!(
+                    names.contains(name.as_str()),
+                    "{file} uses {name}, which twindbd does not export"
+                );
+            }
+            assert!(found > 3, "{file}");
+        }
+    }
+
+    #[test]
+    fn renders_records_counters_and_build_info() {
+        let m = Metrics::new();
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 12).unwrap();
+        let rec = crate::state::RunRecord {
+            last_success_finished: Some(t),
+            last_state: Some(JobState::Succeeded),
+            last_size: Some(400),
+            ..Default::default()
+        };
+        m.refresh(
+            &[KindRecord {
+                kind: CopyKind::Files,
+                run_type: Some(RunType::Daily),
+                record: rec,
+            }],
+            &[job(JobKind::BackupFiles, JobState::Queued)],
+        );
+        m.job_finished(
+            &job(JobKind::BackupFiles, JobState::Failed),
+            CopyKind::Files,
+        );
+        let text = m.render();
+        for line in [
+            format!(
+                "twindb_last_success_timestamp_seconds{{kind=\"files\",run_type=\"daily\"}} {}",
+                t.timestamp()
+            ),
+            "twindb_last_written_bytes{kind=\"files\",run_type=\"daily\"} 400".into(),
+            "twindb_failures_total{kind=\"files\",run_type=\"daily\"} 1".into(),
+            "twindb_read_bytes_total{kind=\"files\",run_type=\"daily\"} 1000".into(),
+            "twindb_queue_depth{lane=\"backup_files\"} 1".into(),
+            format!(
+                "twindb_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}

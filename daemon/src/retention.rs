@@ -1,0 +1,515 @@
+//! Retention: which copies to delete, planned by a pure function, then applied.
+//!
+//! The rules (docs/operations.md, "Retention"):
+//! - Per kind, run type and source (for files: per backed-up folder), the newest N
+//!   copies are kept, N from `[retention]` (remote) or `[retention_local]` (local copies).
+//! - Chains: a copy with a `parent` (a MySQL incremental) is useless without it. A copy
+//!   whose parent is gone (not in the list, or itself unusable) is deleted, whatever N
+//!   says. A kept copy keeps its parent, and so on up the chain, even past N.
+//! - Binlogs have no run type. With `expire_log_days` set, a binlog copy is deleted
+//!   when its first event is older than that, and never earlier, even when no kept
+//!   MySQL copy needs it any more (DBAs read binlogs for more than restores).
+//! - Copies of a kind with no run type other than binlogs are never deleted.
+//!
+//! Retention runs after a successful backup (never after a failed one), over the
+//! copies of the job's kind, and on demand (`twindbctl retention`).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use twindb_proto::{CopyKind, RunType};
+
+use crate::config::{Config, RetentionPolicy};
+use crate::engine::Engine;
+use crate::status::{CopyMeta, StatusError};
+
+/// What a plan follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub keep: RetentionPolicy,
+    /// `[mysql] expire_log_days`; `None` keeps every binlog.
+    pub expire_log_days: Option<u32>,
+}
+
+/// The policy for copies on the destination.
+pub fn remote_policy(config: &Config) -> Policy {
+    Policy {
+        keep: config.retention,
+        expire_log_days: config.mysql.as_ref().map(|m| m.expire_log_days),
+    }
+}
+
+/// The policy for keep_local_path copies.
+pub fn local_policy(config: &Config) -> Policy {
+    Policy {
+        keep: config.retention_local,
+        expire_log_days: None,
+    }
+}
+
+/// One copy to delete, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deletion {
+    pub key: String,
+    pub kind: CopyKind,
+    pub run_type: Option<RunType>,
+    pub reason: String,
+}
+
+/// The copies of `copies` that `policy` deletes at `now`, in a safe order: copies
+/// that depend on others first, so that an interrupted run never leaves a copy
+/// without its parent.
+pub fn plan(copies: &[CopyMeta], policy: &Policy, now: DateTime<Utc>) -> Vec<Deletion> {
+    let by_key: HashMap<&str, &CopyMeta> = copies.iter().map(|c| (c.key.as_str(), c)).collect();
+    let mut reasons: HashMap<&str, String> = HashMap::new();
+
+    // Copies whose chain is broken, transitively.
+    let mut dead: HashSet<&str> = HashSet::new();
+    loop {
+        let before = dead.len();
+        for c in copies {
+            let Some(parent) = c.parent.as_deref() else {
+                continue;
+            };
+            if dead.contains(c.key.as_str()) {
+                continue;
+            }
+            if !by_key.contains_key(parent) || dead.contains(parent) {
+                dead.insert(&c.key);
+                reasons.insert(&c.key, format!("its parent {parent} is gone"));
+            }
+        }
+        if dead.len() == before {
+            break;
+        }
+    }
+
+    // The newest N of each group.
+    let mut groups: HashMap<(CopyKind, RunType, &str), Vec<&CopyMeta>> = HashMap::new();
+    let mut keep: HashSet<&str> = HashSet::new();
+    for c in copies {
+        match (c.kind, c.run_type) {
+            (CopyKind::Binlog, _) => {}
+            (kind, Some(rt)) => groups
+                .entry((kind, rt, c.source.as_str()))
+                .or_default()
+                .push(c),
+            // No run type: not ours to judge.
+            (_, None) => {
+                keep.insert(&c.key);
+            }
+        }
+    }
+    for ((kind, rt, source), mut group) in groups {
+        group.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.key.cmp(&a.key)));
+        let n = policy.keep.copies(rt) as usize;
+        for (i, c) in group.into_iter().enumerate() {
+            if i < n {
+                keep.insert(&c.key);
+            } else {
+                let what = if kind == CopyKind::Files {
+                    format!("{rt} copies of {source}")
+                } else {
+                    format!("{rt} {kind} copies")
+                };
+                reasons.insert(&c.key, format!("not among the newest {n} {what}"));
+            }
+        }
+    }
+    keep.retain(|k| !dead.contains(k));
+
+    // Kept copies keep their parents, up the chain.
+    let mut stack: Vec<&str> = keep.iter().copied().collect();
+    while let Some(k) = stack.pop() {
+        if let Some(parent) = by_key.get(k).and_then(|c| c.parent.as_deref()) {
+            if let Some(p) = by_key.get(parent) {
+                if keep.insert(&p.key) {
+                    stack.push(&p.key);
+                }
+            }
+        }
+    }
+
+    // Binlogs.
+    if let Some(days) = policy.expire_log_days {
+        let limit = now - Duration::days(i64::from(days));
+        for b in copies.iter().filter(|c| c.kind == CopyKind::Binlog) {
+            // The binlog's own first event dates it; the copy time is a fallback.
+            let born = b.binlog.as_ref().map_or(b.started, |m| m.first_event);
+            if born < limit {
+                reasons.insert(&b.key, format!("older than expire_log_days = {days}"));
+            } else {
+                keep.insert(&b.key);
+            }
+        }
+    } else {
+        keep.extend(
+            copies
+                .iter()
+                .filter(|c| c.kind == CopyKind::Binlog)
+                .map(|c| c.key.as_str()),
+        );
+    }
+
+    let mut out: Vec<&CopyMeta> = copies
+        .iter()
+        .filter(|c| !keep.contains(c.key.as_str()))
+        .collect();
+    // Deepest in a chain first (an incremental before its full), then oldest first.
+    let depth = |c: &CopyMeta| {
+        let mut d = 0;
+        let mut at = c.parent.as_deref();
+        while let Some(p) = at.filter(|_| d <= copies.len()) {
+            d += 1;
+            at = by_key.get(p).and_then(|p| p.parent.as_deref());
+        }
+        d
+    };
+    out.sort_by(|a, b| {
+        depth(b)
+            .cmp(&depth(a))
+            .then_with(|| a.started.cmp(&b.started))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    out.into_iter()
+        .map(|c| Deletion {
+            key: c.key.clone(),
+            kind: c.kind,
+            run_type: c.run_type,
+            reason: reasons
+                .get(c.key.as_str())
+                .cloned()
+                .unwrap_or_else(|| "not needed".into()),
+        })
+        .collect()
+}
+
+/// What applying a plan did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub deleted: Vec<Deletion>,
+    /// One line per copy that could not be deleted; it stays in the status.
+    pub errors: Vec<String>,
+    /// Copies left.
+    pub kept: usize,
+}
+
+/// Plans over the destination's status and deletes the planned copies of `kinds`:
+/// each object first, then all of them from the status in one update.
+pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, StatusError> {
+    let status = engine.status.load().await?;
+    let deletions: Vec<Deletion> = plan(&status.copies, &remote_policy(&engine.config), Utc::now())
+        .into_iter()
+        .filter(|d| kinds.contains(&d.kind))
+        .collect();
+    let mut applied = Applied::default();
+    for d in deletions {
+        match engine.dest.delete(&d.key).await {
+            Ok(()) => {
+                tracing::info!(key = %d.key, reason = %d.reason, "retention deleted a copy");
+                engine.metrics.retention_deleted(d.kind, "remote");
+                applied.deleted.push(d);
+            }
+            Err(e) => {
+                tracing::warn!(key = %d.key, error = %e, "retention could not delete a copy");
+                applied.errors.push(format!("{:#}", anyhow::Error::from(e)));
+            }
+        }
+    }
+    let gone: HashSet<&str> = applied.deleted.iter().map(|d| d.key.as_str()).collect();
+    let status = if gone.is_empty() {
+        status
+    } else {
+        engine
+            .status
+            .update(|s| s.copies.retain(|c| !gone.contains(c.key.as_str())))
+            .await?
+    };
+    engine.metrics.set_copies("remote", &status.copies);
+    applied.kept = status.copies.len();
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+    }
+
+    struct C {
+        key: &'static str,
+        kind: CopyKind,
+        rt: Option<RunType>,
+        source: &'static str,
+        hours_ago: i64,
+        parent: Option<&'static str>,
+    }
+
+    fn files(key: &'static str, rt: RunType, source: &'static str, hours_ago: i64) -> C {
+        C {
+            key,
+            kind: CopyKind::Files,
+            rt: Some(rt),
+            source,
+            hours_ago,
+            parent: None,
+        }
+    }
+
+    fn mysql(key: &'static str, rt: RunType, hours_ago: i64, parent: Option<&'static str>) -> C {
+        C {
+            key,
+            kind: CopyKind::Mysql,
+            rt: Some(rt),
+            source: "mysql",
+            hours_ago,
+            parent,
+        }
+    }
+
+    fn binlog(key: &'static str, hours_ago: i64) -> C {
+        C {
+            key,
+            kind: CopyKind::Binlog,
+            rt: None,
+            source: "binlog",
+            hours_ago,
+            parent: None,
+        }
+    }
+
+    fn metas(cs: &[C]) -> Vec<CopyMeta> {
+        cs.iter()
+            .map(|c| CopyMeta {
+                key: c.key.into(),
+                kind: c.kind,
+                run_type: c.rt,
+                backup_type: match (c.kind, c.parent) {
+                    (CopyKind::Mysql, Some(_)) => Some("incremental".into()),
+                    (CopyKind::Mysql, None) => Some("full".into()),
+                    _ => None,
+                },
+                mysql: None,
+                binlog: None,
+                parent: c.parent.map(Into::into),
+                host: "db1".into(),
+                source: c.source.into(),
+                started: t0() - Duration::hours(c.hours_ago),
+                finished: t0() - Duration::hours(c.hours_ago) + Duration::minutes(5),
+                source_size: 10,
+                size: 5,
+                sha256: String::new(),
+                modifiers: vec![],
+            })
+            .collect()
+    }
+
+    fn policy(h: u32, d: u32, w: u32, m: u32, y: u32, days: Option<u32>) -> Policy {
+        Policy {
+            keep: RetentionPolicy {
+                hourly: h,
+                daily: d,
+                weekly: w,
+                monthly: m,
+                yearly: y,
+            },
+            expire_log_days: days,
+        }
+    }
+
+    fn deleted(cs: &[C], p: &Policy) -> Vec<String> {
+        plan(&metas(cs), p, t0())
+            .into_iter()
+            .map(|d| d.key)
+            .collect()
+    }
+
+    use RunType::*;
+
+    #[test]
+    fn table() {
+        let remote = Policy {
+            keep: RetentionPolicy::REMOTE,
+            expire_log_days: Some(7),
+        };
+        let local = Policy {
+            keep: RetentionPolicy::LOCAL,
+            expire_log_days: Some(7),
+        };
+        let cases: Vec<(&str, Vec<C>, Policy, Vec<&str>)> = vec![
+            ("nothing to do", vec![], remote, vec![]),
+            (
+                "newest N per run type, oldest go first",
+                vec![
+                    files("d1", Daily, "/etc", 72),
+                    files("d2", Daily, "/etc", 48),
+                    files("d3", Daily, "/etc", 24),
+                    files("h1", Hourly, "/etc", 2),
+                    files("h2", Hourly, "/etc", 1),
+                ],
+                policy(1, 2, 4, 12, 3, None),
+                vec!["d1", "h1"],
+            ),
+            (
+                "files are kept per backed-up folder",
+                vec![
+                    files("etc1", Daily, "/etc", 48),
+                    files("etc2", Daily, "/etc", 24),
+                    files("home1", Daily, "/home", 47),
+                ],
+                policy(24, 1, 4, 12, 3, None),
+                vec!["etc1"],
+            ),
+            (
+                "0 copies deletes all of that run type",
+                vec![
+                    files("w1", Weekly, "/etc", 1),
+                    files("d1", Daily, "/etc", 1),
+                ],
+                policy(24, 7, 0, 12, 3, None),
+                vec!["w1"],
+            ),
+            (
+                "an incremental keeps its full past N",
+                vec![
+                    mysql("full-old", Daily, 30, None),
+                    mysql("full-new", Daily, 6, None),
+                    mysql("inc-a", Hourly, 29, Some("full-old")),
+                    mysql("inc-b", Hourly, 5, Some("full-new")),
+                ],
+                // One daily: full-old would go, but the kept inc-a needs it.
+                policy(2, 1, 4, 12, 3, None),
+                vec![],
+            ),
+            (
+                "the full goes once its last incremental goes, dependents first",
+                vec![
+                    mysql("full-old", Daily, 30, None),
+                    mysql("full-new", Daily, 6, None),
+                    mysql("inc-a", Hourly, 29, Some("full-old")),
+                    mysql("inc-b", Hourly, 5, Some("full-new")),
+                ],
+                policy(1, 1, 4, 12, 3, None),
+                vec!["inc-a", "full-old"],
+            ),
+            (
+                "an incremental whose full is gone is removed, even within N",
+                vec![
+                    mysql("inc-orphan", Hourly, 2, Some("missing-full")),
+                    mysql("inc-of-orphan", Hourly, 1, Some("inc-orphan")),
+                    mysql("full", Daily, 3, None),
+                ],
+                remote,
+                vec!["inc-of-orphan", "inc-orphan"],
+            ),
+            (
+                "binlogs: only expired ones go, even those no kept MySQL copy needs stay",
+                vec![
+                    mysql("full", Daily, 48, None),
+                    binlog("b-old", 24 * 8),
+                    binlog("b-before-full", 50),
+                    binlog("b-after-full", 47),
+                    binlog("b-new", 1),
+                ],
+                remote,
+                vec!["b-old"],
+            ),
+            (
+                "binlogs a kept copy needs still expire after expire_log_days",
+                vec![
+                    mysql("full", Daily, 24 * 10, None),
+                    binlog("b-needed-but-old", 24 * 9),
+                    binlog("b-needed", 24 * 6),
+                ],
+                remote,
+                vec!["b-needed-but-old"],
+            ),
+            (
+                "without expire_log_days binlogs stay",
+                vec![binlog("b-old", 24 * 400)],
+                policy(1, 1, 1, 1, 1, None),
+                vec![],
+            ),
+            (
+                "without any MySQL copy only age counts",
+                vec![binlog("b-old", 24 * 8), binlog("b-new", 24)],
+                remote,
+                vec!["b-old"],
+            ),
+            (
+                "local defaults keep far less than remote ones",
+                vec![
+                    files("h1", Hourly, "/etc", 3),
+                    files("h2", Hourly, "/etc", 2),
+                    files("d1", Daily, "/etc", 30),
+                    files("d2", Daily, "/etc", 6),
+                    files("w1", Weekly, "/etc", 100),
+                    files("m1", Monthly, "/etc", 500),
+                ],
+                local,
+                vec!["m1", "w1", "d1", "h1"],
+            ),
+            (
+                "the same copies under the remote defaults",
+                vec![
+                    files("h1", Hourly, "/etc", 3),
+                    files("h2", Hourly, "/etc", 2),
+                    files("d1", Daily, "/etc", 30),
+                    files("d2", Daily, "/etc", 6),
+                    files("w1", Weekly, "/etc", 100),
+                    files("m1", Monthly, "/etc", 500),
+                ],
+                remote,
+                vec![],
+            ),
+            (
+                "a local policy keeps a full its incremental needs",
+                vec![
+                    mysql("full-1", Daily, 30, None),
+                    mysql("full-2", Daily, 6, None),
+                    mysql("inc-1", Hourly, 5, Some("full-1")),
+                ],
+                local,
+                vec![],
+            ),
+        ];
+        for (name, copies, p, want) in cases {
+            assert_eq!(deleted(&copies, &p), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn reasons_say_why() {
+        let copies = metas(&[
+            files("d1", Daily, "/etc", 48),
+            files("d2", Daily, "/etc", 24),
+            mysql("inc", Hourly, 1, Some("gone")),
+        ]);
+        let p = plan(&copies, &policy(24, 1, 4, 12, 3, None), t0());
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].reason, "its parent gone is gone");
+        assert_eq!(p[1].reason, "not among the newest 1 daily copies of /etc");
+    }
+
+    #[test]
+    fn a_plan_is_stable_applied_twice() {
+        let copies = metas(&[
+            mysql("full-old", Daily, 30, None),
+            mysql("full-new", Daily, 6, None),
+            mysql("inc-a", Hourly, 29, Some("full-old")),
+            mysql("inc-b", Hourly, 5, Some("full-new")),
+            files("d1", Daily, "/etc", 48),
+            files("d2", Daily, "/etc", 24),
+        ]);
+        let p = policy(1, 1, 4, 12, 3, Some(7));
+        let first = plan(&copies, &p, t0());
+        let left: Vec<CopyMeta> = copies
+            .into_iter()
+            .filter(|c| !first.iter().any(|d| d.key == c.key))
+            .collect();
+        assert!(plan(&left, &p, t0()).is_empty());
+    }
+}

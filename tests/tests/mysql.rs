@@ -1,0 +1,430 @@
+//! MySQL backups against a real MariaDB with real mariabackup, proven by restoring each
+//! copy and starting a server on it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use twindb_tests::mariadb::{self, MariaDb};
+use twindb_tests::*;
+
+const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
+
+fn mysql_config(root: &Path, db: &MariaDb, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"[daemon]
+socket = "{root}/twindbd.sock"
+state_dir = "{root}/state"
+hostname = "dbhost"
+run_at_start = false
+
+[source]
+backup_mysql = true
+
+[mysql]
+mysql_defaults_file = "{defaults}"
+full_backup = "daily"
+{extra}
+
+[destination]
+backup_destination = "local"
+
+[local]
+path = "{root}/backups"
+
+[compression]
+program = "zstd"
+"#,
+        root = root.display(),
+        defaults = db.defaults_file.display(),
+    );
+    let path = root.join("twindb.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn batch(db: &MariaDb, n: u32) {
+    let from = n * 1000 + 1;
+    let to = n * 1000 + 1000;
+    db.sql(&format!(
+        "USE shop; INSERT INTO orders SELECT seq, CONCAT('batch{n}-', seq) FROM seq_{from}_to_{to}; \
+         INSERT INTO notes VALUES ({n}, 'note {n}')"
+    ));
+}
+
+/// Runs one run type and returns the key of the MySQL copy it made.
+fn run(d: &Daemon, run_type: &str) -> String {
+    let out = d.ctl(&["--json", "run", run_type]).success();
+    let jobs = out.json();
+    let mysql = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "backup_mysql")
+        .unwrap_or_else(|| panic!("no mysql job: {out:?}"));
+    assert_eq!(mysql["state"], "succeeded", "{mysql}");
+    mysql["copies"][0].as_str().unwrap().to_string()
+}
+
+fn restore_and_fingerprint(
+    d: &Daemon,
+    key: &str,
+    dst: &Path,
+    cache: &Path,
+) -> (Vec<(String, String, String)>, String) {
+    let out = d
+        .ctl(&[
+            "restore",
+            "mysql",
+            key,
+            "--dst",
+            dst.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+        .success();
+    assert!(
+        dst.join("_config").exists() || !Path::new("/etc/mysql/my.cnf").exists(),
+        "my.cnf files are restored"
+    );
+    // _config is not a database: move it out before starting, as the message says.
+    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
+    let server = MariaDb::start_restored(dst);
+    let fp = server.fingerprint(&TABLES);
+    server.stop();
+    (fp, out.stdout)
+}
+
+#[test]
+fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; \
+         CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
+         CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
+    );
+    let t = scratch();
+    let config = mysql_config(t.path(), &db, "");
+    let d = Daemon::start(&config);
+
+    batch(&db, 1);
+    let full1 = run(&d, "daily");
+    let at_full1 = db.fingerprint(&TABLES);
+    batch(&db, 2);
+    let inc1 = run(&d, "hourly");
+    let at_inc1 = db.fingerprint(&TABLES);
+    batch(&db, 3);
+    let inc2 = run(&d, "hourly");
+    let at_inc2 = db.fingerprint(&TABLES);
+    batch(&db, 4);
+    let full2 = run(&d, "daily");
+    let at_full2 = db.fingerprint(&TABLES);
+
+    let ls = d.ctl(&["--json", "ls", "--type", "mysql"]).success().json();
+    let types: Vec<(String, String)> = ls["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["backup_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (key, want) in [
+        (&full1, "full"),
+        (&inc1, "incremental"),
+        (&inc2, "incremental"),
+        (&full2, "full"),
+    ] {
+        assert!(
+            types.contains(&(key.clone(), want.to_string())),
+            "{key} should be {want}: {types:?}"
+        );
+    }
+
+    let cache = t.path().join("cache");
+    for (i, (key, want)) in [
+        (&full1, &at_full1),
+        (&inc1, &at_inc1),
+        (&inc2, &at_inc2),
+        (&full2, &at_full2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dst = t.path().join(format!("restored-{i}"));
+        let (got, stdout) = restore_and_fingerprint(&d, key, &dst, &cache);
+        assert_eq!(
+            &got, want,
+            "{key} must restore to the state at its backup time"
+        );
+        if key == &inc1 {
+            // Restored after a newer full exists: it still uses its own parent.
+            assert!(
+                stdout.contains(&format!("incremental on its full copy {full1}")),
+                "{stdout}"
+            );
+        }
+    }
+    // Both incrementals of full1 shared one cached, prepared full.
+    assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+
+    // Binary logs: closed ones are copied, the current one is not, and they decode.
+    let binlogs = d
+        .ctl(&["--json", "ls", "--type", "binlog"])
+        .success()
+        .json();
+    let keys: Vec<String> = binlogs["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(keys.len() >= 4, "{keys:?}");
+    let current = db.sql("SHOW MASTER STATUS");
+    let current = current.split('\t').next().unwrap();
+    assert!(
+        !keys.iter().any(|k| k.contains(current)),
+        "the current binlog {current} must not be copied: {keys:?}"
+    );
+    let mut decoded = String::new();
+    for k in &keys {
+        let path = t.path().join("backups").join(k);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("zstd -dc '{}' | mariadb-binlog -", path.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{k} does not decode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        decoded.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    for n in 1..=3 {
+        assert!(
+            decoded.contains(&format!("batch{n}-")),
+            "the copied binlogs hold batch {n}"
+        );
+    }
+
+    // verify: a good copy succeeds.
+    let out = d.ctl(&["verify", "mysql", &inc2]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["success"], true, "{report}");
+    assert_eq!(report["copy"], inc2.as_str());
+}
+
+#[test]
+fn a_broken_backup_fails_with_the_reason_and_leaves_nothing() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    let t = scratch();
+    let config = mysql_config(t.path(), &db, "");
+    // Wrong credentials.
+    fs::write(
+        &db.defaults_file,
+        format!(
+            "[client]\nuser=nobody_here\npassword=wrong\nsocket={}\n",
+            db.socket.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config);
+    let out = d.ctl(&["--json", "run", "daily"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let jobs = out.json();
+    let mysql = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "backup_mysql")
+        .unwrap();
+    assert_eq!(mysql["state"], "failed");
+    let error = mysql["error"].as_str().unwrap();
+    assert!(error.contains("Access denied"), "{error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password must not appear: {error}"
+    );
+    assert!(ls_keys(&d).is_empty());
+
+    // The backup tool itself failing (as when it is killed): a stand-in that exits 3.
+    fs::write(
+        &db.defaults_file,
+        format!("[client]\nuser=root\nsocket={}\n", db.socket.display()),
+    )
+    .unwrap();
+    let wrapper = t.path().join("failing-backup.sh");
+    fs::write(
+        &wrapper,
+        "#!/bin/sh\necho 'InnoDB: simulated failure' >&2\nexit 3\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    assert_eq!(d.stop(), 0);
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", wrapper.display()),
+    );
+    let d = Daemon::start(&config);
+    let out = d.ctl(&["--json", "run", "daily"]);
+    assert_ne!(out.code, 0);
+    let jobs = out.json();
+    let mysql = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "backup_mysql")
+        .unwrap();
+    let error = mysql["error"].as_str().unwrap();
+    assert!(error.contains("exit status: 3"), "{error}");
+    assert!(
+        error.contains("simulated failure"),
+        "the tool's stderr tail is in the error: {error}"
+    );
+    assert!(
+        !ls_keys(&d).iter().any(|k| k.contains("/mysql/")),
+        "no MySQL copy may be listed"
+    );
+}
+
+#[test]
+fn verify_of_a_corrupted_copy_fails() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)); \
+            CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
+    );
+    batch(&db, 1);
+    let t = scratch();
+    let config = mysql_config(t.path(), &db, "");
+    let d = Daemon::start(&config);
+    let key = run(&d, "daily");
+    let stored = t.path().join("backups").join(&key);
+    let mut bytes = fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&stored, bytes).unwrap();
+    let out = d.ctl(&["verify", "mysql", &key]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["success"], false);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch"),
+        "{report}"
+    );
+}
+
+/// A stand-in backup tool that records the node's wsrep_desync while it runs, then
+/// runs mariabackup (or fails, when `fail` is set).
+fn desync_probe(dir: &Path, db: &MariaDb, fail: bool) -> std::path::PathBuf {
+    let probe = dir.join("desync-during-backup");
+    let script = dir.join(if fail { "probe-fail.sh" } else { "probe.sh" });
+    let tail = if fail {
+        "echo 'simulated failure' >&2; exit 1".to_string()
+    } else {
+        "exec mariabackup \"$@\"".to_string()
+    };
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nmariadb -uroot --socket={} -N -e 'select @@wsrep_desync' > {}\n{tail}\n",
+            db.socket.display(),
+            probe.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    script
+}
+
+#[test]
+fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start_galera();
+    assert_eq!(db.sql("SELECT @@wsrep_on"), "1");
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)); \
+            CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40))",
+    );
+    batch(&db, 1);
+    let t = scratch();
+    let probe = t.path().join("desync-during-backup");
+
+    // A successful backup: desynced while it runs, synced after.
+    let tool = desync_probe(t.path(), &db, false);
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", tool.display()),
+    );
+    let d = Daemon::start(&config);
+    let key = run(&d, "daily");
+    assert_eq!(
+        fs::read_to_string(&probe).unwrap().trim(),
+        "1",
+        "wsrep_desync was ON during the backup"
+    );
+    assert_eq!(db.sql("SELECT @@wsrep_desync"), "0", "and OFF after it");
+
+    // The restore writes grastate.dat from the copy's galera info.
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "mysql", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    let grastate = fs::read_to_string(dst.join("grastate.dat")).unwrap();
+    let uuid = db.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'");
+    let uuid = uuid.split('\t').nth(1).unwrap();
+    assert!(grastate.contains(&format!("uuid:    {uuid}")), "{grastate}");
+    assert!(grastate.contains("seqno:   "), "{grastate}");
+    let provider = db.sql("SHOW STATUS LIKE 'wsrep_provider_version'");
+    assert!(
+        grastate.contains(provider.split('\t').nth(1).unwrap()),
+        "{grastate}"
+    );
+    assert_eq!(d.stop(), 0);
+
+    // A failed backup: the node is resynced all the same.
+    fs::remove_file(&probe).unwrap();
+    let tool = desync_probe(t.path(), &db, true);
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", tool.display()),
+    );
+    let d = Daemon::start(&config);
+    let out = d.ctl(&["run", "daily"]);
+    assert_ne!(out.code, 0);
+    assert_eq!(fs::read_to_string(&probe).unwrap().trim(), "1");
+    assert_eq!(
+        db.sql("SELECT @@wsrep_desync"),
+        "0",
+        "wsrep_desync must be OFF after a failed backup"
+    );
+}
