@@ -22,6 +22,10 @@ command -v zstd >/dev/null || need_apt+=(zstd)
 # The ssh destination's tests run a real OpenSSH server and make keys with ssh-keygen.
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+# openssl makes the RSA keys of the GCS service-account tests.
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"
@@ -33,6 +37,17 @@ if ! command -v cargo >/dev/null; then
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
+fi
+
+# Object-store servers for the s3 and gcs tests (tests/src/servers.rs).
+# s3s-fs checks SigV4 signatures; 0.14.1 is the last release that builds with Rust 1.95.
+if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  cargo install s3s-fs --version 0.14.1 --features binary --locked
+fi
+if ! command -v gcp-storage-emulator >/dev/null; then
+  # Debian's own python refuses system-wide pip installs without this (PEP 668).
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q gcp-storage-emulator==2026.7.19
+  command -v pyenv >/dev/null && pyenv rehash || true
 fi
 
 cargo fmt --all -- --check

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use twindb_proto::{
     CheckResponse, CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse,
     RestoreRequest, RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType,
-    StatusResponse, VerifyReport, VerifyRequest,
+    ShareRequest, ShareResponse, StatusResponse, VerifyReport, VerifyRequest, MAX_SHARE_SECONDS,
 };
 
 use crate::client::{Client, ClientError};
@@ -82,6 +82,14 @@ enum Command {
     Cancel { id: u64 },
     /// Check that the destination (and keep_local_path) is reachable and writable.
     Check,
+    /// Print a time-limited download link for a copy (S3 and GCS destinations).
+    Share {
+        /// A key as `twindbctl ls` prints it.
+        copy: String,
+        /// How long the link works: e.g. 30m, 12h, 7d (at most 7d).
+        #[arg(long, default_value = "1d", value_parser = parse_expiry)]
+        expires: u64,
+    },
     /// Apply retention now ([retention]); --dry-run only prints what it would delete.
     Retention {
         #[arg(long)]
@@ -302,6 +310,31 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 ExitCode::FAILURE
             })
         }
+        Command::Share { copy, expires } => {
+            let resp: ShareResponse = client
+                .post(
+                    "/v1/share",
+                    &ShareRequest {
+                        copy,
+                        expires_seconds: expires,
+                    },
+                )
+                .await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                // The URL alone on stdout, so that `$(twindbctl share ...)` works.
+                println!("{}", resp.url);
+                eprintln!(
+                    "anyone with this link can download {} until {} (local time)",
+                    resp.copy,
+                    resp.expires_at
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cancel { id } => {
             let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;
             if json {
@@ -359,5 +392,41 @@ fn exit_for(infos: &[JobInfo]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// "90s", "30m", "12h", "7d" or plain seconds -> seconds, 1 s to 7 days.
+fn parse_expiry(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    if (1..=MAX_SHARE_SECONDS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!("{s:?}: a share link lasts 1s to 7d"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiry;
+
+    #[test]
+    fn share_expiry_takes_units_and_stays_within_seven_days() {
+        assert_eq!(parse_expiry("90"), Ok(90));
+        assert_eq!(parse_expiry("30m"), Ok(1800));
+        assert_eq!(parse_expiry("12h"), Ok(43_200));
+        assert_eq!(parse_expiry("7d"), Ok(604_800));
+        for bad in ["0", "8d", "1w", "d", "-1h", ""] {
+            assert!(parse_expiry(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -64,6 +64,9 @@ impl Daemon {
                 .await
                 .with_context(|| format!("keep_local_path {} is not usable", local.name()))?;
         }
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
         clean_partials(&engine).await;
         let metrics_listener = match config.daemon.metrics_listen {
             Some(addr) => Some(
@@ -319,6 +322,14 @@ async fn clean_partials(engine: &Engine) {
             engine.dest.name(),
             Ssh::new(cfg.clone())
                 .remove_partials(host)
+                .await
+                .map_err(|e| format!("{e:#}")),
+        )),
+        DestinationConfig::S3(_) | DestinationConfig::Gcs(_) => results.push((
+            engine.dest.name(),
+            engine
+                .dest
+                .clean_partials(&format!("{host}/"))
                 .await
                 .map_err(|e| format!("{e:#}")),
         )),

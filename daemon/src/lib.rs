@@ -20,6 +20,7 @@ pub mod queue;
 pub mod restore;
 pub mod retention;
 pub mod scheduler;
+pub mod share;
 pub mod source;
 pub mod state;
 pub mod status;

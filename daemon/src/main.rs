@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        for w in &config.warnings {
+            eprintln!("twindbd: warning: {w}");
+        }
         println!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }

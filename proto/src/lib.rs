@@ -322,6 +322,27 @@ pub struct JobsResponse {
     pub jobs: Vec<JobInfo>,
 }
 
+/// `POST /v1/share`: a time-limited download link for one copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareRequest {
+    /// A key as `ls` prints it.
+    pub copy: String,
+    /// How long the link works, 1 s to 7 days.
+    pub expires_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareResponse {
+    pub copy: String,
+    /// Anyone holding it can download the copy (as stored: compressed, encrypted)
+    /// until `expires_at`.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Longest life of a share link: what S3 and GCS allow for a signed URL.
+pub const MAX_SHARE_SECONDS: u64 = 7 * 86_400;
+
 /// `POST /v1/retention`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetentionRequest {

@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod mariadb;
+pub mod servers;
 pub mod sinks;
 pub mod sshd;
 
@@ -22,9 +23,15 @@ use sha2::{Digest, Sha256};
 /// A twindb binary built alongside this test (target/<profile>/NAME).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target folder");
-    let path = dir.join(name);
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary of this crate
+    // (twindb-bench) sits in target/<profile>/ itself.
+    let beside = exe.parent().expect("target folder").join(name);
+    let path = if beside.exists() {
+        beside
+    } else {
+        let dir = exe.parent().and_then(Path::parent).expect("target folder");
+        dir.join(name)
+    };
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (cargo nextest run --workspace builds every binary)",
@@ -74,6 +81,60 @@ program = "{compression}"
     let path = root.join("twindb.toml");
     fs::write(&path, text).expect("write config");
     path
+}
+
+/// Like [`files_config`], but to the destination `destination` (e.g. "s3") configured
+/// by `sections` (e.g. the `[s3]` section).
+pub fn files_config_to(
+    root: &Path,
+    dirs: &[&Path],
+    compression: &str,
+    destination: &str,
+    sections: &str,
+) -> PathBuf {
+    let path = files_config(root, dirs, compression, "");
+    let text = fs::read_to_string(&path).expect("read config");
+    let local = format!(
+        "backup_destination = \"local\"\n\n[local]\npath = \"{}/backups\"\n",
+        root.display()
+    );
+    assert!(text.contains(&local), "files_config changed its layout");
+    let text = text.replace(&local, &format!("backup_destination = \"{destination}\"\n"));
+    fs::write(&path, format!("{text}\n{sections}\n")).expect("write config");
+    path
+}
+
+/// GET `url` with a plain HTTP/1.1 client (no TLS, no redirects): status and body.
+pub fn fetch_url(url: &str) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP headers");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = raw[end + 4..].to_vec();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked answers are not decoded by this test client"
+    );
+    (status, body)
 }
 
 /// A twindbd process.

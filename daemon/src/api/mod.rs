@@ -17,7 +17,8 @@ use futures::StreamExt;
 use twindb_proto::{
     ApiError, CheckResponse, CopyKind, DestinationCheck, EnqueuedJob, JobEvent, JobState,
     JobsResponse, LsQuery, LsResponse, PlannedDeletion, RestoreRequest, RetentionRequest,
-    RetentionResponse, RunRequest, RunResponse, RunTypeStatus, StatusResponse, VerifyRequest,
+    RetentionResponse, RunRequest, RunResponse, RunTypeStatus, ShareRequest, ShareResponse,
+    StatusResponse, VerifyRequest,
 };
 
 pub use self::peer::Peer;
@@ -53,6 +54,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/ls", get(ls))
         .route("/v1/restore", post(restore))
+        .route("/v1/share", post(share))
         .route("/v1/verify", post(verify))
         .route("/v1/check", get(check))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
@@ -484,5 +486,24 @@ async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> 
         )
             .into_response(),
         Err(e) => queue_error(e),
+    }
+}
+
+async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {
+    use crate::share::ShareError;
+    match crate::share::share(&app.engine(), &req.copy, req.expires_seconds).await {
+        Ok((url, expires_at)) => Json(ShareResponse {
+            copy: req.copy,
+            url,
+            expires_at,
+        })
+        .into_response(),
+        Err(e @ ShareError::UnknownCopy(_)) => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        }
+        Err(e @ ShareError::BadExpiry(_)) => {
+            error(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
     }
 }

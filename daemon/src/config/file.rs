@@ -18,8 +18,8 @@ pub struct ConfigFile {
     pub ssh: Option<super::ssh::SshSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
-    pub s3: Option<toml::Table>,
-    pub gcs: Option<toml::Table>,
+    pub s3: Option<super::s3::S3Section>,
+    pub gcs: Option<super::gcs::GcsSection>,
     pub gpg: Option<toml::Table>,
     pub retention: Option<RetentionSection>,
     pub retention_local: Option<RetentionSection>,

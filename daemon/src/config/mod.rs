@@ -6,7 +6,10 @@
 //! the key. Relative paths resolve against the config file's folder.
 
 mod file;
+mod gcs;
 mod ops;
+mod s3;
+mod secret;
 mod ssh;
 
 use std::fmt;
@@ -14,10 +17,12 @@ use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::gcs::GcsConfig;
 pub use self::ops::{
     default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
     RetentionPolicy, ScheduleConfig, Secret, SmtpTls,
 };
+pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
 use crate::modifier::ModifierSpec;
 
@@ -46,6 +51,8 @@ pub struct Config {
     pub retention_local: RetentionPolicy,
     pub export: Option<ExportConfig>,
     pub notify: Option<NotifyConfig>,
+    /// Problems that do not stop twindbd (a secret readable by others...), logged at start.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +90,8 @@ pub struct MysqlConfig {
 pub enum DestinationConfig {
     Local { path: PathBuf },
     Ssh(SshConfig),
+    S3(S3Config),
+    Gcs(GcsConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -165,8 +174,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         text,
         base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         errors: Vec::new(),
+        warnings: Vec::new(),
+        inline_secrets: Vec::new(),
     };
-    let config = v.validate(raw);
+    let mut config = v.validate(raw);
+    if !v.inline_secrets.is_empty() && secret::readable_by_others(path) {
+        v.warnings.push(format!(
+            "{} holds secrets ({}) and is readable by other users: chmod 600 it, or move \
+             the secrets to *_file keys",
+            path.display(),
+            v.inline_secrets.join(", ")
+        ));
+    }
+    config.warnings = std::mem::take(&mut v.warnings);
     if v.errors.is_empty() {
         Ok(config)
     } else {
@@ -179,6 +199,9 @@ struct Validator<'a> {
     text: &'a str,
     base: PathBuf,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    /// `[section] key` of every secret written in the file itself.
+    inline_secrets: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -202,11 +225,7 @@ impl Validator<'_> {
     }
 
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
-        let not_yet = [
-            ("s3", raw.s3.is_some(), "the s3 destination"),
-            ("gcs", raw.gcs.is_some(), "the gcs destination"),
-            ("gpg", raw.gpg.is_some(), "GPG encryption"),
-        ];
+        let not_yet = [("gpg", raw.gpg.is_some(), "GPG encryption")];
         for (section, present, what) in not_yet {
             if present {
                 self.error(
@@ -224,7 +243,8 @@ impl Validator<'_> {
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
         let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
-        let (destination, keep_local_path) = self.destination(raw.destination, raw.local, raw.ssh);
+        let (destination, keep_local_path) =
+            self.destination(raw.destination, raw.local, raw.ssh, raw.s3, raw.gcs);
         self.no_backup_of_backups(&source, &destination, keep_local_path.as_deref());
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
@@ -250,6 +270,7 @@ impl Validator<'_> {
             retention_local,
             export,
             notify,
+            warnings: Vec::new(),
         }
     }
 
@@ -357,6 +378,8 @@ impl Validator<'_> {
         d: Option<file::DestinationSection>,
         local: Option<file::LocalSection>,
         ssh: Option<ssh::SshSection>,
+        s3: Option<s3::S3Section>,
+        gcs: Option<gcs::GcsSection>,
     ) -> (DestinationConfig, Option<PathBuf>) {
         let Some(d) = d else {
             self.error("destination", "", "missing section: set backup_destination");
@@ -379,7 +402,7 @@ impl Validator<'_> {
             }
             Some(p) => Some(self.path(p)),
         };
-        let destination = self.remote_destination(&d, local, ssh);
+        let destination = self.remote_destination(&d, local, ssh, s3, gcs);
         if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
             if !path.as_os_str().is_empty() && (keep.starts_with(path) || path.starts_with(keep)) {
                 self.error(
@@ -401,6 +424,8 @@ impl Validator<'_> {
         d: &file::DestinationSection,
         local: Option<file::LocalSection>,
         ssh: Option<ssh::SshSection>,
+        s3: Option<s3::S3Section>,
+        gcs: Option<gcs::GcsSection>,
     ) -> DestinationConfig {
         match d.backup_destination.as_str() {
             "local" => {
@@ -422,19 +447,8 @@ impl Validator<'_> {
                 }
             }
             "ssh" => DestinationConfig::Ssh(self.ssh(ssh)),
-            "s3" | "gcs" => {
-                self.error(
-                    "destination",
-                    "backup_destination",
-                    format!(
-                        "{:?} is not supported yet by this version of twindb",
-                        d.backup_destination
-                    ),
-                );
-                DestinationConfig::Local {
-                    path: PathBuf::new(),
-                }
-            }
+            "s3" => DestinationConfig::S3(self.s3(s3)),
+            "gcs" => DestinationConfig::Gcs(self.gcs(gcs)),
             other => {
                 self.error(
                     "destination",
@@ -756,9 +770,9 @@ level = 5
 
     #[test]
     fn unbuilt_sections_say_not_supported_yet() {
-        let err = parse_str(&format!("{GOOD}\n[s3]\nbucket = \"b\"\n")).unwrap_err();
+        let err = parse_str(&format!("{GOOD}\n[gpg]\nrecipient = \"b\"\n")).unwrap_err();
         assert!(err.to_string().contains("not supported yet"), "{err}");
-        assert_eq!(err.0[0].key, "[s3]");
+        assert_eq!(err.0[0].key, "[gpg]");
         assert_eq!(err.0[0].line, Some(20));
     }
 

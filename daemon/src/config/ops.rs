@@ -315,6 +315,7 @@ impl Validator<'_> {
                         String::new()
                     }
                 };
+                self.inline_secrets.push("[export] api_key".into());
                 Some(ExportConfig::Datadog {
                     api_key: Secret(api_key),
                     app_key: e.app_key.map(Secret),
@@ -429,6 +430,9 @@ impl Validator<'_> {
                 SmtpTls::Tls => 465,
                 SmtpTls::None => 25,
             });
+            if n.smtp_password.is_some() {
+                self.inline_secrets.push("[notify] smtp_password".into());
+            }
             Some(EmailConfig {
                 to: n.email_to,
                 from,

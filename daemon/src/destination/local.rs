@@ -180,6 +180,16 @@ impl Destination for Local {
             .boxed()
     }
 
+    async fn clean_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
+        let this = self.clone();
+        let owned = prefix.to_string();
+        tokio::task::spawn_blocking(move || this.remove_partials(&owned))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| self.err("cleaning partial uploads under", prefix, e))
+    }
+
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
         let path = self.path(key).map_err(|e| self.err("deleting", key, e))?;
         match tokio::fs::remove_file(&path).await {

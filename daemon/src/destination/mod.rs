@@ -2,21 +2,26 @@
 //!
 //! A destination knows keys and bytes, never what produced them.
 
+mod gcs;
 mod local;
 pub mod retry;
+mod s3;
 mod ssh;
 
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+pub use self::gcs::Gcs;
 pub use self::local::Local;
 pub use self::retry::Backoff;
+pub use self::s3::S3;
 pub use self::ssh::{Ssh, Tuning as SshTuning};
 use crate::config::DestinationConfig;
 use crate::pipeline::ByteStream;
@@ -26,6 +31,8 @@ pub fn build(config: &DestinationConfig) -> Arc<dyn Destination> {
     match config {
         DestinationConfig::Local { path } => Arc::new(Local::new(path)),
         DestinationConfig::Ssh(ssh) => Arc::new(Ssh::new(ssh.clone())),
+        DestinationConfig::S3(c) => Arc::new(S3::new(c)),
+        DestinationConfig::Gcs(c) => Arc::new(Gcs::new(c)),
     }
 }
 
@@ -85,6 +92,27 @@ pub trait Destination: Send + Sync + fmt::Debug {
             .await
             .map_err(|e| DestinationError::io(&self.name(), key, e))?;
         Ok(Some(chunks.concat().into()))
+    }
+
+    /// A URL that lets whoever holds it download `key` until `expires` from now,
+    /// without credentials of their own. Destinations that cannot sign say so.
+    async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
+        let _ = expires;
+        Err(DestinationError::new(
+            &self.name(),
+            "sharing",
+            Some(key),
+            io::Error::other("this destination cannot make share links (s3 and gcs can)"),
+        )
+        .with_kind(ErrorKind::Other))
+    }
+
+    /// Removes what interrupted uploads under `prefix` left behind (parts of multipart
+    /// uploads, temp files) and returns how many. Only call this while no upload under
+    /// `prefix` can be running (twindbd does at start, holding its state lock).
+    async fn clean_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
+        let _ = prefix;
+        Ok(0)
     }
 
     /// Writes a small object whole, atomically.
@@ -151,6 +179,12 @@ impl DestinationError {
             key: key.map(str::to_string),
             cause,
         }
+    }
+
+    /// The same error with `kind` set, for backends whose errors are not `io::Error`s.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Whether trying the same operation again may succeed.

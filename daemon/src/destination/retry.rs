@@ -85,6 +85,21 @@ where
     }
 }
 
+/// Tries [`retry`] makes with the default backoff.
+pub const ATTEMPTS: u32 = 5;
+
+/// [`retry`] with the default backoff; `what` names the operation in the retry log.
+pub async fn retry_as<T, F, Fut>(what: &str, op: F) -> Result<T, DestinationError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DestinationError>>,
+{
+    use tracing::Instrument;
+    retry(&Backoff::default(), op)
+        .instrument(tracing::info_span!("destination", op = %what))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;

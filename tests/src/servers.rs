@@ -1,0 +1,347 @@
+//! Object-store servers for the tests, on 127.0.0.1 with free ports and temp dirs,
+//! killed on drop:
+//!
+//! - [`S3Server`]: s3s-fs (crates.io), which checks SigV4 signatures, so wrong
+//!   credentials really fail. Objects are plain files under `root()/BUCKET/`.
+//! - [`GcsServer`]: gcp-storage-emulator (PyPI), the JSON API incl. resumable uploads,
+//!   stored on disk so a restart keeps what was finalized.
+//! - [`TokenServer`]: a fake OAuth token endpoint for service-account keys.
+//!
+//! scripts/test.sh installs both servers. When one is missing a test fails under
+//! `CI=true` and says "skipped" otherwise (see [`require`]).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::in_ci;
+
+pub const S3_ACCESS_KEY: &str = "twindb-test-key";
+pub const S3_SECRET_KEY: &str = "twindb-test-secret-Kq9w";
+pub const BUCKET: &str = "twindb-test";
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The path of `program` (PATH, then ~/.cargo/bin). `None` means the test should
+/// stop: it panics under CI=true, prints "skipped" otherwise.
+pub fn require(program: &str, install: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    if let Some(found) = dirs.iter().map(|d| d.join(program)).find(|p| p.is_file()) {
+        return Some(found);
+    }
+    let msg = format!("{program} is missing: install it with `{install}` (scripts/test.sh does)");
+    assert!(!in_ci(), "{msg}");
+    eprintln!("skipped: {msg}");
+    None
+}
+
+fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within 30 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn stop_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// s3s-fs serving one bucket, [`BUCKET`], with [`S3_ACCESS_KEY`]/[`S3_SECRET_KEY`].
+pub struct S3Server {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    /// `None` when s3s-fs is missing outside CI.
+    pub fn start() -> Option<S3Server> {
+        let bin = require(
+            "s3s-fs",
+            "cargo install s3s-fs --version 0.14.1 --features binary --locked",
+        )?;
+        let dir = crate::scratch();
+        std::fs::create_dir_all(dir.path().join("data").join(BUCKET)).expect("bucket dir");
+        let mut s = S3Server {
+            bin,
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        s.restart();
+        Some(s)
+    }
+
+    /// The folder s3s-fs serves: `root()/BUCKET/KEY` are the objects; multipart
+    /// parts in progress are `root()/.upload_id-*` files.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Starts it again on the same port and folder.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = self.dir.path().join("s3s-fs.log");
+        let mut child = Command::new(&self.bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(self.root())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn s3s-fs");
+        wait_listening(self.port, &mut child, &log, "s3s-fs");
+        self.child = Some(child);
+    }
+
+    /// Multipart uploads whose parts are still stored (neither completed nor aborted).
+    pub fn pending_parts(&self) -> Vec<String> {
+        std::fs::read_dir(self.root())
+            .expect("s3s-fs root")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".upload_id-"))
+            .collect()
+    }
+
+    /// An `[s3]` section for this server; `extra` is appended.
+    pub fn config_section(&self, extra: &str) -> String {
+        format!(
+            "[s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\naws_access_key_id = \"{S3_ACCESS_KEY}\"\n\
+             aws_secret_access_key = \"{S3_SECRET_KEY}\"\n{extra}\n",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// gcp-storage-emulator with the bucket [`BUCKET`], storing on disk.
+pub struct GcsServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl GcsServer {
+    /// `None` when the emulator is missing outside CI.
+    pub fn start() -> Option<GcsServer> {
+        let bin = require(
+            "gcp-storage-emulator",
+            "pip install gcp-storage-emulator==2026.7.19",
+        )?;
+        let mut s = GcsServer {
+            bin,
+            dir: crate::scratch(),
+            port: free_port(),
+            child: None,
+        };
+        s.restart();
+        Some(s)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Starts it again on the same port and storage folder.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = self.dir.path().join("emulator.log");
+        let mut child = Command::new(&self.bin)
+            .args(["start", "--host", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--default-bucket", BUCKET, "-q"])
+            .env("STORAGE_BASE", self.dir.path())
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn gcp-storage-emulator");
+        wait_listening(self.port, &mut child, &log, "gcp-storage-emulator");
+        self.child = Some(child);
+    }
+
+    /// A `[gcs]` section for this emulator; `extra` is appended.
+    pub fn config_section(&self, extra: &str) -> String {
+        format!(
+            "[gcs]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\n{extra}\n",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for GcsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fake OAuth token endpoint: answers every POST with a token, or with 400
+/// `invalid_grant` when built with `accept = false` (a revoked key).
+pub struct TokenServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    pub fn start(accept: bool) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = answer_token(s, accept);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TokenServer { port, stop }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn answer_token(s: TcpStream, accept: bool) -> std::io::Result<()> {
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let l = line.trim();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    let (status, json) = if accept {
+        (
+            "200 OK",
+            r#"{"access_token":"test-token","expires_in":3600,"token_type":"Bearer"}"#,
+        )
+    } else {
+        (
+            "400 Bad Request",
+            r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+        )
+    };
+    let mut s = s;
+    write!(
+        s,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        json.len()
+    )
+}
+
+/// A service-account JSON key with a fresh RSA key (openssl), whose token_uri is
+/// `token_uri`; returns its path.
+pub fn service_account_key(dir: &Path, token_uri: &str) -> PathBuf {
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(out.status.success(), "openssl genpkey failed: {out:?}");
+    let pem = String::from_utf8(out.stdout).expect("PEM");
+    let json = serde_json::json!({
+        "type": "service_account",
+        "project_id": "twindb-test",
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": "twindb@twindb-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    });
+    let path = dir.join("service-account.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json")).expect("write key");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    path
+}
+
+/// The destination a config with `[destination] backup_destination = kind` and
+/// `section` builds, exactly as twindbd would.
+pub fn destination_from(
+    kind: &str,
+    section: &str,
+) -> std::sync::Arc<dyn twindb::destination::Destination> {
+    let text = format!(
+        "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"{kind}\"\n\n{section}\n"
+    );
+    let config = twindb::config::parse(Path::new("/tmp/twindb-test.toml"), &text)
+        .unwrap_or_else(|e| panic!("config:\n{e}\n{text}"));
+    twindb::destination::build(&config.destination)
+}

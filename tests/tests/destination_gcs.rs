@@ -1,0 +1,249 @@
+//! The gcs destination against gcp-storage-emulator: the conformance suite, a server
+//! stopped mid-upload, credentials, customer-supplied keys, resumed reads.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use twindb::destination::ErrorKind;
+use twindb_tests::conformance::{self, generated, keys, sha256_of};
+use twindb_tests::servers::{
+    destination_from, service_account_key, GcsServer, TokenServer, BUCKET,
+};
+
+/// 8 MiB chunks: the 200 MiB round trip takes 25 resumable-upload requests.
+const SMALL_CHUNKS: &str = "chunk_size = \"8MiB\"";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcs_passes_the_conformance_suite() {
+    let Some(server) = GcsServer::start() else {
+        return;
+    };
+    let dest = destination_from("gcs", &server.config_section(SMALL_CHUNKS));
+    conformance::run_all(dest, "conformance", 200 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_supplied_key_is_sent_and_data_round_trips() {
+    let Some(server) = GcsServer::start() else {
+        return;
+    };
+    // The emulator does not encrypt, but must accept the headers on every request.
+    let section = server.config_section(&format!(
+        "{SMALL_CHUNKS}\ngc_encryption_key = \"{}\"",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    ));
+    let dest = destination_from("gcs", &section);
+    let (stream, want) = generated(20 << 20, 1 << 20, 3);
+    dest.put("h/daily/files/k.tar", stream).await.unwrap();
+    assert_eq!(
+        sha256_of(dest.as_ref(), "h/daily/files/k.tar").await.0,
+        want
+    );
+}
+
+/// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
+fn slow_stream(len: u64) -> twindb::pipeline::ByteStream {
+    let (s, _) = generated(len, 1 << 20, 5);
+    s.then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c
+    })
+    .boxed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothing() {
+    let Some(mut server) = GcsServer::start() else {
+        return;
+    };
+    let dest = destination_from("gcs", &server.config_section(SMALL_CHUNKS));
+    let key = "h/daily/files/stopped.tar";
+    let put = {
+        let dest = dest.clone();
+        tokio::spawn(async move { dest.put(key, slow_stream(200 << 20)).await })
+    };
+    // About two chunks in, kill the emulator.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.stop();
+    let stopped = Instant::now();
+    let err = put.await.unwrap().unwrap_err();
+    let took = stopped.elapsed();
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("gs://{BUCKET}")) && msg.contains(key),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(45), "took {took:?} to fail");
+
+    server.restart();
+    assert!(keys(dest.as_ref(), "h/").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_tokens_are_fetched_and_a_rejected_key_is_a_permission_error() {
+    let Some(server) = GcsServer::start() else {
+        return;
+    };
+    let t = twindb_tests::scratch();
+
+    // A good key: gcp_auth signs a JWT grant, the token server answers, requests
+    // carry the token (the emulator ignores it).
+    let tokens = TokenServer::start(true);
+    let key = service_account_key(t.path(), &tokens.uri());
+    let section = server.config_section(&format!("gc_credentials_file = \"{}\"", key.display()));
+    let dest = destination_from("gcs", &section);
+    dest.check().await.unwrap();
+    let (stream, want) = generated(1 << 20, 1 << 16, 4);
+    dest.put("h/x", stream).await.unwrap();
+    assert_eq!(sha256_of(dest.as_ref(), "h/x").await.0, want);
+
+    // A revoked key: the token endpoint says invalid_grant.
+    let refused = TokenServer::start(false);
+    let key = service_account_key(t.path(), &refused.uri());
+    let section = server.config_section(&format!("gc_credentials_file = \"{}\"", key.display()));
+    let err = destination_from("gcs", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains(&format!("gs://{BUCKET}")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_fails_the_check() {
+    let Some(server) = GcsServer::start() else {
+        return;
+    };
+    let section = server.config_section("").replace(
+        &format!("bucket = \"{BUCKET}\""),
+        "bucket = \"no-such-bucket\"",
+    );
+    let err = destination_from("gcs", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("no-such-bucket"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_broken_by_a_server_restart_resumes_where_it_stopped() {
+    let Some(mut server) = GcsServer::start() else {
+        return;
+    };
+    let dest = destination_from("gcs", &server.config_section(SMALL_CHUNKS));
+    let key = "h/daily/files/big.tar";
+    let (stream, want) = generated(64 << 20, 1 << 20, 9);
+    dest.put(key, stream).await.unwrap();
+
+    let mut s = dest.get(key).await.unwrap();
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    let mut restarted = false;
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("read after {got} bytes: {e}"));
+        got += chunk.len() as u64;
+        hasher.update(&chunk);
+        if !restarted && got > 4 << 20 {
+            server.restart();
+            restarted = true;
+        }
+    }
+    assert!(restarted);
+    assert_eq!(got, 64 << 20);
+    assert_eq!(hex::encode(hasher.finalize()), want);
+}
+
+/// Rebuilds the V4 string-to-sign from the URL's own parts and checks the signature
+/// with openssl against the service account's public key.
+fn verify_v4_signature(url: &str, key_json: &std::path::Path, dir: &std::path::Path) {
+    let rest = url.split_once("://").unwrap().1;
+    let (host, path_query) = rest.split_at(rest.find('/').unwrap());
+    let (path, query) = path_query.split_once('?').unwrap();
+    let (query, signature) = query.rsplit_once("&X-Goog-Signature=").unwrap();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_string()
+    };
+    let credential = param("X-Goog-Credential")
+        .replace("%2F", "/")
+        .replace("%40", "@");
+    let scope = credential.split_once('/').unwrap().1;
+    let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
+    let to_sign = format!(
+        "GOOG4-RSA-SHA256\n{}\n{scope}\n{}",
+        param("X-Goog-Date"),
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(key_json).unwrap()).unwrap();
+    std::fs::write(dir.join("key.pem"), json["private_key"].as_str().unwrap()).unwrap();
+    std::fs::write(dir.join("to-sign"), to_sign).unwrap();
+    std::fs::write(dir.join("sig"), hex::decode(signature).unwrap()).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
+    run(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        "pub.pem",
+        "-signature",
+        "sig",
+        "to-sign",
+    ]);
+}
+
+#[test]
+fn files_backup_through_twindbd_lists_restores_and_shares() {
+    use twindb_tests::*;
+    let Some(server) = GcsServer::start() else {
+        return;
+    };
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let tokens = TokenServer::start(true);
+    let key_file = service_account_key(t.path(), &tokens.uri());
+    let section =
+        server.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
+    let config = files_config_to(t.path(), &[&src], "gzip", "gcs", &section);
+    let d = Daemon::start(&config);
+
+    let out = d.ctl(&["--json", "run", "daily"]).success();
+    assert_eq!(out.json()[0]["state"], "succeeded", "{out:?}");
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    assert!(key.ends_with(".tar.gz"), "{key}");
+
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&src, &dst);
+
+    // A V4 signed URL, fetched by a plain HTTP client, gives the stored bytes.
+    let out = d
+        .ctl(&["--json", "share", key, "--expires", "2h"])
+        .success();
+    let url = out.json()["url"].as_str().expect("url").to_string();
+    assert!(
+        url.starts_with(&format!("{}/{BUCKET}/", server.endpoint())),
+        "{url}"
+    );
+    assert!(url.contains("X-Goog-Expires=7200"), "{url}");
+    let (status, body) = fetch_url(&url);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = destination_from("gcs", &server.config_section(""));
+    let (want, _) = rt.block_on(sha256_of(dest.as_ref(), key));
+    assert_eq!(hex::encode(Sha256::digest(&body)), want);
+    // The emulator ignores signatures: check it with openssl instead.
+    verify_v4_signature(&url, &key_file, t.path());
+    assert_eq!(d.stop(), 0);
+}

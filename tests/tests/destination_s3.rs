@@ -1,0 +1,278 @@
+//! The s3 destination against s3s-fs (which checks SigV4 signatures): the conformance
+//! suite, failures (server stopped, wrong credentials, cancel), resumed reads.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use twindb::destination::ErrorKind;
+use twindb_tests::conformance::{self, generated, keys, sha256_of};
+use twindb_tests::servers::{destination_from, S3Server, BUCKET};
+
+/// 5 MiB parts (S3's minimum): the 200 MiB round trip takes 40 of them.
+const SMALL_PARTS: &str = "part_size = \"5MiB\"\nupload_concurrency = 4";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_passes_the_conformance_suite() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    conformance::run_all(dest, "conformance", 200 << 20).await;
+    assert!(
+        server.pending_parts().is_empty(),
+        "the failed put must abort its multipart upload: {:?}",
+        server.pending_parts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_are_a_permission_error_naming_the_destination() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let section = server
+        .config_section("")
+        .replace("twindb-test-secret-Kq9w", "not-the-secret");
+    let dest = destination_from("s3", &section);
+    let err = dest.check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("s3://{BUCKET}")), "{msg}");
+    assert!(!msg.contains("not-the-secret"), "the secret leaked: {msg}");
+
+    let (stream, _) = generated(1000, 1000, 1);
+    let err = dest.put("h/daily/files/x.tar", stream).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_fails_the_check() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let section = server.config_section("").replace(
+        &format!("bucket = \"{BUCKET}\""),
+        "bucket = \"no-such-bucket\"",
+    );
+    let err = destination_from("s3", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("no-such-bucket"), "{err}");
+}
+
+/// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
+fn slow_stream(len: u64) -> twindb::pipeline::ByteStream {
+    let (s, _) = generated(len, 1 << 20, 5);
+    s.then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c
+    })
+    .boxed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothing() {
+    let Some(mut server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    let key = "h/daily/files/stopped.tar";
+    let put = {
+        let dest = dest.clone();
+        tokio::spawn(async move { dest.put(key, slow_stream(400 << 20)).await })
+    };
+    // Wait until parts are on the server, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.pending_parts().len() < 2 {
+        assert!(Instant::now() < deadline, "no part was uploaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop();
+    let stopped = Instant::now();
+    let err = put.await.unwrap().unwrap_err();
+    let took = stopped.elapsed();
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("s3://{BUCKET}")) && msg.contains(key),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(45), "took {took:?} to fail");
+
+    server.restart();
+    assert!(keys(dest.as_ref(), "h/").await.is_empty());
+    assert!(!server.root().join(BUCKET).join(key).exists());
+    // The abort that failed while the server was down goes on in the background and
+    // removes the parts once the server is back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.pending_parts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the multipart upload was not aborted: {:?}",
+            server.pending_parts()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_upload_is_aborted() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    let put = {
+        let dest = dest.clone();
+        tokio::spawn(async move {
+            dest.put("h/daily/files/c.tar", slow_stream(400 << 20))
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.pending_parts().len() < 2 {
+        assert!(Instant::now() < deadline, "no part was uploaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    put.abort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.pending_parts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the multipart upload was not aborted: {:?}",
+            server.pending_parts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(keys(dest.as_ref(), "h/").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_broken_by_a_server_restart_resumes_where_it_stopped() {
+    let Some(mut server) = S3Server::start() else {
+        return;
+    };
+    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
+    let key = "h/daily/files/big.tar";
+    let (stream, want) = generated(96 << 20, 1 << 20, 9);
+    dest.put(key, stream).await.unwrap();
+
+    let mut s = dest.get(key).await.unwrap();
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    let mut restarted = false;
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("read after {got} bytes: {e}"));
+        got += chunk.len() as u64;
+        hasher.update(&chunk);
+        if !restarted && got > 4 << 20 {
+            server.restart();
+            restarted = true;
+        }
+    }
+    assert!(restarted);
+    assert_eq!(got, 96 << 20);
+    assert_eq!(hex::encode(hasher.finalize()), want);
+    assert_eq!(sha256_of(dest.as_ref(), key).await.0, want);
+}
+
+#[test]
+fn files_backup_through_twindbd_lists_restores_and_shares() {
+    use twindb_tests::*;
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = files_config_to(t.path(), &[&src], "zstd", "s3", &server.config_section(""));
+    let d = Daemon::start(&config);
+
+    let out = d.ctl(&["--json", "run", "daily"]).success();
+    assert_eq!(out.json()[0]["state"], "succeeded", "{out:?}");
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    let stored = server.root().join(BUCKET).join(key);
+    assert!(
+        stored.is_file(),
+        "{} is not in the bucket",
+        stored.display()
+    );
+
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&src, &dst);
+
+    // A presigned link, fetched by a plain HTTP client, gives the stored bytes.
+    let out = d
+        .ctl(&["--json", "share", key, "--expires", "1h"])
+        .success();
+    let url = out.json()["url"].as_str().expect("url").to_string();
+    assert!(url.starts_with(&server.endpoint()), "{url}");
+    assert!(url.contains("X-Amz-Expires=3600"), "{url}");
+    assert!(!url.contains("twindb-test-secret"), "{url}");
+    let (status, body) = fetch_url(&url);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let want = hex::encode(Sha256::digest(std::fs::read(&stored).unwrap()));
+    assert_eq!(hex::encode(Sha256::digest(&body)), want);
+
+    // The server checks the signature: a tampered link is refused.
+    let sig = url.find("X-Amz-Signature=").expect("signature") + "X-Amz-Signature=".len();
+    let mut tampered = url.clone();
+    let flipped = if &url[sig..sig + 1] == "0" { "1" } else { "0" };
+    tampered.replace_range(sig..sig + 1, flipped);
+    assert_eq!(fetch_url(&tampered).0, 403);
+
+    // Plain text prints the URL alone on stdout.
+    let out = d.ctl(&["share", key]).success();
+    assert!(out.stdout.trim().starts_with("http://"), "{out:?}");
+    assert!(out.stderr.contains("until"), "{out:?}");
+
+    let out = d.ctl(&["share", "testhost/daily/files/nope.tar"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no copy"), "{out:?}");
+    let out = d.ctl(&["share", key, "--expires", "8d"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(d.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_keys_in_the_config_credentials_come_from_the_environment() {
+    use twindb_tests::servers::{S3_ACCESS_KEY, S3_SECRET_KEY};
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let t = twindb_tests::scratch();
+    let section = format!(
+        "[s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\n",
+        server.endpoint()
+    );
+    // nextest runs each test in its own process: the environment is ours to change.
+    std::env::remove_var("AWS_ACCESS_KEY_ID");
+    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+    std::env::remove_var("AWS_PROFILE");
+    let file = t.path().join("credentials");
+    std::fs::write(
+        &file,
+        format!("[default]\naws_access_key_id = {S3_ACCESS_KEY}\naws_secret_access_key = {S3_SECRET_KEY}\n"),
+    )
+    .unwrap();
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &file);
+    destination_from("s3", &section).check().await.unwrap();
+
+    // The environment variables come first.
+    std::env::set_var("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "wrong");
+    let err = destination_from("s3", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+
+    // None at all: a clear error that says where credentials may come from.
+    std::env::remove_var("AWS_ACCESS_KEY_ID");
+    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", t.path().join("none"));
+    let err = destination_from("s3", &section).check().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+}
