@@ -7,7 +7,7 @@ use std::io;
 
 use crate::destination::{Destination, ErrorKind};
 use crate::engine::JobCtx;
-use crate::modifier::ModifierSpec;
+use crate::modifier::{GpgError, ModifierEnv, ModifierSpec};
 use crate::pipeline::{self, hash_tap, pipe, Digested, Stages};
 use crate::source::{Source, SourceReport};
 
@@ -23,12 +23,29 @@ pub enum BackupError {
     Destination(#[from] crate::destination::DestinationError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Gpg(#[from] GpgError),
 }
 
 enum StageOut {
     Source(SourceReport),
     Done,
     Digest(Digested),
+}
+
+/// Today's chain (compression, then gpg), with the gpg recipient's key checked first
+/// so that a wrong or missing key fails before any work.
+pub async fn backup_chain(
+    engine: &crate::engine::Engine,
+) -> Result<Vec<ModifierSpec>, BackupError> {
+    let config = engine.config.clone();
+    let chain = tokio::task::spawn_blocking(move || crate::modifier::backup_chain(&config))
+        .await
+        .map_err(|e| pipeline::StageError {
+            stage: "gpg".into(),
+            source: io::Error::other(e),
+        })??;
+    Ok(chain)
 }
 
 /// What `store` committed.
@@ -44,7 +61,7 @@ pub async fn store(
     dest: &dyn Destination,
     mut source: Box<dyn Source>,
     chain: &[ModifierSpec],
-    threads: u32,
+    env: &ModifierEnv,
     key: &str,
     ctx: &JobCtx,
 ) -> Result<Stored, BackupError> {
@@ -59,7 +76,7 @@ pub async fn store(
         Ok(StageOut::Source(report))
     });
     for spec in chain {
-        let m = spec.build(threads);
+        let m = spec.build(env);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {

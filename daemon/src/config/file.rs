@@ -14,13 +14,13 @@ pub struct ConfigFile {
     pub local: Option<LocalSection>,
     pub compression: Option<CompressionSection>,
     pub intervals: Option<IntervalsSection>,
+    pub gpg: Option<GpgSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub ssh: Option<toml::Table>,
     pub s3: Option<toml::Table>,
     pub gcs: Option<toml::Table>,
     pub mysql: Option<toml::Table>,
-    pub gpg: Option<toml::Table>,
     pub retention: Option<toml::Table>,
     pub retention_local: Option<toml::Table>,
     pub export: Option<toml::Table>,
@@ -85,4 +85,13 @@ pub struct IntervalsSection {
     pub run_weekly: Option<bool>,
     pub run_monthly: Option<bool>,
     pub run_yearly: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpgSection {
+    pub recipient: Option<String>,
+    pub keyring: Option<String>,
+    pub secret_keyring: Option<String>,
+    pub homedir: Option<String>,
 }

@@ -6,13 +6,14 @@
 //! the key. Relative paths resolve against the config file's folder.
 
 mod file;
+mod gpg;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
-use crate::modifier::ModifierSpec;
+use crate::modifier::{GpgConfig, ModifierSpec};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
 pub const DEFAULT_SOCKET: &str = "/run/twindb/twindbd.sock";
@@ -28,6 +29,8 @@ pub struct Config {
     pub compression: Compression,
     /// Run types that are enabled, most frequent first.
     pub enabled_run_types: Vec<RunType>,
+    /// Encryption; None when there is no `[gpg]` section.
+    pub gpg: Option<GpgConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +54,7 @@ pub enum DestinationConfig {
     Local { path: PathBuf },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Compression {
     /// `None` when `program = "none"`.
     pub spec: Option<ModifierSpec>,
@@ -173,7 +176,6 @@ impl Validator<'_> {
             ("s3", raw.s3.is_some(), "the s3 destination"),
             ("gcs", raw.gcs.is_some(), "the gcs destination"),
             ("mysql", raw.mysql.is_some(), "MySQL backups"),
-            ("gpg", raw.gpg.is_some(), "GPG encryption"),
             ("retention", raw.retention.is_some(), "retention"),
             (
                 "retention_local",
@@ -200,6 +202,7 @@ impl Validator<'_> {
         let destination = self.destination(raw.destination, raw.local);
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());
+        let gpg = raw.gpg.and_then(|g| self.gpg(g));
         Config {
             file: self.file.to_path_buf(),
             daemon,
@@ -207,6 +210,7 @@ impl Validator<'_> {
             destination,
             compression,
             enabled_run_types,
+            gpg,
         }
     }
 
@@ -432,12 +436,21 @@ impl Validator<'_> {
             }
             "none" => None,
             "pigz" | "bzip2" | "lbzip2" => {
-                self.error(
-                    "compression",
-                    "program",
-                    format!("{program:?} is not supported yet by this version of twindb; use zstd or gzip"),
-                );
-                None
+                let level = c.level.unwrap_or(if program == "pigz" { 6 } else { 9 });
+                if !(1..=9).contains(&level) {
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=9 for {program}"),
+                    );
+                }
+                self.program_installed("compression", "program", program);
+                let level = level.clamp(1, 9) as u32;
+                Some(match program {
+                    "pigz" => ModifierSpec::Pigz { level },
+                    "bzip2" => ModifierSpec::Bzip2 { level },
+                    _ => ModifierSpec::Lbzip2 { level },
+                })
             }
             other => {
                 self.error(

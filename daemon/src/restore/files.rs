@@ -11,7 +11,7 @@ use twindb_proto::CopyKind;
 
 use super::RestoreError;
 use crate::engine::{Engine, JobCtx};
-use crate::modifier::drain_all;
+use crate::modifier::{drain_all, ModifierEnv};
 use crate::pipeline::{from_stream, hash_tap, pipe, Digested, Stages};
 
 pub async fn restore_files(
@@ -50,8 +50,9 @@ pub async fn restore_files(
     stages.spawn("sha256", move || {
         hash_tap(fetched, w, Some(expect)).map(|_| ())
     });
+    let env = ModifierEnv::from_config(&engine.config);
     for spec in meta.modifiers.iter().rev() {
-        let m = spec.build(1);
+        let m = spec.build(&env);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {
