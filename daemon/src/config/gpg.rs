@@ -84,20 +84,11 @@ impl Validator<'_> {
         })
     }
 
-    /// A `--keyring` file must exist (gpg would create an empty one) and be binary:
-    /// gpg does not read an armored export as a keyring.
+    /// A keyring file must exist: gpg would create an empty one and find no key.
     fn key_file(&mut self, key: &str, path: &std::path::Path) {
-        let mut head = [0u8; 32];
+        let mut head = [0u8; 1];
         match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
             Err(e) => self.error("gpg", key, format!("{}: {e}", path.display())),
-            Ok(n) if head[..n].starts_with(b"-----BEGIN PGP") => self.error(
-                "gpg",
-                key,
-                format!(
-                    "{0} is an armored (text) key; gpg needs a binary keyring: gpg --dearmor < {0} > {0}.gpg",
-                    path.display()
-                ),
-            ),
             Ok(0) => self.error("gpg", key, format!("{} is empty", path.display())),
             Ok(_) => {}
         }
@@ -138,14 +129,10 @@ mod tests {
         assert_eq!(err.0[0].line, Some(9));
         assert!(err.to_string().contains("missing.kbx"), "{err}");
 
-        std::fs::write(
-            dir.path().join("k.asc"),
-            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
-        )
-        .unwrap();
-        let text = config("[gpg]\nrecipient = \"t@x\"\nkeyring = \"k.asc\"\n");
+        std::fs::write(dir.path().join("empty.kbx"), "").unwrap();
+        let text = config("[gpg]\nrecipient = \"t@x\"\nkeyring = \"empty.kbx\"\n");
         let err = parse(&file, &text).unwrap_err();
-        assert!(err.to_string().contains("gpg --dearmor"), "{err}");
+        assert!(err.to_string().contains("is empty"), "{err}");
 
         std::fs::write(dir.path().join("k.gpg"), [0x99u8, 1, 2, 3]).unwrap();
         let text = config(

@@ -25,7 +25,7 @@ use super::{Modifier, ModifierSpec};
 pub struct GpgConfig {
     /// Key id, fingerprint or e-mail of the key copies are encrypted to.
     pub recipient: String,
-    /// Public keyring file (a keybox `.kbx` or `gpg --export` output).
+    /// Public keyring file: a keybox (`.kbx`), or `gpg --export` output, binary or armored.
     pub keyring: PathBuf,
     /// Exported secret key, imported into a temporary home to decrypt.
     pub secret_keyring: Option<PathBuf>,
@@ -68,12 +68,11 @@ pub fn resolve(config: &GpgConfig) -> Result<ModifierSpec, GpgError> {
         keyring: config.keyring.clone(),
         message,
     };
-    // gpg would create a missing keyring file and then find no key in it.
-    std::fs::File::open(&config.keyring).map_err(|e| keyring_error(e.to_string()))?;
+    let keyring = Keyring::open(config).map_err(|e| keyring_error(e.to_string()))?;
     let out = gpg(config.homedir.as_deref())
         .arg("--no-default-keyring")
         .arg("--keyring")
-        .arg(&config.keyring)
+        .arg(&keyring.path)
         .args([
             "--trust-model",
             "always",
@@ -168,10 +167,17 @@ impl Modifier for Gpg {
             .ok_or_else(|| io::Error::other("gpg: encryption needs a [gpg] section"))?;
         // The fingerprint found at the start of the job, so the key recorded is the key used.
         let to = self.fingerprint.as_deref().unwrap_or(&config.recipient);
+        let what = format!(
+            "gpg --encrypt ({}, keyring {})",
+            self.key_words(),
+            config.keyring.display()
+        );
+        let keyring =
+            Keyring::open(config).map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
         let mut cmd = gpg(config.homedir.as_deref());
         cmd.arg("--no-default-keyring")
             .arg("--keyring")
-            .arg(&config.keyring)
+            .arg(&keyring.path)
             .args(["--trust-model", "always", "--auto-key-locate", "local"])
             .args(["--recipient", to])
             .args([
@@ -181,11 +187,6 @@ impl Modifier for Gpg {
                 "none",
                 "--encrypt",
             ]);
-        let what = format!(
-            "gpg --encrypt ({}, keyring {})",
-            self.key_words(),
-            config.keyring.display()
-        );
         run(cmd, &what, Direction::Encode, input, output)
     }
 
@@ -223,6 +224,49 @@ impl Modifier for Gpg {
             self.key_words()
         );
         run(cmd, &what, Direction::Decode, input, output)
+    }
+}
+
+/// The keyring file as gpg's `--keyring` needs it. gpg reads keyboxes and binary
+/// exports but not armored (text) exports, which are dearmored into a temporary copy.
+struct Keyring {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Keyring {
+    fn open(config: &GpgConfig) -> io::Result<Keyring> {
+        let configured = &config.keyring;
+        // Checked first: gpg would create a missing keyring and find no key in it.
+        let mut head = [0u8; 32];
+        let n = std::fs::File::open(configured)?.read(&mut head)?;
+        if !head[..n].starts_with(b"-----BEGIN PGP") {
+            return Ok(Keyring {
+                path: configured.clone(),
+                _temp: None,
+            });
+        }
+        let temp = tempfile::Builder::new()
+            .prefix("twindb-keyring-")
+            .tempdir()?;
+        let path = temp.path().join("keyring.gpg");
+        let out = gpg(config.homedir.as_deref())
+            .arg("--output")
+            .arg(&path)
+            .arg("--dearmor")
+            .arg(configured)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "cannot dearmor it: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(Keyring {
+            path,
+            _temp: Some(temp),
+        })
     }
 }
 
