@@ -335,8 +335,10 @@ impl<T: Send + 'static> Stages<T> {
     }
 }
 
+/// Displays as the stage's name; the cause is its `source()` (printed by `{:#}`), so
+/// that a message never repeats itself.
 #[derive(Debug, thiserror::Error)]
-#[error("{stage}: {source}")]
+#[error("{stage}")]
 pub struct StageError {
     pub stage: String,
     #[source]

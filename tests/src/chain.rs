@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 
 use twindb::modifier::{ModifierEnv, ModifierSpec};
-use twindb::pipeline::{pipe, Cancel, StageError, Stages};
+use twindb::pipeline::{pipe, Cancel, Stages};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {
@@ -14,14 +14,14 @@ pub enum Way {
 }
 
 /// Streams `input` through `chain` (applied in order to encode, reversed to decode)
-/// into `output`, which is returned.
+/// into `output`, which is returned. Errors print their whole cause with `{:#}`.
 pub fn run<R, W>(
     chain: &[ModifierSpec],
     env: &ModifierEnv,
     way: Way,
     mut input: R,
     mut output: W,
-) -> Result<W, StageError>
+) -> anyhow::Result<W>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
@@ -71,6 +71,6 @@ pub fn run_bytes(
     env: &ModifierEnv,
     way: Way,
     data: Vec<u8>,
-) -> Result<Vec<u8>, StageError> {
+) -> anyhow::Result<Vec<u8>> {
     run(chain, env, way, io::Cursor::new(data), Vec::new())
 }

@@ -85,6 +85,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts twindbd on `config` and waits until its socket answers.
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// `start` with extra environment variables (e.g. a PATH without some program).
+    pub fn start_with_env(config: &Path, vars: &[(&str, &str)]) -> Daemon {
         let root = config.parent().expect("config folder");
         let log = root.join("twindbd.log");
         let socket = root.join("twindbd.sock");
@@ -92,6 +97,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log file"))
             .spawn()

@@ -72,9 +72,9 @@ fn any_chain_restores_what_it_stored() {
             &(proptest::collection::vec(modifier(), 0..=3), data()),
             |(chain, data)| {
                 let stored = run_bytes(&chain, &env, Way::Encode, data.clone())
-                    .map_err(|e| TestCaseError::fail(format!("encode {chain:?}: {e}")))?;
+                    .map_err(|e| TestCaseError::fail(format!("encode {chain:?}: {e:#}")))?;
                 let back = run_bytes(&chain, &env, Way::Decode, stored)
-                    .map_err(|e| TestCaseError::fail(format!("decode {chain:?}: {e}")))?;
+                    .map_err(|e| TestCaseError::fail(format!("decode {chain:?}: {e:#}")))?;
                 prop_assert!(
                     back == data,
                     "{chain:?}: {} bytes in, {} out",
@@ -113,7 +113,7 @@ fn every_program_round_trips_and_corruption_fails_the_program() {
         let mid = bad.len() / 2;
         bad.truncate(mid);
         let err = run_bytes(&chain, &env, Way::Decode, bad).unwrap_err();
-        let msg = err.to_string();
+        let msg = format!("{err:#}");
         let program = spec.program().unwrap();
         assert!(msg.starts_with(&format!("{program}: {program}")), "{msg}");
         assert!(msg.contains("exited with status"), "{msg}");
@@ -206,9 +206,10 @@ fn a_wrong_or_missing_key_is_named() {
     let stored = run_bytes(&[gpg.clone()], &env, Way::Encode, b"secret data".to_vec()).unwrap();
     let mut wrong = env.clone();
     wrong.gpg.as_mut().unwrap().secret_keyring = Some(other.secret_key_file());
-    let err = run_bytes(&[gpg.clone()], &wrong, Way::Decode, stored.clone())
-        .unwrap_err()
-        .to_string();
+    let err = format!(
+        "{:#}",
+        run_bytes(&[gpg.clone()], &wrong, Way::Decode, stored.clone()).unwrap_err()
+    );
     assert!(err.contains("right@twindb.test"), "{err}");
     assert!(err.contains(&key.fingerprint), "{err}");
     assert!(
@@ -220,9 +221,10 @@ fn a_wrong_or_missing_key_is_named() {
     // A public key where the secret key should be.
     let mut public = env.clone();
     public.gpg.as_mut().unwrap().secret_keyring = Some(key.public_keyring());
-    let err = run_bytes(&[gpg], &public, Way::Decode, stored)
-        .unwrap_err()
-        .to_string();
+    let err = format!(
+        "{:#}",
+        run_bytes(&[gpg], &public, Way::Decode, stored).unwrap_err()
+    );
     assert!(err.contains("no secret key in it"), "{err}");
     // Nothing of the key material in any message.
     let secret = std::fs::read_to_string(key.secret_key_file()).unwrap();
@@ -317,7 +319,7 @@ fn twindb_3_3_encrypted_and_bzip2_copies_restore() {
         let stored = std::fs::read(fx.join("remote").join(key)).unwrap();
         let chain = ModifierSpec::chain_from_key(key);
         let tar_bytes = run_bytes(&chain, &env, Way::Decode, stored.clone())
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
+            .unwrap_or_else(|e| panic!("{key}: {e:#}"));
         assert_eq!(tar_bytes.len(), 10240, "{key}");
         let mut members = tar_members(&tar_bytes);
         // Folders have no content.

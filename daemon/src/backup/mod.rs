@@ -17,7 +17,7 @@ pub use self::files::backup_files;
 pub enum BackupError {
     #[error("cancelled")]
     Cancelled,
-    #[error("{0}")]
+    #[error(transparent)]
     Stage(#[from] pipeline::StageError),
     #[error(transparent)]
     Destination(#[from] crate::destination::DestinationError),

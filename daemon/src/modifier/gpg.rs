@@ -38,7 +38,7 @@ pub struct GpgConfig {
 pub enum GpgError {
     #[error("[gpg] keyring {}: {message}", keyring.display())]
     Keyring { keyring: PathBuf, message: String },
-    #[error("[gpg] recipient {recipient:?}: {message} in keyring {}", keyring.display())]
+    #[error("[gpg] recipient {recipient:?} (keyring {}): {message}", keyring.display())]
     Recipient {
         recipient: String,
         keyring: PathBuf,
@@ -227,6 +227,16 @@ impl Modifier for Gpg {
     }
 }
 
+/// A folder only the daemon's user can enter (gpg warns about, and others could read,
+/// anything more open).
+fn private_temp_dir(prefix: &str) -> io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
 /// The keyring file as gpg's `--keyring` needs it. gpg reads keyboxes and binary
 /// exports but not armored (text) exports, which are dearmored into a temporary copy.
 struct Keyring {
@@ -285,9 +295,7 @@ impl TempHome {
             ))
         };
         // A short path: gpg-agent's socket lives in it when /run/user is absent.
-        let dir = tempfile::Builder::new()
-            .prefix("twindb-gpg-")
-            .tempdir()
+        let dir = private_temp_dir("twindb-gpg-")
             .map_err(|e| fail(format!("creating a temporary GNUPGHOME: {e}")))?;
         let home = TempHome { dir };
         let out = gpg(Some(home.dir.path()))

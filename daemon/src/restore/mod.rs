@@ -18,7 +18,7 @@ pub enum RestoreError {
     BadDestination(String, String),
     #[error("cancelled")]
     Cancelled,
-    #[error("{0}")]
+    #[error(transparent)]
     Stage(#[from] crate::pipeline::StageError),
     #[error(transparent)]
     Destination(#[from] crate::destination::DestinationError),
