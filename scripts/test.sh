@@ -13,6 +13,14 @@ need_apt=()
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v cc >/dev/null || need_apt+=(gcc)
+# Encryption and the compression programs (tests/tests/encryption.rs, modifiers.rs).
+command -v gpg >/dev/null || need_apt+=(gnupg)
+command -v gpgconf >/dev/null || need_apt+=(gpgconf)
+command -v pigz >/dev/null || need_apt+=(pigz)
+command -v bzip2 >/dev/null || need_apt+=(bzip2)
+command -v lbzip2 >/dev/null || need_apt+=(lbzip2)
+command -v zstd >/dev/null || need_apt+=(zstd)
+command -v tar >/dev/null || need_apt+=(tar)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
