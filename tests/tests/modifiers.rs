@@ -202,13 +202,13 @@ fn a_wrong_or_missing_key_is_named() {
     );
 
     // Decrypting with another secret key: gpg fails, and the message says with what.
-    let gpg = resolve_gpg(env.gpg.as_ref().unwrap()).unwrap();
-    let stored = run_bytes(&[gpg.clone()], &env, Way::Encode, b"secret data".to_vec()).unwrap();
+    let gpg = [resolve_gpg(env.gpg.as_ref().unwrap()).unwrap()];
+    let stored = run_bytes(&gpg, &env, Way::Encode, b"secret data".to_vec()).unwrap();
     let mut wrong = env.clone();
     wrong.gpg.as_mut().unwrap().secret_keyring = Some(other.secret_key_file());
     let err = format!(
         "{:#}",
-        run_bytes(&[gpg.clone()], &wrong, Way::Decode, stored.clone()).unwrap_err()
+        run_bytes(&gpg, &wrong, Way::Decode, stored.clone()).unwrap_err()
     );
     assert!(err.contains("right@twindb.test"), "{err}");
     assert!(err.contains(&key.fingerprint), "{err}");
@@ -223,7 +223,7 @@ fn a_wrong_or_missing_key_is_named() {
     public.gpg.as_mut().unwrap().secret_keyring = Some(key.public_keyring());
     let err = format!(
         "{:#}",
-        run_bytes(&[gpg], &public, Way::Decode, stored).unwrap_err()
+        run_bytes(&gpg, &public, Way::Decode, stored).unwrap_err()
     );
     assert!(err.contains("no secret key in it"), "{err}");
     // Nothing of the key material in any message.

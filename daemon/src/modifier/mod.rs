@@ -199,6 +199,18 @@ pub fn backup_chain(config: &Config) -> Result<Vec<ModifierSpec>, GpgError> {
     Ok(chain)
 }
 
+/// Splits a backup chain where encryption starts. A local copy (keep_local_path) is
+/// tee'd between the two parts: compressed but not encrypted, as TwinDB did (see
+/// docs/encryption.md). It records the first part as its chain, and its key has the
+/// first part's suffixes only.
+pub fn split_at_encryption(chain: &[ModifierSpec]) -> (&[ModifierSpec], &[ModifierSpec]) {
+    let at = chain
+        .iter()
+        .position(|m| matches!(m, ModifierSpec::Gpg { .. }))
+        .unwrap_or(chain.len());
+    chain.split_at(at)
+}
+
 /// Reads whatever is left of `input`, so that trailing bytes still pass the hash tap.
 pub(crate) fn drain_all(input: &mut dyn Read) -> io::Result<()> {
     io::copy(input, &mut io::sink()).map(|_| ())
@@ -260,6 +272,20 @@ mod tests {
         );
         // Only trailing suffixes count.
         assert!(ModifierSpec::chain_from_key("h/binlog/mysql-bin.000001").is_empty());
+    }
+
+    #[test]
+    fn local_copies_split_before_encryption() {
+        let gpg = ModifierSpec::Gpg {
+            recipient: Some("t@x".into()),
+            fingerprint: None,
+        };
+        let chain = [ModifierSpec::Pigz { level: 6 }, gpg.clone()];
+        let (local, rest) = split_at_encryption(&chain);
+        assert_eq!(local, &[ModifierSpec::Pigz { level: 6 }]);
+        assert_eq!(rest, &[gpg]);
+        let plain = [ModifierSpec::Zstd { level: 3 }];
+        assert_eq!(split_at_encryption(&plain), (&plain[..], &[][..]));
     }
 
     #[test]
