@@ -135,13 +135,13 @@ pub fn run(
         });
         let feeder = s.spawn(|| {
             let r = feed(input, &mut stdin, direction);
-            // Closing stdin is the program's end of input.
-            drop(stdin);
             if matches!(&r, Err(e) if e.kind() != io::ErrorKind::BrokenPipe) {
                 // Upstream failed or was cancelled: the program must not finish
-                // as if its input had ended cleanly.
+                // as if its input had ended cleanly, so it dies before stdin closes.
                 kill();
             }
+            // Closing stdin is the program's end of input.
+            drop(stdin);
             r
         });
         let forwarded = forward(&mut stdout, output);
