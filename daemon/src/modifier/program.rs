@@ -9,6 +9,7 @@
 //! is killed and always reaped: no zombie, no hang.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -17,6 +18,8 @@ use super::{drain_all, Modifier, ModifierSpec};
 /// Read size on both sides of the child's pipes; larger than a pipe's 64 KiB so that
 /// each syscall moves as much as the kernel holds.
 const BUF: usize = 256 * 1024;
+/// Capacity asked for the pipes to and from the program.
+const PIPE_SIZE: i32 = 1 << 20;
 /// How much of the program's stderr is kept for the error message.
 const STDERR_TAIL: usize = 2048;
 
@@ -108,6 +111,11 @@ pub fn run(
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");
+    // Pipes of 1 MiB instead of 64 KiB: fewer wake-ups of the program and of our
+    // threads. Best effort: the kernel may cap it (/proc/sys/fs/pipe-max-size).
+    for fd in [stdin.as_fd(), stdout.as_fd()] {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    }
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // The child is reaped (waited for) only after both helper threads are done with
     // its pid, so a kill can never reach a recycled pid.
