@@ -26,6 +26,14 @@ command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# Encryption and the compression programs (tests/tests/encryption.rs, modifiers.rs).
+command -v gpg >/dev/null || need_apt+=(gnupg)
+command -v gpgconf >/dev/null || need_apt+=(gpgconf)
+command -v pigz >/dev/null || need_apt+=(pigz)
+command -v bzip2 >/dev/null || need_apt+=(bzip2)
+command -v lbzip2 >/dev/null || need_apt+=(lbzip2)
+command -v zstd >/dev/null || need_apt+=(zstd)
+command -v tar >/dev/null || need_apt+=(tar)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"

@@ -3,7 +3,9 @@
 //! Binaries come from the workspace's target folder (`cargo nextest run --workspace`
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
+pub mod chain;
 pub mod conformance;
+pub mod gpg;
 pub mod mariadb;
 pub mod servers;
 pub mod sinks;

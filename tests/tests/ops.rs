@@ -92,7 +92,7 @@ endpoint = "{}"
     );
     // Retention ran after each: two hourly copies stay.
     let keys = wait_for(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "retention to leave 2 copies",
         || {
             let k = ls_keys(&d);
@@ -177,7 +177,7 @@ endpoint = "{}"
     assert!(parse_prometheus(&body).is_ok());
 
     // DataDog got each backup's duration with the API key.
-    let posts = wait_for(Duration::from_secs(10), "DataDog series", || {
+    let posts = wait_for(Duration::from_secs(30), "DataDog series", || {
         let r = dd.requests();
         (!r.is_empty()).then_some(r)
     });
@@ -236,7 +236,7 @@ statsd_port = {}
 
     // A good run: StatsD gets its duration, nobody gets a notice (on_success is off).
     d.ctl(&["run", "daily"]).success();
-    let lines = wait_for(Duration::from_secs(10), "a StatsD line", || {
+    let lines = wait_for(Duration::from_secs(30), "a StatsD line", || {
         let l = statsd.lines();
         (!l.is_empty()).then_some(l)
     });
@@ -256,7 +256,7 @@ statsd_port = {}
     assert_eq!(failed["state"], "failed");
     let id = failed["id"].as_u64().unwrap();
 
-    let req = wait_for(Duration::from_secs(20), "the webhook notice", || {
+    let req = wait_for(Duration::from_secs(30), "the webhook notice", || {
         hook.requests().into_iter().next()
     });
     assert_eq!(req.method, "POST");
@@ -269,7 +269,7 @@ statsd_port = {}
     assert_eq!(body["job"]["state"], "failed");
     assert!(body["text"].as_str().unwrap().contains("FAILED"), "{body}");
 
-    let mail = wait_for(Duration::from_secs(20), "the email notice", || {
+    let mail = wait_for(Duration::from_secs(30), "the email notice", || {
         smtp.mails().into_iter().next()
     });
     assert_eq!(mail.from, "<twindb@testhost.example.com>");
@@ -317,7 +317,7 @@ fn a_notice_that_cannot_be_sent_does_not_fail_the_job() {
     );
     let d = Daemon::start(&config);
     d.ctl(&["run", "daily"]).success();
-    wait_for(Duration::from_secs(20), "the logged notice failure", || {
+    wait_for(Duration::from_secs(30), "the logged notice failure", || {
         d.log_text()
             .contains("could not send the webhook notice")
             .then_some(())
@@ -353,7 +353,7 @@ fn sighup_rejects_a_bad_config_and_applies_a_good_one() {
     )
     .unwrap();
     d.hup();
-    wait_for(Duration::from_secs(10), "the rejected reload", || {
+    wait_for(Duration::from_secs(30), "the rejected reload", || {
         d.log_text()
             .contains("config reload rejected")
             .then_some(())
@@ -380,7 +380,7 @@ fn sighup_rejects_a_bad_config_and_applies_a_good_one() {
         .replace("twindbd.sock", "other.sock");
     fs::write(&config, next).unwrap();
     d.hup();
-    wait_for(Duration::from_secs(10), "the reload", || {
+    wait_for(Duration::from_secs(30), "the reload", || {
         d.log_text().contains("config reloaded").then_some(())
     });
     assert!(d.log_text().contains("[daemon] socket"), "{}", d.log_text());
@@ -434,7 +434,7 @@ fn retention_dry_run_prints_the_plan_and_retention_applies_it() {
         .replace("daily_copies = 5", "daily_copies = 1");
     fs::write(&config, text).unwrap();
     d.hup();
-    wait_for(Duration::from_secs(10), "the reload", || {
+    wait_for(Duration::from_secs(30), "the reload", || {
         d.log_text().contains("config reloaded").then_some(())
     });
 
@@ -535,11 +535,11 @@ fn the_log_filter_applies_and_a_reload_changes_it() {
     )
     .unwrap();
     d.hup();
-    wait_for(Duration::from_secs(10), "the reload", || {
+    wait_for(Duration::from_secs(30), "the reload", || {
         d.log_text().contains("config reloaded").then_some(())
     });
     d.ctl(&["run", "daily"]).success();
-    wait_for(Duration::from_secs(10), "an INFO line", || {
+    wait_for(Duration::from_secs(30), "an INFO line", || {
         d.log_text().contains("job succeeded").then_some(())
     });
     assert!(

@@ -46,7 +46,8 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let chain: Vec<_> = engine.config.compression.spec.into_iter().collect();
+    let chain = super::backup_chain(engine).await?;
+    let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     let status = engine.status.load().await?;
     let copied = |name: &str| {
         status.copies.iter().any(|c| {
@@ -68,7 +69,7 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
             engine.keep_local.as_ref(),
             Box::new(BinlogSource { path: path.clone() }),
             &chain,
-            engine.config.compression.threads,
+            &env,
             &key,
             ctx,
         )

@@ -4,9 +4,10 @@ use chrono::{Duration, Utc};
 use tracing::Instrument;
 use twindb_proto::{CopyKind, RunType};
 
-use super::{local_record, store, BackupError};
+use super::{backup_chain, local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::files_key;
+use crate::modifier::ModifierEnv;
 use crate::source::FileSource;
 use crate::status::CopyMeta;
 
@@ -17,8 +18,8 @@ pub async fn backup_files(
     run_type: RunType,
     ctx: &JobCtx,
 ) -> Result<Vec<String>, BackupError> {
-    let chain: Vec<_> = engine.config.compression.spec.into_iter().collect();
-    let threads = engine.config.compression.threads;
+    let chain = backup_chain(engine).await?;
+    let env = ModifierEnv::from_config(&engine.config);
     let mut keys = Vec::new();
     for dir in &engine.config.source.backup_dirs {
         ctx.set_phase(format!("backing up {}", dir.display()));
@@ -41,7 +42,7 @@ pub async fn backup_files(
             engine.keep_local.as_ref(),
             Box::new(FileSource::new(dir)),
             &chain,
-            threads,
+            &env,
             &key,
             ctx,
         )

@@ -9,7 +9,7 @@ use std::io;
 
 use crate::destination::{Destination, DestinationError, ErrorKind, Local};
 use crate::engine::JobCtx;
-use crate::modifier::ModifierSpec;
+use crate::modifier::{GpgError, ModifierEnv, ModifierSpec};
 use crate::pipeline::{self, hash_tap, pipe, ChunkReader, ChunkWriter, Digested, Stages};
 use crate::source::{Source, SourceReport};
 
@@ -31,6 +31,8 @@ pub enum BackupError {
     Mysql(#[from] crate::mysql::MysqlError),
     #[error("{0}")]
     Other(String),
+    #[error(transparent)]
+    Gpg(#[from] GpgError),
 }
 
 enum StageOut {
@@ -38,6 +40,27 @@ enum StageOut {
     Done,
     Digest(Digested),
     Local(Digested),
+}
+
+/// Today's chain (compression, then gpg), with the gpg recipient's key checked first
+/// so that a wrong or missing key fails before any work.
+pub async fn backup_chain(
+    engine: &crate::engine::Engine,
+) -> Result<Vec<ModifierSpec>, BackupError> {
+    let config = engine.config.clone();
+    let chain = tokio::task::spawn_blocking(move || crate::modifier::backup_chain(&config))
+        .await
+        .map_err(|e| pipeline::StageError {
+            stage: "gpg".into(),
+            cause: io::Error::other(e),
+        })??;
+    Ok(chain)
+}
+
+/// The key of the keep_local copy: the local copy is not encrypted (as TwinDB kept it),
+/// so it has no `.gpg` suffix.
+pub fn local_key(key: &str) -> &str {
+    key.strip_suffix(".gpg").unwrap_or(key)
 }
 
 /// What `store` committed.
@@ -58,7 +81,7 @@ pub async fn store(
     keep_local: Option<&Local>,
     mut source: Box<dyn Source>,
     chain: &[ModifierSpec],
-    threads: u32,
+    env: &ModifierEnv,
     key: &str,
     ctx: &JobCtx,
 ) -> Result<Stored, BackupError> {
@@ -72,8 +95,9 @@ pub async fn store(
         w.finish()?;
         Ok(StageOut::Source(report))
     });
-    for spec in chain {
-        let m = spec.build(threads);
+    let (before, after) = crate::modifier::split_at_encryption(chain);
+    for spec in before {
+        let m = spec.build(env);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {
@@ -83,9 +107,8 @@ pub async fn store(
         });
         r = next;
     }
-    // The keep-local tee sits after compression. TwinDB kept local copies compressed
-    // but not encrypted (its chain: compress -> tee -> gpg -> destination); encryption
-    // modifiers, when added, go after this point so the local copy stays as TwinDB's.
+    // The keep-local tee sits after compression and before encryption, as in TwinDB
+    // (compress -> tee -> gpg -> destination): see docs/encryption.md for why.
     let local_stream = keep_local.map(|_| {
         let (w_remote, r_remote) = pipe(&cancel);
         let (w_local, r_local) = pipe(&cancel);
@@ -95,14 +118,27 @@ pub async fn store(
         });
         r_local.into_stream()
     });
+    for spec in after {
+        let m = spec.build(env);
+        let (mut w, next) = pipe(&cancel);
+        let mut input = r;
+        stages.spawn(spec.name(), move || {
+            m.encode(&mut input, &mut w)?;
+            w.finish()?;
+            Ok(StageOut::Done)
+        });
+        r = next;
+    }
     let (w, last) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_out.clone());
     stages.spawn("sha256", move || hash_tap(r, w, None).map(StageOut::Digest));
 
     let (put, local_put) = match (keep_local, local_stream) {
         (Some(local), Some(stream)) => {
-            let (remote, local) =
-                tokio::join!(dest.put(key, last.into_stream()), local.put(key, stream));
+            let (remote, local) = tokio::join!(
+                dest.put(key, last.into_stream()),
+                local.put(local_key(key), stream)
+            );
             (remote, Some(local))
         }
         _ => (dest.put(key, last.into_stream()).await, None),
@@ -132,7 +168,7 @@ pub async fn store(
                 }
             }
             if let (Some(local), true) = (keep_local, local_committed) {
-                if let Err(e) = local.delete(key).await {
+                if let Err(e) = local.delete(local_key(key)).await {
                     tracing::warn!(error = %format!("{e:#}"), "could not remove the local half of a failed copy");
                 }
             }
@@ -213,9 +249,9 @@ pub(crate) fn local_record(
     chain: &[ModifierSpec],
 ) -> Option<crate::status::LocalCopy> {
     stored.local.as_ref().map(|d| crate::status::LocalCopy {
-        key: key.to_string(),
+        key: local_key(key).to_string(),
         size: d.size,
         sha256: d.sha256.clone(),
-        modifiers: chain.to_vec(),
+        modifiers: crate::modifier::split_at_encryption(chain).0.to_vec(),
     })
 }

@@ -63,7 +63,8 @@ pub async fn backup_mysql(
         .xbstream_binary
         .clone()
         .unwrap_or_else(|| default_stream.to_string());
-    let chain: Vec<_> = engine.config.compression.spec.into_iter().collect();
+    let chain = super::backup_chain(engine).await?;
+    let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     let started = Utc::now();
     let mut stamp = started;
     let key = loop {
@@ -108,7 +109,7 @@ pub async fn backup_mysql(
         engine.keep_local.as_ref(),
         Box::new(source),
         &chain,
-        engine.config.compression.threads,
+        &env,
         &key,
         ctx,
     )

@@ -20,7 +20,7 @@ pub struct ConfigFile {
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub s3: Option<super::s3::S3Section>,
     pub gcs: Option<super::gcs::GcsSection>,
-    pub gpg: Option<toml::Table>,
+    pub gpg: Option<GpgSection>,
     pub retention: Option<RetentionSection>,
     pub retention_local: Option<RetentionSection>,
     pub export: Option<ExportSection>,
@@ -141,4 +141,13 @@ pub struct NotifySection {
     pub smtp_user: Option<String>,
     pub smtp_password: Option<String>,
     pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpgSection {
+    pub recipient: Option<String>,
+    pub keyring: Option<String>,
+    pub secret_keyring: Option<String>,
+    pub homedir: Option<String>,
 }

@@ -7,6 +7,7 @@
 
 mod file;
 mod gcs;
+mod gpg;
 mod ops;
 mod s3;
 mod secret;
@@ -24,7 +25,7 @@ pub use self::ops::{
 };
 pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
-use crate::modifier::ModifierSpec;
+use crate::modifier::{GpgConfig, ModifierSpec};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
 pub const DEFAULT_SOCKET: &str = "/run/twindb/twindbd.sock";
@@ -53,6 +54,8 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     /// Problems that do not stop twindbd (a secret readable by others...), logged at start.
     pub warnings: Vec<String>,
+    /// Encryption; None when there is no `[gpg]` section.
+    pub gpg: Option<GpgConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +97,7 @@ pub enum DestinationConfig {
     Gcs(GcsConfig),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Compression {
     /// `None` when `program = "none"`.
     pub spec: Option<ModifierSpec>,
@@ -225,19 +228,6 @@ impl Validator<'_> {
     }
 
     fn validate(&mut self, raw: file::ConfigFile) -> Config {
-        let not_yet = [("gpg", raw.gpg.is_some(), "GPG encryption")];
-        for (section, present, what) in not_yet {
-            if present {
-                self.error(
-                    section,
-                    "",
-                    format!(
-                        "{what} is not supported yet by this version of twindb; remove the section"
-                    ),
-                );
-            }
-        }
-
         let schedule = self.schedule(&raw.daemon);
         let daemon = self.daemon(raw.daemon);
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
@@ -256,6 +246,7 @@ impl Validator<'_> {
         );
         let export = self.export(raw.export);
         let notify = self.notify(raw.notify, &daemon.hostname);
+        let gpg = raw.gpg.and_then(|g| self.gpg(g));
         Config {
             file: self.file.to_path_buf(),
             daemon,
@@ -271,6 +262,7 @@ impl Validator<'_> {
             export,
             notify,
             warnings: Vec::new(),
+            gpg,
         }
     }
 
@@ -528,12 +520,21 @@ impl Validator<'_> {
             }
             "none" => None,
             "pigz" | "bzip2" | "lbzip2" => {
-                self.error(
-                    "compression",
-                    "program",
-                    format!("{program:?} is not supported yet by this version of twindb; use zstd or gzip"),
-                );
-                None
+                let level = c.level.unwrap_or(if program == "pigz" { 6 } else { 9 });
+                if !(1..=9).contains(&level) {
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=9 for {program}"),
+                    );
+                }
+                self.program_installed("compression", "program", program);
+                let level = level.clamp(1, 9) as u32;
+                Some(match program {
+                    "pigz" => ModifierSpec::Pigz { level },
+                    "bzip2" => ModifierSpec::Bzip2 { level },
+                    _ => ModifierSpec::Lbzip2 { level },
+                })
             }
             other => {
                 self.error(
@@ -766,14 +767,6 @@ level = 5
         assert!(keys.contains(&"[compression] program"), "{err}");
         assert!(keys.contains(&"[source] backup_dirs"), "{err}");
         assert!(err.to_string().contains("/nonexistent/twindb"), "{err}");
-    }
-
-    #[test]
-    fn unbuilt_sections_say_not_supported_yet() {
-        let err = parse_str(&format!("{GOOD}\n[gpg]\nrecipient = \"b\"\n")).unwrap_err();
-        assert!(err.to_string().contains("not supported yet"), "{err}");
-        assert_eq!(err.0[0].key, "[gpg]");
-        assert_eq!(err.0[0].line, Some(20));
     }
 
     #[test]

@@ -15,13 +15,21 @@ impl Modifier for Gzip {
         ModifierSpec::Gzip { level: self.level }
     }
 
-    fn encode(&self, input: &mut dyn Read, output: &mut dyn Write) -> io::Result<()> {
+    fn encode(
+        &self,
+        input: &mut (dyn Read + Send),
+        output: &mut (dyn Write + Send),
+    ) -> io::Result<()> {
         let mut enc = GzEncoder::new(output, flate2::Compression::new(self.level));
         io::copy(input, &mut enc)?;
         enc.finish()?.flush()
     }
 
-    fn decode(&self, input: &mut dyn Read, output: &mut dyn Write) -> io::Result<()> {
+    fn decode(
+        &self,
+        input: &mut (dyn Read + Send),
+        output: &mut (dyn Write + Send),
+    ) -> io::Result<()> {
         let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, input));
         io::copy(&mut dec, output)?;
         drain_all(dec.get_mut())

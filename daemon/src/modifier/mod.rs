@@ -1,36 +1,100 @@
 //! Modifiers transform a copy's bytes on the way to the destination (compression,
-//! later encryption) and revert the transformation on restore.
+//! encryption) and revert the transformation on restore.
 //!
 //! Each copy records the [`ModifierSpec`]s applied to it, in order; restore builds the
-//! reverse chain from that record, never from today's config.
+//! reverse chain from that record, never from today's config. zstd and gzip run
+//! in-process; pigz, bzip2, lbzip2 and gpg are external programs (`program.rs`).
 
+mod gpg;
 mod gzip;
+pub mod program;
 mod zstd;
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+
+pub use self::gpg::{resolve as resolve_gpg, Gpg, GpgConfig, GpgError};
 pub use self::gzip::Gzip;
+pub use self::program::{Compressor, Program};
 pub use self::zstd::Zstd;
 
-/// One stream transformation. `encode` and `decode` each run on their own thread.
+/// One stream transformation. `encode` and `decode` each run on their own thread
+/// (and may start more, for an external program's pipes).
 pub trait Modifier: Send + Sync {
     /// What goes into the copy's metadata.
     fn spec(&self) -> ModifierSpec;
     /// Copies `input` to `output`, transformed, until `input` ends.
-    fn encode(&self, input: &mut dyn Read, output: &mut dyn Write) -> io::Result<()>;
+    fn encode(
+        &self,
+        input: &mut (dyn Read + Send),
+        output: &mut (dyn Write + Send),
+    ) -> io::Result<()>;
     /// The inverse of `encode`. Reads `input` to its end, so that a checksum
     /// computed upstream sees every stored byte.
-    fn decode(&self, input: &mut dyn Read, output: &mut dyn Write) -> io::Result<()>;
+    fn decode(
+        &self,
+        input: &mut (dyn Read + Send),
+        output: &mut (dyn Write + Send),
+    ) -> io::Result<()>;
 }
 
 /// A modifier as recorded in a copy's metadata, with what is needed to reverse it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Never key material: gpg records whom the copy was encrypted to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
 pub enum ModifierSpec {
-    Zstd { level: i32 },
-    Gzip { level: u32 },
+    Zstd {
+        level: i32,
+    },
+    /// In-process (flate2); decodes pigz output too.
+    Gzip {
+        level: u32,
+    },
+    Pigz {
+        level: u32,
+    },
+    Bzip2 {
+        level: u32,
+    },
+    Lbzip2 {
+        level: u32,
+    },
+    /// None in both fields for a copy without metadata (found by its `.gpg` suffix).
+    Gpg {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipient: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+    },
+}
+
+/// What building a modifier needs besides its spec: today's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModifierEnv {
+    /// Worker threads for zstd, pigz and lbzip2.
+    pub threads: u32,
+    pub gpg: Option<GpgConfig>,
+}
+
+impl Default for ModifierEnv {
+    fn default() -> Self {
+        ModifierEnv {
+            threads: 1,
+            gpg: None,
+        }
+    }
+}
+
+impl ModifierEnv {
+    pub fn from_config(config: &Config) -> ModifierEnv {
+        ModifierEnv {
+            threads: config.compression.threads,
+            gpg: config.gpg.clone(),
+        }
+    }
 }
 
 impl ModifierSpec {
@@ -38,43 +102,113 @@ impl ModifierSpec {
         match self {
             ModifierSpec::Zstd { .. } => "zstd",
             ModifierSpec::Gzip { .. } => "gzip",
+            ModifierSpec::Pigz { .. } => "pigz",
+            ModifierSpec::Bzip2 { .. } => "bzip2",
+            ModifierSpec::Lbzip2 { .. } => "lbzip2",
+            ModifierSpec::Gpg { .. } => "gpg",
         }
     }
 
-    /// The key suffix, as TwinDB wrote it.
+    /// The key suffix, as TwinDB wrote it (`.bz`, not `.bz2`).
     pub fn suffix(&self) -> &'static str {
         match self {
             ModifierSpec::Zstd { .. } => ".zst",
-            ModifierSpec::Gzip { .. } => ".gz",
+            ModifierSpec::Gzip { .. } | ModifierSpec::Pigz { .. } => ".gz",
+            ModifierSpec::Bzip2 { .. } | ModifierSpec::Lbzip2 { .. } => ".bz",
+            ModifierSpec::Gpg { .. } => ".gpg",
         }
     }
 
-    /// Builds the modifier; `threads` only matters for compression.
-    pub fn build(&self, threads: u32) -> Box<dyn Modifier> {
-        match *self {
-            ModifierSpec::Zstd { level } => Box::new(Zstd { level, threads }),
-            ModifierSpec::Gzip { level } => Box::new(Gzip { level }),
+    /// The external program this modifier runs, if any.
+    pub fn program(&self) -> Option<&'static str> {
+        match self {
+            ModifierSpec::Zstd { .. } | ModifierSpec::Gzip { .. } => None,
+            ModifierSpec::Pigz { .. } => Some("pigz"),
+            ModifierSpec::Bzip2 { .. } => Some("bzip2"),
+            ModifierSpec::Lbzip2 { .. } => Some("lbzip2"),
+            ModifierSpec::Gpg { .. } => Some("gpg"),
         }
     }
 
-    /// The chain of a copy that has no metadata, from its key's suffixes.
+    pub fn build(&self, env: &ModifierEnv) -> Box<dyn Modifier> {
+        let threads = env.threads.max(1);
+        let program = |compressor, level| -> Box<dyn Modifier> {
+            Box::new(Program {
+                compressor,
+                level,
+                threads,
+            })
+        };
+        match self {
+            ModifierSpec::Zstd { level } => Box::new(Zstd {
+                level: *level,
+                threads,
+            }),
+            ModifierSpec::Gzip { level } => Box::new(Gzip { level: *level }),
+            ModifierSpec::Pigz { level } => program(Compressor::Pigz, *level),
+            ModifierSpec::Bzip2 { level } => program(Compressor::Bzip2, *level),
+            ModifierSpec::Lbzip2 { level } => program(Compressor::Lbzip2, *level),
+            ModifierSpec::Gpg {
+                recipient,
+                fingerprint,
+            } => Box::new(Gpg {
+                recipient: recipient.clone(),
+                fingerprint: fingerprint.clone(),
+                config: env.gpg.clone(),
+            }),
+        }
+    }
+
+    /// The chain of a copy that has no metadata, from its key's suffixes
+    /// (`.tar.gz.gpg` = gzip, then gpg). `.gz` decodes in-process whether gzip or pigz
+    /// wrote it; `.bz` needs the bzip2 program.
     pub fn chain_from_key(key: &str) -> Vec<ModifierSpec> {
         let mut chain = Vec::new();
         let mut rest = key;
         loop {
-            if let Some(r) = rest.strip_suffix(".gz") {
-                chain.push(ModifierSpec::Gzip { level: 6 });
-                rest = r;
+            let (spec, r) = if let Some(r) = rest.strip_suffix(".gz") {
+                (ModifierSpec::Gzip { level: 6 }, r)
             } else if let Some(r) = rest.strip_suffix(".zst") {
-                chain.push(ModifierSpec::Zstd { level: 3 });
-                rest = r;
+                (ModifierSpec::Zstd { level: 3 }, r)
+            } else if let Some(r) = rest.strip_suffix(".bz") {
+                (ModifierSpec::Bzip2 { level: 9 }, r)
+            } else if let Some(r) = rest.strip_suffix(".gpg") {
+                let spec = ModifierSpec::Gpg {
+                    recipient: None,
+                    fingerprint: None,
+                };
+                (spec, r)
             } else {
                 break;
-            }
+            };
+            chain.push(spec);
+            rest = r;
         }
         chain.reverse();
         chain
     }
+}
+
+/// The chain a backup applies with today's config: compression, then encryption.
+/// Checks the gpg recipient's key (runs `gpg --list-keys`: call off the async runtime).
+pub fn backup_chain(config: &Config) -> Result<Vec<ModifierSpec>, GpgError> {
+    let mut chain: Vec<ModifierSpec> = config.compression.spec.iter().cloned().collect();
+    if let Some(gpg) = &config.gpg {
+        chain.push(gpg::resolve(gpg)?);
+    }
+    Ok(chain)
+}
+
+/// Splits a backup chain where encryption starts. A local copy (keep_local_path) is
+/// tee'd between the two parts: compressed but not encrypted, as TwinDB did (see
+/// docs/encryption.md). It records the first part as its chain, and its key has the
+/// first part's suffixes only.
+pub fn split_at_encryption(chain: &[ModifierSpec]) -> (&[ModifierSpec], &[ModifierSpec]) {
+    let at = chain
+        .iter()
+        .position(|m| matches!(m, ModifierSpec::Gpg { .. }))
+        .unwrap_or(chain.len());
+    chain.split_at(at)
 }
 
 /// Reads whatever is left of `input`, so that trailing bytes still pass the hash tap.
@@ -87,7 +221,10 @@ mod tests {
     use super::*;
 
     fn round_trip(spec: ModifierSpec, data: &[u8]) {
-        let m = spec.build(2);
+        let m = spec.build(&ModifierEnv {
+            threads: 2,
+            gpg: None,
+        });
         let mut encoded = Vec::new();
         m.encode(&mut &data[..], &mut encoded).unwrap();
         let mut decoded = Vec::new();
@@ -105,7 +242,7 @@ mod tests {
             ModifierSpec::Zstd { level: 3 },
             ModifierSpec::Gzip { level: 6 },
         ] {
-            round_trip(spec, &data);
+            round_trip(spec.clone(), &data);
             round_trip(spec, b"");
         }
     }
@@ -117,11 +254,57 @@ mod tests {
             vec![ModifierSpec::Gzip { level: 6 }]
         );
         assert!(ModifierSpec::chain_from_key("h/daily/files/_etc-2026.tar").is_empty());
+        let gpg = ModifierSpec::Gpg {
+            recipient: None,
+            fingerprint: None,
+        };
+        assert_eq!(
+            ModifierSpec::chain_from_key("h/monthly/files/_etc-2026.tar.gz.gpg"),
+            vec![ModifierSpec::Gzip { level: 6 }, gpg.clone()]
+        );
+        assert_eq!(
+            ModifierSpec::chain_from_key("h/weekly/files/_etc-2026.tar.bz"),
+            vec![ModifierSpec::Bzip2 { level: 9 }]
+        );
+        assert_eq!(
+            ModifierSpec::chain_from_key("h/hourly/mysql/mysql-2026.xbstream.zst.gpg"),
+            vec![ModifierSpec::Zstd { level: 3 }, gpg]
+        );
+        // Only trailing suffixes count.
+        assert!(ModifierSpec::chain_from_key("h/binlog/mysql-bin.000001").is_empty());
+    }
+
+    #[test]
+    fn local_copies_split_before_encryption() {
+        let gpg = ModifierSpec::Gpg {
+            recipient: Some("t@x".into()),
+            fingerprint: None,
+        };
+        let chain = [ModifierSpec::Pigz { level: 6 }, gpg.clone()];
+        let (local, rest) = split_at_encryption(&chain);
+        assert_eq!(local, &[ModifierSpec::Pigz { level: 6 }]);
+        assert_eq!(rest, &[gpg]);
+        let plain = [ModifierSpec::Zstd { level: 3 }];
+        assert_eq!(split_at_encryption(&plain), (&plain[..], &[][..]));
     }
 
     #[test]
     fn spec_serializes_with_its_name() {
         let json = serde_json::to_string(&ModifierSpec::Zstd { level: 3 }).unwrap();
         assert_eq!(json, r#"{"name":"zstd","level":3}"#);
+        let gpg = ModifierSpec::Gpg {
+            recipient: Some("t@x".into()),
+            fingerprint: Some("87A0".into()),
+        };
+        let json = serde_json::to_string(&gpg).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"gpg","recipient":"t@x","fingerprint":"87A0"}"#
+        );
+        assert_eq!(serde_json::from_str::<ModifierSpec>(&json).unwrap(), gpg);
+        let bare: ModifierSpec = serde_json::from_str(r#"{"name":"gpg"}"#).unwrap();
+        assert_eq!(bare.suffix(), ".gpg");
+        let json = serde_json::to_string(&ModifierSpec::Lbzip2 { level: 9 }).unwrap();
+        assert_eq!(json, r#"{"name":"lbzip2","level":9}"#);
     }
 }

@@ -13,7 +13,11 @@ impl Modifier for Zstd {
         ModifierSpec::Zstd { level: self.level }
     }
 
-    fn encode(&self, input: &mut dyn Read, output: &mut dyn Write) -> io::Result<()> {
+    fn encode(
+        &self,
+        input: &mut (dyn Read + Send),
+        output: &mut (dyn Write + Send),
+    ) -> io::Result<()> {
         let mut enc = ::zstd::stream::Encoder::new(output, self.level)?;
         if self.threads > 1 {
             enc.multithread(self.threads)?;
@@ -22,7 +26,11 @@ impl Modifier for Zstd {
         enc.finish()?.flush()
     }
 
-    fn decode(&self, input: &mut dyn Read, output: &mut dyn Write) -> io::Result<()> {
+    fn decode(
+        &self,
+        input: &mut (dyn Read + Send),
+        output: &mut (dyn Write + Send),
+    ) -> io::Result<()> {
         // Reads every frame until end of input (pzstd and zstd -T write several).
         let mut dec = ::zstd::stream::Decoder::new(input)?;
         io::copy(&mut dec, output)?;

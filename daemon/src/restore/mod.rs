@@ -82,8 +82,9 @@ pub(crate) async fn stream_copy(
     stages.spawn("sha256", move || {
         hash_tap(fetched, w, Some(expect)).map(|_| ())
     });
+    let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     for spec in modifiers.iter().rev() {
-        let m = spec.build(1);
+        let m = spec.build(&env);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {

@@ -4,6 +4,7 @@
 //! cargo build --release --workspace && target/release/twindb-bench files [--size-gib 2] [--data DIR]
 //! target/release/twindb-bench s3 [--size-gib 2] [--data DIR] [--s3-extra 'upload_concurrency = 8;part_size = "8MiB"']
 //!   (needs s3s-fs and the AWS CLI; --s3-extra adds `;`-separated lines to twindb's [s3])
+//! target/release/twindb-bench chains [--size-gib 1] [--data DIR] [--only zstd,zstd+gpg]
 
 use std::fs;
 use std::io::Write;
@@ -27,8 +28,13 @@ fn main() {
             data,
             flag(&args, "--s3-extra").unwrap_or_default(),
         ),
+        "chains" => chains(
+            flag(&args, "--size-gib").map_or(1.0, |s| s.parse().expect("--size-gib number")),
+            data,
+            flag(&args, "--only"),
+        ),
         other => {
-            eprintln!("unknown benchmark {other:?}; known: files, s3");
+            eprintln!("unknown benchmark {other:?}; known: files, s3, chains");
             std::process::exit(2);
         }
     }
@@ -286,4 +292,191 @@ fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// Reads the benchmark files one after another, as one stream (text and random
+/// alternating, as a tar of the folder would).
+struct Files {
+    paths: std::vec::IntoIter<PathBuf>,
+    cur: Option<fs::File>,
+}
+
+impl std::io::Read for Files {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(f) = &mut self.cur {
+                let n = f.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+            }
+            match self.paths.next() {
+                Some(p) => self.cur = Some(fs::File::open(p)?),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut text: Vec<PathBuf> = fs::read_dir(dir.join("text"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut random: Vec<PathBuf> = fs::read_dir(dir.join("random"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    text.sort();
+    random.sort();
+    text.into_iter()
+        .zip(random)
+        .flat_map(|(t, r)| [t, r])
+        .collect()
+}
+
+/// Counts what a chain writes, and throws it away.
+struct Counting(u64);
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Each modifier chain on the same data through twindb's pipeline (one thread per
+/// stage, bounded pipes, the real programs), beside the shell pipe a DBA would type.
+fn chains(size_gib: f64, data: Option<PathBuf>, only: Option<String>) {
+    use twindb::modifier::{resolve_gpg, GpgConfig, ModifierEnv, ModifierSpec};
+    use twindb_tests::chain::{run, Way};
+
+    let data = data.unwrap_or_else(|| PathBuf::from("/var/tmp/twindb-bench-chains"));
+    generate(&data, (size_gib * (1u64 << 30) as f64) as u64);
+    let files = data_files(&data);
+    let input = dir_size(&data);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+
+    let key = twindb_tests::gpg::GpgKey::generate("bench@twindb.test");
+    let scratch = tempfile::Builder::new()
+        .prefix("twbench")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let home = scratch.path().join("gnupg");
+    fs::create_dir(&home).unwrap();
+    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg_config = GpgConfig {
+        recipient: key.email.clone(),
+        keyring: key.public_keyring(),
+        secret_keyring: None,
+        homedir: Some(home.clone()),
+    };
+    let env = ModifierEnv {
+        threads,
+        gpg: Some(gpg_config.clone()),
+    };
+    let gpg = resolve_gpg(&gpg_config).expect("the bench key");
+    let gpg_cmd = format!(
+        "gpg --batch --homedir {} --no-default-keyring --keyring {} --trust-model always --recipient {} --cipher-algo AES256 --compress-algo none --encrypt",
+        home.display(),
+        key.public_keyring().display(),
+        key.fingerprint
+    );
+    let t = threads;
+    let cases: Vec<(&str, Vec<ModifierSpec>, String)> = vec![
+        ("none", vec![], "cat".into()),
+        (
+            "zstd",
+            vec![ModifierSpec::Zstd { level: 3 }],
+            "zstd -q -3 -T0 -c".into(),
+        ),
+        (
+            "zstd+gpg",
+            vec![ModifierSpec::Zstd { level: 3 }, gpg.clone()],
+            format!("zstd -q -3 -T0 -c | {gpg_cmd}"),
+        ),
+        ("gpg", vec![gpg.clone()], gpg_cmd.clone()),
+        (
+            "gzip",
+            vec![ModifierSpec::Gzip { level: 6 }],
+            "gzip -6 -c".into(),
+        ),
+        (
+            "pigz",
+            vec![ModifierSpec::Pigz { level: 6 }],
+            format!("pigz -6 -p {t} -c"),
+        ),
+        (
+            "pigz+gpg",
+            vec![ModifierSpec::Pigz { level: 6 }, gpg.clone()],
+            format!("pigz -6 -p {t} -c | {gpg_cmd}"),
+        ),
+        (
+            "bzip2",
+            vec![ModifierSpec::Bzip2 { level: 9 }],
+            "bzip2 -9 -c".into(),
+        ),
+        (
+            "lbzip2",
+            vec![ModifierSpec::Lbzip2 { level: 9 }],
+            format!("lbzip2 -9 -n {t} -c"),
+        ),
+    ];
+    let only: Option<Vec<String>> = only.map(|o| o.split(',').map(str::to_string).collect());
+
+    println!(
+        "modifier chains on {:.2} GiB (half CSV-like text, half random), {threads} threads, output discarded",
+        input as f64 / (1u64 << 30) as f64
+    );
+    println!(
+        "  {:<10} {:>14} {:>14} {:>7} {:>10}   command-line pipe",
+        "chain", "twindb MiB/s", "pipe MiB/s", "ratio", "out MiB"
+    );
+    for (name, chain, pipe) in cases {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|n| n == name)) {
+            continue;
+        }
+        // The shell pipe, reading the same files in the same order.
+        warm_cache(&data);
+        let cat: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        let script = if pipe == "cat" {
+            format!("cat {} > /dev/null", cat.join(" "))
+        } else {
+            format!(
+                "set -o pipefail; cat {} | {pipe} > /dev/null",
+                cat.join(" ")
+            )
+        };
+        let started = Instant::now();
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}: the pipe failed");
+        let pipe_secs = started.elapsed().as_secs_f64();
+
+        warm_cache(&data);
+        let reader = Files {
+            paths: files.clone().into_iter(),
+            cur: None,
+        };
+        let started = Instant::now();
+        let out = run(&chain, &env, Way::Encode, reader, Counting(0))
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let secs = started.elapsed().as_secs_f64();
+
+        let ours = mib_s(input, secs);
+        let base = mib_s(input, pipe_secs);
+        println!(
+            "  {name:<10} {ours:>14.1} {base:>14.1} {:>6.2}x {:>10.0}   {}",
+            ours / base,
+            out.0 as f64 / (1 << 20) as f64,
+            pipe.replace(&gpg_cmd, "gpg --encrypt ...")
+        );
+    }
+    twindb_tests::gpg::stop_agent(&home);
 }
