@@ -645,6 +645,13 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
                 job.update(|i| i.verify = Some(report));
                 return Err(anyhow::anyhow!(e));
             }
+            let run_type = engine
+                .status
+                .load()
+                .await
+                .ok()
+                .and_then(|s| s.find(&report.copy).and_then(|c| c.run_type));
+            engine.metrics.verify_succeeded(run_type, chrono::Utc::now());
             Ok(Outcome {
                 copies: vec![report.copy.clone()],
                 message: None,
