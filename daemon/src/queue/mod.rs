@@ -651,7 +651,9 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
                 .await
                 .ok()
                 .and_then(|s| s.find(&report.copy).and_then(|c| c.run_type));
-            engine.metrics.verify_succeeded(run_type, chrono::Utc::now());
+            engine
+                .metrics
+                .verify_succeeded(run_type, chrono::Utc::now());
             Ok(Outcome {
                 copies: vec![report.copy.clone()],
                 message: None,

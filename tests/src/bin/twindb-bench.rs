@@ -23,6 +23,7 @@ fn main() {
     let data = flag(&args, "--data").map(PathBuf::from);
     match what {
         "files" => files(size_gib, data),
+        "mysql" => mysql(size_gib),
         "s3" => s3(
             size_gib,
             data,
@@ -34,7 +35,7 @@ fn main() {
             flag(&args, "--only"),
         ),
         other => {
-            eprintln!("unknown benchmark {other:?}; known: files, s3, chains");
+            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, chains");
             std::process::exit(2);
         }
     }
@@ -479,4 +480,110 @@ fn chains(size_gib: f64, data: Option<PathBuf>, only: Option<String>) {
         );
     }
     twindb_tests::gpg::stop_agent(&home);
+}
+
+/// A MariaDB with about `size_gib` of InnoDB data (half compressible text, half random),
+/// backed up by `mariabackup --stream | zstd -3 -T0` and by twindbd with zstd level 3.
+fn mysql(size_gib: f64) {
+    use twindb_tests::mariadb::MariaDb;
+    let db = MariaDb::start();
+    let rows_per_batch = 100_000u64;
+    // ~1 KiB a row: 512 B of text, 512 B of random bytes.
+    let batches = ((size_gib * (1u64 << 30) as f64) / 1024.0 / rows_per_batch as f64).ceil() as u64;
+    eprintln!("loading about {size_gib} GiB into MariaDB ({batches} batches)");
+    db.sql("CREATE DATABASE bench; CREATE TABLE bench.t(id BIGINT PRIMARY KEY, txt VARCHAR(600), bin VARBINARY(600)) ENGINE=InnoDB");
+    for b in 0..batches {
+        let from = b * rows_per_batch + 1;
+        let to = from + rows_per_batch - 1;
+        db.sql(&format!(
+            "USE bench; INSERT INTO t SELECT seq, REPEAT(CONCAT('order ', seq % 977, ' customer ', seq % 50000, ';'), 16), \
+             RANDOM_BYTES(512) FROM seq_{from}_to_{to}"
+        ));
+    }
+    let datadir_bytes = dir_bytes(&db.datadir);
+    let scratch = tempfile::Builder::new()
+        .prefix("twbench")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let out = scratch.path().join("baseline.xbs.zst");
+    let t = Instant::now();
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; mariabackup --defaults-file={} --backup --stream=xbstream --target-dir={} 2>/dev/null | zstd -q -3 -T0 > {}",
+            db.defaults_file.display(),
+            scratch.path().join("tmp").display(),
+            out.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "baseline pipe failed");
+    let base_secs = t.elapsed().as_secs_f64();
+    let base_size = fs::metadata(&out).unwrap().len();
+    fs::remove_file(&out).unwrap();
+
+    let root = scratch.path().join("twindb");
+    fs::create_dir_all(&root).unwrap();
+    let config = root.join("twindb.toml");
+    fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket = \"{r}/twindbd.sock\"\nstate_dir = \"{r}/state\"\nrun_at_start = false\n\n\
+             [source]\nbackup_mysql = true\n\n[mysql]\nmysql_defaults_file = \"{d}\"\n\n\
+             [destination]\nbackup_destination = \"local\"\n\n[local]\npath = \"{r}/backups\"\n\n\
+             [compression]\nprogram = \"zstd\"\nlevel = 3\n",
+            r = root.display(),
+            d = db.defaults_file.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config);
+    let t = Instant::now();
+    let run = daemon.ctl(&["--json", "run", "daily"]);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
+    let jobs = run.json();
+    let job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "backup_mysql")
+        .unwrap()
+        .clone();
+    let read = job["progress"]["bytes_in"].as_u64().unwrap_or(0);
+    let stored = job["progress"]["bytes_out"].as_u64().unwrap_or(0);
+    let rss = peak_rss_kib(daemon.child.id());
+    daemon.stop();
+    let gib = datadir_bytes as f64 / (1u64 << 30) as f64;
+    println!(
+        "MariaDB backup, datadir {gib:.2} GiB, stream {:.0} MiB, zstd level 3",
+        read as f64 / (1 << 20) as f64
+    );
+    println!("  mariabackup | zstd -3 -T0 : {base_secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB", mib_s(datadir_bytes, base_secs), base_size as f64 / (1 << 20) as f64);
+    println!(
+        "  twindb                    : {secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB",
+        mib_s(datadir_bytes, secs),
+        stored as f64 / (1 << 20) as f64
+    );
+    println!(
+        "  ratio twindb/baseline throughput: {:.2}x (target >= 0.95x)",
+        base_secs / secs
+    );
+    println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
 }
