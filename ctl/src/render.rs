@@ -117,17 +117,22 @@ pub fn job(j: &JobInfo) {
         HumanBytes(j.progress.bytes_in),
         HumanBytes(j.progress.bytes_out)
     );
+    outcome_lines(j);
+}
+
+/// What a finished job produced: copies, warnings, its message and its error.
+fn outcome_lines(j: &JobInfo) {
     for c in &j.copies {
-        println!("  copy:     {c}");
+        println!("  copy: {c}");
     }
     for w in &j.warnings {
-        println!("  warning:  {w}");
+        println!("  warning: {w}");
     }
     if let Some(m) = &j.message {
         println!("  {m}");
     }
     if let Some(e) = &j.error {
-        println!("  error:    {e}");
+        println!("  error: {e}");
     }
 }
 
@@ -310,18 +315,7 @@ impl Follower {
             HumanBytes(j.progress.bytes_in),
             HumanBytes(j.progress.bytes_out)
         );
-        for c in &j.copies {
-            println!("  copy: {c}");
-        }
-        for w in &j.warnings {
-            println!("  warning: {w}");
-        }
-        if let Some(m) = &j.message {
-            println!("  {m}");
-        }
-        if let Some(e) = &j.error {
-            println!("  error: {e}");
-        }
+        outcome_lines(j);
     }
 }
 

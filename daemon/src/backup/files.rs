@@ -1,6 +1,6 @@
 //! The files part of a run: one copy per `backup_dirs` entry.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use tracing::Instrument;
 use twindb_proto::{CopyKind, RunType};
 
@@ -24,16 +24,9 @@ pub async fn backup_files(
     for dir in &engine.config.source.backup_dirs {
         ctx.set_phase(format!("backing up {}", dir.display()));
         let started = Utc::now();
-        let known = engine.status.load().await?;
-        // Two runs within one second would share a name: never overwrite a copy.
-        let mut stamp = started;
-        let key = loop {
-            let k = files_key(engine.host(), run_type, dir, stamp, &chain);
-            if known.find(&k).is_none() {
-                break k;
-            }
-            stamp += Duration::seconds(1);
-        };
+        let key = engine.status.load().await?.free_key(started, |t| {
+            files_key(engine.host(), run_type, dir, t, &chain)
+        });
         let span = tracing::info_span!("copy", key = %key);
         span.in_scope(|| tracing::info!(dir = %dir.display(), "backup started"));
         let read_before = ctx.bytes().0;

@@ -66,14 +66,7 @@ pub async fn backup_mysql(
     let chain = super::backup_chain(engine).await?;
     let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     let started = Utc::now();
-    let mut stamp = started;
-    let key = loop {
-        let k = mysql_key(engine.host(), run_type, stamp, &chain);
-        if status.find(&k).is_none() {
-            break k;
-        }
-        stamp += chrono::Duration::seconds(1);
-    };
+    let key = status.free_key(started, |t| mysql_key(engine.host(), run_type, t, &chain));
     let backup_type = if parent.is_some() {
         "incremental"
     } else {

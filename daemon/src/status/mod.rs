@@ -135,6 +135,23 @@ impl Status {
         self.copies.iter().find(|c| c.key == key)
     }
 
+    /// The key `key_at(t)` for the first second from `start` that no copy uses yet:
+    /// two runs within one second would otherwise share a name and overwrite a copy.
+    pub fn free_key(
+        &self,
+        start: DateTime<Utc>,
+        key_at: impl Fn(DateTime<Utc>) -> String,
+    ) -> String {
+        let mut t = start;
+        loop {
+            let k = key_at(t);
+            if self.find(&k).is_none() {
+                return k;
+            }
+            t += chrono::Duration::seconds(1);
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let copies = serde_json::to_string(&self.copies).expect("copies serialize");
         let doc = Document {
