@@ -500,6 +500,9 @@ fn mysql(size_gib: f64) {
              RANDOM_BYTES(512) FROM seq_{from}_to_{to}"
         ));
     }
+    // The load wrote about as much binlog as data; twindb's run would copy those binlogs in a
+    // parallel job, which mariabackup alone does not. Binlog copies are not what this measures.
+    db.sql("RESET MASTER");
     let datadir_bytes = dir_bytes(&db.datadir);
     let scratch = tempfile::Builder::new()
         .prefix("twbench")
@@ -550,6 +553,8 @@ fn mysql(size_gib: f64) {
         .find(|j| j["kind"] == "backup_mysql")
         .unwrap()
         .clone();
+    // The MySQL job's own duration: the run also holds a (small) binlog copy job.
+    let job_secs = job_seconds(&job).unwrap_or(secs);
     let read = job["progress"]["bytes_in"].as_u64().unwrap_or(0);
     let stored = job["progress"]["bytes_out"].as_u64().unwrap_or(0);
     let rss = peak_rss_kib(daemon.child.id());
@@ -561,15 +566,26 @@ fn mysql(size_gib: f64) {
     );
     println!("  mariabackup | zstd -3 -T0 : {base_secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB", mib_s(datadir_bytes, base_secs), base_size as f64 / (1 << 20) as f64);
     println!(
-        "  twindb                    : {secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB",
-        mib_s(datadir_bytes, secs),
+        "  twindb mysql job          : {job_secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB",
+        mib_s(datadir_bytes, job_secs),
         stored as f64 / (1 << 20) as f64
     );
+    println!("  twindbctl run daily (all jobs, client included): {secs:.2} s");
     println!(
         "  ratio twindb/baseline throughput: {:.2}x (target >= 0.95x)",
-        base_secs / secs
+        base_secs / job_secs
     );
     println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+}
+
+/// Seconds between a job's `started_at` and `finished_at` as twindbd recorded them.
+fn job_seconds(job: &serde_json::Value) -> Option<f64> {
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(job[k].as_str()?)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    };
+    Some((at("finished_at")? - at("started_at")?) as f64 / 1e6)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
