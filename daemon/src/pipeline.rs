@@ -213,6 +213,26 @@ impl Read for ChunkReader {
     }
 }
 
+/// `io::copy` with a buffer of one chunk. std's copy moves 8 KiB at a time, which costs
+/// a syscall or a compressor call per 8 KiB: measurable on a multi-GiB copy.
+pub fn copy(
+    input: &mut (impl Read + ?Sized),
+    output: &mut (impl Write + ?Sized),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        output.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// Feeds an async stream (a destination's `get`) into a pipe, from a tokio task.
 pub fn from_stream(mut stream: ByteStream, cancel: &Cancel) -> ChunkReader {
     let (tx, rx) = mpsc::channel(DEPTH);

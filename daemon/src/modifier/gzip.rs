@@ -21,7 +21,7 @@ impl Modifier for Gzip {
         output: &mut (dyn Write + Send),
     ) -> io::Result<()> {
         let mut enc = GzEncoder::new(output, flate2::Compression::new(self.level));
-        io::copy(input, &mut enc)?;
+        crate::pipeline::copy(input, &mut enc)?;
         enc.finish()?.flush()
     }
 
@@ -31,7 +31,7 @@ impl Modifier for Gzip {
         output: &mut (dyn Write + Send),
     ) -> io::Result<()> {
         let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, input));
-        io::copy(&mut dec, output)?;
+        crate::pipeline::copy(&mut dec, output)?;
         drain_all(dec.get_mut())
     }
 }

@@ -22,7 +22,7 @@ impl Modifier for Zstd {
         if self.threads > 1 {
             enc.multithread(self.threads)?;
         }
-        io::copy(input, &mut enc)?;
+        crate::pipeline::copy(input, &mut enc)?;
         enc.finish()?.flush()
     }
 
@@ -33,7 +33,7 @@ impl Modifier for Zstd {
     ) -> io::Result<()> {
         // Reads every frame until end of input (pzstd and zstd -T write several).
         let mut dec = ::zstd::stream::Decoder::new(input)?;
-        io::copy(&mut dec, output)?;
+        crate::pipeline::copy(&mut dec, output)?;
         drain_all(dec.get_mut())
     }
 }

@@ -214,7 +214,7 @@ async fn extract(
     stream_copy(engine, meta, ctx, move |input| {
         let mut tool = Tool::spawn(cmd)?;
         let mut stdin = tool.child.stdin.take().expect("stdin is piped");
-        let copied = io::copy(input, &mut stdin).and_then(|_| stdin.flush());
+        let copied = crate::pipeline::copy(input, &mut stdin).and_then(|_| stdin.flush());
         drop(stdin);
         match copied {
             Ok(()) => tool.wait().map_err(io::Error::from),

@@ -20,7 +20,7 @@ impl Source for BinlogSource {
     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<SourceReport> {
         let mut f = File::open(&self.path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
-        io::copy(&mut f, out)?;
+        crate::pipeline::copy(&mut f, out)?;
         Ok(SourceReport::default())
     }
 }

@@ -56,7 +56,7 @@ impl Source for MySqlSource {
         std::fs::create_dir_all(self.lsn_dir())?;
         let mut tool = Tool::spawn(self.command())?;
         let mut stdout = tool.child.stdout.take().expect("stdout is piped");
-        if let Err(e) = io::copy(&mut stdout, out) {
+        if let Err(e) = crate::pipeline::copy(&mut stdout, out) {
             // Cancelled or a later stage failed: stop the tool, keep its story.
             let tail = tool.tail();
             tool.kill();

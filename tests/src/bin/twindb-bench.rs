@@ -284,6 +284,27 @@ fn s3(size_gib: f64, data: Option<PathBuf>, s3_extra: String) {
     println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
 }
 
+/// User + system CPU seconds of a process and of the children it waited for.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11) // fields 14..=17: utime stime cutime cstime
+        .take(4)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks as f64 / 100.0
+}
+
+/// Parses bash's `times` format, e.g. `1m2.345s`.
+fn bash_secs(v: &str) -> Option<f64> {
+    let (m, s) = v.strip_suffix('s')?.split_once('m')?;
+    Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -508,22 +529,32 @@ fn mysql(size_gib: f64) {
         .prefix("twbench")
         .tempdir_in("/var/tmp")
         .unwrap();
-    let out = scratch.path().join("baseline.xbs.zst");
-    let t = Instant::now();
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "set -o pipefail; mariabackup --defaults-file={} --backup --stream=xbstream --target-dir={} 2>/dev/null | zstd -q -3 -T0 > {}",
-            db.defaults_file.display(),
-            scratch.path().join("tmp").display(),
-            out.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success(), "baseline pipe failed");
-    let base_secs = t.elapsed().as_secs_f64();
-    let base_size = fs::metadata(&out).unwrap().len();
-    fs::remove_file(&out).unwrap();
+    let baseline = || {
+        let out = scratch.path().join("baseline.xbs.zst");
+        let t = Instant::now();
+        // `times` prints the CPU the pipeline used (second line: children user, system).
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; mariabackup --defaults-file={} --backup --stream=xbstream --target-dir={} 2>/dev/null | zstd -q -3 -T0 > {} && times",
+                db.defaults_file.display(),
+                scratch.path().join("tmp").display(),
+                out.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "baseline pipe failed");
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)
+            .map(|l| l.split_whitespace().filter_map(bash_secs).sum())
+            .unwrap_or(0.0);
+        let size = fs::metadata(&out).unwrap().len();
+        fs::remove_file(&out).unwrap();
+        let _ = fs::remove_dir_all(scratch.path().join("tmp"));
+        (secs, size, cpu)
+    };
 
     let root = scratch.path().join("twindb");
     fs::create_dir_all(&root).unwrap();
@@ -541,39 +572,67 @@ fn mysql(size_gib: f64) {
     )
     .unwrap();
     let daemon = Daemon::start(&config);
-    let t = Instant::now();
-    let run = daemon.ctl(&["--json", "run", "daily"]);
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
-    let jobs = run.json();
-    let job = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["kind"] == "backup_mysql")
-        .unwrap()
-        .clone();
-    // The MySQL job's own duration: the run also holds a (small) binlog copy job.
-    let job_secs = job_seconds(&job).unwrap_or(secs);
-    let read = job["progress"]["bytes_in"].as_u64().unwrap_or(0);
-    let stored = job["progress"]["bytes_out"].as_u64().unwrap_or(0);
+    // Each `run daily` takes a new full copy (full_backup = daily).
+    let twindb = || {
+        let cpu_before = cpu_secs(daemon.child.id());
+        let t = Instant::now();
+        let run = daemon.ctl(&["--json", "run", "daily"]);
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
+        let jobs = run.json();
+        let job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["kind"] == "backup_mysql")
+            .unwrap()
+            .clone();
+        // The MySQL job's own duration: the run also holds a (small) binlog copy job.
+        let job_secs = job_seconds(&job).unwrap_or(secs);
+        let read = job["progress"]["bytes_in"].as_u64().unwrap_or(0);
+        let stored = job["progress"]["bytes_out"].as_u64().unwrap_or(0);
+        (
+            job_secs,
+            read,
+            stored,
+            cpu_secs(daemon.child.id()) - cpu_before,
+        )
+    };
+
+    // Alternate the two, twice, so a burst of load elsewhere on the machine hits both;
+    // the best of each is compared.
+    let (mut base_secs, mut base_size) = (f64::MAX, 0);
+    let (mut secs, mut read, mut stored) = (f64::MAX, 0, 0);
+    for round in 1..=2 {
+        let (b, size, b_cpu) = baseline();
+        let (t, r, st, t_cpu) = twindb();
+        println!(
+            "  round {round}: mariabackup | zstd {b:.2} s ({b_cpu:.1} CPU s), \
+             twindb mysql job {t:.2} s ({t_cpu:.1} CPU s, twindbd and mariabackup)"
+        );
+        if b < base_secs {
+            (base_secs, base_size) = (b, size);
+        }
+        if t < secs {
+            (secs, read, stored) = (t, r, st);
+        }
+    }
     let rss = peak_rss_kib(daemon.child.id());
     daemon.stop();
     let gib = datadir_bytes as f64 / (1u64 << 30) as f64;
     println!(
-        "MariaDB backup, datadir {gib:.2} GiB, stream {:.0} MiB, zstd level 3",
+        "MariaDB backup, datadir {gib:.2} GiB, stream {:.0} MiB, zstd level 3 (best of 2 rounds)",
         read as f64 / (1 << 20) as f64
     );
     println!("  mariabackup | zstd -3 -T0 : {base_secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB", mib_s(datadir_bytes, base_secs), base_size as f64 / (1 << 20) as f64);
     println!(
-        "  twindb mysql job          : {job_secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB",
-        mib_s(datadir_bytes, job_secs),
+        "  twindb mysql job          : {secs:7.2} s  {:7.1} MiB/s of datadir  output {:.0} MiB",
+        mib_s(datadir_bytes, secs),
         stored as f64 / (1 << 20) as f64
     );
-    println!("  twindbctl run daily (all jobs, client included): {secs:.2} s");
     println!(
         "  ratio twindb/baseline throughput: {:.2}x (target >= 0.95x)",
-        base_secs / job_secs
+        base_secs / secs
     );
     println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
 }
