@@ -238,3 +238,71 @@ fn output_file_is_private_and_errors_name_the_line() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
 }
+
+/// Every section and the odd cases, for each cloud destination and export transport:
+/// whatever the import writes must be keys and types twindbd accepts.
+#[test]
+fn every_section_and_odd_case_gives_a_config_that_validates() {
+    let dir = scratch();
+    let r = dir.path().display().to_string();
+    fs::create_dir_all(dir.path().join("data dir")).unwrap();
+    fs::write(dir.path().join("my.cnf"), "[client]\nuser=root\n").unwrap();
+    fs::write(
+        dir.path().join("gcs.json"),
+        r#"{"client_email": "a@b.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\n", "token_uri": "https://oauth2.googleapis.com/token"}"#,
+    )
+    .unwrap();
+    let common = format!(
+        "[source]\nBACKUP_DIRS = \"{r}/data dir\"\nbackup_mysql: On\ntar_options = --exclude-caches\n\n\
+         [mysql]\nmysql_defaults_file = '{r}/my.cnf'\nfull_backup = weekly\nexpire_log_days = 3\nhostname = db1\n\n\
+         [compression]\nprogram = \"bzip2\"\n\n\
+         [retention_local]\ndaily_copies = 2\n\n\
+         [intervals]\nrun_hourly = no\nrun_daily = yes\n\n\
+         [az]\nconnection_string = \"AccountKey=x\"\n\n\
+         [Retention]\nhourly_copies = 1\n"
+    );
+    let s3 = format!(
+        "{common}\n[destination]\nbackup_destination = s3\nkeep_local_path = {r}/local\n\n\
+         [s3]\nAWS_ACCESS_KEY_ID = AKIA\nAWS_SECRET_ACCESS_KEY = \"se%%cret\"\nBUCKET = b\n\n\
+         [export]\ntransport = datadog\napi_key = API\napp_key = APP\nstatsd_host = h\n"
+    );
+    let gcs = format!(
+        "{common}\n[destination]\nbackup_destination = gcs\n\n\
+         [gcs]\nGCS_CREDENTIALS_FILE = {r}/gcs.json\nGC_ENCRYPTION_KEY = abc\nBUCKET = b\n\n\
+         [export]\ntransport = statsd\nstatsd_host = 127.0.0.1\nstatsd_port = 8125\napi_key = API\n"
+    );
+    for (name, text) in [("s3.cfg", s3), ("gcs.cfg", gcs)] {
+        let sub = dir.path().join(name.trim_end_matches(".cfg"));
+        fs::create_dir_all(&sub).unwrap();
+        let cfg = sub.join(name);
+        fs::write(&cfg, text).unwrap();
+        let (out, t) = import_and_check(&cfg);
+        assert_eq!(
+            get(&t, "source", "backup_dirs"),
+            Some(&toml::Value::from(vec![format!("{r}/data dir")])),
+            "{name}"
+        );
+        for dropped in [
+            "[source] tar_options",
+            "[mysql] hostname",
+            "[az] connection_string",
+            "[Retention] hourly_copies",
+        ] {
+            assert!(
+                out.stderr.contains(dropped),
+                "{name}: {dropped}: {}",
+                out.stderr
+            );
+        }
+        assert!(
+            !out.stderr.contains("API") && !out.stderr.contains("se%cret"),
+            "{}",
+            out.stderr
+        );
+        // One [intervals] key missing: TwinDB ran every type, and so will twindb.
+        assert_eq!(
+            get(&t, "intervals", "run_hourly").and_then(|v| v.as_bool()),
+            Some(true)
+        );
+    }
+}
