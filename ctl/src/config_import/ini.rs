@@ -104,9 +104,10 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
             return Err(err("a key before the first [section] header".into()));
         };
         let Some(split) = trimmed.find(['=', ':']) else {
-            return Err(err(format!(
-                "{trimmed:?} is not a `key = value` line (and not a comment)"
-            )));
+            // The line is not echoed: it may be a secret missing its `key =`.
+            return Err(err(
+                "not a `key = value` line, a [section] header or a comment".into(),
+            ));
         };
         let key = trimmed[..split].trim().to_lowercase();
         if key.is_empty() {
@@ -161,7 +162,7 @@ fn interpolate(ini: &Ini, section: &str, value: &str, depth: usize) -> Result<St
             rest = r;
         } else if let Some(r) = after.strip_prefix('(') {
             let Some(end) = r.find(")s") else {
-                return Err(format!("bad interpolation {value:?}: expected %(name)s"));
+                return Err("bad interpolation: expected %(name)s".into());
             };
             let name = r[..end].to_lowercase();
             let found = [section, "DEFAULT"]
@@ -172,9 +173,11 @@ fn interpolate(ini: &Ini, section: &str, value: &str, depth: usize) -> Result<St
             out.push_str(&interpolate(ini, section, &found.value, depth + 1)?);
             rest = &r[end + 2..];
         } else {
-            return Err(format!(
-                "'%' must be written '%%' (TwinDB's configparser treats it as interpolation): {value:?}"
-            ));
+            // Values are not echoed: this one may be a secret.
+            return Err(
+                "a '%' must be written '%%' (TwinDB's configparser treats it as interpolation)"
+                    .into(),
+            );
         }
     }
     out.push_str(rest);
@@ -297,7 +300,10 @@ mod tests {
         let a = ini.section("a").unwrap();
         assert_eq!(a.entries[0].value, "/srv/x");
         assert_eq!(a.entries[1].value, "50%");
-        assert!(parse("[a]\np=50%\n").is_err());
+        let e = parse("[a]\np=s3cr%t\n").unwrap_err();
+        assert!(!e.to_string().contains("s3cr"), "no value in errors: {e}");
+        let e = parse("[a]\ns3cr3t\n").unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "no line in errors: {e}");
         assert!(parse("[a]\np=%(nope)s\n").is_err());
         assert!(parse("[a]\np=%(p)s\n").is_err(), "a loop");
     }
