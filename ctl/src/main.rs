@@ -109,7 +109,7 @@ enum ConfigCommand {
     Import {
         /// TwinDB's config, e.g. /etc/twindb/twindb-backup.cfg.
         file: PathBuf,
-        /// Write the TOML here (created with mode 0600) instead of stdout.
+        /// Write the TOML here, with mode 0600, instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },

@@ -217,6 +217,9 @@ fn output_file_is_private_and_errors_name_the_line() {
     let cfg = dir.path().join("twindb-backup.cfg");
     fs::write(&cfg, "[s3]\nbucket=b\naws_secret_access_key=k\n").unwrap();
     let toml_path = dir.path().join("out.toml");
+    // An existing file readable by all is narrowed before the secrets go in.
+    fs::write(&toml_path, "old").unwrap();
+    fs::set_permissions(&toml_path, fs::Permissions::from_mode(0o644)).unwrap();
     let out = import(&[
         cfg.to_str().unwrap(),
         "--output",

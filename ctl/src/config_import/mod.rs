@@ -74,15 +74,19 @@ pub fn run(file: &Path, output: Option<&Path>) -> std::process::ExitCode {
     let written = match output {
         None => std::io::stdout().write_all(import.toml.as_bytes()),
         Some(out) => {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            // 0600 from the start: the file may hold secrets.
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            // 0600 before any byte is written: the file may hold secrets. `mode` only
+            // applies to a new file, so an existing one is narrowed first.
             std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(out)
-                .and_then(|mut f| f.write_all(import.toml.as_bytes()))
+                .and_then(|mut f| {
+                    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                    f.write_all(import.toml.as_bytes())
+                })
         }
     };
     if let Err(e) = written {
@@ -98,7 +102,7 @@ pub fn run(file: &Path, output: Option<&Path>) -> std::process::ExitCode {
     }
     if !import.secrets.is_empty() {
         let hint = match output {
-            Some(p) => format!("{} was created with mode 0600; keep it so", p.display()),
+            Some(p) => format!("{} has mode 0600; keep it so", p.display()),
             None => "chmod 600 the file you write it to".into(),
         };
         eprintln!(
