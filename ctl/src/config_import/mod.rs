@@ -127,8 +127,9 @@ pub fn translate(source: &Path, text: &str) -> Result<Import, IniError> {
          \"not carried over\" name each TwinDB key this file leaves out, and why.",
     );
     out.comment(
-        "[daemon] is new in twindb and left at its defaults: hourly to yearly runs fire at \
-         the times of TwinDB's cron entries (@hourly ... @yearly, UTC).",
+        "[daemon] is new in twindb and left at its defaults: hourly to yearly runs fire as \
+         TwinDB's cron entries did (@hourly ... @yearly), but in UTC where cron used the \
+         host's time zone; set [daemon] schedule_* to change that.",
     );
     out.comment("If cron also ran `twindb-backup backup --binlogs-only`, set in [daemon]:");
     out.comment("schedule_binlog = \"*/5 * * * *\"");
