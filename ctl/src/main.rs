@@ -6,6 +6,7 @@
 //! (EX_UNAVAILABLE).
 
 mod client;
+mod config_import;
 mod render;
 
 use std::path::PathBuf;
@@ -95,6 +96,23 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Work on config files (locally: no daemon needed).
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Translate TwinDB Backup's INI config into a twindb TOML config, printed on stdout.
+    Import {
+        /// TwinDB's config, e.g. /etc/twindb/twindb-backup.cfg.
+        file: PathBuf,
+        /// Write the TOML here, with mode 0600, instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +147,12 @@ enum RestoreCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Config {
+        what: ConfigCommand::Import { file, output },
+    } = &cli.command
+    {
+        return config_import::run(file, output.as_deref());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -335,6 +359,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config { .. } => unreachable!("config commands run without the daemon"),
         Command::Cancel { id } => {
             let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;
             if json {
