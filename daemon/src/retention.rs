@@ -90,10 +90,7 @@ pub fn plan(copies: &[CopyMeta], policy: &Policy, now: DateTime<Utc>) -> Vec<Del
     for c in copies {
         match (c.kind, c.run_type) {
             (CopyKind::Binlog, _) => {}
-            (kind, Some(rt)) => groups
-                .entry((kind, rt, group_of(c)))
-                .or_default()
-                .push(c),
+            (kind, Some(rt)) => groups.entry((kind, rt, group_of(c))).or_default().push(c),
             // No run type: not ours to judge.
             (_, None) => {
                 keep.insert(&c.key);
@@ -216,11 +213,10 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
         .collect();
     let mut applied = Applied::default();
     for d in deletions {
-        let objects = status
-            .copies
-            .iter()
-            .find(|c| c.key == d.key)
-            .map_or_else(|| vec![d.key.clone()], crate::status::twindb::TwindbCopy::objects);
+        let objects = status.copies.iter().find(|c| c.key == d.key).map_or_else(
+            || vec![d.key.clone()],
+            crate::status::twindb::TwindbCopy::objects,
+        );
         match delete_all(engine.dest.as_ref(), &objects).await {
             Ok(()) => {
                 tracing::info!(key = %d.key, reason = %d.reason, "retention deleted a copy");
@@ -410,13 +406,18 @@ mod tests {
             mysql("twindb-inc", Hourly, 1, Some("twindb-backup-full")),
             mysql("twindb-full", Daily, 50, None),
         ]);
-        for c in copies.iter_mut().filter(|c| c.key.starts_with("old") || c.key.starts_with("newer") || c.key == "twindb-backup-full") {
+        for c in copies.iter_mut().filter(|c| {
+            c.key.starts_with("old") || c.key.starts_with("newer") || c.key == "twindb-backup-full"
+        }) {
             c.twindb = Some(crate::status::twindb::TwindbCopy::default());
         }
         let keys = |p: &Policy| -> Vec<String> {
             plan(&copies, p, t0()).into_iter().map(|d| d.key).collect()
         };
-        assert_eq!(keys(&policy(5, 2, 4, 12, 3, None)), vec!["old-twindb-backup"]);
+        assert_eq!(
+            keys(&policy(5, 2, 4, 12, 3, None)),
+            vec!["old-twindb-backup"]
+        );
         // One daily: the newest daily full is twindb's, but the incremental needs TwinDB's.
         assert_eq!(
             keys(&policy(5, 1, 4, 12, 3, None)),

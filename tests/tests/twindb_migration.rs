@@ -167,7 +167,11 @@ fn check_files_restore(d: &Daemon, key: &str, dst: &Path) -> String {
     let got = snapshot(&base);
     for (name, sha) in want {
         match got.get(Path::new(name)) {
-            Some(Entry::File { mode, sha256, mtime }) => {
+            Some(Entry::File {
+                mode,
+                sha256,
+                mtime,
+            }) => {
                 assert_eq!(sha256, sha, "{key}: {name}");
                 assert_eq!(*mode, 0o644, "{key}: {name}");
                 // 2026-01-01 00:00:00 UTC
@@ -434,11 +438,20 @@ fn damaged_and_legacy_status_files() {
     let ls = d.ctl(&["--json", "ls"]).success().json();
     let problems = ls["problems"].to_string();
     assert!(problems.contains("is corrupt"), "{ls}");
-    assert!(problems.contains("feded6d497f701f249d63236403d31fe"), "{ls}");
+    assert!(
+        problems.contains("feded6d497f701f249d63236403d31fe"),
+        "{ls}"
+    );
     let human = d.ctl(&["ls"]).success();
     assert!(human.stderr.contains("is corrupt"), "{human:?}");
     // The MySQL copies are still listed, and refuse to restore, saying why.
-    let out = d.ctl(&["restore", "mysql", FULL, "--dst", t.path().join("m").to_str().unwrap()]);
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        FULL,
+        "--dst",
+        t.path().join("m").to_str().unwrap(),
+    ]);
     assert_ne!(out.code, 0);
     assert!(out.stdout.contains("is corrupt"), "{out:?}");
     // Files copies need no status.
@@ -448,7 +461,13 @@ fn damaged_and_legacy_status_files() {
     fs::write(&status, "").unwrap();
     let ls = d.ctl(&["--json", "ls"]).success().json();
     assert!(ls["problems"].to_string().contains("is empty"), "{ls}");
-    let out = d.ctl(&["restore", "mysql", INC, "--dst", t.path().join("m").to_str().unwrap()]);
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        INC,
+        "--dst",
+        t.path().join("m").to_str().unwrap(),
+    ]);
     assert_ne!(out.code, 0);
     assert!(out.stdout.contains("is empty"), "{out:?}");
 
@@ -493,9 +512,7 @@ fn a_new_incremental_uses_twindb_full_as_parent() {
     assert_eq!(d.stop(), 0);
     fs::remove_dir_all(datadir.join("_config")).unwrap();
     let db = MariaDb::start_restored(&datadir);
-    db.sql(
-        "USE shop; INSERT INTO orders SELECT seq, CONCAT('batch2-', seq) FROM seq_1001_to_1500",
-    );
+    db.sql("USE shop; INSERT INTO orders SELECT seq, CONCAT('batch2-', seq) FROM seq_1001_to_1500");
     let defaults = t.path().join("client.cnf");
     fs::write(
         &defaults,
@@ -543,7 +560,11 @@ fn a_new_incremental_uses_twindb_full_as_parent() {
     assert_eq!(recorded["parent"], FULL, "{recorded}");
     // Only twindb's own copies are in its status file.
     assert!(
-        own["copies"].as_array().unwrap().iter().all(|c| c.get("twindb").is_none()),
+        own["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.get("twindb").is_none()),
         "{own}"
     );
 
@@ -566,13 +587,87 @@ fn a_new_incremental_uses_twindb_full_as_parent() {
         .collect();
     let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
     assert!(
-        added.iter().all(|k| k.starts_with("fixture-db1/twindb-status.json")
-            || own_keys.contains(&k.as_str())),
+        added
+            .iter()
+            .all(|k| k.starts_with("fixture-db1/twindb-status.json")
+                || own_keys.contains(&k.as_str())),
         "{added:?}"
     );
     let fx_status = fs::read(fixtures().join("remote/fixture-db1/status")).unwrap();
     assert_eq!(
         hex::encode(Sha256::digest(&fx_status)),
         "04fdfdef3ca3e693cbe9d5961af07b3dda63e5e4c5a2c1cd927357469e85bc9f"
+    );
+}
+
+/// The binlog copies, read from an S3 destination and decoded by their key's chain,
+/// are TwinDB's raw binlogs (FACTS.md sizes), and replayed from the position recorded
+/// in the restored incremental they roll it forward to the last state FACTS.md gives.
+#[test]
+fn binlog_copies_roll_the_restored_incremental_forward() {
+    if !programs_or_skip("binlog_copies_roll_the_restored_incremental_forward") {
+        return;
+    }
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    copy_tree(&fixtures().join("remote"), &s3.root().join(BUCKET));
+    let t = scratch();
+    let d = Daemon::start(&config(t.path(), "s3", &s3.config_section(""), None));
+    let dst = t.path().join("inc");
+    d.ctl(&["restore", "mysql", INC, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_eq!(d.stop(), 0);
+    let info = fs::read_to_string(dst.join("xtrabackup_binlog_info")).unwrap();
+    let fields: Vec<&str> = info.split_whitespace().collect();
+    assert_eq!(fields[..2], ["mysql-bin.000002", "11057"], "{info}");
+
+    let dest = destination_from("s3", &s3.config_section(""));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let binlogs = t.path().join("binlogs");
+    fs::create_dir(&binlogs).unwrap();
+    for (key, raw_size) in BINLOGS.iter().zip([19649, 11104, 11104]) {
+        let stored: Vec<u8> = rt.block_on(async {
+            let chunks: Vec<bytes::Bytes> =
+                futures::TryStreamExt::try_collect(dest.get(key).await.unwrap())
+                    .await
+                    .unwrap();
+            chunks.concat()
+        });
+        let chain = twindb::modifier::ModifierSpec::chain_from_key(key);
+        let raw = twindb_tests::chain::run_bytes(
+            &chain,
+            &twindb::modifier::ModifierEnv::default(),
+            twindb_tests::chain::Way::Decode,
+            stored,
+        )
+        .unwrap();
+        assert_eq!(raw.len(), raw_size, "{key}");
+        // The binlog magic number.
+        assert_eq!(&raw[..4], b"\xfebin", "{key}");
+        let name = key.rsplit('/').next().unwrap().trim_end_matches(".gz");
+        fs::write(binlogs.join(name), raw).unwrap();
+    }
+
+    fs::rename(dst.join("_config"), dst.with_extension("config")).unwrap();
+    let server = MariaDb::start_restored(&dst);
+    let replay = format!(
+        "mariadb-binlog --start-position={pos} {dir}/mysql-bin.000002 {dir}/mysql-bin.000003 \
+         | mariadb -uroot --socket={socket}",
+        pos = fields[1],
+        dir = binlogs.display(),
+        socket = server.socket.display()
+    );
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &replay])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{replay}: {out:?}");
+    let fp = server.fingerprint(&["shop.orders"]);
+    let range = server.sql("SELECT CONCAT(MIN(id), '..', MAX(id)) FROM shop.orders");
+    server.stop();
+    assert_eq!(
+        (fp[0].1.as_str(), range.as_str(), fp[0].2.as_str()),
+        ("2000", "1..2000", "2027630342")
     );
 }

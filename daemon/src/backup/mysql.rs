@@ -288,6 +288,27 @@ mod tests {
     }
 
     #[test]
+    fn a_full_ahead_of_the_server_or_with_an_unreadable_record_is_no_parent() {
+        let full = copy("h/daily/mysql/a", RunType::Daily, "full", 500);
+        assert!(lsn_allows(&full, Some(500)));
+        assert!(lsn_allows(&full, Some(900)));
+        assert!(
+            lsn_allows(&full, None),
+            "the server does not tell: as before"
+        );
+        // Another server's full, or one from before the server was rebuilt.
+        assert!(!lsn_allows(&full, Some(499)));
+        let mut theirs = full.clone();
+        theirs.twindb = Some(crate::status::twindb::TwindbCopy::default());
+        assert!(
+            lsn_allows(&theirs, Some(900)),
+            "a TwinDB Backup full is a parent"
+        );
+        theirs.twindb.as_mut().unwrap().problem = Some("corrupt".into());
+        assert!(!lsn_allows(&theirs, Some(900)));
+    }
+
+    #[test]
     fn full_vs_incremental_as_twindb_decided() {
         let none: Vec<CopyMeta> = vec![];
         // At or above full_backup: always full.

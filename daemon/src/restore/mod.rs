@@ -74,9 +74,7 @@ pub(crate) async fn stream_copy(
     let fetched = from_stream(stream, &cancel);
     let (w, mut r) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_in.clone());
-    stages.spawn("sha256", move || {
-        hash_tap(fetched, w, expect).map(|_| ())
-    });
+    stages.spawn("sha256", move || hash_tap(fetched, w, expect).map(|_| ()));
     let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     for spec in modifiers.iter().rev() {
         let m = spec.build(&env);

@@ -268,8 +268,13 @@ impl StatusStore {
     /// TwinDB Backup's copies on the destination are included (marked `twindb`).
     pub async fn load(&self) -> Result<Status, StatusError> {
         let mut status = self.load_raw().await?.0;
-        let (theirs, problems) =
-            twindb::scan(self.dest.as_ref(), self.keep_local.as_ref(), &self.host, &status).await?;
+        let (theirs, problems) = twindb::scan(
+            self.dest.as_ref(),
+            self.keep_local.as_ref(),
+            &self.host,
+            &status,
+        )
+        .await?;
         for p in &problems {
             tracing::error!(host = %self.host, "{p}");
         }

@@ -583,7 +583,10 @@ mod tests {
         );
         assert!(err.to_string().contains("is corrupt"), "{err}");
         // A wrong md5 field over an intact body is corruption too.
-        let wrong = good.replace("feded6d497f701f249d63236403d31fe", "00000000000000000000000000000000");
+        let wrong = good.replace(
+            "feded6d497f701f249d63236403d31fe",
+            "00000000000000000000000000000000",
+        );
         assert!(matches!(
             decode_file("k", wrong.as_bytes()),
             Err(LegacyStatusError::Corrupt { .. })
@@ -594,7 +597,12 @@ mod tests {
     fn an_empty_file_is_its_own_error() {
         for empty in [&b""[..], b"\n", b"  "] {
             let err = decode_file("h/status", empty).unwrap_err();
-            assert_eq!(err, LegacyStatusError::Empty { key: "h/status".into() });
+            assert_eq!(
+                err,
+                LegacyStatusError::Empty {
+                    key: "h/status".into()
+                }
+            );
             assert!(err.to_string().contains("is empty"), "{err}");
         }
     }
@@ -643,11 +651,22 @@ mod tests {
         assert_eq!(k.run_type, Some(RunType::Daily));
         assert_eq!(k.source, "_tmp_twfx_appfiles");
         assert_eq!(k.time.unwrap().to_rfc3339(), "2026-11-25T10:37:50+00:00");
-        let k = parse_key("db1", "db1/monthly/files/_my-dir-2026-11-25_10_38_08.tar.gz.gpg").unwrap();
+        let k = parse_key(
+            "db1",
+            "db1/monthly/files/_my-dir-2026-11-25_10_38_08.tar.gz.gpg",
+        )
+        .unwrap();
         assert_eq!(k.source, "_my-dir");
         let k = parse_key("db1", "db1/binlog/mysql-bin.000002.gz").unwrap();
-        assert_eq!((k.kind, k.base.as_str()), (CopyKind::Binlog, "db1/binlog/mysql-bin.000002"));
-        let k = parse_key("db1", "db1/hourly/mysql/mysql-2026-11-25_10_37_59.xbstream.bz").unwrap();
+        assert_eq!(
+            (k.kind, k.base.as_str()),
+            (CopyKind::Binlog, "db1/binlog/mysql-bin.000002")
+        );
+        let k = parse_key(
+            "db1",
+            "db1/hourly/mysql/mysql-2026-11-25_10_37_59.xbstream.bz",
+        )
+        .unwrap();
         assert_eq!(k.kind, CopyKind::Mysql);
         for not_a_copy in [
             "db1/status",
@@ -669,9 +688,15 @@ mod tests {
             size,
         };
         let found = group_parts(vec![
-            o("h/daily/mysql/mysql-2026-01-01_00_00_00.xbstream.gz/part-0000000000000001", 5),
+            o(
+                "h/daily/mysql/mysql-2026-01-01_00_00_00.xbstream.gz/part-0000000000000001",
+                5,
+            ),
             o("h/status", 3),
-            o("h/daily/mysql/mysql-2026-01-01_00_00_00.xbstream.gz/part-0000000000000000", 7),
+            o(
+                "h/daily/mysql/mysql-2026-01-01_00_00_00.xbstream.gz/part-0000000000000000",
+                7,
+            ),
         ]);
         let copy = found
             .iter()
