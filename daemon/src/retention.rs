@@ -265,7 +265,7 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
     let status = if gone.is_empty() && local_gone.is_empty() {
         status
     } else {
-        engine
+        let own = engine
             .status
             .update(|s| {
                 s.copies.retain(|c| !gone.contains(c.key.as_str()));
@@ -273,7 +273,16 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
                     c.local = None;
                 }
             })
-            .await?
+            .await?;
+        // TwinDB Backup's copies are not in twindb's status file; count those left.
+        let theirs = status
+            .copies
+            .into_iter()
+            .filter(|c| c.twindb.is_some() && !gone.contains(c.key.as_str()));
+        crate::status::Status {
+            copies: own.copies.into_iter().chain(theirs).collect(),
+            ..own
+        }
     };
     engine.metrics.set_copies("remote", &status.copies);
     applied.kept = status.copies.len();

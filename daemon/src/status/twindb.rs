@@ -346,15 +346,43 @@ async fn read_status_file(
         .map(|bytes| decode_file(key, &bytes).map(|(_, body)| body)))
 }
 
+/// The records of `{host}/status`, or why there are none to trust.
+async fn mysql_records(
+    dest: &dyn Destination,
+    key: &str,
+) -> Result<Result<HashMap<String, MysqlRecord>, String>, StatusError> {
+    Ok(match read_status_file(dest, key).await? {
+        None => Ok(HashMap::new()),
+        Some(Ok(body)) => {
+            parse_mysql_status(&body).map_err(|e| format!("TwinDB status file {key}: {e}"))
+        }
+        Some(Err(e)) => Err(e.to_string()),
+    })
+}
+
+/// The first-event times of `{host}/binlog-status`, or why there are none.
+async fn binlog_times(
+    dest: &dyn Destination,
+    key: &str,
+) -> Result<Result<HashMap<String, DateTime<Utc>>, String>, StatusError> {
+    Ok(match read_status_file(dest, key).await? {
+        None => Ok(HashMap::new()),
+        Some(Ok(body)) => {
+            parse_binlog_status(&body).map_err(|e| format!("TwinDB status file {key}: {e}"))
+        }
+        Some(Err(e)) => Err(e.to_string()),
+    })
+}
+
 /// The TwinDB copies of `host` on `dest` that `own` (twindb's status) does not hold,
 /// plus one line per problem met (a corrupt status file, a record without its copy).
+/// TwinDB's status files are read only when there is a TwinDB copy.
 pub async fn scan(
     dest: &dyn Destination,
     keep_local: Option<&Local>,
     host: &str,
     own: &Status,
 ) -> Result<(Vec<CopyMeta>, Vec<String>), StatusError> {
-    let mut problems = Vec::new();
     let prefix = format!("{host}/");
     let found: Vec<(Found, KeyInfo)> = group_parts(list_all(dest, &prefix).await?)
         .into_iter()
@@ -362,36 +390,22 @@ pub async fn scan(
         .filter_map(|f| parse_key(host, &f.key).map(|k| (f, k)))
         .collect();
     if found.is_empty() {
-        return Ok((vec![], problems));
+        return Ok((vec![], vec![]));
     }
-
+    let mut problems = Vec::new();
     let status_key = format!("{host}/status");
-    let mut mysql_problem: Option<String> = None;
-    let records = match read_status_file(dest, &status_key).await? {
-        None => HashMap::new(),
-        Some(Ok(body)) => parse_mysql_status(&body).unwrap_or_else(|e| {
-            mysql_problem = Some(format!("TwinDB status file {status_key}: {e}"));
-            HashMap::new()
-        }),
-        Some(Err(e)) => {
-            mysql_problem = Some(e.to_string());
-            HashMap::new()
-        }
+    let (records, mysql_problem) = match mysql_records(dest, &status_key).await? {
+        Ok(r) => (r, None),
+        Err(e) => (HashMap::new(), Some(e)),
     };
     problems.extend(mysql_problem.clone());
-    let binlog_key = format!("{host}/binlog-status");
-    let binlog_times = match read_status_file(dest, &binlog_key).await? {
-        None => HashMap::new(),
-        Some(body) => match body.map_err(|e| e.to_string()).and_then(|b| {
-            parse_binlog_status(&b).map_err(|e| format!("TwinDB status file {binlog_key}: {e}"))
-        }) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(e);
-                HashMap::new()
-            }
-        },
-    };
+    let times = binlog_times(dest, &format!("{host}/binlog-status"))
+        .await?
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            HashMap::new()
+        });
+    // keep_local_path is a help, not a requirement: unreadable, it is not used.
     let local_sizes: HashMap<String, u64> = match keep_local {
         Some(l) => list_all(l, &prefix)
             .await
@@ -399,53 +413,25 @@ pub async fn scan(
             .unwrap_or_default(),
         None => HashMap::new(),
     };
-    let listed: HashMap<&str, &KeyInfo> = found.iter().map(|(f, k)| (f.key.as_str(), k)).collect();
-    let mut records_seen = 0;
+
     let mut copies = Vec::new();
     for (f, info) in &found {
-        let modifiers = ModifierSpec::chain_from_key(&f.key);
-        let time = info.time.unwrap_or_else(Utc::now);
-        let mut meta = CopyMeta {
-            key: f.key.clone(),
-            kind: info.kind,
-            run_type: info.run_type,
-            backup_type: None,
-            parent: None,
-            host: host.to_string(),
-            source: info.source.clone(),
-            started: time,
-            finished: time,
-            source_size: 0,
-            size: f.size,
-            // Unknown: TwinDB recorded no checksum.
-            sha256: String::new(),
-            modifiers: modifiers.clone(),
-            mysql: None,
-            binlog: None,
-            local: None,
-            twindb: Some(TwindbCopy {
-                parts: f.parts.clone(),
-                problem: None,
-            }),
-        };
+        let mut meta = describe(host, f, info);
         match info.kind {
             CopyKind::Mysql => match records.get(&f.key) {
-                Some(r) => {
-                    records_seen += 1;
-                    apply_record(&mut meta, r, &records);
-                }
+                Some(r) => apply_record(&mut meta, r, &records),
                 None => {
                     let why = mysql_problem.clone().unwrap_or_else(|| {
                         format!("it has no record in {status_key} (TwinDB's type, LSN and parent of the copy are unknown)")
                     });
-                    meta.twindb.as_mut().expect("set above").problem = Some(why);
+                    meta.twindb.as_mut().expect("a TwinDB copy").problem = Some(why);
                 }
             },
             CopyKind::Binlog => {
                 // Undated (not in binlog-status): "now", so that expiry never deletes
                 // what it cannot date. The name is what keeps twindb from copying the
                 // binlog again (and from writing over TwinDB's file).
-                let t = binlog_times.get(&info.base).copied().unwrap_or(time);
+                let t = times.get(&info.base).copied().unwrap_or(meta.started);
                 meta.started = t;
                 meta.finished = t;
                 meta.binlog = Some(BinlogMeta {
@@ -456,7 +442,7 @@ pub async fn scan(
             CopyKind::Files => {}
         }
         // keep_local_path holds the stream before encryption, under the key without `.gpg`.
-        let local_key = match modifiers.last() {
+        let local_key = match meta.modifiers.last() {
             Some(ModifierSpec::Gpg { .. }) => f.key.strip_suffix(".gpg").unwrap_or(&f.key),
             _ => &f.key,
         };
@@ -470,20 +456,47 @@ pub async fn scan(
         }
         copies.push(meta);
     }
-    if records_seen < records.len() {
-        let mut missing: Vec<&String> = records
-            .keys()
-            .filter(|k| !listed.contains_key(k.as_str()) && own.find(k).is_none())
-            .collect();
-        missing.sort();
-        for k in missing {
-            problems.push(format!(
-                "{status_key} lists {k}, but {} has no such copy",
-                dest.name()
-            ));
-        }
+
+    let mut missing: Vec<&String> = records
+        .keys()
+        .filter(|k| !found.iter().any(|(f, _)| &f.key == *k) && own.find(k).is_none())
+        .collect();
+    missing.sort();
+    for k in missing {
+        problems.push(format!(
+            "{status_key} lists {k}, but {} has no such copy",
+            dest.name()
+        ));
     }
     Ok((copies, problems))
+}
+
+/// What the key and the listing say about a copy.
+fn describe(host: &str, f: &Found, info: &KeyInfo) -> CopyMeta {
+    let time = info.time.unwrap_or_else(Utc::now);
+    CopyMeta {
+        key: f.key.clone(),
+        kind: info.kind,
+        run_type: info.run_type,
+        backup_type: None,
+        parent: None,
+        host: host.to_string(),
+        source: info.source.clone(),
+        started: time,
+        finished: time,
+        source_size: 0,
+        size: f.size,
+        // Unknown: TwinDB recorded no checksum.
+        sha256: String::new(),
+        modifiers: ModifierSpec::chain_from_key(&f.key),
+        mysql: None,
+        binlog: None,
+        local: None,
+        twindb: Some(TwindbCopy {
+            parts: f.parts.clone(),
+            problem: None,
+        }),
+    }
 }
 
 fn apply_record(meta: &mut CopyMeta, r: &MysqlRecord, all: &HashMap<String, MysqlRecord>) {
