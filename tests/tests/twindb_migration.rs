@@ -414,6 +414,10 @@ fn remote_tree_on_gcs_in_twindb_chunk_layout() {
     let section = gcs.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
     let d = Daemon::start(&config(t.path(), "gcs", &section, None));
     check_every_copy(&d, Tree::Remote, t.path());
+    // One signed URL cannot download several objects: refused, saying why.
+    let out = d.ctl(&["share", FULL]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("GCS layout"), "{out:?}");
     assert_eq!(d.stop(), 0);
 }
 
@@ -456,6 +460,22 @@ fn damaged_and_legacy_status_files() {
     assert!(out.stdout.contains("is corrupt"), "{out:?}");
     // Files copies need no status.
     check_files_restore(&d, FILES_COMMON[0], &t.path().join("f1"));
+    // A copy truncated on upload (TwinDB 3.3's ssh upload did that, FACTS.md) has no
+    // checksum to catch it: the decompressor does, the restore fails, nothing is left.
+    let weekly = repo.join(FILES_COMMON[2]);
+    let bytes = fs::read(&weekly).unwrap();
+    fs::write(&weekly, &bytes[..bytes.len() - 40]).unwrap();
+    let dst = t.path().join("truncated");
+    let out = d.ctl(&[
+        "restore",
+        "file",
+        FILES_COMMON[2],
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("bzip2"), "{out:?}");
+    assert!(!dst.exists());
 
     // Empty.
     fs::write(&status, "").unwrap();
@@ -572,6 +592,9 @@ fn a_new_incremental_uses_twindb_full_as_parent() {
         check_mysql_restore(&d, &new_key, &t.path().join("restored")),
         ("1500".into(), "1..1500".into(), "471472178".into())
     );
+    // verify restores TwinDB's incremental on its full and starts a server on it.
+    let out = d.ctl(&["--json", "verify", "mysql", INC]).success();
+    assert_eq!(out.json()["success"], true, "{out:?}");
     assert_eq!(d.stop(), 0);
 
     // Every file TwinDB wrote is unchanged; twindb added only its own files.
