@@ -237,6 +237,10 @@ pub struct StatusStore {
     lock: Arc<Mutex<()>>,
     /// Where TwinDB's keep-local twins of its copies may be.
     keep_local: Option<Local>,
+    /// Set once a look for TwinDB Backup's copies found none: only one tool writes a
+    /// host's copies at a time, so none appear while twindbd runs, and a host that
+    /// never had TwinDB does not pay for the listing at every read.
+    no_twindb: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StatusStore {
@@ -246,6 +250,7 @@ impl StatusStore {
             host: host.to_string(),
             lock: Arc::new(Mutex::new(())),
             keep_local: None,
+            no_twindb: Arc::default(),
         }
     }
 
@@ -267,7 +272,11 @@ impl StatusStore {
     /// is damaged.
     /// TwinDB Backup's copies on the destination are included (marked `twindb`).
     pub async fn load(&self) -> Result<Status, StatusError> {
+        use std::sync::atomic::Ordering;
         let mut status = self.load_raw().await?.0;
+        if self.no_twindb.load(Ordering::Relaxed) {
+            return Ok(status);
+        }
         let (theirs, problems) = twindb::scan(
             self.dest.as_ref(),
             self.keep_local.as_ref(),
@@ -275,6 +284,9 @@ impl StatusStore {
             &status,
         )
         .await?;
+        if theirs.is_empty() && problems.is_empty() {
+            self.no_twindb.store(true, Ordering::Relaxed);
+        }
         for p in &problems {
             tracing::error!(host = %self.host, "{p}");
         }
