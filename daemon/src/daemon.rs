@@ -85,8 +85,10 @@ impl Daemon {
             state: state.clone(),
             started_at: Utc::now(),
         };
-        count_copies(&current.get()).await;
+        // In the background: reading the status may list the destination (TwinDB's copies).
+        let counted = current.get();
         let mut tasks = vec![
+            tokio::spawn(async move { count_copies(&counted).await }),
             tokio::spawn(on_job_events(queue.clone())),
             tokio::spawn(systemd::follow_jobs(queue.clone())),
             tokio::spawn(systemd::watchdog(queue.clone())),
