@@ -59,13 +59,13 @@ pub(crate) async fn stream_copy(
     let (stream, expect, modifiers, source) = match intact_local_copy(engine, meta, ctx).await {
         Some((stream, local)) => (
             stream,
-            recorded(&local.sha256, local.size),
+            recorded(meta, &local.sha256, local.size),
             local.modifiers.clone(),
             "the local copy",
         ),
         None => (
             get_copy(&engine.dest, meta).await?,
-            recorded(&meta.sha256, meta.size),
+            recorded(meta, &meta.sha256, meta.size),
             meta.modifiers.clone(),
             "the destination",
         ),
@@ -102,9 +102,9 @@ pub(crate) async fn stream_copy(
     Ok(source)
 }
 
-/// The checksum to verify, unless none was recorded (TwinDB Backup's copies).
-fn recorded(sha256: &str, size: u64) -> Option<Digested> {
-    (!sha256.is_empty()).then(|| Digested {
+/// The checksum to verify; none for TwinDB Backup's copies, which recorded none.
+fn recorded(meta: &CopyMeta, sha256: &str, size: u64) -> Option<Digested> {
+    meta.twindb.is_none().then(|| Digested {
         sha256: sha256.to_string(),
         size,
     })
@@ -158,7 +158,7 @@ async fn intact_local_copy<'a>(
             return None;
         }
     };
-    if copy.sha256.is_empty() {
+    if meta.twindb.is_some() {
         // TwinDB recorded no checksum: use the local copy as TwinDB did. Its bytes
         // are still checked by the decompressor and the extractor.
         return Some((stream, copy));
