@@ -228,6 +228,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 render::print_json(&resp);
             } else {
                 render::copies(&resp.copies);
+                render::problems(&resp.problems);
             }
             Ok(ExitCode::SUCCESS)
         }

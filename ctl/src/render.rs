@@ -39,9 +39,23 @@ pub fn copies(copies: &[CopyInfo]) {
         return;
     }
     let width = copies.iter().map(|c| c.key.len()).max().unwrap_or(3).max(3);
+    // Copies TwinDB Backup wrote are marked in a last column, shown only when there are some.
+    let any_twindb = copies.iter().any(|c| c.origin.is_some());
+    let origin = |c: Option<&CopyInfo>| match (any_twindb, c) {
+        (false, _) => "",
+        (true, None) => "  ORIGIN",
+        (true, Some(c)) if c.origin.is_some() => "  TwinDB Backup",
+        (true, Some(_)) => "  twindb",
+    };
     println!(
-        "{:<width$}  {:<6}  {:<7}  {:<6}  {:>10}  FINISHED",
-        "KEY", "TYPE", "RUN", "WHERE", "SIZE"
+        "{:<width$}  {:<6}  {:<7}  {:<6}  {:>10}  {:<19}{}",
+        "KEY",
+        "TYPE",
+        "RUN",
+        "WHERE",
+        "SIZE",
+        "FINISHED",
+        origin(None)
     );
     for c in copies {
         let run = c
@@ -49,14 +63,22 @@ pub fn copies(copies: &[CopyInfo]) {
             .map(|r| r.to_string())
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<width$}  {:<6}  {:<7}  {:<6}  {:>10}  {}",
+            "{:<width$}  {:<6}  {:<7}  {:<6}  {:>10}  {:<19}{}",
             c.key,
             c.kind.to_string(),
             run,
             c.location,
             HumanBytes(c.size).to_string(),
-            when(c.finished)
+            when(c.finished),
+            origin(Some(c))
         );
+    }
+}
+
+/// Problems met reading TwinDB Backup's status files, on stderr.
+pub fn problems(problems: &[String]) {
+    for p in problems {
+        eprintln!("warning: {p}");
     }
 }
 

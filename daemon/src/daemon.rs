@@ -51,6 +51,9 @@ impl Daemon {
         listener: UnixListener,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        // First: the socket already answers, and a SIGHUP sent as soon as it does must
+        // reload the config, not kill the daemon (the signal's default action).
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let config = self.config.clone();
         let engine = Engine::new(config.clone());
         engine
@@ -85,8 +88,10 @@ impl Daemon {
             state: state.clone(),
             started_at: Utc::now(),
         };
-        count_copies(&current.get()).await;
+        // In the background: reading the status may list the destination (TwinDB's copies).
+        let counted = current.get();
         let mut tasks = vec![
+            tokio::spawn(async move { count_copies(&counted).await }),
             tokio::spawn(on_job_events(queue.clone())),
             tokio::spawn(systemd::follow_jobs(queue.clone())),
             tokio::spawn(systemd::watchdog(queue.clone())),
@@ -98,6 +103,7 @@ impl Daemon {
             crate::scheduler::run_catch_up(&queue, &state);
         }
         tasks.push(tokio::spawn(reload_on_sighup(
+            hup,
             current.clone(),
             scheduler.clone(),
         )));
@@ -208,9 +214,12 @@ async fn on_job_events(queue: Arc<Queue>) {
 /// from now on (schedules, intervals, sources, compression, retention, notify,
 /// export, log filter); settings that need a restart keep their running values, with
 /// a warning naming them.
-async fn reload_on_sighup(current: Arc<Current>, scheduler: Arc<Scheduler>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
+async fn reload_on_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    current: Arc<Current>,
+    scheduler: Arc<Scheduler>,
+) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot handle SIGHUP: config reload is off");

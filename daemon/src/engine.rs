@@ -22,8 +22,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Config) -> Self {
         let dest = crate::destination::build(&config.destination);
-        let status = StatusStore::new(dest.clone(), &config.daemon.hostname);
         let keep_local = config.keep_local_path.as_ref().map(Local::new);
+        let status = StatusStore::new(dest.clone(), &config.daemon.hostname)
+            .with_keep_local(keep_local.clone());
         Engine {
             config,
             dest,

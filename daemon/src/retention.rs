@@ -85,23 +85,22 @@ pub fn plan(copies: &[CopyMeta], policy: &Policy, now: DateTime<Utc>) -> Vec<Del
     }
 
     // The newest N of each group.
-    let mut groups: HashMap<(CopyKind, RunType, &str), Vec<&CopyMeta>> = HashMap::new();
+    let mut groups: HashMap<(CopyKind, RunType, String), Vec<&CopyMeta>> = HashMap::new();
     let mut keep: HashSet<&str> = HashSet::new();
     for c in copies {
         match (c.kind, c.run_type) {
             (CopyKind::Binlog, _) => {}
-            (kind, Some(rt)) => groups
-                .entry((kind, rt, c.source.as_str()))
-                .or_default()
-                .push(c),
+            (kind, Some(rt)) => groups.entry((kind, rt, group_of(c))).or_default().push(c),
             // No run type: not ours to judge.
             (_, None) => {
                 keep.insert(&c.key);
             }
         }
     }
-    for ((kind, rt, source), mut group) in groups {
+    for ((kind, rt, _), mut group) in groups {
         group.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.key.cmp(&a.key)));
+        // Named as the newest copy names it (twindb's records the real path).
+        let source = group[0].source.clone();
         let n = policy.keep.copies(rt) as usize;
         for (i, c) in group.into_iter().enumerate() {
             if i < n {
@@ -184,6 +183,16 @@ pub fn plan(copies: &[CopyMeta], policy: &Policy, now: DateTime<Utc>) -> Vec<Del
         .collect()
 }
 
+/// Files copies count per folder, named as in their keys (`/etc/app` -> `_etc_app`):
+/// TwinDB Backup's copies record only that form, and count with twindb's.
+fn group_of(c: &CopyMeta) -> String {
+    if c.kind == CopyKind::Files {
+        crate::key::dir_part(std::path::Path::new(&c.source))
+    } else {
+        c.source.clone()
+    }
+}
+
 /// What applying a plan did.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -204,7 +213,11 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
         .collect();
     let mut applied = Applied::default();
     for d in deletions {
-        match engine.dest.delete(&d.key).await {
+        let objects = status.copies.iter().find(|c| c.key == d.key).map_or_else(
+            || vec![d.key.clone()],
+            crate::status::twindb::TwindbCopy::objects,
+        );
+        match delete_all(engine.dest.as_ref(), &objects).await {
             Ok(()) => {
                 tracing::info!(key = %d.key, reason = %d.reason, "retention deleted a copy");
                 engine.metrics.retention_deleted(d.kind, "remote");
@@ -252,7 +265,7 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
     let status = if gone.is_empty() && local_gone.is_empty() {
         status
     } else {
-        engine
+        let own = engine
             .status
             .update(|s| {
                 s.copies.retain(|c| !gone.contains(c.key.as_str()));
@@ -260,11 +273,31 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
                     c.local = None;
                 }
             })
-            .await?
+            .await?;
+        // TwinDB Backup's copies are not in twindb's status file; count those left.
+        let theirs = status
+            .copies
+            .into_iter()
+            .filter(|c| c.twindb.is_some() && !gone.contains(c.key.as_str()));
+        crate::status::Status {
+            copies: own.copies.into_iter().chain(theirs).collect(),
+            ..own
+        }
     };
     engine.metrics.set_copies("remote", &status.copies);
     applied.kept = status.copies.len();
     Ok(applied)
+}
+
+/// Deletes the objects of one copy (TwinDB's GCS copies are several), last first.
+async fn delete_all(
+    dest: &dyn crate::destination::Destination,
+    objects: &[String],
+) -> Result<(), crate::destination::DestinationError> {
+    for o in objects.iter().rev() {
+        dest.delete(o).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -332,6 +365,7 @@ mod tests {
                 mysql: None,
                 binlog: None,
                 local: None,
+                twindb: None,
                 parent: c.parent.map(Into::into),
                 host: "db1".into(),
                 source: c.source.into(),
@@ -366,6 +400,39 @@ mod tests {
     }
 
     use RunType::*;
+
+    /// TwinDB Backup's copies (recorded folder `_srv_app`, as in their keys) count in
+    /// the same group as twindb's (`/srv/app`), and a TwinDB full keeps a twindb
+    /// incremental's chain.
+    #[test]
+    fn twindb_backup_copies_count_by_run_type_with_twindb_copies() {
+        let mut copies = metas(&[
+            files("old-twindb-backup", Daily, "_srv_app", 96),
+            files("newer-twindb-backup", Daily, "_srv_app", 72),
+            files("twindb", Daily, "/srv/app/", 24),
+            files("other-folder", Daily, "/srv/other", 100),
+            mysql("twindb-backup-full", Daily, 100, None),
+            mysql("twindb-inc", Hourly, 1, Some("twindb-backup-full")),
+            mysql("twindb-full", Daily, 50, None),
+        ]);
+        for c in copies.iter_mut().filter(|c| {
+            c.key.starts_with("old") || c.key.starts_with("newer") || c.key == "twindb-backup-full"
+        }) {
+            c.twindb = Some(crate::status::twindb::TwindbCopy::default());
+        }
+        let keys = |p: &Policy| -> Vec<String> {
+            plan(&copies, p, t0()).into_iter().map(|d| d.key).collect()
+        };
+        assert_eq!(
+            keys(&policy(5, 2, 4, 12, 3, None)),
+            vec!["old-twindb-backup"]
+        );
+        // One daily: the newest daily full is twindb's, but the incremental needs TwinDB's.
+        assert_eq!(
+            keys(&policy(5, 1, 4, 12, 3, None)),
+            vec!["old-twindb-backup", "newer-twindb-backup"]
+        );
+    }
 
     #[test]
     fn table() {

@@ -17,6 +17,8 @@ pub enum ShareError {
     UnknownCopy(String),
     #[error("a share link lasts 1 s to 7 days ({MAX_SHARE_SECONDS} s), not {0} s")]
     BadExpiry(u64),
+    #[error("{0} is stored in TwinDB Backup's GCS layout, as several objects ({0}/part-...); one link cannot download it")]
+    Parts(String),
     #[error(transparent)]
     Status(#[from] StatusError),
     #[error(transparent)]
@@ -33,8 +35,11 @@ pub async fn share(
         return Err(ShareError::BadExpiry(expires_seconds));
     }
     let status = engine.status.load().await?;
-    if status.find(copy).is_none() {
-        return Err(ShareError::UnknownCopy(copy.to_string()));
+    let meta = status
+        .find(copy)
+        .ok_or_else(|| ShareError::UnknownCopy(copy.to_string()))?;
+    if meta.twindb.as_ref().is_some_and(|t| !t.parts.is_empty()) {
+        return Err(ShareError::Parts(copy.to_string()));
     }
     let expires = Duration::from_secs(expires_seconds);
     let now = Utc::now();

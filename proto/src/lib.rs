@@ -286,11 +286,17 @@ pub struct CopyInfo {
     pub modifiers: Vec<String>,
     /// Where the copy lives: "remote" or "local".
     pub location: String,
+    /// `"twindb-backup"` for a copy TwinDB Backup 2.x/3.x wrote; absent for twindb's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LsResponse {
     pub copies: Vec<CopyInfo>,
+    /// Problems met reading TwinDB Backup's status files (e.g. a corrupt md5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -294,7 +294,11 @@ async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
                     .then_with(|| a.key.cmp(&b.key))
                     .then_with(|| b.location.cmp(&a.location))
             });
-            Json(LsResponse { copies }).into_response()
+            Json(LsResponse {
+                copies,
+                problems: status.problems.clone(),
+            })
+            .into_response()
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
     }

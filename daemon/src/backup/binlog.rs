@@ -88,6 +88,7 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
             size: stored.digest.size,
             sha256: stored.digest.sha256.clone(),
             local: local_record(&stored, &key, &chain),
+            twindb: None,
             modifiers: chain.clone(),
             parent: None,
             mysql: None,

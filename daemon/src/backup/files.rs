@@ -61,6 +61,7 @@ pub async fn backup_files(
             mysql: None,
             binlog: None,
             local: local_record(&stored, &key, &chain),
+            twindb: None,
         };
         engine.status.update(|s| s.copies.push(meta)).await?;
         span.in_scope(|| tracing::info!(size = stored.digest.size, "backup committed"));

@@ -39,6 +39,26 @@ pub fn choose_parent(
         .map(|(c, _)| c)
 }
 
+/// The server's current LSN, where it tells (MariaDB and Percona: `Innodb_lsn_current`).
+async fn current_lsn(server: &mut Server) -> Option<u64> {
+    let v = server.status_value("Innodb_lsn_current").await.ok()??;
+    v.trim().parse().ok()
+}
+
+/// Whether `c` can be the parent of an incremental taken now: its checkpoint is not
+/// ahead of the server's (a full from before the server was rebuilt, or another
+/// server's, such as a TwinDB Backup copy of a host this one replaced, is not), and,
+/// for a TwinDB Backup copy, its record was readable.
+pub fn lsn_allows(c: &CopyMeta, current_lsn: Option<u64>) -> bool {
+    if c.twindb.as_ref().is_some_and(|t| t.problem.is_some()) {
+        return false;
+    }
+    match (c.mysql.as_ref(), current_lsn) {
+        (Some(m), Some(now)) => m.to_lsn <= now,
+        _ => true,
+    }
+}
+
 pub async fn backup_mysql(
     engine: &Engine,
     run_type: RunType,
@@ -53,7 +73,14 @@ pub async fn backup_mysql(
     let info = server.info().await?;
 
     let status = engine.status.load().await?;
-    let parent = choose_parent(&status.copies, run_type, cfg.full_backup).cloned();
+    let current_lsn = current_lsn(&mut server).await;
+    let candidates: Vec<CopyMeta> = status
+        .copies
+        .iter()
+        .filter(|c| lsn_allows(c, current_lsn))
+        .cloned()
+        .collect();
+    let parent = choose_parent(&candidates, run_type, cfg.full_backup).cloned();
     let (default_tool, default_stream) = info.vendor.tools();
     let tool = cfg
         .xtrabackup_binary
@@ -149,6 +176,7 @@ pub async fn backup_mysql(
         size: stored.digest.size,
         sha256: stored.digest.sha256.clone(),
         local: local_record(&stored, &key, &chain),
+        twindb: None,
         modifiers: chain,
         parent: parent.map(|p| p.key),
         mysql: Some(mysql_meta(&info, xb, tool, stream_tool, &cfg.config_files)),
@@ -255,7 +283,29 @@ mod tests {
             }),
             binlog: None,
             local: None,
+            twindb: None,
         }
+    }
+
+    #[test]
+    fn a_full_ahead_of_the_server_or_with_an_unreadable_record_is_no_parent() {
+        let full = copy("h/daily/mysql/a", RunType::Daily, "full", 500);
+        assert!(lsn_allows(&full, Some(500)));
+        assert!(lsn_allows(&full, Some(900)));
+        assert!(
+            lsn_allows(&full, None),
+            "the server does not tell: as before"
+        );
+        // Another server's full, or one from before the server was rebuilt.
+        assert!(!lsn_allows(&full, Some(499)));
+        let mut theirs = full.clone();
+        theirs.twindb = Some(crate::status::twindb::TwindbCopy::default());
+        assert!(
+            lsn_allows(&theirs, Some(900)),
+            "a TwinDB Backup full is a parent"
+        );
+        theirs.twindb.as_mut().unwrap().problem = Some("corrupt".into());
+        assert!(!lsn_allows(&theirs, Some(900)));
     }
 
     #[test]

@@ -25,8 +25,13 @@ pub async fn restore_files(
     })
     .await?;
     staging.commit()?;
+    let checked = if meta.twindb.is_some() {
+        "a TwinDB Backup copy: no checksum was recorded, the decompressor and tar checked it"
+    } else {
+        "every byte checked against its recorded sha256"
+    };
     Ok(format!(
-        "restored {key} from {source} into {} (every byte checked against its recorded sha256)",
+        "restored {key} from {source} into {} ({checked})",
         dst.display(),
     ))
 }

@@ -7,6 +7,7 @@ mod mysql;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use self::files::restore_files;
 pub use self::mysql::{restore_mysql, MysqlRestore};
@@ -58,19 +59,13 @@ pub(crate) async fn stream_copy(
     let (stream, expect, modifiers, source) = match intact_local_copy(engine, meta, ctx).await {
         Some((stream, local)) => (
             stream,
-            Digested {
-                sha256: local.sha256.clone(),
-                size: local.size,
-            },
+            recorded(meta, &local.sha256, local.size),
             local.modifiers.clone(),
             "the local copy",
         ),
         None => (
-            engine.dest.get(&meta.key).await?,
-            Digested {
-                sha256: meta.sha256.clone(),
-                size: meta.size,
-            },
+            get_copy(&engine.dest, meta).await?,
+            recorded(meta, &meta.sha256, meta.size),
             meta.modifiers.clone(),
             "the destination",
         ),
@@ -79,9 +74,7 @@ pub(crate) async fn stream_copy(
     let fetched = from_stream(stream, &cancel);
     let (w, mut r) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_in.clone());
-    stages.spawn("sha256", move || {
-        hash_tap(fetched, w, Some(expect)).map(|_| ())
-    });
+    stages.spawn("sha256", move || hash_tap(fetched, w, expect).map(|_| ()));
     let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     for spec in modifiers.iter().rev() {
         let m = spec.build(&env);
@@ -109,6 +102,37 @@ pub(crate) async fn stream_copy(
     Ok(source)
 }
 
+/// The checksum to verify; none for TwinDB Backup's copies, which recorded none.
+fn recorded(meta: &CopyMeta, sha256: &str, size: u64) -> Option<Digested> {
+    meta.twindb.is_none().then(|| Digested {
+        sha256: sha256.to_string(),
+        size,
+    })
+}
+
+/// The stored bytes of `meta`: one object, or TwinDB's GCS parts one after the other.
+async fn get_copy(
+    dest: &Arc<dyn Destination>,
+    meta: &CopyMeta,
+) -> Result<crate::pipeline::ByteStream, crate::destination::DestinationError> {
+    use futures::{StreamExt, TryStreamExt};
+    let mut objects = crate::status::twindb::TwindbCopy::objects(meta);
+    // The first object is opened now, so that a missing copy fails here; the other
+    // parts as the stream reaches them.
+    let first = dest.get(&objects.remove(0)).await?;
+    if objects.is_empty() {
+        return Ok(first);
+    }
+    let dest = dest.clone();
+    let rest = futures::stream::iter(objects)
+        .then(move |key| {
+            let dest = dest.clone();
+            async move { dest.get(&key).await.map_err(io::Error::other) }
+        })
+        .try_flatten();
+    Ok(first.chain(rest).boxed())
+}
+
 /// The keep_local copy of `meta`, opened, if it exists and its bytes match their
 /// recorded sha256. Checking first costs one local read and spares a restore that
 /// fails half-way on a damaged local copy; any doubt falls back to the destination.
@@ -134,6 +158,11 @@ async fn intact_local_copy<'a>(
             return None;
         }
     };
+    if meta.twindb.is_some() {
+        // TwinDB recorded no checksum: use the local copy as TwinDB did. Its bytes
+        // are still checked by the decompressor and the extractor.
+        return Some((stream, copy));
+    }
     ctx.set_phase(format!("checking the local copy of {}", meta.key));
     let mut hasher = sha2::Sha256::new();
     let mut size = 0u64;
@@ -174,6 +203,11 @@ pub(crate) fn find_copy(
         .find(key)
         .ok_or_else(|| RestoreError::UnknownCopy(key.to_string()))?
         .clone();
+    if let Some(problem) = meta.twindb.as_ref().and_then(|t| t.problem.as_ref()) {
+        return Err(RestoreError::Other(format!(
+            "cannot restore TwinDB Backup's copy {key}: {problem}"
+        )));
+    }
     if meta.kind.as_str() != wanted {
         return Err(RestoreError::WrongKind {
             key: key.into(),

@@ -6,6 +6,8 @@
 //! previous generation is kept at `{host}/twindb-status.json.prev`, so a torn or
 //! corrupted write loses nothing. The status changes only after a copy is committed.
 
+pub mod twindb;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use twindb_proto::{CopyInfo, CopyKind, RunType};
 
-use crate::destination::{Destination, DestinationError};
+use crate::destination::{Destination, DestinationError, Local};
 use crate::modifier::ModifierSpec;
 use crate::mysql::{ConfigFile, Vendor};
 
@@ -56,6 +58,11 @@ pub struct CopyMeta {
     /// written before keep_local existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalCopy>,
+    /// Set on copies TwinDB Backup wrote (never stored in twindb's own status: they
+    /// are read from TwinDB's files each time, see [`twindb`]). Their `sha256` is
+    /// empty: TwinDB recorded none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twindb: Option<twindb::TwindbCopy>,
 }
 
 /// What a MySQL copy needs to be restored, verified and rolled forward.
@@ -120,6 +127,7 @@ impl CopyMeta {
                 .map(|m| m.name().to_string())
                 .collect(),
             location: location.to_string(),
+            origin: self.twindb.as_ref().map(|_| twindb::ORIGIN.to_string()),
         }
     }
 }
@@ -128,6 +136,9 @@ impl CopyMeta {
 pub struct Status {
     pub generation: u64,
     pub copies: Vec<CopyMeta>,
+    /// What reading TwinDB's copies met (a corrupt TwinDB status file...), one line
+    /// each; shown by `twindbctl ls`. Never stored.
+    pub problems: Vec<String>,
 }
 
 impl Status {
@@ -191,6 +202,7 @@ impl Status {
         Ok(Status {
             generation: doc.generation,
             copies,
+            problems: vec![],
         })
     }
 }
@@ -223,6 +235,12 @@ pub struct StatusStore {
     dest: Arc<dyn Destination>,
     host: String,
     lock: Arc<Mutex<()>>,
+    /// Where TwinDB's keep-local twins of its copies may be.
+    keep_local: Option<Local>,
+    /// Set once a look for TwinDB Backup's copies found none: only one tool writes a
+    /// host's copies at a time, so none appear while twindbd runs, and a host that
+    /// never had TwinDB does not pay for the listing at every read.
+    no_twindb: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StatusStore {
@@ -231,7 +249,15 @@ impl StatusStore {
             dest,
             host: host.to_string(),
             lock: Arc::new(Mutex::new(())),
+            keep_local: None,
+            no_twindb: Arc::default(),
         }
+    }
+
+    /// Also looks for TwinDB's local copies in `keep_local_path`.
+    pub fn with_keep_local(mut self, keep_local: Option<Local>) -> Self {
+        self.keep_local = keep_local;
+        self
     }
 
     fn key(&self) -> String {
@@ -244,7 +270,33 @@ impl StatusStore {
 
     /// The current status; falls back to the previous generation when the current one
     /// is damaged.
+    /// TwinDB Backup's copies on the destination are included (marked `twindb`).
     pub async fn load(&self) -> Result<Status, StatusError> {
+        use std::sync::atomic::Ordering;
+        let mut status = self.load_raw().await?.0;
+        if self.no_twindb.load(Ordering::Relaxed) {
+            return Ok(status);
+        }
+        let (theirs, problems) = twindb::scan(
+            self.dest.as_ref(),
+            self.keep_local.as_ref(),
+            &self.host,
+            &status,
+        )
+        .await?;
+        if theirs.is_empty() && problems.is_empty() {
+            self.no_twindb.store(true, Ordering::Relaxed);
+        }
+        for p in &problems {
+            tracing::error!(host = %self.host, "{p}");
+        }
+        status.copies.extend(theirs);
+        status.problems = problems;
+        Ok(status)
+    }
+
+    /// twindb's own copies only.
+    pub async fn load_own(&self) -> Result<Status, StatusError> {
         Ok(self.load_raw().await?.0)
     }
 
@@ -312,6 +364,7 @@ mod tests {
             mysql: None,
             binlog: None,
             local: None,
+            twindb: None,
         }
     }
 
@@ -320,6 +373,7 @@ mod tests {
         let s = Status {
             generation: 3,
             copies: vec![copy("h/daily/files/a.tar.zst")],
+            problems: vec![],
         };
         let bytes = s.encode();
         assert_eq!(Status::decode(&bytes).unwrap(), s);
@@ -346,6 +400,7 @@ mod tests {
         let s = Status {
             generation: 1,
             copies: vec![c],
+            problems: vec![],
         };
         assert_eq!(Status::decode(&s.encode()).unwrap(), s);
 
