@@ -58,6 +58,10 @@ enum Command {
         kind: Option<CopyKind>,
         #[arg(long)]
         run_type: Option<RunType>,
+        /// Another host's copies on the same destination (e.g. to restore a lost host's
+        /// copies on its replacement); default: this host's.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Daemon, queue, and the last run of each run type.
     Status,
@@ -210,8 +214,15 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             }
             follow_all(&client, resp.jobs, json).await
         }
-        Command::Ls { kind, run_type } => {
+        Command::Ls {
+            kind,
+            run_type,
+            host,
+        } => {
             let mut query = Vec::new();
+            if let Some(h) = host {
+                query.push(format!("host={h}"));
+            }
             if let Some(k) = kind {
                 query.push(format!("type={k}"));
             }

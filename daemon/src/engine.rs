@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::destination::{Destination, Local};
 use crate::metrics::Metrics;
 use crate::pipeline::Cancel;
-use crate::status::StatusStore;
+use crate::status::{Status, StatusError, StatusStore};
 
 pub struct Engine {
     pub config: Config,
@@ -50,6 +50,28 @@ impl Engine {
 
     pub fn host(&self) -> &str {
         &self.config.daemon.hostname
+    }
+
+    /// The status of `host`: this host's store, or a read-only view of another host's
+    /// on the same destination. A DBA restores a lost host's copies on its replacement
+    /// (TwinDB had no way to: its users asked for one in #128).
+    pub async fn status_of(&self, host: &str) -> Result<Status, StatusError> {
+        if host == self.host() {
+            return self.status.load().await;
+        }
+        if !crate::config::is_valid_host(host) {
+            return Err(StatusError::BadHost(host.to_string()));
+        }
+        StatusStore::new(self.dest.clone(), host)
+            .with_keep_local(self.keep_local.clone())
+            .load()
+            .await
+    }
+
+    /// The status of the host a copy belongs to (the first part of its key).
+    pub async fn status_for_key(&self, key: &str) -> Result<Status, StatusError> {
+        self.status_of(key.split('/').next().unwrap_or_default())
+            .await
     }
 }
 

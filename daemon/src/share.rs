@@ -34,7 +34,7 @@ pub async fn share(
     if !(1..=MAX_SHARE_SECONDS).contains(&expires_seconds) {
         return Err(ShareError::BadExpiry(expires_seconds));
     }
-    let status = engine.status.load().await?;
+    let status = engine.status_for_key(copy).await?;
     let meta = status
         .find(copy)
         .ok_or_else(|| ShareError::UnknownCopy(copy.to_string()))?;

@@ -102,10 +102,14 @@ fn failed(key: &str, restore_seconds: f64, error: String) -> VerifyReport {
 }
 
 async fn pick(engine: &Engine, copy: Option<&str>) -> Result<(String, Option<Vendor>), String> {
-    let status = engine.status.load().await.map_err(|e| e.to_string())?;
+    let status = match copy {
+        Some(k) if k != "latest" => engine.status_for_key(k).await,
+        _ => engine.status.load().await,
+    }
+    .map_err(|e| e.to_string())?;
     let meta = match copy {
         Some(k) if k != "latest" => status.find(k).ok_or_else(|| {
-            format!("no copy {k:?} in the status of this host (see `twindbctl ls`)")
+            format!("no copy {k:?} in the status of its host (see `twindbctl ls`)")
         })?,
         _ => status
             .copies

@@ -268,6 +268,9 @@ pub struct LsQuery {
     pub kind: Option<CopyKind>,
     #[serde(default)]
     pub run_type: Option<RunType>,
+    /// Another host's copies on the same destination (default: this host's).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

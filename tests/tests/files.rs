@@ -160,3 +160,46 @@ fn several_folders_make_one_copy_each() {
         assert_same_tree(dir, &dst);
     }
 }
+
+/// A lost host's copies restore on its replacement, which has another host name.
+#[test]
+fn another_hosts_copies_list_and_restore() {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let old_root = t.path().join("old");
+    fs::create_dir_all(&old_root).unwrap();
+    let d = Daemon::start(&files_config(&old_root, &[&src], "zstd", ""));
+    d.ctl(&["run", "daily"]).success();
+    let key = ls_keys(&d).pop().expect("one copy");
+    assert_eq!(d.stop(), 0);
+
+    let new_root = t.path().join("new");
+    fs::create_dir_all(&new_root).unwrap();
+    let config = files_config(&new_root, &[&src], "zstd", "");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("hostname = \"testhost\"", "hostname = \"newhost\"")
+        .replace(
+            &format!("{}/backups", new_root.display()),
+            &format!("{}/backups", old_root.display()),
+        );
+    fs::write(&config, text).unwrap();
+    let d = Daemon::start(&config);
+    assert!(ls_keys(&d).is_empty(), "newhost has no copies of its own");
+    let listed = d
+        .ctl(&["--json", "ls", "--host", "testhost"])
+        .success()
+        .json();
+    assert_eq!(listed["copies"][0]["key"], key.as_str(), "{listed}");
+
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&src, &dst);
+
+    let bad = d.ctl(&["ls", "--host", ".."]);
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("not a host name"), "{bad:?}");
+    assert_eq!(d.stop(), 0);
+}

@@ -265,9 +265,11 @@ async fn cancel(State(app): State<AppState>, Path(id): Path<u64>) -> Response {
 }
 
 async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
-    match app.engine().status.load().await {
+    let engine = app.engine();
+    let host = q.host.as_deref().unwrap_or(engine.host());
+    match engine.status_of(host).await {
         Ok(status) => {
-            let kept = kept_locally(&app.engine()).await;
+            let kept = kept_locally(&engine, host).await;
             let mut copies: Vec<_> = status
                 .copies
                 .iter()
@@ -300,18 +302,21 @@ async fn ls(State(app): State<AppState>, Query(q): Query<LsQuery>) -> Response {
             })
             .into_response()
         }
+        Err(e @ crate::status::StatusError::BadHost(_)) => {
+            error(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
     }
 }
 
-/// Keys and sizes of the files in keep_local_path for this host.
-async fn kept_locally(engine: &Engine) -> std::collections::HashMap<String, u64> {
+/// Keys and sizes of the files in keep_local_path for `host`.
+async fn kept_locally(engine: &Engine, host: &str) -> std::collections::HashMap<String, u64> {
     use crate::destination::Destination;
     let Some(local) = &engine.keep_local else {
         return Default::default();
     };
     let mut kept = std::collections::HashMap::new();
-    let mut objects = local.list(&format!("{}/", engine.host()));
+    let mut objects = local.list(&format!("{host}/"));
     while let Some(o) = objects.next().await {
         match o {
             Ok(o) => {

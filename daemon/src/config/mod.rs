@@ -621,7 +621,7 @@ impl Validator<'_> {
     }
 }
 
-fn is_valid_host(h: &str) -> bool {
+pub fn is_valid_host(h: &str) -> bool {
     !h.is_empty()
         && h != "."
         && h != ".."

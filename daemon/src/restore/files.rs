@@ -11,7 +11,7 @@ pub async fn restore_files(
     dst: &Path,
     ctx: &JobCtx,
 ) -> Result<String, RestoreError> {
-    let meta = find_copy(&engine.status.load().await?, key, "files")?;
+    let meta = find_copy(&engine.status_for_key(key).await?, key, "files")?;
     let staging = prepare_destination(dst)?;
     ctx.set_phase(format!("restoring {key}"));
     let target = staging.path().to_path_buf();

@@ -58,7 +58,7 @@ pub async fn restore_mysql(
     req: MysqlRestore<'_>,
     ctx: &JobCtx,
 ) -> Result<String, RestoreError> {
-    let status = engine.status.load().await?;
+    let status = engine.status_for_key(req.key).await?;
     let meta = find_copy(&status, req.key, "mysql")?;
     let m = mysql_meta(&meta)?;
     let tools = tools(engine, m)?;

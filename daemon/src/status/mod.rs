@@ -224,6 +224,8 @@ pub enum StatusError {
     /// Never overwritten: a downgrade must not lose the newer twindb's records.
     #[error("status was written by a newer twindb (format version {0}, this one reads {VERSION}); upgrade twindb")]
     Newer(u32),
+    #[error("{0:?} is not a host name a copy key can start with")]
+    BadHost(String),
     #[error(transparent)]
     Destination(#[from] DestinationError),
 }
