@@ -61,6 +61,7 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         let first_event = first_event_time(&path)
             .map_err(|e| BackupError::Other(format!("{}: {e}", path.display())))?;
         let key = binlog_key(engine.host(), name, &chain);
+        let _writing = engine.status.writing(&key);
         let span = tracing::info_span!("copy", key = %key);
         let started = Utc::now();
         let read_before = ctx.bytes().0;

@@ -27,6 +27,7 @@ pub async fn backup_files(
         let key = engine.status.load().await?.free_key(started, |t| {
             files_key(engine.host(), run_type, dir, t, &chain)
         });
+        let _writing = engine.status.writing(&key);
         let span = tracing::info_span!("copy", key = %key);
         span.in_scope(|| tracing::info!(dir = %dir.display(), "backup started"));
         let read_before = ctx.bytes().0;

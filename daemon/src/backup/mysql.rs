@@ -94,6 +94,7 @@ pub async fn backup_mysql(
     let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     let started = Utc::now();
     let key = status.free_key(started, |t| mysql_key(engine.host(), run_type, t, &chain));
+    let _writing = engine.status.writing(&key);
     let backup_type = if parent.is_some() {
         "incremental"
     } else {

@@ -8,6 +8,7 @@
 
 pub mod twindb;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -243,6 +244,21 @@ pub struct StatusStore {
     /// host's copies at a time, so none appear while twindbd runs, and a host that
     /// never had TwinDB does not pay for the listing at every read.
     no_twindb: Arc<std::sync::atomic::AtomicBool>,
+    /// Keys being stored right now and not yet recorded: a listing would otherwise show
+    /// them as TwinDB's copies (same names), and retention could count them.
+    writing: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+/// A key being stored; forgotten when dropped (recorded, or the job failed).
+pub struct Writing {
+    keys: Arc<std::sync::Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.keys.lock().expect("writing lock").remove(&self.key);
+    }
 }
 
 impl StatusStore {
@@ -253,6 +269,20 @@ impl StatusStore {
             lock: Arc::new(Mutex::new(())),
             keep_local: None,
             no_twindb: Arc::default(),
+            writing: Arc::default(),
+        }
+    }
+
+    /// Marks `key` as being stored until the returned guard is dropped: hold it from
+    /// before the copy is stored until after it is recorded.
+    pub fn writing(&self, key: &str) -> Writing {
+        self.writing
+            .lock()
+            .expect("writing lock")
+            .insert(key.to_string());
+        Writing {
+            keys: self.writing.clone(),
+            key: key.to_string(),
         }
     }
 
@@ -279,13 +309,17 @@ impl StatusStore {
         if self.no_twindb.load(Ordering::Relaxed) {
             return Ok(status);
         }
-        let (theirs, problems) = twindb::scan(
+        let (mut theirs, problems) = twindb::scan(
             self.dest.as_ref(),
             self.keep_local.as_ref(),
             &self.host,
             &status,
         )
         .await?;
+        {
+            let writing = self.writing.lock().expect("writing lock");
+            theirs.retain(|c| !writing.contains(&c.key));
+        }
         if theirs.is_empty() && problems.is_empty() {
             self.no_twindb.store(true, Ordering::Relaxed);
         }
@@ -433,6 +467,23 @@ mod tests {
         let err = store.update(|s| s.copies.clear()).await.unwrap_err();
         assert!(err.to_string().contains("newer twindb"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
+    }
+
+    #[tokio::test]
+    async fn a_copy_being_stored_is_not_taken_for_a_twindb_backup_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "h/daily/files/_etc-2026-11-25_10_00_00.tar.gz";
+        std::fs::create_dir_all(dir.path().join("h/daily/files")).unwrap();
+        std::fs::write(dir.path().join(key), b"gzip bytes").unwrap();
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let store = StatusStore::new(dest.clone(), "h");
+        let writing = store.writing(key);
+        assert!(store.load().await.unwrap().copies.is_empty());
+        drop(writing);
+        // Never recorded (the job failed after storing it): a fresh read lists it.
+        let listed = StatusStore::new(dest, "h").load().await.unwrap();
+        assert_eq!(listed.copies.len(), 1);
+        assert!(listed.copies[0].twindb.is_some());
     }
 
     #[tokio::test]
