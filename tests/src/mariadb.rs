@@ -22,6 +22,8 @@ pub struct MariaDb {
     pub dir: tempfile::TempDir,
     pub datadir: PathBuf,
     pub socket: PathBuf,
+    /// The TCP port on 127.0.0.1.
+    pub port: u16,
     /// `[client]` options for twindb's `mysql_defaults_file`.
     pub defaults_file: PathBuf,
     child: Child,
@@ -137,6 +139,7 @@ impl MariaDb {
             dir,
             datadir,
             socket,
+            port,
             defaults_file: PathBuf::new(),
             child,
         };

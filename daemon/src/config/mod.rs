@@ -12,6 +12,7 @@ mod ops;
 mod s3;
 mod secret;
 mod ssh;
+mod clone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use self::ops::{
 };
 pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
+pub use self::clone::CloneConfig;
 use crate::modifier::{GpgConfig, ModifierSpec};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
@@ -56,6 +58,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Encryption; None when there is no `[gpg]` section.
     pub gpg: Option<GpgConfig>,
+    /// `twindbctl clone mysql`: `[clone]`, with defaults when the section is absent.
+    pub clone: CloneConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +237,11 @@ impl Validator<'_> {
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
         let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
+        let clone = self.clone_config(
+            raw.clone,
+            raw.ssh.as_ref(),
+            mysql.as_ref().map(|m| m.defaults_file.clone()),
+        );
         let (destination, keep_local_path) =
             self.destination(raw.destination, raw.local, raw.ssh, raw.s3, raw.gcs);
         self.no_backup_of_backups(&source, &destination, keep_local_path.as_deref());
@@ -263,6 +272,7 @@ impl Validator<'_> {
             notify,
             warnings: Vec::new(),
             gpg,
+            clone,
         }
     }
 

@@ -4,12 +4,14 @@
 
 mod files;
 mod mysql;
+mod pitr;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use self::files::restore_files;
 pub use self::mysql::{restore_mysql, MysqlRestore};
+pub use self::pitr::{restore_pitr, windows as pitr_windows, PitrRestore};
 use crate::destination::Destination;
 use crate::engine::{Engine, JobCtx};
 use crate::modifier::drain_all;
