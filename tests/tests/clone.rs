@@ -165,7 +165,7 @@ fn clone_to_an_empty_instance_over_ssh_then_replicate() {
     };
     let db = MariaDb::start();
     db.sql(
-        "CREATE DATABASE shop; \
+        "CREATE DATABASE shop; USE shop; \
          CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
          CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM; \
          INSERT INTO shop.orders SELECT seq, CONCAT('row-', seq) FROM seq_1_to_5000; \
