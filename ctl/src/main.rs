@@ -14,9 +14,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use twindb_proto::{
     CheckResponse, CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse,
-    PitrResponse, PitrTarget,
-    RestoreRequest, RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType,
-    ShareRequest, ShareResponse, StatusResponse, VerifyReport, VerifyRequest, MAX_SHARE_SECONDS,
+    PitrResponse, PitrTarget, RestoreRequest, RetentionRequest, RetentionResponse, RunRequest,
+    RunResponse, RunType, ShareRequest, ShareResponse, StatusResponse, VerifyReport, VerifyRequest,
+    MAX_SHARE_SECONDS,
 };
 
 use crate::client::{Client, ClientError};

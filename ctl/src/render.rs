@@ -338,7 +338,10 @@ pub fn pitr(resp: &twindb_proto::PitrResponse) {
         );
         return;
     }
-    println!("point-in-time restore is possible (local time, {}):", Local::now().format("%:z"));
+    println!(
+        "point-in-time restore is possible (local time, {}):",
+        Local::now().format("%:z")
+    );
     for w in &resp.windows {
         println!(
             "  from {} to {}  (from {}, binlogs {} to {})",

@@ -158,7 +158,10 @@ impl Host {
             Some(n) => Err(self.fail(what, format!("exit status {n}\n{}", stderr.text()))),
             None => Err(self.fail(
                 what,
-                format!("the connection closed before the command ended\n{}", stderr.text()),
+                format!(
+                    "the connection closed before the command ended\n{}",
+                    stderr.text()
+                ),
             )),
         }
     }
@@ -291,7 +294,8 @@ async fn run(
              echo \"the $u service is running: stop it first\" >&2; exit 3; fi; done; true",
         );
     }
-    dst.run("checking that no mysqld runs", &running, b"").await?;
+    dst.run("checking that no mysqld runs", &running, b"")
+        .await?;
 
     ctx.set_phase(format!("inspecting the source {}", src.name));
     src.put_defaults(defaults).await?;
@@ -368,7 +372,10 @@ async fn source_info(src: &Host) -> Result<SourceInfo, CloneError> {
         .await?;
     let fields: Vec<&str> = out.trim().split('\t').collect();
     let [version, comment, server_id, log_bin] = fields[..] else {
-        return Err(src.fail("reading the server's version", format!("unexpected answer {out:?}")));
+        return Err(src.fail(
+            "reading the server's version",
+            format!("unexpected answer {out:?}"),
+        ));
     };
     if !matches!(log_bin, "1" | "ON") {
         return Err(src.fail(
@@ -535,8 +542,10 @@ async fn prepare(
         .await?;
     let text = String::from_utf8_lossy(&info_file.stdout).into_owned();
     let mut fields = text.trim().split('\t');
-    let (Some(file), Some(pos)) = (fields.next(), fields.next().and_then(|p| p.trim().parse().ok()))
-    else {
+    let (Some(file), Some(pos)) = (
+        fields.next(),
+        fields.next().and_then(|p| p.trim().parse().ok()),
+    ) else {
         return Err(dst.fail(
             "reading the binlog coordinates of the copy",
             format!("unexpected xtrabackup_binlog_info {text:?}"),
@@ -609,7 +618,10 @@ fn unique_server_id(source: u64) -> u32 {
 async fn wait_for_server(dst: &Host, ctx: &JobCtx) -> Result<(), CloneError> {
     let deadline = Instant::now() + START_LIMIT;
     loop {
-        match dst.sql("connecting to the new server", "SELECT 1", "-N -B").await {
+        match dst
+            .sql("connecting to the new server", "SELECT 1", "-N -B")
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() > deadline => {
                 return Err(CloneError::Other(format!(
@@ -623,12 +635,7 @@ async fn wait_for_server(dst: &Host, ctx: &JobCtx) -> Result<(), CloneError> {
     }
 }
 
-fn change_master(
-    req: &CloneRequest,
-    src: &Host,
-    info: &SourceInfo,
-    c: &Coordinates,
-) -> String {
+fn change_master(req: &CloneRequest, src: &Host, info: &SourceInfo, c: &Coordinates) -> String {
     let common = format!(
         "MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}",
         sql_str(&src.name),
@@ -696,7 +703,10 @@ mod tests {
     #[test]
     fn host_and_port() {
         assert_eq!(host_port("db1").unwrap(), ("db1".into(), 3306));
-        assert_eq!(host_port("10.0.0.2:3307").unwrap(), ("10.0.0.2".into(), 3307));
+        assert_eq!(
+            host_port("10.0.0.2:3307").unwrap(),
+            ("10.0.0.2".into(), 3307)
+        );
         for bad in ["", ":3306", "db1:x", "db1:0", "-oProxy", "a b", "db;rm"] {
             assert!(host_port(bad).is_err(), "{bad}");
         }

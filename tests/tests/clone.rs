@@ -215,12 +215,19 @@ fn clone_to_an_empty_instance_over_ssh_then_replicate() {
         d.log_text(),
         fs::read_to_string(replica.dir.join("error.log")).unwrap_or_default()
     );
-    assert!(out.stdout.contains("Slave_IO_Running and Slave_SQL_Running are Yes"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("Slave_IO_Running and Slave_SQL_Running are Yes"),
+        "{out:?}"
+    );
 
     // Rows equal, server_id unique, both threads running.
     let want = source_data(&db);
     assert_eq!(replica.fingerprint(), want);
-    assert_ne!(replica.sql("SELECT @@server_id"), db.sql("SELECT @@server_id"));
+    assert_ne!(
+        replica.sql("SELECT @@server_id"),
+        db.sql("SELECT @@server_id")
+    );
     assert_eq!(replica.slave_status("Slave_IO_Running"), "Yes");
     assert_eq!(replica.slave_status("Slave_SQL_Running"), "Yes");
 
@@ -255,6 +262,9 @@ fn clone_to_an_empty_instance_over_ssh_then_replicate() {
         ("jobs", jobs.stdout.as_str()),
         ("daemon log", d.log_text().as_str()),
     ] {
-        assert!(!s.contains("s3cret"), "the password appears in the {what}: {s}");
+        assert!(
+            !s.contains("s3cret"),
+            "the password appears in the {what}: {s}"
+        );
     }
 }

@@ -154,7 +154,14 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     next_second();
     let later = db.sql("SELECT NOW()");
     let dst = t.path().join("pitr-gap");
-    let out = d.ctl(&["restore", "mysql", "--until", &later, "--dst", dst.to_str().unwrap()]);
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        "--until",
+        &later,
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
     assert_ne!(out.code, 0, "{out:?}");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(
@@ -167,5 +174,8 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     let windows = pitr["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 1, "{pitr}");
     let last = windows[0]["last_binlog"].as_str().unwrap();
-    assert!(last < gap_first.as_str(), "the window ends before {gap_first}: {pitr}");
+    assert!(
+        last < gap_first.as_str(),
+        "the window ends before {gap_first}: {pitr}"
+    );
 }

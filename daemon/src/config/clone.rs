@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::ssh::{SshSection, DEFAULT_KNOWN_HOSTS, DEFAULT_SSH_KEY, DEFAULT_SSH_PORT, DEFAULT_SSH_USER};
+use super::ssh::{
+    SshSection, DEFAULT_KNOWN_HOSTS, DEFAULT_SSH_KEY, DEFAULT_SSH_PORT, DEFAULT_SSH_USER,
+};
 use super::Validator;
 
 /// `[clone]` as written.
@@ -75,9 +77,15 @@ impl Validator<'_> {
         let ssh_user = pick(&c.ssh_user, ssh.map(|s| &s.ssh_user), DEFAULT_SSH_USER);
         if ssh_user.is_empty()
             || ssh_user.starts_with('-')
-            || ssh_user.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+            || ssh_user
+                .chars()
+                .any(|ch| ch.is_whitespace() || ch.is_control())
         {
-            self.error("clone", "ssh_user", format!("{ssh_user:?} is not a user name"));
+            self.error(
+                "clone",
+                "ssh_user",
+                format!("{ssh_user:?} is not a user name"),
+            );
         }
         let ssh_port = c
             .ssh_port
@@ -140,7 +148,10 @@ impl Validator<'_> {
                 );
             }
         }
-        if c.start_command.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        if c.start_command
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
             self.error(
                 "clone",
                 "start_command",
@@ -196,7 +207,11 @@ mod tests {
             "{BASE}[clone]\ndatadir = \"var/lib/mysql\"\ndatadir_owner = \"mysql; rm\"\nstart_command = \"\"\n"
         );
         let err = parse(&t.path().join("twindb.toml"), &text).unwrap_err();
-        for key in ["[clone] datadir", "[clone] datadir_owner", "[clone] start_command"] {
+        for key in [
+            "[clone] datadir",
+            "[clone] datadir_owner",
+            "[clone] start_command",
+        ] {
             assert!(err.to_string().contains(key), "{key} in {err}");
         }
     }

@@ -5,6 +5,7 @@
 //! that the user fixes them all in one go. Every error names the file, the line and
 //! the key. Relative paths resolve against the config file's folder.
 
+mod clone;
 mod file;
 mod gcs;
 mod gpg;
@@ -12,13 +13,13 @@ mod ops;
 mod s3;
 mod secret;
 mod ssh;
-mod clone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::clone::CloneConfig;
 pub use self::gcs::GcsConfig;
 pub use self::ops::{
     default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
@@ -26,7 +27,6 @@ pub use self::ops::{
 };
 pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
-pub use self::clone::CloneConfig;
 use crate::modifier::{GpgConfig, ModifierSpec};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";

@@ -31,8 +31,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use twindb_proto::{
-    CloneRequest, CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType, VerifyReport,
-    VerifyRequest,
+    CloneRequest, CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType,
+    VerifyReport, VerifyRequest,
 };
 
 use crate::engine::{Current, Engine, JobCtx};

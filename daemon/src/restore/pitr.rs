@@ -61,17 +61,20 @@ impl Target {
     fn parse(t: &PitrTarget) -> Result<Target, RestoreError> {
         match t {
             PitrTarget::Time(s) => {
-                let naive = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
-                    .map_err(|e| {
+                let naive =
+                    NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").map_err(|e| {
                         RestoreError::Other(format!(
                             "--until {s:?}: expected \"YYYY-MM-DD HH:MM:SS\" ({e})"
                         ))
                     })?;
-                let at = Local.from_local_datetime(&naive).earliest().ok_or_else(|| {
-                    RestoreError::Other(format!(
-                        "--until {s:?} does not exist in the local time zone (DST change)"
-                    ))
-                })?;
+                let at = Local
+                    .from_local_datetime(&naive)
+                    .earliest()
+                    .ok_or_else(|| {
+                        RestoreError::Other(format!(
+                            "--until {s:?} does not exist in the local time zone (DST change)"
+                        ))
+                    })?;
                 Ok(Target::Time(
                     naive.format("%Y-%m-%d %H:%M:%S").to_string(),
                     at.with_timezone(&Utc),
@@ -101,22 +104,14 @@ impl Target {
         let Some(m) = &copy.mysql else { return false };
         match self {
             Target::Time(_, at) => copy.finished < *at,
-            Target::Gtid(_, want) => m
-                .gtid
-                .as_deref()
-                .and_then(parse_gtids)
-                .is_some_and(|have| {
-                    have.iter()
-                        .all(|(d, n)| want.get(d).is_some_and(|w| n <= w))
-                }),
-            Target::Position(file, pos) => {
-                match (m.binlog_file.as_deref(), m.binlog_position) {
-                    (Some(f), Some(p)) => {
-                        (binlog_sequence(f), p) <= (binlog_sequence(file), *pos)
-                    }
-                    _ => false,
-                }
-            }
+            Target::Gtid(_, want) => m.gtid.as_deref().and_then(parse_gtids).is_some_and(|have| {
+                have.iter()
+                    .all(|(d, n)| want.get(d).is_some_and(|w| n <= w))
+            }),
+            Target::Position(file, pos) => match (m.binlog_file.as_deref(), m.binlog_position) {
+                (Some(f), Some(p)) => (binlog_sequence(f), p) <= (binlog_sequence(file), *pos),
+                _ => false,
+            },
         }
     }
 }
@@ -215,7 +210,10 @@ fn plan(
             }
             return Err(gap(n, since));
         };
-        let b = copy.binlog.as_ref().expect("binlog copies have binlog metadata");
+        let b = copy
+            .binlog
+            .as_ref()
+            .expect("binlog copies have binlog metadata");
         match target {
             Target::Time(_, at) => {
                 out.push(copy.clone());
@@ -298,7 +296,10 @@ pub async fn restore_pitr(
     let target = Target::parse(req.target)?;
     let status = engine.status.load().await?;
     let base = pick_base(&status, &target, req.copy)?;
-    let m = base.mysql.as_ref().expect("picked copies have MySQL metadata");
+    let m = base
+        .mysql
+        .as_ref()
+        .expect("picked copies have MySQL metadata");
     let (Some(start_file), Some(start_pos)) = (m.binlog_file.clone(), m.binlog_position) else {
         return Err(RestoreError::Other(format!(
             "{} records no binlog coordinates (binary logging was off?); it cannot be rolled forward",
@@ -436,7 +437,11 @@ async fn replay(
             failure = Some(RestoreError::Cancelled);
             break;
         }
-        let name = copy.binlog.as_ref().map(|b| b.name.clone()).unwrap_or_default();
+        let name = copy
+            .binlog
+            .as_ref()
+            .map(|b| b.name.clone())
+            .unwrap_or_default();
         ctx.set_phase(format!("replaying binlog {name}"));
         let mut cmd = Command::new(&tools.binlog);
         if i == 0 {
@@ -514,7 +519,11 @@ async fn replay(
     match (client_done, failure) {
         (Err(e), _) => Err(RestoreError::Other(format!(
             "replaying binlog {}: {e}",
-            if last.is_empty() { "the first binlog" } else { &last }
+            if last.is_empty() {
+                "the first binlog"
+            } else {
+                &last
+            }
         ))),
         (Ok(()), Some(e)) => Err(e),
         (Ok(()), None) if !reached => Err(RestoreError::Other(format!(
@@ -683,7 +692,10 @@ mod tests {
         let err = plan(&s, &base, "mysql-bin.000002", &at(45))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("binary log mysql-bin.000004 is not backed up"), "{err}");
+        assert!(
+            err.contains("binary log mysql-bin.000004 is not backed up"),
+            "{err}"
+        );
         assert!(err.contains(&local(t0() + Duration::minutes(30))), "{err}");
         assert!(err.contains(&local(t0() + Duration::minutes(40))), "{err}");
         // Past the last backed-up binlog.
