@@ -130,6 +130,9 @@ enum CloneCommand {
         /// Also read from TWINDB_REPLICATION_PASSWORD, which keeps it out of `ps`.
         #[arg(long, env = "TWINDB_REPLICATION_PASSWORD", hide_env_values = true)]
         replication_password: String,
+        /// Compress the stream with zstd on the source (zstd needed on both hosts).
+        #[arg(long)]
+        compress: bool,
     },
 }
 
@@ -402,6 +405,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                     destination,
                     replication_user,
                     replication_password,
+                    compress,
                 },
         } => {
             let req = twindb_proto::CloneRequest {
@@ -409,6 +413,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 destination,
                 replication_user,
                 replication_password,
+                compress,
             };
             let enq: EnqueuedJob = client.post("/v1/clone", &req).await?;
             follow_all(&client, vec![enq], json).await

@@ -307,19 +307,25 @@ async fn run(
         "streaming a copy from {} into {}:{}",
         src.name, dst.name, cfg.datadir
     ));
-    let streamed = relay(
-        src,
-        &format!(
-            "d=$(mktemp -d /tmp/twindb-clone.XXXXXXXX) || exit 1; {backup} --defaults-file={} --host=127.0.0.1 --port={} \
-             --backup --stream=xbstream --target-dir=\"$d\"; rc=$?; rm -rf \"$d\"; exit $rc",
-            sh(src.defaults.as_deref().unwrap_or("/dev/null")),
-            src.mysql_port
-        ),
-        dst,
-        &format!("mkdir -p {datadir} && {stream} -x -C {datadir}"),
-        ctx,
-    )
-    .await;
+    if req.compress {
+        for host in [&*src, &*dst] {
+            host.run(
+                "checking for zstd (--compress)",
+                "command -v zstd >/dev/null || { echo 'zstd is not installed' >&2; exit 127; }",
+                b"",
+            )
+            .await?;
+        }
+    }
+    let (send, receive) = stream_commands(
+        backup,
+        stream,
+        src.defaults.as_deref().unwrap_or("/dev/null"),
+        src.mysql_port,
+        &datadir,
+        req.compress,
+    );
+    let streamed = relay(src, &send, dst, &receive, ctx).await;
     let bytes = match streamed {
         Ok(b) => b,
         Err(e) => {
@@ -397,6 +403,44 @@ async fn source_info(src: &Host) -> Result<SourceInfo, CloneError> {
         server_id: server_id.parse().unwrap_or(0),
         gtid_mode,
     })
+}
+
+/// The commands on the source and on the destination. With compression, each side's
+/// two programs are joined by a pipe whose first program's exit status is kept in a
+/// temp file (POSIX sh has no pipefail), so a failure of either is reported.
+fn stream_commands(
+    backup: &str,
+    stream: &str,
+    defaults: &str,
+    port: u16,
+    datadir: &str,
+    compress: bool,
+) -> (String, String) {
+    let backup = format!(
+        "{backup} --defaults-file={} --host=127.0.0.1 --port={port} --backup --stream=xbstream --target-dir=\"$d\"",
+        sh(defaults)
+    );
+    let extract = format!("{stream} -x -C {datadir}");
+    if !compress {
+        return (
+            format!(
+                "d=$(mktemp -d /tmp/twindb-clone.XXXXXXXX) || exit 1; {backup}; rc=$?; rm -rf \"$d\"; exit $rc"
+            ),
+            format!("mkdir -p {datadir} && {extract}"),
+        );
+    }
+    (
+        format!(
+            "d=$(mktemp -d /tmp/twindb-clone.XXXXXXXX) && r=$(mktemp /tmp/twindb-clone.XXXXXXXX) || exit 1; \
+             {{ {backup}; echo $? > \"$r\"; }} | zstd -q -1 -T0 -c; z=$?; rc=$(cat \"$r\"); rm -rf \"$d\" \"$r\"; \
+             [ \"$rc\" = 0 ] || exit \"${{rc:-1}}\"; exit $z"
+        ),
+        format!(
+            "mkdir -p {datadir} && r=$(mktemp /tmp/twindb-clone.XXXXXXXX) || exit 1; \
+             {{ zstd -q -d -c; echo $? > \"$r\"; }} | {extract}; x=$?; z=$(cat \"$r\"); rm -f \"$r\"; \
+             [ \"$z\" = 0 ] || {{ echo \"zstd -d failed ($z)\" >&2; exit \"${{z:-1}}\"; }}; exit $x"
+        ),
+    )
 }
 
 /// Relays `from_cmd`'s stdout on `from` into `to_cmd`'s stdin on `to`; both must exit 0.

@@ -301,6 +301,9 @@ pub struct CloneRequest {
     pub destination: String,
     pub replication_user: String,
     pub replication_password: String,
+    /// zstd on the source, unzstd on the destination: less data crosses twindbd.
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// Never prints the password (job lists and logs show requests with `{:?}`).
@@ -311,6 +314,7 @@ impl fmt::Debug for CloneRequest {
             .field("destination", &self.destination)
             .field("replication_user", &self.replication_user)
             .field("replication_password", &"***")
+            .field("compress", &self.compress)
             .finish()
     }
 }

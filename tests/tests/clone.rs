@@ -156,11 +156,19 @@ start_command = "{start}"
 
 #[test]
 fn clone_to_an_empty_instance_over_ssh_then_replicate() {
+    clone_and_replicate("clone_to_an_empty_instance_over_ssh_then_replicate", false);
+}
+
+#[test]
+fn clone_with_a_compressed_stream() {
+    clone_and_replicate("clone_with_a_compressed_stream", true);
+}
+
+fn clone_and_replicate(test: &str, compress: bool) {
     if !mariadb::available() {
         return;
     }
-    let Some(sshd) = Sshd::start_or_skip("clone_to_an_empty_instance_over_ssh_then_replicate")
-    else {
+    let Some(sshd) = Sshd::start_or_skip(test) else {
         return;
     };
     let db = MariaDb::start();
@@ -204,6 +212,7 @@ fn clone_to_an_empty_instance_over_ssh_then_replicate() {
                 "--replication-user",
                 "repl",
             ])
+            .args(compress.then_some("--compress"))
             .env("TWINDB_REPLICATION_PASSWORD", PASSWORD)
             .output()
     };
@@ -220,6 +229,21 @@ fn clone_to_an_empty_instance_over_ssh_then_replicate() {
             .contains("Slave_IO_Running and Slave_SQL_Running are Yes"),
         "{out:?}"
     );
+
+    // What crossed twindbd: the stream holds at least the 12 MiB ibdata1 of a fresh
+    // datadir (mostly zeros), which zstd shrinks to a small fraction.
+    let streamed: u64 = out
+        .stdout
+        .split(" bytes streamed")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {out:?}"));
+    if compress {
+        assert!(streamed < 6 << 20, "{streamed} bytes with --compress");
+    } else {
+        assert!(streamed > 12 << 20, "{streamed} bytes without --compress");
+    }
 
     // Rows equal, server_id unique, both threads running.
     let want = source_data(&db);
