@@ -121,10 +121,13 @@ enum VerifyCommand {
 enum CloneCommand {
     /// HOST[:PORT] are SSH hosts ([clone]/[ssh] settings) and their MySQL ports (3306).
     Mysql {
+        /// The running server: HOST[:PORT].
         #[arg(long)]
         source: String,
+        /// The host to make a replica: HOST[:PORT]; its datadir must be empty.
         #[arg(long)]
         destination: String,
+        /// An account on the source with REPLICATION SLAVE.
         #[arg(long)]
         replication_user: String,
         /// Also read from TWINDB_REPLICATION_PASSWORD, which keeps it out of `ps`.
