@@ -725,6 +725,21 @@ async fn wait_for_replication(dst: &Host, ctx: &JobCtx) -> Result<String, CloneE
         if ctx.cancel.is_cancelled() {
             return Err(CloneError::Cancelled);
         }
+        // A thread that stopped with an error (wrong password, missing binlog) will
+        // not recover by waiting: report it now.
+        let errors = [
+            ("Slave_IO_Running", "Last_IO_Error"),
+            ("Slave_SQL_Running", "Last_SQL_Error"),
+        ];
+        if let Some((thread, error)) = errors
+            .iter()
+            .find(|(t, e)| field(t) != "Yes" && !field(e).is_empty())
+        {
+            return Err(dst.fail(
+                "starting replication",
+                format!("{thread} = {:?}: {}", field(thread), field(error)),
+            ));
+        }
         if Instant::now() > deadline {
             return Err(dst.fail(
                 "starting replication",

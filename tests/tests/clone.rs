@@ -164,7 +164,16 @@ fn clone_with_a_compressed_stream() {
     clone_and_replicate("clone_with_a_compressed_stream", true);
 }
 
+#[test]
+fn a_failing_step_names_the_host_and_the_reason_but_never_the_password() {
+    clone_and_replicate(
+        "a_failing_step_names_the_host_and_the_reason_but_never_the_password",
+        false,
+    );
+}
+
 fn clone_and_replicate(test: &str, compress: bool) {
+    let wrong_password = test.starts_with("a_failing_step");
     if !mariadb::available() {
         return;
     }
@@ -198,7 +207,7 @@ fn clone_and_replicate(test: &str, compress: bool) {
 
     let source = format!("127.0.0.1:{}", db.port);
     let destination = format!("127.0.0.1:{port}");
-    let clone = |d: &Daemon| {
+    let clone = |d: &Daemon, password: &str| {
         Command::new(bin("twindbctl"))
             .arg("--socket")
             .arg(&d.socket)
@@ -213,10 +222,24 @@ fn clone_and_replicate(test: &str, compress: bool) {
                 "repl",
             ])
             .args(compress.then_some("--compress"))
-            .env("TWINDB_REPLICATION_PASSWORD", PASSWORD)
+            .env("TWINDB_REPLICATION_PASSWORD", password)
             .output()
     };
-    let out = output_of(clone(&d));
+    if wrong_password {
+        let out = output_of(clone(&d, "Wrong-s3cret-word"));
+        assert_ne!(out.code, 0, "{out:?}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains("127.0.0.1: starting replication: Slave_IO_Running"),
+            "{text}"
+        );
+        assert!(text.contains("Access denied"), "{text}");
+        for s in [text.as_str(), d.log_text().as_str()] {
+            assert!(!s.contains("s3cret"), "the password appears: {s}");
+        }
+        return;
+    }
+    let out = output_of(clone(&d, PASSWORD));
     assert_eq!(
         out.code,
         0,
@@ -271,7 +294,7 @@ fn clone_and_replicate(test: &str, compress: bool) {
     }
 
     // A destination that is not empty (and runs mysqld) is refused.
-    let again = output_of(clone(&d));
+    let again = output_of(clone(&d, PASSWORD));
     assert_ne!(again.code, 0, "{again:?}");
     let text = format!("{}{}", again.stdout, again.stderr);
     assert!(text.contains("127.0.0.1: checking"), "{text}");
