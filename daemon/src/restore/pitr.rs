@@ -99,9 +99,13 @@ impl Target {
         }
     }
 
-    /// Whether a copy with these recorded coordinates lies before the target.
-    fn after(&self, copy: &CopyMeta) -> bool {
+    /// Whether the target lies after `copy`, so that `copy` can be rolled forward to it.
+    fn follows(&self, copy: &CopyMeta) -> bool {
         let Some(m) = &copy.mysql else { return false };
+        // A copy taken while binary logging was off cannot be rolled forward.
+        if m.binlog_file.is_none() || m.binlog_position.is_none() {
+            return false;
+        }
         match self {
             Target::Time(_, at) => copy.finished < *at,
             Target::Gtid(_, want) => m.gtid.as_deref().and_then(parse_gtids).is_some_and(|have| {
@@ -266,7 +270,7 @@ fn pick_base(
 ) -> Result<CopyMeta, RestoreError> {
     if let Some(key) = named {
         let copy = super::find_copy(status, key, "mysql")?;
-        if !target.after(&copy) {
+        if !target.follows(&copy) {
             return Err(RestoreError::Other(format!(
                 "{key} was not taken before {}; name an older copy or leave it out",
                 target_text(target)
@@ -277,7 +281,7 @@ fn pick_base(
     status
         .copies
         .iter()
-        .filter(|c| c.kind == CopyKind::Mysql && target.after(c))
+        .filter(|c| c.kind == CopyKind::Mysql && target.follows(c))
         .max_by_key(|c| c.finished)
         .cloned()
         .ok_or_else(|| {
@@ -672,7 +676,14 @@ mod tests {
 
     #[test]
     fn the_newest_copy_before_the_target_and_the_binlogs_to_its_file() {
-        let s = status();
+        let mut s = status();
+        // Newer, but taken with binary logging off: it cannot be rolled forward.
+        let mut off = mysql("binlog-off", 21, "x", "");
+        if let Some(m) = off.mysql.as_mut() {
+            m.binlog_file = None;
+            m.binlog_position = None;
+        }
+        s.copies.push(off);
         let base = pick_base(&s, &at(25), None).unwrap();
         assert_eq!(base.key, "inc");
         let names: Vec<String> = plan(&s, &base, "mysql-bin.000002", &at(25))
