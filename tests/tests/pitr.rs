@@ -134,6 +134,11 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
         let out = d.ctl(&args);
         assert_eq!(out.code, 0, "{target:?}: {out:?}\n{}", d.log_text());
         assert!(out.stdout.contains("replayed binary logs"), "{out:?}");
+        // The newest copy before the target: the incremental, on its full.
+        assert!(
+            out.stdout.contains("restored dbhost/hourly/mysql/"),
+            "{target:?}: {out:?}"
+        );
         let (got, app) = batches_in(&dst);
         assert_eq!(got, vec![1, 2, 3], "{target:?}: batches 1-3, not 4");
         assert!(app, "{target:?}: the replayed CREATE USER is there");
@@ -148,7 +153,20 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     db.sql("FLUSH BINARY LOGS");
     let current = db.sql("SHOW MASTER STATUS");
     let current = current.split('\t').next().unwrap().to_string();
-    db.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+    // MariaDB keeps a binlog its InnoDB checkpoint still needs and purges it later:
+    // retry until the first file of the gap is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        db.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+        if !db.sql("SHOW BINARY LOGS").contains(&gap_first) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{gap_first} was not purged"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     batch(&db, 7);
     run(&d, &["hourly", "--binlogs-only"]);
     next_second();
@@ -165,7 +183,7 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     assert_ne!(out.code, 0, "{out:?}");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        all.contains(&format!("binary log {gap_first} to ")) && all.contains("is not backed up"),
+        all.contains(&format!("binary log {gap_first} ")) && all.contains("is not backed up"),
         "the gap is named: {all}"
     );
     assert!(!dst.exists(), "nothing is restored");
