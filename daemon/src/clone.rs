@@ -71,9 +71,10 @@ fn sh(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// A string literal for SQL.
+/// A string literal for SQL run under `sql_mode = NO_BACKSLASH_ESCAPES` (see
+/// [`change_master`]): quotes doubled, backslashes literal, whatever the server's mode.
 fn sql_str(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// One host, over SSH.
@@ -255,15 +256,13 @@ pub async fn clone_mysql(
     let mut dst = Host::new(cfg, &dst_name, dst_port);
     dst.secret = Some(req.replication_password.clone());
     src.secret = Some(req.replication_password.clone());
-    let result = run(engine, cfg, req, &mut src, &mut dst, &defaults, ctx).await;
+    let result = run(cfg, req, &mut src, &mut dst, &defaults, ctx).await;
     src.remove_defaults().await;
     dst.remove_defaults().await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
-    _engine: &Engine,
     cfg: &CloneConfig,
     req: &CloneRequest,
     src: &mut Host,
@@ -687,7 +686,9 @@ fn change_master(req: &CloneRequest, src: &Host, info: &SourceInfo, c: &Coordina
         sql_str(&req.replication_user),
         sql_str(&req.replication_password)
     );
-    match (&c.gtid, info.vendor) {
+    // Our literals need no backslash escaping in this mode (see sql_str).
+    let mode = "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';";
+    let sql = match (&c.gtid, info.vendor) {
         (Some(g), Vendor::Mariadb) => format!(
             "STOP SLAVE; SET GLOBAL gtid_slave_pos = {}; CHANGE MASTER TO {common}, MASTER_USE_GTID = slave_pos; START SLAVE;\n",
             sql_str(g)
@@ -701,7 +702,8 @@ fn change_master(req: &CloneRequest, src: &Host, info: &SourceInfo, c: &Coordina
             sql_str(&c.file),
             c.position
         ),
-    }
+    };
+    format!("{mode}\n{sql}")
 }
 
 /// Waits until `Slave_IO_Running` and `Slave_SQL_Running` are both `Yes`.
@@ -774,7 +776,7 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(sh("it's"), "'it'\\''s'");
-        assert_eq!(sql_str("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(sql_str("a'b\\c"), "'a''b\\c'");
     }
 
     #[test]

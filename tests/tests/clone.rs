@@ -12,7 +12,8 @@ use twindb_tests::mariadb::{self, MariaDb};
 use twindb_tests::sshd::Sshd;
 use twindb_tests::*;
 
-const PASSWORD: &str = "Rep1-s3cret'pw";
+/// A quote and a backslash: both must survive into CHANGE MASTER.
+const PASSWORD: &str = "Rep1-s3cret'p\\w";
 const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
 
 fn free_port() -> u16 {
@@ -190,7 +191,7 @@ fn clone_and_replicate(test: &str, compress: bool) {
          FLUSH BINARY LOGS; \
          INSERT INTO shop.orders SELECT seq, CONCAT('row-', seq) FROM seq_5001_to_6000",
     );
-    let quoted = PASSWORD.replace('\'', "\\'");
+    let quoted = PASSWORD.replace('\\', "\\\\").replace('\'', "\\'");
     db.sql(&format!(
         "CREATE USER repl@'%' IDENTIFIED BY '{quoted}'; GRANT REPLICATION SLAVE ON *.* TO repl@'%'; \
          CREATE USER repl@localhost IDENTIFIED BY '{quoted}'; GRANT REPLICATION SLAVE ON *.* TO repl@localhost"
