@@ -180,11 +180,13 @@ impl Host {
         Ok(())
     }
 
-    async fn remove_defaults(&mut self) {
+    /// Removes the client options file; a failure is a warning (it holds a password).
+    async fn remove_defaults(&mut self, ctx: &JobCtx) {
         if let Some(t) = self.defaults.take() {
-            let _ = self
-                .run("removing the temp file", &format!("rm -f {}", sh(&t)), b"")
-                .await;
+            let what = format!("removing the temp file {t}");
+            if let Err(e) = self.run(&what, &format!("rm -f {}", sh(&t)), b"").await {
+                ctx.warn(format!("{e}; remove it by hand"));
+            }
         }
     }
 
@@ -257,8 +259,8 @@ pub async fn clone_mysql(
     dst.secret = Some(req.replication_password.clone());
     src.secret = Some(req.replication_password.clone());
     let result = run(cfg, req, &mut src, &mut dst, &defaults, ctx).await;
-    src.remove_defaults().await;
-    dst.remove_defaults().await;
+    src.remove_defaults(ctx).await;
+    dst.remove_defaults(ctx).await;
     result
 }
 
@@ -328,7 +330,7 @@ async fn run(
     let bytes = match streamed {
         Ok(b) => b,
         Err(e) => {
-            empty_datadir(dst, &datadir).await;
+            empty_datadir(dst, &datadir, ctx).await;
             return Err(e);
         }
     };
@@ -336,7 +338,7 @@ async fn run(
     let coords = match prepared {
         Ok(c) => c,
         Err(e) => {
-            empty_datadir(dst, &datadir).await;
+            empty_datadir(dst, &datadir, ctx).await;
             return Err(e);
         }
     };
@@ -532,15 +534,19 @@ async fn relay(
     Ok(bytes)
 }
 
-/// Best effort after a failure: the next attempt needs an empty datadir again.
-async fn empty_datadir(dst: &Host, datadir: &str) {
-    let _ = dst
+/// After a failure: the next attempt needs an empty datadir again. Not emptied, it
+/// is a warning (the job has failed already, for its own reason).
+async fn empty_datadir(dst: &Host, datadir: &str, ctx: &JobCtx) {
+    if let Err(e) = dst
         .run(
             "emptying the datadir after the failure",
-            &format!("[ -d {datadir} ] && find {datadir} -mindepth 1 -delete"),
+            &format!("[ ! -d {datadir} ] || find {datadir} -mindepth 1 -delete"),
             b"",
         )
-        .await;
+        .await
+    {
+        ctx.warn(e.to_string());
+    }
 }
 
 /// Where the replica starts, from the copy.

@@ -117,6 +117,21 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     let pitr = d.ctl(&["--json", "ls", "--pitr"]).success().json();
     let windows = pitr["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 1, "{pitr}");
+    // The target lies inside the window.
+    let utc = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let target = chrono::NaiveDateTime::parse_from_str(&until, "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_local_timezone(chrono::Local)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert!(
+        utc(&windows[0]["from"]) < target && target < utc(&windows[0]["to"]),
+        "{until} in {pitr}"
+    );
     let text = d.ctl(&["ls", "--pitr"]).success().stdout;
     assert!(text.contains("point-in-time restore is possible"), "{text}");
 
