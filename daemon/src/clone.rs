@@ -25,6 +25,7 @@ use crate::config::{CloneConfig, SshConfig};
 use crate::destination::Ssh;
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::Vendor;
+use crate::pipeline::Cancel;
 
 /// How long mysqld may take to accept connections after the start command.
 const START_LIMIT: Duration = Duration::from_secs(180);
@@ -86,6 +87,9 @@ struct Host {
     defaults: Option<String>,
     /// Masked out of every message from this host.
     secret: Option<String>,
+    /// The job's: a command that hangs (a start command that keeps its output open)
+    /// must not hold the job forever.
+    cancel: Cancel,
 }
 
 struct Ran {
@@ -93,7 +97,7 @@ struct Ran {
 }
 
 impl Host {
-    fn new(cfg: &CloneConfig, name: &str, mysql_port: u16) -> Host {
+    fn new(cfg: &CloneConfig, name: &str, mysql_port: u16, cancel: Cancel) -> Host {
         let ssh = Ssh::new(SshConfig {
             host: name.to_string(),
             port: cfg.ssh_port,
@@ -109,6 +113,7 @@ impl Host {
             ssh,
             defaults: None,
             secret: None,
+            cancel,
         }
     }
 
@@ -140,7 +145,18 @@ impl Host {
         let mut stdout = Vec::new();
         let mut stderr = Tail::default();
         let mut status = None;
-        while let Some(msg) = ch.wait().await {
+        loop {
+            let msg = tokio::select! {
+                m = ch.wait() => m,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if self.cancel.is_cancelled() {
+                        let _ = ch.close().await;
+                        return Err(CloneError::Cancelled);
+                    }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, .. } => stderr.push(&data),
@@ -254,8 +270,8 @@ pub async fn clone_mysql(
             cfg.mysql_defaults_file.display()
         ))
     })?;
-    let mut src = Host::new(cfg, &src_name, src_port);
-    let mut dst = Host::new(cfg, &dst_name, dst_port);
+    let mut src = Host::new(cfg, &src_name, src_port, ctx.cancel.clone());
+    let mut dst = Host::new(cfg, &dst_name, dst_port, ctx.cancel.clone());
     dst.secret = Some(req.replication_password.clone());
     src.secret = Some(req.replication_password.clone());
     let result = run(cfg, req, &mut src, &mut dst, &defaults, ctx).await;

@@ -103,8 +103,19 @@ fn source_data(db: &MariaDb) -> Vec<(String, String)> {
         .collect()
 }
 
-fn config(root: &Path, db: &MariaDb, sshd: &Sshd, replica: &Replica, port: u16) -> PathBuf {
-    let start = format!(
+fn config(
+    root: &Path,
+    db: &MariaDb,
+    sshd: &Sshd,
+    replica: &Replica,
+    port: u16,
+    hang: bool,
+) -> PathBuf {
+    let start = if hang {
+        // A start command that never returns: only a cancel ends the job.
+        "sleep 30".to_string()
+    } else {
+        format!(
         "setsid /usr/sbin/mariadbd --defaults-file={dir}/clone.cnf --user=root --datadir={dir}/data \
          --socket={socket} --port={port} --bind-address=127.0.0.1 --pid-file={pid} \
          --log-error={dir}/error.log --log-bin=mysql-bin --innodb-buffer-pool-size=64M \
@@ -112,7 +123,8 @@ fn config(root: &Path, db: &MariaDb, sshd: &Sshd, replica: &Replica, port: u16) 
         dir = replica.dir.display(),
         socket = replica.socket.display(),
         pid = replica.pid.display(),
-    );
+        )
+    };
     let text = format!(
         r#"[daemon]
 socket = "{root}/twindbd.sock"
@@ -166,6 +178,11 @@ fn clone_with_a_compressed_stream() {
 }
 
 #[test]
+fn cancel_ends_a_clone_whose_start_command_hangs() {
+    clone_and_replicate("cancel_ends_a_clone_whose_start_command_hangs", false);
+}
+
+#[test]
 fn a_failing_step_names_the_host_and_the_reason_but_never_the_password() {
     clone_and_replicate(
         "a_failing_step_names_the_host_and_the_reason_but_never_the_password",
@@ -175,6 +192,7 @@ fn a_failing_step_names_the_host_and_the_reason_but_never_the_password() {
 
 fn clone_and_replicate(test: &str, compress: bool) {
     let wrong_password = test.starts_with("a_failing_step");
+    let hang = test.starts_with("cancel");
     if !mariadb::available() {
         return;
     }
@@ -204,7 +222,7 @@ fn clone_and_replicate(test: &str, compress: bool) {
     };
     fs::create_dir_all(&replica.dir).unwrap();
     let port = free_port();
-    let d = Daemon::start(&config(t.path(), &db, &sshd, &replica, port));
+    let d = Daemon::start(&config(t.path(), &db, &sshd, &replica, port, hang));
 
     let source = format!("127.0.0.1:{}", db.port);
     let destination = format!("127.0.0.1:{port}");
@@ -226,6 +244,66 @@ fn clone_and_replicate(test: &str, compress: bool) {
             .env("TWINDB_REPLICATION_PASSWORD", password)
             .output()
     };
+    if hang {
+        let mut cmd = Command::new(bin("twindbctl"));
+        cmd.arg("--socket").arg(&d.socket).args([
+            "clone",
+            "mysql",
+            "--source",
+            &source,
+            "--destination",
+            &destination,
+            "--replication-user",
+            "repl",
+        ]);
+        let child = cmd
+            .env("TWINDB_REPLICATION_PASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let id = loop {
+            let jobs = d.ctl(&["--json", "jobs"]).success().json();
+            let job = jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["kind"] == "clone")
+                .cloned();
+            if let Some(j) = job.filter(|j| {
+                j["progress"]["phase"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("starting mysqld")
+            }) {
+                break j["id"].as_u64().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the clone never reached its start: {jobs}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        d.ctl(&["cancel", &id.to_string()]).success();
+        let started = Instant::now();
+        let out = output_of(child.wait_with_output());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "cancel took too long"
+        );
+        assert_ne!(out.code, 0, "{out:?}");
+        let job = d.ctl(&["--json", "job", &id.to_string()]).json();
+        assert_eq!(job["state"], "cancelled", "{job}");
+        assert!(
+            job["error"]
+                .as_str()
+                .unwrap()
+                .contains("datadir may hold part of the clone"),
+            "{job}"
+        );
+        return;
+    }
     if wrong_password {
         let out = output_of(clone(&d, "Wrong-s3cret-word"));
         assert_ne!(out.code, 0, "{out:?}");

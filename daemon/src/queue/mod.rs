@@ -528,11 +528,13 @@ impl Queue {
                 let _ = e;
             }
             Err(_) if job.ctx.cancel.is_cancelled() => {
-                self.finish(
-                    job,
-                    JobState::Cancelled,
-                    Some("cancelled; no partial copy was kept".into()),
-                );
+                let why = match job.work {
+                    Work::Clone(_) => {
+                        "cancelled; the destination's datadir may hold part of the clone: empty it before trying again"
+                    }
+                    _ => "cancelled; no partial copy was kept",
+                };
+                self.finish(job, JobState::Cancelled, Some(why.into()));
             }
             Err(e) => self.finish(job, JobState::Failed, Some(format!("{e:#}"))),
         }
