@@ -348,6 +348,7 @@ pub async fn restore_pitr(
         start_pos,
         &target,
         m.vendor,
+        &gap_after(&status, &start_file, &binlogs),
         ctx,
     )
     .await;
@@ -416,6 +417,7 @@ async fn replay(
     start_pos: u64,
     target: &Target,
     vendor: Vendor,
+    gap: &str,
     ctx: &JobCtx,
 ) -> Result<String, RestoreError> {
     let mut cmd = Command::new(&tools.client);
@@ -531,7 +533,7 @@ async fn replay(
         ))),
         (Ok(()), Some(e)) => Err(e),
         (Ok(()), None) if !reached => Err(RestoreError::Other(format!(
-            "{} is not in the backed-up binary logs from {} to {last}; nothing was restored",
+            "{} is not in the backed-up binary logs from {} to {last}{gap}; nothing was restored",
             target_text(target),
             binlogs
                 .first()
@@ -540,6 +542,29 @@ async fn replay(
                 .unwrap_or("")
         ))),
         (Ok(()), None) => Ok(last),
+    }
+}
+
+/// "; binary log N is not backed up..." when backed-up binlogs follow a gap after the
+/// run being replayed: a GTID target beyond it cannot be reached.
+fn gap_after(status: &Status, start_file: &str, run: &[CopyMeta]) -> String {
+    let last = run
+        .last()
+        .and_then(|c| c.binlog.as_ref())
+        .and_then(|b| binlog_sequence(&b.name));
+    match last {
+        Some(n)
+            if binlogs_of(status, start_file)
+                .range(n + 2..)
+                .next()
+                .is_some() =>
+        {
+            format!(
+                "; binary log {} is not backed up, so what follows it cannot be replayed",
+                binlog_name(start_file, n + 1)
+            )
+        }
+        _ => String::new(),
     }
 }
 
@@ -733,6 +758,21 @@ mod tests {
         assert_eq!(plan(&s, &base, "mysql-bin.000002", &p).unwrap().len(), 2);
         assert!(Target::parse(&PitrTarget::Gtid("nonsense".into())).is_err());
         assert!(Target::parse(&PitrTarget::Time("yesterday".into())).is_err());
+    }
+
+    #[test]
+    fn a_gtid_beyond_a_gap_is_explained() {
+        let s = status();
+        let g = Target::parse(&PitrTarget::Gtid("0-1-99".into())).unwrap();
+        let base = pick_base(&s, &g, None).unwrap();
+        let run = plan(&s, &base, "mysql-bin.000002", &g).unwrap();
+        assert_eq!(run.len(), 2, "the unbroken run 2-3 is tried");
+        let note = gap_after(&s, "mysql-bin.000002", &run);
+        assert!(
+            note.contains("binary log mysql-bin.000004 is not backed up"),
+            "{note}"
+        );
+        assert_eq!(gap_after(&s, "mysql-bin.000005", &run[..0]), "");
     }
 
     #[test]
