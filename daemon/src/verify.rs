@@ -181,6 +181,9 @@ impl Throwaway {
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", run.path().join("pid").display()))
             .arg(format!("--log-error={}", log.display()))
+            // Not /tmp: a server there may delete the temp files of another one on the
+            // host (the production server's, when verifying on the database host).
+            .arg(format!("--tmpdir={}", run.path().display()))
             .args([
                 "--skip-networking",
                 "--skip-grant-tables",

@@ -118,7 +118,7 @@ fn config(
         format!(
         "setsid /usr/sbin/mariadbd --defaults-file={dir}/clone.cnf --user=root --datadir={dir}/data \
          --socket={socket} --port={port} --bind-address=127.0.0.1 --pid-file={pid} \
-         --log-error={dir}/error.log --log-bin=mysql-bin --innodb-buffer-pool-size=64M \
+         --log-error={dir}/error.log --tmpdir={dir} --log-bin=mysql-bin --innodb-buffer-pool-size=64M \
          </dev/null >/dev/null 2>&1 &",
         dir = replica.dir.display(),
         socket = replica.socket.display(),
