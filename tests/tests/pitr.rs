@@ -135,10 +135,19 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     let text = d.ctl(&["ls", "--pitr"]).success().stdout;
     assert!(text.contains("point-in-time restore is possible"), "{text}");
 
+    let full = d.ctl(&["--json", "ls", "--type", "mysql"]).success().json()["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["backup_type"] == "full")
+        .map(|c| c["key"].as_str().unwrap().to_string())
+        .unwrap();
     for (i, target) in [
         vec!["--until", until.as_str()],
         vec!["--until-gtid", gtid.as_str()],
         vec!["--until-position", position.as_str()],
+        // A named, older copy: batch 2 comes from the binlogs too.
+        vec![full.as_str(), "--until", until.as_str()],
     ]
     .into_iter()
     .enumerate()
@@ -149,11 +158,14 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
         let out = d.ctl(&args);
         assert_eq!(out.code, 0, "{target:?}: {out:?}\n{}", d.log_text());
         assert!(out.stdout.contains("replayed binary logs"), "{out:?}");
-        // The newest copy before the target: the incremental, on its full.
-        assert!(
-            out.stdout.contains("restored dbhost/hourly/mysql/"),
-            "{target:?}: {out:?}"
-        );
+        // The newest copy before the target (the incremental, on its full), or the
+        // one named.
+        let base = if i == 3 {
+            format!("restored {full} ")
+        } else {
+            "restored dbhost/hourly/mysql/".to_string()
+        };
+        assert!(out.stdout.contains(&base), "{target:?}: {out:?}");
         let (got, app) = batches_in(&dst);
         assert_eq!(got, vec![1, 2, 3], "{target:?}: batches 1-3, not 4");
         assert!(app, "{target:?}: the replayed CREATE USER is there");
