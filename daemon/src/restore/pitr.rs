@@ -450,6 +450,8 @@ async fn replay(
             .unwrap_or_default();
         ctx.set_phase(format!("replaying binlog {name}"));
         let mut cmd = Command::new(&tools.binlog);
+        // The host's my.cnf could change the output (base64-output=decode-rows...).
+        cmd.arg("--no-defaults");
         if i == 0 {
             cmd.arg(format!("--start-position={start_pos}"));
         }
