@@ -17,6 +17,9 @@ command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 command -v mariabackup >/dev/null || need_apt+=(mariadb-backup)
 command -v mariadb >/dev/null || need_apt+=(mariadb-client)
+# Point-in-time restore replays with mariadb-binlog; clone checks ports with mariadb-admin.
+command -v mariadb-binlog >/dev/null || need_apt+=(mariadb-client)
+command -v mariadb-admin >/dev/null || need_apt+=(mariadb-client)
 command -v zstd >/dev/null || need_apt+=(zstd)
 [ -e /usr/lib/galera/libgalera_smm.so ] || need_apt+=(galera-4)
 # The ssh destination's tests run a real OpenSSH server and make keys with ssh-keygen.

@@ -15,8 +15,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use twindb_proto::{
     CheckResponse, CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse,
-    RestoreRequest, RetentionRequest, RetentionResponse, RunRequest, RunResponse, RunType,
-    ShareRequest, ShareResponse, StatusResponse, VerifyReport, VerifyRequest, MAX_SHARE_SECONDS,
+    PitrResponse, PitrTarget, RestoreRequest, RetentionRequest, RetentionResponse, RunRequest,
+    RunResponse, RunType, ShareRequest, ShareResponse, StatusResponse, VerifyReport, VerifyRequest,
+    MAX_SHARE_SECONDS,
 };
 
 use crate::client::{Client, ClientError};
@@ -62,6 +63,9 @@ enum Command {
         /// copies on its replacement); default: this host's.
         #[arg(long)]
         host: Option<String>,
+        /// Show when a point-in-time restore is possible instead.
+        #[arg(long, conflicts_with_all = ["kind", "run_type", "host"])]
+        pitr: bool,
     },
     /// Daemon, queue, and the last run of each run type.
     Status,
@@ -94,6 +98,11 @@ enum Command {
         /// How long the link works: e.g. 30m, 12h, 7d (at most 7d).
         #[arg(long, default_value = "1d", value_parser = parse_expiry)]
         expires: u64,
+    },
+    /// Make an empty host a replica of a running server, from a fresh copy over SSH.
+    Clone {
+        #[command(subcommand)]
+        what: CloneCommand,
     },
     /// Apply retention now ([retention]); --dry-run only prints what it would delete.
     Retention {
@@ -131,6 +140,28 @@ enum VerifyCommand {
 }
 
 #[derive(Subcommand)]
+enum CloneCommand {
+    /// HOST[:PORT] are SSH hosts ([clone]/[ssh] settings) and their MySQL ports (3306).
+    Mysql {
+        /// The running server: HOST[:PORT].
+        #[arg(long)]
+        source: String,
+        /// The host to make a replica: HOST[:PORT]; its datadir must be empty.
+        #[arg(long)]
+        destination: String,
+        /// An account on the source with REPLICATION SLAVE.
+        #[arg(long)]
+        replication_user: String,
+        /// Also read from TWINDB_REPLICATION_PASSWORD, which keeps it out of `ps`.
+        #[arg(long, env = "TWINDB_REPLICATION_PASSWORD", hide_env_values = true)]
+        replication_password: String,
+        /// Compress the stream with zstd on the source (zstd needed on both hosts).
+        #[arg(long)]
+        compress: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum RestoreCommand {
     /// Restore a files copy into DIR (absent or empty).
     File {
@@ -139,13 +170,25 @@ enum RestoreCommand {
         #[arg(long)]
         dst: PathBuf,
     },
-    /// Restore a MySQL copy into DIR (absent or empty).
+    /// Restore a MySQL copy into DIR (absent or empty); with --until*, roll it forward
+    /// to a point in time with the backed-up binary logs (COPY may then be left out).
     Mysql {
-        copy: String,
+        #[arg(required_unless_present_any = ["until", "until_gtid", "until_position"])]
+        copy: Option<String>,
         #[arg(long)]
         dst: PathBuf,
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// "YYYY-MM-DD HH:MM:SS" in the time zone of the host twindbd runs on; events at
+        /// or after it are not replayed (mysqlbinlog --stop-datetime).
+        #[arg(long, group = "pitr")]
+        until: Option<String>,
+        /// MariaDB GTID list: replay up to and including it.
+        #[arg(long, group = "pitr")]
+        until_gtid: Option<String>,
+        /// FILE:POS: replay the events before this binlog position.
+        #[arg(long, group = "pitr", value_parser = parse_position)]
+        until_position: Option<PitrTarget>,
     },
 }
 
@@ -214,10 +257,20 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             }
             follow_all(&client, resp.jobs, json).await
         }
+        Command::Ls { pitr: true, .. } => {
+            let resp: PitrResponse = client.get("/v1/pitr").await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                render::pitr(&resp);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ls {
             kind,
             run_type,
             host,
+            ..
         } => {
             let mut query = Vec::new();
             if let Some(h) = host {
@@ -253,9 +306,22 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { what } => {
-            let (kind, copy, dst, cache) = match what {
-                RestoreCommand::File { copy, dst } => (CopyKind::Files, copy, dst, None),
-                RestoreCommand::Mysql { copy, dst, cache } => (CopyKind::Mysql, copy, dst, cache),
+            let (kind, copy, dst, cache, until) = match what {
+                RestoreCommand::File { copy, dst } => (CopyKind::Files, copy, dst, None, None),
+                RestoreCommand::Mysql {
+                    copy,
+                    dst,
+                    cache,
+                    until,
+                    until_gtid,
+                    until_position,
+                } => {
+                    let until = until
+                        .map(PitrTarget::Time)
+                        .or(until_gtid.map(PitrTarget::Gtid))
+                        .or(until_position);
+                    (CopyKind::Mysql, copy.unwrap_or_default(), dst, cache, until)
+                }
             };
             // The daemon does not share our working directory.
             let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
@@ -264,6 +330,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 copy,
                 dst: absolute(dst),
                 cache: cache.map(absolute),
+                until,
             };
             let enq: EnqueuedJob = client.post("/v1/restore", &req).await?;
             follow_all(&client, vec![enq], json).await
@@ -372,6 +439,26 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { .. } => unreachable!("config commands run without the daemon"),
+        Command::Clone {
+            what:
+                CloneCommand::Mysql {
+                    source,
+                    destination,
+                    replication_user,
+                    replication_password,
+                    compress,
+                },
+        } => {
+            let req = twindb_proto::CloneRequest {
+                source,
+                destination,
+                replication_user,
+                replication_password,
+                compress,
+            };
+            let enq: EnqueuedJob = client.post("/v1/clone", &req).await?;
+            follow_all(&client, vec![enq], json).await
+        }
         Command::Cancel { id } => {
             let info: JobInfo = client.post(&format!("/v1/jobs/{id}/cancel"), &()).await?;
             if json {
@@ -430,6 +517,23 @@ fn exit_for(infos: &[JobInfo]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `FILE:POS` of `--until-position`.
+fn parse_position(s: &str) -> Result<PitrTarget, String> {
+    let (file, pos) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected FILE:POS, e.g. mysql-bin.000012:4711"))?;
+    let position = pos
+        .parse()
+        .map_err(|_| format!("{s:?}: {pos:?} is not a position"))?;
+    if file.is_empty() {
+        return Err(format!("{s:?}: the binlog file name is missing"));
+    }
+    Ok(PitrTarget::Position {
+        file: file.to_string(),
+        position,
+    })
 }
 
 /// "90s", "30m", "12h", "7d" or plain seconds -> seconds, 1 s to 7 days.

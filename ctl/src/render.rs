@@ -350,3 +350,28 @@ fn new_bar() -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
+
+/// `ls --pitr`: the times `restore mysql --until` can reach, in local time (the
+/// time zone `--until` is read in, when twindbctl runs on the database host).
+pub fn pitr(resp: &twindb_proto::PitrResponse) {
+    if resp.windows.is_empty() {
+        println!(
+            "no point-in-time restore is possible: no MySQL copy has its binary logs backed up after it"
+        );
+        return;
+    }
+    println!(
+        "point-in-time restore is possible (local time, {}):",
+        Local::now().format("%:z")
+    );
+    for w in &resp.windows {
+        println!(
+            "  from {} to {}  (from {}, binlogs {} to {})",
+            when(w.from),
+            when(w.to),
+            w.first_copy,
+            w.first_binlog,
+            w.last_binlog
+        );
+    }
+}

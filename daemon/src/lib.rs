@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod clone;
 pub mod config;
 pub mod daemon;
 pub mod destination;

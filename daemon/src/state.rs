@@ -98,7 +98,7 @@ pub fn copy_kind(job: JobKind) -> Option<CopyKind> {
         JobKind::BackupFiles => Some(CopyKind::Files),
         JobKind::BackupMysql => Some(CopyKind::Mysql),
         JobKind::BackupBinlog => Some(CopyKind::Binlog),
-        JobKind::Restore | JobKind::Verify => None,
+        JobKind::Restore | JobKind::Verify | JobKind::Clone => None,
     }
 }
 

@@ -70,12 +70,7 @@ pub async fn verify_mysql(
         return failed(&key, restore_seconds, format!("restore failed: {e}"));
     }
     ctx.set_phase("starting a throwaway server on the restored datadir");
-    let binary = engine
-        .config
-        .mysql
-        .as_ref()
-        .and_then(|m| m.mysqld_binary.clone())
-        .or_else(|| vendor.and_then(mysqld_for));
+    let binary = mysqld_binary(engine, vendor);
     let result = match binary {
         Some(b) => check_server(&b, &datadir).await,
         None => Err("cannot tell which mysqld to start: set [mysql] mysqld_binary".into()),
@@ -121,6 +116,16 @@ async fn pick(engine: &Engine, copy: Option<&str>) -> Result<(String, Option<Ven
     Ok((meta.key.clone(), meta.mysql.as_ref().map(|m| m.vendor)))
 }
 
+/// `[mysql] mysqld_binary`, else the server binary of the copy's vendor.
+pub(crate) fn mysqld_binary(engine: &Engine, vendor: Option<Vendor>) -> Option<String> {
+    engine
+        .config
+        .mysql
+        .as_ref()
+        .and_then(|m| m.mysqld_binary.clone())
+        .or_else(|| vendor.and_then(mysqld_for))
+}
+
 /// The server binary for the copy's vendor, in PATH or /usr/sbin (root's PATH may lack it).
 fn mysqld_for(vendor: Vendor) -> Option<String> {
     let name = vendor.mysqld();
@@ -129,69 +134,15 @@ fn mysqld_for(vendor: Vendor) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
-/// Starts mysqld on `datadir` (no networking, no grants, no binlog), opens every user
-/// table, and shuts it down.
+/// Starts mysqld on `datadir`, opens every user table, and shuts it down.
 async fn check_server(binary: &str, datadir: &Path) -> Result<(), String> {
-    let run = tempfile::Builder::new()
-        .prefix("twv")
-        .tempdir_in("/tmp")
-        .map_err(|e| e.to_string())?;
-    let socket = run.path().join("s");
-    let log = run.path().join("error.log");
-    let mut cmd = Command::new(binary);
-    cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", datadir.display()))
-        .arg(format!("--socket={}", socket.display()))
-        .arg(format!("--pid-file={}", run.path().join("pid").display()))
-        .arg(format!("--log-error={}", log.display()))
-        .args([
-            "--skip-networking",
-            "--skip-grant-tables",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=128M",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if nix::unistd::geteuid().is_root() {
-        cmd.arg("--user=root");
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {binary}: {e}"))?;
-    let result = query(&mut child, &socket, &log).await;
-    stop(&mut child, &socket).await;
+    let (mut tmp, mut server) = Throwaway::start(binary, datadir).await?;
+    let result = open_every_table(&mut server).await;
+    tmp.shutdown(server).await;
     result
 }
 
-async fn query(child: &mut Child, socket: &Path, log: &Path) -> Result<(), String> {
-    let opts = ClientOptions {
-        user: Some("root".into()),
-        socket: Some(socket.display().to_string()),
-        ..Default::default()
-    };
-    let deadline = Instant::now() + START_LIMIT;
-    let mut server = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "the server exited ({status}) on the restored datadir:\n{}",
-                tail(log)
-            ));
-        }
-        if socket.exists() {
-            if let Ok(s) = Server::connect(&opts).await {
-                break s;
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the server did not start within {} s:\n{}",
-                START_LIMIT.as_secs(),
-                tail(log)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+async fn open_every_table(server: &mut Server) -> Result<(), String> {
     let tables = server
         .tables()
         .await
@@ -208,24 +159,137 @@ async fn query(child: &mut Child, socket: &Path, log: &Path) -> Result<(), Strin
             .map_err(|e| format!("table {schema}.{table} cannot be read: {e}"))?;
     }
     tracing::info!(tables = tables.len(), "verify: every table opened");
-    let _ = server.exec("SHUTDOWN").await;
-    server.disconnect().await;
     Ok(())
 }
 
-async fn stop(child: &mut Child, socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+/// A server of our own on a restored datadir: no networking, no grants, no binlog, a
+/// socket in a private folder. Used by verify and by point-in-time restore.
+pub(crate) struct Throwaway {
+    child: Child,
+    run: tempfile::TempDir,
+}
+
+impl Throwaway {
+    /// Starts it and returns a root connection (made while grants are skipped, so it
+    /// keeps every privilege even after a `FLUSH PRIVILEGES` loads the grant tables).
+    pub(crate) async fn start(binary: &str, datadir: &Path) -> Result<(Throwaway, Server), String> {
+        let run = tempfile::Builder::new()
+            .prefix("twv")
+            .tempdir_in("/tmp")
+            .map_err(|e| e.to_string())?;
+        let socket = run.path().join("s");
+        let log = run.path().join("error.log");
+        let mut cmd = Command::new(binary);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", run.path().join("pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            // Not /tmp: a server there may delete the temp files of another one on the
+            // host (the production server's, when verifying on the database host).
+            .arg(format!("--tmpdir={}", run.path().display()))
+            .args([
+                "--skip-networking",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=128M",
+                "--max-allowed-packet=1G",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if nix::unistd::geteuid().is_root() {
+            cmd.arg("--user=root");
         }
-        if Instant::now() > deadline {
-            tracing::warn!(socket = %socket.display(), "verify server did not stop; killing it");
-            let _ = child.kill();
-            let _ = child.wait();
-            return;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {binary}: {e}"))?;
+        let mut tmp = Throwaway { child, run };
+        match tmp.connect().await {
+            Ok(server) => Ok((tmp, server)),
+            Err(e) => {
+                tmp.stop().await;
+                Err(e)
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
+        self.run.path().join("s")
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.run.path().join("error.log")
+    }
+
+    /// The last lines of the server's error log, for messages.
+    pub(crate) fn log_tail(&self) -> String {
+        tail(&self.log())
+    }
+
+    async fn connect(&mut self) -> Result<Server, String> {
+        let socket = self.socket();
+        let opts = ClientOptions {
+            user: Some("root".into()),
+            socket: Some(socket.display().to_string()),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "the server exited ({status}) on the restored datadir:\n{}",
+                    self.log_tail()
+                ));
+            }
+            if socket.exists() {
+                if let Ok(s) = Server::connect(&opts).await {
+                    return Ok(s);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the server did not start within {} s:\n{}",
+                    START_LIMIT.as_secs(),
+                    self.log_tail()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Clean shutdown through `server`, so InnoDB needs no recovery on the next start.
+    /// Returns whether the server stopped by itself (else it was killed).
+    pub(crate) async fn shutdown(&mut self, mut server: Server) -> bool {
+        let _ = server.exec("SHUTDOWN").await;
+        server.disconnect().await;
+        self.stop().await
+    }
+
+    async fn stop(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(socket = %self.socket().display(), "throwaway server did not stop; killing it");
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        // Cancelled mid-way: never leave a server running on a datadir.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -120,6 +120,8 @@ pub enum JobKind {
     BackupBinlog,
     Restore,
     Verify,
+    /// `clone mysql`: a replica made from a fresh copy over SSH.
+    Clone,
 }
 
 impl fmt::Display for JobKind {
@@ -130,6 +132,7 @@ impl fmt::Display for JobKind {
             JobKind::BackupBinlog => "backup binlog",
             JobKind::Restore => "restore",
             JobKind::Verify => "verify",
+            JobKind::Clone => "clone",
         })
     }
 }
@@ -260,6 +263,79 @@ pub struct RestoreRequest {
     pub dst: String,
     #[serde(default)]
     pub cache: Option<String>,
+    /// Point-in-time restore (MySQL): roll the restored copy forward to here with the
+    /// backed-up binary logs. `copy` may then be empty: the newest copy before the
+    /// target is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<PitrTarget>,
+}
+
+/// Where a point-in-time restore stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PitrTarget {
+    /// "YYYY-MM-DD HH:MM:SS" in the time zone of the host twindbd runs on, as
+    /// `mysqlbinlog --stop-datetime` reads it: events at or after it are not replayed.
+    Time(String),
+    /// A MariaDB GTID list: replay up to and including these transactions.
+    Gtid(String),
+    /// A binlog file and position: events at or after it are not replayed.
+    Position { file: String, position: u64 },
+}
+
+impl fmt::Display for PitrTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PitrTarget::Time(t) => write!(f, "{t}"),
+            PitrTarget::Gtid(g) => write!(f, "GTID {g}"),
+            PitrTarget::Position { file, position } => write!(f, "{file}:{position}"),
+        }
+    }
+}
+
+/// `POST /v1/clone`: make `destination` a replica of `source` from a fresh copy.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneRequest {
+    /// `HOST[:PORT]`: reached over SSH at HOST; PORT (3306) is its MySQL port.
+    pub source: String,
+    pub destination: String,
+    pub replication_user: String,
+    pub replication_password: String,
+    /// zstd on the source, unzstd on the destination: less data crosses twindbd.
+    #[serde(default)]
+    pub compress: bool,
+}
+
+/// Never prints the password (job lists and logs show requests with `{:?}`).
+impl fmt::Debug for CloneRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloneRequest")
+            .field("source", &self.source)
+            .field("destination", &self.destination)
+            .field("replication_user", &self.replication_user)
+            .field("replication_password", &"***")
+            .field("compress", &self.compress)
+            .finish()
+    }
+}
+
+/// `GET /v1/pitr`: when a point-in-time restore is possible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrResponse {
+    /// Disjoint, oldest first. Empty when no MySQL copy has its binary logs backed up.
+    pub windows: Vec<PitrWindow>,
+}
+
+/// Any time from `from` to `to` can be restored to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The oldest MySQL copy the window starts from.
+    pub first_copy: String,
+    /// The binary logs that cover it, first and last.
+    pub first_binlog: String,
+    pub last_binlog: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,8 @@ pub struct MariaDb {
     pub dir: tempfile::TempDir,
     pub datadir: PathBuf,
     pub socket: PathBuf,
+    /// The TCP port on 127.0.0.1.
+    pub port: u16,
     /// `[client]` options for twindb's `mysql_defaults_file`.
     pub defaults_file: PathBuf,
     child: Child,
@@ -76,6 +78,7 @@ impl MariaDb {
             .tempdir_in("/tmp")
             .unwrap();
         let datadir = dir.path().join("data");
+        let tmp = private_tmpdir(dir.path());
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -84,6 +87,7 @@ impl MariaDb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db");
         assert!(
@@ -115,54 +119,49 @@ impl MariaDb {
 
     fn start_on(dir: tempfile::TempDir, datadir: PathBuf, extra: &[&str]) -> MariaDb {
         let socket = dir.path().join("s");
-        let port = free_port();
         let log = dir.path().join("error.log");
-        let child = Command::new("/usr/sbin/mariadbd")
-            .arg("--no-defaults")
-            .arg("--user=root")
-            .arg(format!("--datadir={}", datadir.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
-            .arg(format!("--log-error={}", log.display()))
-            .arg("--innodb-buffer-pool-size=64M")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mariadbd");
-        let mut db = MariaDb {
-            dir,
-            datadir,
-            socket,
-            defaults_file: PathBuf::new(),
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Command::new("mariadb")
-            .arg("-uroot")
-            .arg(format!("--socket={}", db.socket.display()))
-            .args(["-e", "select 1"])
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-        {
-            if let Ok(Some(s)) = db.child.try_wait() {
-                panic!(
-                    "mariadbd exited ({s}):\n{}",
-                    fs::read_to_string(&log).unwrap_or_default()
-                );
+        // Another test may bind the free port between the probe and mariadbd's bind:
+        // a server that exits for that is started again on another port.
+        for attempt in 1.. {
+            let port = free_port();
+            let _ = fs::remove_file(&log);
+            let mut child = Command::new("/usr/sbin/mariadbd")
+                .arg("--no-defaults")
+                .arg("--user=root")
+                .arg(format!("--datadir={}", datadir.display()))
+                .arg(format!("--socket={}", socket.display()))
+                .arg(format!("--port={port}"))
+                .arg("--bind-address=127.0.0.1")
+                .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+                .arg(format!("--log-error={}", log.display()))
+                .arg("--innodb-buffer-pool-size=64M")
+                .arg(format!("--tmpdir={}", private_tmpdir(dir.path()).display()))
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start mariadbd");
+            match wait_ready(&mut child, &socket, &log) {
+                Ok(()) => {
+                    return MariaDb {
+                        dir,
+                        datadir,
+                        socket,
+                        port,
+                        defaults_file: PathBuf::new(),
+                        child,
+                    }
+                }
+                Err(text) if attempt < 5 && text.contains("Address already in use") => {}
+                Err(text) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{text}");
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "mariadbd did not start:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        db
+        unreachable!("the loop returns or panics")
     }
 
     /// Runs SQL with the mariadb client; returns its tab-separated output without headers.
@@ -201,6 +200,43 @@ impl MariaDb {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A tmpdir of this server's own: servers sharing /tmp delete each other's temp
+/// table files (`#sql-temptable-*`) and fail at random when tests run in parallel.
+fn private_tmpdir(dir: &Path) -> PathBuf {
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).expect("server tmpdir");
+    tmp
+}
+
+/// Waits until the server answers on its socket; Err with the error log if it exits
+/// or does not start within 60 s.
+fn wait_ready(child: &mut Child, socket: &Path, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Command::new("mariadb")
+        .arg("-uroot")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-e", "select 1"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Err(format!(
+                "mariadbd exited ({s}):\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "mariadbd did not start:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 impl Drop for MariaDb {

@@ -54,6 +54,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/ls", get(ls))
         .route("/v1/restore", post(restore))
+        .route("/v1/pitr", get(pitr))
+        .route("/v1/clone", post(clone))
         .route("/v1/share", post(share))
         .route("/v1/verify", post(verify))
         .route("/v1/check", get(check))
@@ -379,6 +381,20 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
             "binlog copies are restored by point-in-time restore, not on their own".into(),
         );
     }
+    if req.until.is_some() && req.kind != CopyKind::Mysql {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "point-in-time restore is for MySQL copies".into(),
+        );
+    }
+    if req.until.is_none() && req.copy.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "name the copy to restore (see `twindbctl ls`)".into(),
+        );
+    }
     match app.queue.enqueue_restore(req) {
         Ok(job) => (
             StatusCode::ACCEPTED,
@@ -389,6 +405,42 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
         )
             .into_response(),
         Err(e) => queue_error(e),
+    }
+}
+
+/// `POST /v1/clone`: a clone job (it checks the hosts itself, as its first step).
+async fn clone(
+    State(app): State<AppState>,
+    Json(req): Json<twindb_proto::CloneRequest>,
+) -> Response {
+    if req.source.is_empty() || req.destination.is_empty() || req.replication_user.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "source, destination and replication user are required".into(),
+        );
+    }
+    match app.queue.enqueue_clone(req) {
+        Ok(job) => (
+            StatusCode::ACCEPTED,
+            Json(EnqueuedJob {
+                job: job.info(),
+                coalesced: false,
+            }),
+        )
+            .into_response(),
+        Err(e) => queue_error(e),
+    }
+}
+
+/// `GET /v1/pitr`: the times a point-in-time restore can reach.
+async fn pitr(State(app): State<AppState>) -> Response {
+    match app.engine().status.load().await {
+        Ok(status) => Json(twindb_proto::PitrResponse {
+            windows: crate::restore::pitr_windows(&status),
+        })
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
     }
 }
 

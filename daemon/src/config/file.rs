@@ -16,6 +16,7 @@ pub struct ConfigFile {
     pub mysql: Option<MysqlSection>,
     pub intervals: Option<IntervalsSection>,
     pub ssh: Option<super::ssh::SshSection>,
+    pub clone: Option<super::clone::CloneSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub s3: Option<super::s3::S3Section>,

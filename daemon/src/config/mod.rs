@@ -5,6 +5,7 @@
 //! that the user fixes them all in one go. Every error names the file, the line and
 //! the key. Relative paths resolve against the config file's folder.
 
+mod clone;
 mod file;
 mod gcs;
 mod gpg;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::clone::CloneConfig;
 pub use self::gcs::GcsConfig;
 pub use self::ops::{
     default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
@@ -56,6 +58,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Encryption; None when there is no `[gpg]` section.
     pub gpg: Option<GpgConfig>,
+    /// `twindbctl clone mysql`: `[clone]`, with defaults when the section is absent.
+    pub clone: CloneConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +237,11 @@ impl Validator<'_> {
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
         let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
+        let clone = self.clone_config(
+            raw.clone,
+            raw.ssh.as_ref(),
+            mysql.as_ref().map(|m| m.defaults_file.clone()),
+        );
         let (destination, keep_local_path) =
             self.destination(raw.destination, raw.local, raw.ssh, raw.s3, raw.gcs);
         self.no_backup_of_backups(&source, &destination, keep_local_path.as_deref());
@@ -263,6 +272,7 @@ impl Validator<'_> {
             notify,
             warnings: Vec::new(),
             gpg,
+            clone,
         }
     }
 

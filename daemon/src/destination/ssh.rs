@@ -303,6 +303,16 @@ impl Ssh {
         }
     }
 
+    /// Starts `command` on a new exec channel of this connection, for callers that
+    /// drive a remote program themselves (clone streams a copy between two hosts).
+    pub(crate) async fn open_channel(
+        &self,
+        action: &'static str,
+        command: &str,
+    ) -> Result<Exec, DestinationError> {
+        self.exec(action, None, command).await
+    }
+
     /// Runs `command` to its end; its stdout when it exits with status 0.
     async fn run_once(
         &self,

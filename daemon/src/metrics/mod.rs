@@ -30,6 +30,7 @@ pub fn lane_label(kind: JobKind) -> &'static str {
         JobKind::BackupBinlog => "backup_binlog",
         JobKind::Restore => "restore",
         JobKind::Verify => "verify",
+        JobKind::Clone => "clone",
     }
 }
 

@@ -81,6 +81,27 @@ impl Tool {
         }
     }
 
+    /// Like [`Tool::wait`], and on success returns the stderr tail: some tools
+    /// (mysqlbinlog reading stdin) report errors there and still exit 0.
+    pub fn wait_with_tail(mut self) -> Result<String, ToolError> {
+        let status = self.child.wait().map_err(|cause| ToolError::Spawn {
+            program: self.program.clone(),
+            cause,
+        })?;
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        if status.success() {
+            Ok(self.tail())
+        } else {
+            Err(ToolError::Failed {
+                program: self.program.clone(),
+                status,
+                tail: self.tail(),
+            })
+        }
+    }
+
     pub fn tail(&self) -> String {
         self.tail
             .lock()

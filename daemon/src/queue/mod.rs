@@ -31,8 +31,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use twindb_proto::{
-    CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType, VerifyReport,
-    VerifyRequest,
+    CloneRequest, CopyKind, JobInfo, JobKind, JobState, Progress, RestoreRequest, RunType,
+    VerifyReport, VerifyRequest,
 };
 
 use crate::engine::{Current, Engine, JobCtx};
@@ -46,6 +46,7 @@ pub enum Work {
     Binlog,
     Restore(RestoreRequest),
     Verify(VerifyRequest),
+    Clone(CloneRequest),
 }
 
 impl Work {
@@ -76,7 +77,7 @@ impl Job {
     pub fn copy_kind(&self) -> CopyKind {
         match &self.work {
             Work::Restore(req) => req.kind,
-            Work::Verify(_) => CopyKind::Mysql,
+            Work::Verify(_) | Work::Clone(_) => CopyKind::Mysql,
             _ => copy_kind(self.kind).unwrap_or(CopyKind::Files),
         }
     }
@@ -128,12 +129,13 @@ pub struct Queue {
     events: broadcast::Sender<JobUpdate>,
 }
 
-const LANES: [JobKind; 5] = [
+const LANES: [JobKind; 6] = [
     JobKind::BackupFiles,
     JobKind::BackupMysql,
     JobKind::BackupBinlog,
     JobKind::Restore,
     JobKind::Verify,
+    JobKind::Clone,
 ];
 
 impl Queue {
@@ -293,9 +295,20 @@ impl Queue {
         Ok((job, false))
     }
 
+    pub fn enqueue_clone(&self, req: CloneRequest) -> Result<Arc<Job>, QueueError> {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let title = format!("clone mysql {} to {}", req.source, req.destination);
+        let job = self.new_job(JobKind::Clone, None, title, Work::Clone(req));
+        self.submit(&mut jobs, job.clone())?;
+        Ok(job)
+    }
+
     pub fn enqueue_restore(&self, req: RestoreRequest) -> Result<Arc<Job>, QueueError> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        let title = format!("restore {} {} into {}", req.kind, req.copy, req.dst);
+        let title = match &req.until {
+            Some(t) => format!("restore {} to {t} into {}", req.kind, req.dst),
+            None => format!("restore {} {} into {}", req.kind, req.copy, req.dst),
+        };
         let job = self.new_job(JobKind::Restore, None, title, Work::Restore(req));
         self.submit(&mut jobs, job.clone())?;
         Ok(job)
@@ -484,7 +497,7 @@ impl Queue {
         let timeout = match job.work {
             Work::Backup(rt) => Some(Duration::from_secs(rt.period_seconds() / 2)),
             Work::Binlog => Some(Duration::from_secs(RunType::Hourly.period_seconds() / 2)),
-            Work::Restore(_) | Work::Verify(_) => None,
+            Work::Restore(_) | Work::Verify(_) | Work::Clone(_) => None,
         };
         // A reload between now and the job's end does not change what this job does.
         let engine = self.engine.get();
@@ -515,11 +528,13 @@ impl Queue {
                 let _ = e;
             }
             Err(_) if job.ctx.cancel.is_cancelled() => {
-                self.finish(
-                    job,
-                    JobState::Cancelled,
-                    Some("cancelled; no partial copy was kept".into()),
-                );
+                let why = match job.work {
+                    Work::Clone(_) => {
+                        "cancelled; the destination's datadir may hold part of the clone: empty it before trying again"
+                    }
+                    _ => "cancelled; no partial copy was kept",
+                };
+                self.finish(job, JobState::Cancelled, Some(why.into()));
             }
             Err(e) => self.finish(job, JobState::Failed, Some(format!("{e:#}"))),
         }
@@ -616,6 +631,15 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
                 CopyKind::Files => {
                     crate::restore::restore_files(engine, &req.copy, dst, &job.ctx).await?
                 }
+                CopyKind::Mysql if req.until.is_some() => {
+                    let r = crate::restore::PitrRestore {
+                        target: req.until.as_ref().expect("checked"),
+                        copy: Some(req.copy.as_str()).filter(|c| !c.is_empty()),
+                        dst,
+                        cache: req.cache.as_deref().map(Path::new),
+                    };
+                    crate::restore::restore_pitr(engine, r, &job.ctx).await?
+                }
                 CopyKind::Mysql => {
                     let r = crate::restore::MysqlRestore {
                         key: &req.copy,
@@ -631,6 +655,10 @@ async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcome> {
                 }
             };
             Ok(done(vec![req.copy.clone()], Some(message)))
+        }
+        (Work::Clone(req), _) => {
+            let message = crate::clone::clone_mysql(engine, req, &job.ctx).await?;
+            Ok(done(vec![], Some(message)))
         }
         (Work::Verify(req), _) => {
             let report = crate::verify::verify_mysql(

@@ -4,6 +4,7 @@
 
 mod files;
 mod mysql;
+mod pitr;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 pub use self::files::restore_files;
 pub use self::mysql::{restore_mysql, MysqlRestore};
+pub use self::pitr::{restore_pitr, windows as pitr_windows, PitrRestore};
 use crate::destination::Destination;
 use crate::engine::{Engine, JobCtx};
 use crate::modifier::drain_all;

@@ -300,7 +300,7 @@ fn grastate(galera_info: &str, provider_version: Option<&str>) -> Option<String>
     ))
 }
 
-struct RemoveDir(PathBuf);
+pub(super) struct RemoveDir(pub(super) PathBuf);
 
 impl Drop for RemoveDir {
     fn drop(&mut self) {
