@@ -395,7 +395,12 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
             "name the copy to restore (see `twindbctl ls`)".into(),
         );
     }
-    match app.queue.enqueue_restore(req) {
+    accepted(app.queue.enqueue_restore(req))
+}
+
+/// `202 Accepted` with a new (never coalesced) job, or the queue's refusal.
+fn accepted(job: Result<Arc<crate::queue::Job>, QueueError>) -> Response {
+    match job {
         Ok(job) => (
             StatusCode::ACCEPTED,
             Json(EnqueuedJob {
@@ -420,17 +425,7 @@ async fn clone(
             "source, destination and replication user are required".into(),
         );
     }
-    match app.queue.enqueue_clone(req) {
-        Ok(job) => (
-            StatusCode::ACCEPTED,
-            Json(EnqueuedJob {
-                job: job.info(),
-                coalesced: false,
-            }),
-        )
-            .into_response(),
-        Err(e) => queue_error(e),
-    }
+    accepted(app.queue.enqueue_clone(req))
 }
 
 /// `GET /v1/pitr`: the times a point-in-time restore can reach.
@@ -537,17 +532,7 @@ async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> 
             "verify needs MySQL backups configured ([source] backup_mysql = true)".into(),
         );
     }
-    match app.queue.enqueue_verify(req) {
-        Ok(job) => (
-            StatusCode::ACCEPTED,
-            Json(EnqueuedJob {
-                job: job.info(),
-                coalesced: false,
-            }),
-        )
-            .into_response(),
-        Err(e) => queue_error(e),
-    }
+    accepted(app.queue.enqueue_verify(req))
 }
 
 async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {

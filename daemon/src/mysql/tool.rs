@@ -62,23 +62,8 @@ impl Tool {
     }
 
     /// Waits for the tool; a non-zero exit is an error carrying the stderr tail.
-    pub fn wait(mut self) -> Result<(), ToolError> {
-        let status = self.child.wait().map_err(|cause| ToolError::Spawn {
-            program: self.program.clone(),
-            cause,
-        })?;
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        if status.success() {
-            Ok(())
-        } else {
-            Err(ToolError::Failed {
-                program: self.program.clone(),
-                status,
-                tail: self.tail(),
-            })
-        }
+    pub fn wait(self) -> Result<(), ToolError> {
+        self.wait_with_tail().map(|_| ())
     }
 
     /// Like [`Tool::wait`], and on success returns the stderr tail: some tools
