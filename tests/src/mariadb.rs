@@ -245,3 +245,48 @@ impl Drop for MariaDb {
         let _ = self.child.wait();
     }
 }
+
+/// A twindbd config that backs up `db` (full copies daily) to `{root}/backups`, zstd;
+/// `extra` goes into `[mysql]`.
+pub fn mysql_config(root: &Path, db: &MariaDb, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[daemon]
+socket = "{root}/twindbd.sock"
+state_dir = "{root}/state"
+hostname = "dbhost"
+run_at_start = false
+
+[source]
+backup_mysql = true
+
+[mysql]
+mysql_defaults_file = "{defaults}"
+full_backup = "daily"
+{extra}
+
+[destination]
+backup_destination = "local"
+
+[local]
+path = "{root}/backups"
+
+[compression]
+program = "zstd"
+"#,
+        root = root.display(),
+        defaults = db.defaults_file.display(),
+    );
+    let path = root.join("twindb.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// Batch `n` of the tests' `shop` schema: orders `n*1000+1 ..= n*1000+1000` and note `n`.
+pub fn batch(db: &MariaDb, n: u32) {
+    let from = n * 1000 + 1;
+    let to = n * 1000 + 1000;
+    db.sql(&format!(
+        "USE shop; INSERT INTO orders SELECT seq, CONCAT('batch{n}-', seq) FROM seq_{from}_to_{to}; \
+         INSERT INTO notes VALUES ({n}, 'note {n}')"
+    ));
+}

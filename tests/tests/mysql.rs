@@ -5,52 +5,10 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use twindb_tests::mariadb::{self, MariaDb};
+use twindb_tests::mariadb::{self, batch, mysql_config, MariaDb};
 use twindb_tests::*;
 
 const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
-
-fn mysql_config(root: &Path, db: &MariaDb, extra: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"[daemon]
-socket = "{root}/twindbd.sock"
-state_dir = "{root}/state"
-hostname = "dbhost"
-run_at_start = false
-
-[source]
-backup_mysql = true
-
-[mysql]
-mysql_defaults_file = "{defaults}"
-full_backup = "daily"
-{extra}
-
-[destination]
-backup_destination = "local"
-
-[local]
-path = "{root}/backups"
-
-[compression]
-program = "zstd"
-"#,
-        root = root.display(),
-        defaults = db.defaults_file.display(),
-    );
-    let path = root.join("twindb.toml");
-    fs::write(&path, text).unwrap();
-    path
-}
-
-fn batch(db: &MariaDb, n: u32) {
-    let from = n * 1000 + 1;
-    let to = n * 1000 + 1000;
-    db.sql(&format!(
-        "USE shop; INSERT INTO orders SELECT seq, CONCAT('batch{n}-', seq) FROM seq_{from}_to_{to}; \
-         INSERT INTO notes VALUES ({n}, 'note {n}')"
-    ));
-}
 
 /// Runs one run type and returns the key of the MySQL copy it made.
 fn run(d: &Daemon, run_type: &str) -> String {

@@ -3,52 +3,11 @@
 //! starting a server on each result; and a window with a purged binlog refused.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use twindb_tests::mariadb::{self, MariaDb};
+use twindb_tests::mariadb::{self, batch, mysql_config, MariaDb};
 use twindb_tests::*;
-
-fn config(root: &Path, db: &MariaDb) -> PathBuf {
-    let text = format!(
-        r#"[daemon]
-socket = "{root}/twindbd.sock"
-state_dir = "{root}/state"
-hostname = "dbhost"
-run_at_start = false
-
-[source]
-backup_mysql = true
-
-[mysql]
-mysql_defaults_file = "{defaults}"
-full_backup = "daily"
-
-[destination]
-backup_destination = "local"
-
-[local]
-path = "{root}/backups"
-
-[compression]
-program = "zstd"
-"#,
-        root = root.display(),
-        defaults = db.defaults_file.display(),
-    );
-    let path = root.join("twindb.toml");
-    fs::write(&path, text).unwrap();
-    path
-}
-
-fn batch(db: &MariaDb, n: u32) {
-    let from = n * 1000 + 1;
-    let to = n * 1000 + 1000;
-    db.sql(&format!(
-        "USE shop; INSERT INTO orders SELECT seq, CONCAT('batch{n}-', seq) FROM seq_{from}_to_{to}; \
-         INSERT INTO notes VALUES ({n}, 'note {n}')"
-    ));
-}
 
 fn run(d: &Daemon, args: &[&str]) {
     let mut all = vec!["--json", "run"];
@@ -94,7 +53,7 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
          CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
     );
     let t = scratch();
-    let d = Daemon::start(&config(t.path(), &db));
+    let d = Daemon::start(&mysql_config(t.path(), &db, ""));
 
     batch(&db, 1);
     run(&d, &["daily"]);
