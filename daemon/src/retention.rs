@@ -444,6 +444,16 @@ mod tests {
             keep: RetentionPolicy::LOCAL,
             expire_log_days: Some(7),
         };
+        let one_of_each = || {
+            vec![
+                files("h1", Hourly, "/etc", 3),
+                files("h2", Hourly, "/etc", 2),
+                files("d1", Daily, "/etc", 30),
+                files("d2", Daily, "/etc", 6),
+                files("w1", Weekly, "/etc", 100),
+                files("m1", Monthly, "/etc", 500),
+            ]
+        };
         let cases: Vec<(&str, Vec<C>, Policy, Vec<&str>)> = vec![
             ("nothing to do", vec![], remote, vec![]),
             (
@@ -546,27 +556,13 @@ mod tests {
             ),
             (
                 "local defaults keep far less than remote ones",
-                vec![
-                    files("h1", Hourly, "/etc", 3),
-                    files("h2", Hourly, "/etc", 2),
-                    files("d1", Daily, "/etc", 30),
-                    files("d2", Daily, "/etc", 6),
-                    files("w1", Weekly, "/etc", 100),
-                    files("m1", Monthly, "/etc", 500),
-                ],
+                one_of_each(),
                 local,
                 vec!["m1", "w1", "d1", "h1"],
             ),
             (
                 "the same copies under the remote defaults",
-                vec![
-                    files("h1", Hourly, "/etc", 3),
-                    files("h2", Hourly, "/etc", 2),
-                    files("d1", Daily, "/etc", 30),
-                    files("d2", Daily, "/etc", 6),
-                    files("w1", Weekly, "/etc", 100),
-                    files("m1", Monthly, "/etc", 500),
-                ],
+                one_of_each(),
                 remote,
                 vec![],
             ),

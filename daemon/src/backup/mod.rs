@@ -96,17 +96,7 @@ pub async fn store(
         Ok(StageOut::Source(report))
     });
     let (before, after) = crate::modifier::split_at_encryption(chain);
-    for spec in before {
-        let m = spec.build(env);
-        let (mut w, next) = pipe(&cancel);
-        let mut input = r;
-        stages.spawn(spec.name(), move || {
-            m.encode(&mut input, &mut w)?;
-            w.finish()?;
-            Ok(StageOut::Done)
-        });
-        r = next;
-    }
+    r = encode_stages(&mut stages, before, r, env, &cancel);
     // The keep-local tee sits after compression and before encryption, as in TwinDB
     // (compress -> tee -> gpg -> destination): see docs/encryption.md for why.
     let local_stream = keep_local.map(|_| {
@@ -118,17 +108,7 @@ pub async fn store(
         });
         r_local.into_stream()
     });
-    for spec in after {
-        let m = spec.build(env);
-        let (mut w, next) = pipe(&cancel);
-        let mut input = r;
-        stages.spawn(spec.name(), move || {
-            m.encode(&mut input, &mut w)?;
-            w.finish()?;
-            Ok(StageOut::Done)
-        });
-        r = next;
-    }
+    r = encode_stages(&mut stages, after, r, env, &cancel);
     let (w, last) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_out.clone());
     stages.spawn("sha256", move || hash_tap(r, w, None).map(StageOut::Digest));
@@ -218,6 +198,29 @@ fn outcome(
         Some(e) => Err(e.into()),
         None => Ok(outs),
     }
+}
+
+/// One stage per modifier of `specs`, each encoding what the previous one wrote; returns
+/// the reading end of the last.
+fn encode_stages(
+    stages: &mut Stages<StageOut>,
+    specs: &[ModifierSpec],
+    mut r: ChunkReader,
+    env: &ModifierEnv,
+    cancel: &pipeline::Cancel,
+) -> ChunkReader {
+    for spec in specs {
+        let m = spec.build(env);
+        let (mut w, next) = pipe(cancel);
+        let mut input = r;
+        stages.spawn(spec.name(), move || {
+            m.encode(&mut input, &mut w)?;
+            w.finish()?;
+            Ok(StageOut::Done)
+        });
+        r = next;
+    }
+    r
 }
 
 /// Sends every chunk of `input` to both outputs; returns sha256 and size of the bytes.
