@@ -163,9 +163,20 @@ pub async fn run(
     Daemon::new(config)?.serve(listener, shutdown).await
 }
 
-/// Sets the copy counts of the metrics from the status, once at start (later, every
-/// retention run keeps them current).
+/// Removes what jobs of an earlier life left unrecorded (killed between storing and
+/// recording a copy, or mid-retention), then sets the copy counts of the metrics from
+/// the status, once at start (later, every retention run keeps them current).
 async fn count_copies(engine: &Engine) {
+    match engine.status.sweep().await {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::info!(
+                objects = swept.len(),
+                "removed objects an earlier twindbd left unrecorded"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot sweep unrecorded objects"),
+    }
     match engine.status.load().await {
         Ok(status) => engine.metrics.set_copies("remote", &status.copies),
         Err(e) => tracing::warn!(error = %e, "cannot read the status to count copies"),

@@ -54,8 +54,21 @@ pub fn mysql_key(
     )
 }
 
-pub fn binlog_key(host: &str, name: &str, chain: &[ModifierSpec]) -> String {
-    format!("{host}/binlog/{name}{}", suffixes(chain))
+/// `{host}/binlog/{name}-{ts}{suffixes}`, `ts` the file's first event: a name alone
+/// is reused after `RESET MASTER` or a failover, and a key must never name two files.
+/// (Earlier twindb and TwinDB Backup wrote `{host}/binlog/{name}{suffixes}`; those
+/// still read: restore goes by the recorded key.)
+pub fn binlog_key(
+    host: &str,
+    name: &str,
+    first_event: DateTime<Utc>,
+    chain: &[ModifierSpec],
+) -> String {
+    format!(
+        "{host}/binlog/{name}-{}{}",
+        timestamp(first_event),
+        suffixes(chain)
+    )
 }
 
 /// The time stamped in a key's file name, if any.

@@ -3,9 +3,11 @@
 //! A copy flows source -> modifiers -> hash tap -> destination, each stage on its own
 //! thread, joined by channels that hold at most `DEPTH` chunks of `CHUNK` bytes. Memory
 //! therefore stays flat whatever the size of the copy, and stages overlap on separate
-//! cores. A stage that stops without calling [`ChunkWriter::finish`] (error, panic,
-//! cancel) makes its reader fail instead of seeing a clean end of stream, so a
-//! truncated stream can never be committed as a copy.
+//! cores. The end of a stream is explicit: a writer's [`ChunkWriter::finish`] sends an
+//! end marker, and a reader sees a clean end only after that marker. A stage that stops
+//! without finishing (error, panic, cancel) closes the pipe without it, and its reader
+//! fails: nothing has to be delivered on the way out (a full pipe cannot take a last
+//! message), so a truncated stream can never be committed as a copy.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +66,19 @@ pub fn is_propagated(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Propagated>())
 }
 
+/// What travels through a pipe.
+enum Msg {
+    Chunk(Bytes),
+    /// The writer failed; the reader returns this error.
+    Failed(io::Error),
+    /// The writer finished: the only clean end of a stream.
+    End,
+}
+
+fn unfinished() -> io::Error {
+    propagated("a previous stage stopped before the end of the stream")
+}
+
 /// Creates a bounded pipe.
 pub fn pipe(cancel: &Cancel) -> (ChunkWriter, ChunkReader) {
     let (tx, rx) = mpsc::channel(DEPTH);
@@ -74,17 +89,13 @@ pub fn pipe(cancel: &Cancel) -> (ChunkWriter, ChunkReader) {
             cancel: cancel.clone(),
             counter: None,
         },
-        ChunkReader {
-            rx,
-            cur: Bytes::new(),
-            cancel: cancel.clone(),
-        },
+        ChunkReader::new(rx, cancel),
     )
 }
 
 /// Writing end of a pipe, for a stage running on its own (non-async) thread.
 pub struct ChunkWriter {
-    tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+    tx: Option<mpsc::Sender<Msg>>,
     buf: BytesMut,
     cancel: Cancel,
     counter: Option<Arc<AtomicU64>>,
@@ -110,7 +121,7 @@ impl ChunkWriter {
             .tx
             .as_ref()
             .ok_or_else(|| propagated("pipe already finished"))?;
-        tx.blocking_send(Ok(chunk))
+        tx.blocking_send(Msg::Chunk(chunk))
             .map_err(|_| propagated("the next stage stopped"))
     }
 
@@ -125,14 +136,19 @@ impl ChunkWriter {
     /// Ends the stream cleanly: the reader sees end of file.
     pub fn finish(mut self) -> io::Result<()> {
         self.flush_buf()?;
-        self.tx = None;
-        Ok(())
+        self.cancel.check()?;
+        let tx = self
+            .tx
+            .take()
+            .ok_or_else(|| propagated("pipe already finished"))?;
+        tx.blocking_send(Msg::End)
+            .map_err(|_| propagated("the next stage stopped"))
     }
 
     /// Ends the stream with an error the reader will return.
     pub fn fail(mut self, e: io::Error) {
         if let Some(tx) = self.tx.take() {
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.blocking_send(Msg::Failed(e));
         }
     }
 }
@@ -155,26 +171,51 @@ impl Write for ChunkWriter {
     }
 }
 
-impl Drop for ChunkWriter {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            // Not finished: the stage failed or was cancelled. Say so downstream,
-            // unless the reader is gone already.
-            let _ = tx.try_send(Err(propagated(
-                "a previous stage stopped before the end of the stream",
-            )));
-        }
-    }
-}
+// A writer dropped unfinished (the stage failed, panicked or was cancelled) sends
+// nothing: its reader sees the pipe close without the end marker, which is an error.
 
 /// Reading end of a pipe.
 pub struct ChunkReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Msg>,
     cur: Bytes,
     cancel: Cancel,
+    /// The end marker or an error was read: nothing follows.
+    done: bool,
 }
 
 impl ChunkReader {
+    fn new(rx: mpsc::Receiver<Msg>, cancel: &Cancel) -> ChunkReader {
+        ChunkReader {
+            rx,
+            cur: Bytes::new(),
+            cancel: cancel.clone(),
+            done: false,
+        }
+    }
+
+    /// What the next message means: a chunk, the writer's error, `None` at the end
+    /// marker, or an error when the writer went away without one.
+    fn read_msg(msg: Option<Msg>, done: &mut bool) -> Option<io::Result<Bytes>> {
+        if *done {
+            return None;
+        }
+        match msg {
+            Some(Msg::Chunk(b)) => Some(Ok(b)),
+            Some(Msg::End) => {
+                *done = true;
+                None
+            }
+            Some(Msg::Failed(e)) => {
+                *done = true;
+                Some(Err(e))
+            }
+            None => {
+                *done = true;
+                Some(Err(unfinished()))
+            }
+        }
+    }
+
     /// Next whole chunk; `None` at a clean end of stream.
     pub fn recv(&mut self) -> Option<io::Result<Bytes>> {
         if let Err(e) = self.cancel.check() {
@@ -183,15 +224,31 @@ impl ChunkReader {
         if !self.cur.is_empty() {
             return Some(Ok(std::mem::take(&mut self.cur)));
         }
-        self.rx.blocking_recv()
+        if self.done {
+            return None;
+        }
+        let msg = self.rx.blocking_recv();
+        Self::read_msg(msg, &mut self.done)
     }
 
     /// The pipe as an async stream, for a destination.
     pub fn into_stream(self) -> ByteStream {
-        let cancel = self.cancel.clone();
-        let first = futures::stream::iter((!self.cur.is_empty()).then(|| Ok(self.cur.clone())));
+        let ChunkReader {
+            rx,
+            cur,
+            cancel,
+            done,
+        } = self;
+        let first = futures::stream::iter((!cur.is_empty()).then(|| Ok(cur)));
+        let rest = futures::stream::unfold((rx, done), |(mut rx, mut done)| async move {
+            if done {
+                return None;
+            }
+            let msg = rx.recv().await;
+            ChunkReader::read_msg(msg, &mut done).map(|item| (item, (rx, done)))
+        });
         first
-            .chain(tokio_stream::wrappers::ReceiverStream::new(self.rx))
+            .chain(rest)
             .map(move |item| {
                 cancel.check()?;
                 item
@@ -241,17 +298,17 @@ pub fn from_stream(mut stream: ByteStream, cancel: &Cancel) -> ChunkReader {
     let (tx, rx) = mpsc::channel(DEPTH);
     tokio::spawn(async move {
         while let Some(item) = stream.next().await {
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            let (msg, failed) = match item {
+                Ok(b) => (Msg::Chunk(b), false),
+                Err(e) => (Msg::Failed(e), true),
+            };
+            if tx.send(msg).await.is_err() || failed {
                 return;
             }
         }
+        let _ = tx.send(Msg::End).await;
     });
-    ChunkReader {
-        rx,
-        cur: Bytes::new(),
-        cancel: cancel.clone(),
-    }
+    ChunkReader::new(rx, cancel)
 }
 
 /// sha256 and length of a stream.
@@ -400,6 +457,48 @@ mod tests {
         let err = r.read_to_end(&mut out).unwrap_err();
         t.join().unwrap();
         assert!(is_propagated(&err));
+    }
+
+    /// A writer that dies with the pipe full cannot hand over a last message; its
+    /// reader must still fail once it has drained what was sent, never see a clean end.
+    #[test]
+    fn a_writer_dropped_with_the_pipe_full_is_an_error_not_eof() {
+        let cancel = Cancel::default();
+        let (mut w, mut r) = pipe(&cancel);
+        for _ in 0..DEPTH {
+            w.send(Bytes::from_static(b"chunk")).unwrap();
+        }
+        drop(w);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert!(is_propagated(&err), "{err}");
+        assert_eq!(out.len(), DEPTH * 5);
+    }
+
+    /// The same seen by a destination, through the async stream.
+    #[tokio::test]
+    async fn a_destination_sees_an_unfinished_stream_fail() {
+        let cancel = Cancel::default();
+        let (mut w, r) = pipe(&cancel);
+        std::thread::spawn(move || {
+            for _ in 0..DEPTH {
+                w.send(Bytes::from_static(b"chunk")).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let items: Vec<io::Result<Bytes>> = r.into_stream().collect().await;
+        assert_eq!(items.len(), DEPTH + 1);
+        assert!(items[DEPTH].is_err(), "the stream must end with an error");
+
+        let (mut w, r) = pipe(&cancel);
+        std::thread::spawn(move || {
+            w.send(Bytes::from_static(b"chunk")).unwrap();
+            w.finish().unwrap();
+        });
+        let items: Vec<io::Result<Bytes>> = r.into_stream().collect().await;
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_ok());
     }
 
     #[test]

@@ -6,9 +6,13 @@
 //! - Chains: a copy with a `parent` (a MySQL incremental) is useless without it. A copy
 //!   whose parent is gone (not in the list, or itself unusable) is deleted, whatever N
 //!   says. A kept copy keeps its parent, and so on up the chain, even past N.
-//! - Binlogs have no run type. With `expire_log_days` set, a binlog copy is deleted
-//!   when its first event is older than that, and never earlier, even when no kept
-//!   MySQL copy needs it any more (DBAs read binlogs for more than restores).
+//! - Binlogs have no run type. With `expire_log_days` set (not 0: as in MySQL, 0
+//!   means never), a binlog copy is deleted when its first event is older than that,
+//!   and never earlier, even when no kept MySQL copy needs it any more (DBAs read
+//!   binlogs for more than restores). A binlog that a kept MySQL copy needs to be
+//!   rolled forward (the one its copy ended in and every later one) is kept whatever
+//!   its age: when MySQL copies fail for longer than `expire_log_days`, the binlogs
+//!   after the last good one are all that a point-in-time restore has.
 //! - Copies of a kind with no run type other than binlogs are never deleted.
 //!
 //! Retention runs after a successful backup (never after a failed one), over the
@@ -21,7 +25,7 @@ use twindb_proto::{CopyKind, RunType};
 
 use crate::config::{Config, RetentionPolicy};
 use crate::engine::Engine;
-use crate::status::{CopyMeta, StatusError};
+use crate::status::{CopyMeta, Pending, StatusError};
 
 /// What a plan follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,12 +134,28 @@ pub fn plan(copies: &[CopyMeta], policy: &Policy, now: DateTime<Utc>) -> Vec<Del
     }
 
     // Binlogs.
-    if let Some(days) = policy.expire_log_days {
+    let born = |b: &CopyMeta| b.binlog.as_ref().map_or(b.started, |m| m.first_event);
+    // What point-in-time restore from the oldest kept MySQL copy replays: the binlog
+    // being written when that copy ended (the newest begun by then) and every later one.
+    let needed_from = copies
+        .iter()
+        .filter(|c| c.kind == CopyKind::Mysql && keep.contains(c.key.as_str()))
+        .map(|c| c.finished)
+        .min()
+        .map(|oldest| {
+            copies
+                .iter()
+                .filter(|b| b.kind == CopyKind::Binlog)
+                .map(born)
+                .filter(|t| *t <= oldest)
+                .max()
+                .unwrap_or(oldest)
+        });
+    if let Some(days) = policy.expire_log_days.filter(|d| *d > 0) {
         let limit = now - Duration::days(i64::from(days));
         for b in copies.iter().filter(|c| c.kind == CopyKind::Binlog) {
             // The binlog's own first event dates it; the copy time is a fallback.
-            let born = b.binlog.as_ref().map_or(b.started, |m| m.first_event);
-            if born < limit {
+            if born(b) < limit && needed_from.is_none_or(|from| born(b) < from) {
                 reasons.insert(&b.key, format!("older than expire_log_days = {days}"));
             } else {
                 keep.insert(&b.key);
@@ -203,101 +223,154 @@ pub struct Applied {
     pub kept: usize,
 }
 
-/// Plans over the destination's status and deletes the planned copies of `kinds`:
-/// each object first, then all of them from the status in one update.
+/// Plans over the destination's status and deletes the planned copies of `kinds`.
+///
+/// The status changes first: the planned copies leave `copies` and their objects join
+/// `pending` in one write, and only then do the objects go. A crash or a failed delete
+/// therefore leaves unlisted objects that the next sweep removes, never a listed copy
+/// whose bytes are gone. Objects left pending by earlier jobs are swept first.
 pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, StatusError> {
-    let status = engine.status.load().await?;
-    let deletions: Vec<Deletion> = plan(&status.copies, &remote_policy(&engine.config), Utc::now())
-        .into_iter()
-        .filter(|d| kinds.contains(&d.kind))
-        .collect();
-    let mut applied = Applied::default();
-    for d in deletions {
-        let objects = status.copies.iter().find(|c| c.key == d.key).map_or_else(
-            || vec![d.key.clone()],
-            crate::status::twindb::TwindbCopy::objects,
-        );
-        match delete_all(engine.dest.as_ref(), &objects).await {
-            Ok(()) => {
-                tracing::info!(key = %d.key, reason = %d.reason, "retention deleted a copy");
-                engine.metrics.retention_deleted(d.kind, "remote");
-                applied.deleted.push(d);
-            }
-            Err(e) => {
-                tracing::warn!(key = %d.key, error = %e, "retention could not delete a copy");
-                applied.errors.push(format!("{:#}", anyhow::Error::from(e)));
-            }
-        }
+    if let Err(e) = engine.status.sweep().await {
+        tracing::warn!(error = %format!("{e:#}"), "could not sweep unrecorded objects");
     }
+    let status = engine.status.load().await?;
+    let mut applied = Applied::default();
+    let mut deletions: Vec<Deletion> =
+        plan(&status.copies, &remote_policy(&engine.config), Utc::now())
+            .into_iter()
+            .filter(|d| kinds.contains(&d.kind))
+            .collect();
     // [retention_local]: the copies in keep_local_path follow their own (usually
     // shorter) policy; a copy gone from the destination goes from there too.
-    let mut local_gone: Vec<String> = Vec::new();
-    if let Some(local) = &engine.keep_local {
+    let mut local_only: Vec<Deletion> = Vec::new();
+    if engine.keep_local.is_some() {
         let with_local: Vec<CopyMeta> = status
             .copies
             .iter()
             .filter(|c| c.local.is_some() && kinds.contains(&c.kind))
             .cloned()
             .collect();
-        let mut drop: Vec<Deletion> = plan(&with_local, &local_policy(&engine.config), Utc::now());
-        for d in &applied.deleted {
-            if with_local.iter().any(|c| c.key == d.key) && !drop.iter().any(|x| x.key == d.key) {
-                drop.push(d.clone());
+        local_only = plan(&with_local, &local_policy(&engine.config), Utc::now())
+            .into_iter()
+            .filter(|d| !deletions.iter().any(|x| x.key == d.key))
+            .collect();
+    }
+    // A restore or verify may read any copy (it chooses its chain when it runs):
+    // nothing goes while one is queued or running; the next retention catches up.
+    if engine.status.is_read() && !(deletions.is_empty() && local_only.is_empty()) {
+        tracing::info!(
+            copies = deletions.len() + local_only.len(),
+            "retention deletes nothing while a restore or verify is queued or running"
+        );
+        deletions.clear();
+        local_only.clear();
+    }
+    if deletions.is_empty() && local_only.is_empty() {
+        engine.metrics.set_copies("remote", &status.copies);
+        applied.kept = status.copies.len();
+        return Ok(applied);
+    }
+
+    // Every object to delete, remote and local, recorded before any goes.
+    let copy_of = |key: &str| status.copies.iter().find(|c| c.key == key);
+    let mut doomed: Vec<Pending> = Vec::new();
+    for d in &deletions {
+        let objects = copy_of(&d.key).map_or_else(
+            || vec![d.key.clone()],
+            crate::status::twindb::TwindbCopy::objects,
+        );
+        let local = copy_of(&d.key)
+            .filter(|_| engine.keep_local.is_some())
+            .and_then(|c| c.local.as_ref())
+            .map(|l| l.key.clone());
+        // Last first (TwinDB's GCS parts); the local twin goes with the first object.
+        for (i, key) in objects.into_iter().rev().enumerate() {
+            doomed.push(pending(key, if i == 0 { local.clone() } else { None }));
+        }
+    }
+    let gone: HashSet<String> = deletions.iter().map(|d| d.key.clone()).collect();
+    let local_gone: HashSet<&str> = local_only.iter().map(|d| d.key.as_str()).collect();
+    let local_doomed: Vec<String> = local_only
+        .iter()
+        .filter_map(|d| copy_of(&d.key)?.local.as_ref().map(|l| l.key.clone()))
+        .collect();
+    let own = engine
+        .status
+        .update(|s| {
+            s.copies.retain(|c| !gone.contains(&c.key));
+            for c in s
+                .copies
+                .iter_mut()
+                .filter(|c| local_gone.contains(c.key.as_str()))
+            {
+                c.local = None;
+            }
+            s.pending.extend(doomed.iter().cloned());
+        })
+        .await?;
+
+    let mut done: Vec<String> = Vec::new();
+    for p in &doomed {
+        match delete_pending(engine, p).await {
+            Ok(()) => done.push(p.key.clone()),
+            Err(e) => {
+                tracing::warn!(key = %p.key, error = %format!("{e:#}"), "retention could not delete an object; it is no longer listed and the next retention retries");
+                applied.errors.push(format!("{:#}", anyhow::Error::from(e)));
             }
         }
-        for d in drop {
-            let key = with_local
-                .iter()
-                .find(|c| c.key == d.key)
-                .and_then(|c| c.local.as_ref())
-                .map_or(d.key.clone(), |l| l.key.clone());
-            match crate::destination::Destination::delete(local, &key).await {
+    }
+    for d in deletions {
+        tracing::info!(key = %d.key, reason = %d.reason, "retention deleted a copy");
+        engine.metrics.retention_deleted(d.kind, "remote");
+        applied.deleted.push(d);
+    }
+    if let Some(local) = &engine.keep_local {
+        for (d, key) in local_only.iter().zip(&local_doomed) {
+            match crate::destination::Destination::delete(local, key).await {
                 Ok(()) => {
                     tracing::info!(key = %key, reason = %d.reason, "retention deleted a local copy");
                     engine.metrics.retention_deleted(d.kind, "local");
-                    local_gone.push(d.key.clone());
                 }
                 Err(e) => applied.errors.push(format!("{:#}", anyhow::Error::from(e))),
             }
         }
     }
-    let gone: HashSet<&str> = applied.deleted.iter().map(|d| d.key.as_str()).collect();
-    let status = if gone.is_empty() && local_gone.is_empty() {
-        status
-    } else {
-        let own = engine
+    if !done.is_empty() {
+        engine
             .status
-            .update(|s| {
-                s.copies.retain(|c| !gone.contains(c.key.as_str()));
-                for c in s.copies.iter_mut().filter(|c| local_gone.contains(&c.key)) {
-                    c.local = None;
-                }
-            })
+            .update(|s| s.pending.retain(|p| !done.contains(&p.key)))
             .await?;
-        // TwinDB Backup's copies are not in twindb's status file; count those left.
-        let theirs = status
-            .copies
-            .into_iter()
-            .filter(|c| c.twindb.is_some() && !gone.contains(c.key.as_str()));
-        crate::status::Status {
-            copies: own.copies.into_iter().chain(theirs).collect(),
-            ..own
-        }
-    };
-    engine.metrics.set_copies("remote", &status.copies);
-    applied.kept = status.copies.len();
+    }
+    // TwinDB Backup's copies are not in twindb's status file; count those left.
+    let theirs = status
+        .copies
+        .iter()
+        .filter(|c| c.twindb.is_some() && !gone.contains(&c.key))
+        .cloned();
+    let copies: Vec<CopyMeta> = own.copies.into_iter().chain(theirs).collect();
+    engine.metrics.set_copies("remote", &copies);
+    applied.kept = copies.len();
     Ok(applied)
 }
 
-/// Deletes the objects of one copy (TwinDB's GCS copies are several), last first.
-async fn delete_all(
-    dest: &dyn crate::destination::Destination,
-    objects: &[String],
-) -> Result<(), crate::destination::DestinationError> {
-    for o in objects.iter().rev() {
-        dest.delete(o).await?;
+fn pending(key: String, local: Option<String>) -> Pending {
+    Pending {
+        key,
+        local,
+        since: Utc::now(),
+        reason: "deleting".into(),
     }
-    Ok(())
+}
+
+/// Deletes one pending object and its local twin.
+async fn delete_pending(
+    engine: &Engine,
+    p: &Pending,
+) -> Result<(), crate::destination::DestinationError> {
+    if let (Some(local), Some(key)) = (&engine.keep_local, &p.local) {
+        crate::destination::Destination::delete(local, key).await?;
+    }
+    engine.dest.delete(&p.key).await
 }
 
 #[cfg(test)]
@@ -533,14 +606,35 @@ mod tests {
                 vec!["b-old"],
             ),
             (
-                "binlogs a kept copy needs still expire after expire_log_days",
+                "binlogs a kept copy needs stay past expire_log_days",
                 vec![
                     mysql("full", Daily, 24 * 10, None),
+                    binlog("b-before-full", 24 * 11),
+                    binlog("b-during-full", 24 * 10 + 1),
                     binlog("b-needed-but-old", 24 * 9),
                     binlog("b-needed", 24 * 6),
                 ],
                 remote,
-                vec!["b-needed-but-old"],
+                vec!["b-before-full"],
+            ),
+            (
+                "MySQL copies failing longer than expire_log_days: the binlogs after the last good one stay",
+                vec![
+                    mysql("full-old", Daily, 24 * 30, None),
+                    mysql("last-good", Daily, 24 * 20, None),
+                    binlog("b-before", 24 * 25),
+                    binlog("b-at-last-good", 24 * 20 + 2),
+                    binlog("b-after", 24 * 19),
+                    binlog("b-new", 1),
+                ],
+                policy(24, 1, 4, 12, 3, Some(7)),
+                vec!["full-old", "b-before"],
+            ),
+            (
+                "expire_log_days = 0 never expires a binlog (as in MySQL)",
+                vec![binlog("b-old", 24 * 400), binlog("b-new", 1)],
+                policy(1, 1, 1, 1, 1, Some(0)),
+                vec![],
             ),
             (
                 "without expire_log_days binlogs stay",

@@ -120,10 +120,12 @@ pub struct StateStore {
 
 impl StateStore {
     /// Loads `state.json`; a damaged file is kept aside and replaced, since it only
-    /// holds history.
+    /// holds history. Jobs recorded as queued or running belong to a twindbd that
+    /// stopped without ending them (killed, crashed, the host lost power): they are
+    /// recorded as failed, or cancelled when they never started.
     pub fn open(state_dir: &Path) -> StateStore {
         let path = state_dir.join("state.json");
-        let state = match std::fs::read(&path) {
+        let state: StateFile = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(path = %path.display(), error = %e, "state file damaged, starting a new one");
                 let _ = std::fs::rename(&path, path.with_extension("json.damaged"));
@@ -131,10 +133,33 @@ impl StateStore {
             }),
             Err(_) => StateFile::default(),
         };
-        StateStore {
+        let unfinished: Vec<JobInfo> = state
+            .jobs
+            .iter()
+            .filter(|j| !j.state.is_final())
+            .cloned()
+            .collect();
+        let store = StateStore {
             path,
             state: Mutex::new(state),
+        };
+        for mut job in unfinished {
+            let started = job.state == JobState::Running;
+            job.state = if started {
+                JobState::Failed
+            } else {
+                JobState::Cancelled
+            };
+            job.error = Some(if started {
+                "twindbd stopped while it ran".into()
+            } else {
+                "twindbd stopped before it ran".into()
+            });
+            job.finished_at = Some(Utc::now());
+            tracing::warn!(job = job.id, title = %job.title, "{}", job.error.as_deref().unwrap_or_default());
+            store.record_job(&job, started && copy_kind(job.kind).is_some());
         }
+        store
     }
 
     pub fn run_record(&self, run_type: RunType) -> RunRecord {
@@ -213,6 +238,49 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(id: u64, state: JobState) -> JobInfo {
+        JobInfo {
+            id,
+            kind: JobKind::BackupFiles,
+            run_type: Some(RunType::Daily),
+            title: "daily backup files".into(),
+            state,
+            queued_at: Utc::now(),
+            started_at: (state != JobState::Queued).then(Utc::now),
+            finished_at: None,
+            progress: Default::default(),
+            error: None,
+            warnings: vec![],
+            copies: vec![],
+            message: None,
+            verify: None,
+        }
+    }
+
+    /// A job that was running when twindbd died is recorded as failed at the next
+    /// start (a queued one as cancelled), and its id is never given again.
+    #[test]
+    fn jobs_a_crash_interrupted_are_recorded_and_their_ids_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = StateStore::open(dir.path());
+            store.record_job(&job(7, JobState::Running), false);
+            store.record_job(&job(8, JobState::Queued), false);
+        }
+        let store = StateStore::open(dir.path());
+        assert_eq!(store.max_job_id(), 8);
+        let jobs = store.jobs();
+        let by_id = |id| jobs.iter().find(|j| j.id == id).unwrap();
+        assert_eq!(by_id(7).state, JobState::Failed);
+        assert_eq!(
+            by_id(7).error.as_deref(),
+            Some("twindbd stopped while it ran")
+        );
+        assert_eq!(by_id(8).state, JobState::Cancelled);
+        let rec = store.run_record(RunType::Daily);
+        assert_eq!(rec.last_state, Some(JobState::Failed));
+    }
 
     #[test]
     fn a_second_lock_on_the_same_state_dir_is_refused() {

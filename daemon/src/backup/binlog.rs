@@ -1,5 +1,10 @@
 //! Binary log copies: every closed binlog not copied yet, after `FLUSH BINARY LOGS`,
 //! in sequence order. Expiry (`expire_log_days`) is retention's job (retention.rs).
+//!
+//! A binlog is known by the server that wrote it and its place in that server's
+//! history (name, first event time, server_id, size), never by its name alone: after
+//! `RESET MASTER`, on a rebuilt server or after a failover the names start again, and
+//! those files are new and are copied, under keys of their own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +17,7 @@ use super::{local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::binlog_key;
 use crate::mysql::{binlog_sequence, ClientOptions, Server};
-use crate::source::{first_event_time, BinlogSource};
+use crate::source::{binlog_identity, BinlogSource};
 use crate::status::{BinlogMeta, CopyMeta};
 
 /// "Binary logging is off" is said once per daemon life, not on every run.
@@ -48,20 +53,28 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         .unwrap_or_else(|| PathBuf::from("."));
     let chain = super::backup_chain(engine).await?;
     let env = crate::modifier::ModifierEnv::from_config(&engine.config);
-    let status = engine.status.load().await?;
-    let copied = |name: &str| {
-        status.copies.iter().any(|c| {
-            c.kind == CopyKind::Binlog && c.binlog.as_ref().is_some_and(|b| b.name == name)
-        })
-    };
-    let mut keys = Vec::new();
-    for name in names.iter().filter(|n| !copied(n)) {
+    let mut status = engine.status.load().await?;
+    let mut files = Vec::new();
+    for name in &names {
         let path = dir.join(name);
-        ctx.set_phase(format!("copying binlog {name}"));
-        let first_event = first_event_time(&path)
+        let id = binlog_identity(&path)
             .map_err(|e| BackupError::Other(format!("{}: {e}", path.display())))?;
-        let key = binlog_key(engine.host(), name, &chain);
-        let _writing = engine.status.writing(&key);
+        files.push((name, path, id));
+    }
+    if let Some(warning) = history_restart(&status.copies, &files) {
+        ctx.warn(warning);
+    }
+    let mut keys = Vec::new();
+    for (name, path, id) in files {
+        if status.copies.iter().any(|c| c.is_binlog_file(name, &id)) {
+            continue;
+        }
+        ctx.set_phase(format!("copying binlog {name}"));
+        let first_event = id.first_event;
+        // Two files of one name starting in the same second (RESET MASTER right
+        // after the server started) still get two keys.
+        let key = status.free_key(first_event, |t| binlog_key(engine.host(), name, t, &chain));
+        let writing = super::begin_put(engine, &key).await?;
         let span = tracing::info_span!("copy", key = %key);
         let started = Utc::now();
         let read_before = ctx.bytes().0;
@@ -96,10 +109,49 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
             binlog: Some(BinlogMeta {
                 name: name.clone(),
                 first_event,
+                server_id: Some(id.server_id),
             }),
         };
-        engine.status.update(|s| s.copies.push(meta)).await?;
+        status = engine.status.record(meta, writing).await?;
         keys.push(key);
     }
     Ok(keys)
+}
+
+/// A warning when the server's binary logs no longer continue the copied ones: its
+/// oldest file has a lower number than the newest copy of the same log but began
+/// later (`RESET MASTER`, a rebuilt server), or another server wrote it (a failover).
+/// Point-in-time restore cannot replay across that point from an older copy.
+fn history_restart(
+    copies: &[CopyMeta],
+    files: &[(&String, PathBuf, crate::source::BinlogIdentity)],
+) -> Option<String> {
+    let (name, _, id) = files.first()?;
+    let newest = copies
+        .iter()
+        .filter(|c| c.twindb.is_none())
+        .filter_map(|c| c.binlog.as_ref().filter(|_| c.kind == CopyKind::Binlog))
+        .max_by_key(|b| (b.first_event, binlog_sequence(&b.name)))?;
+    let restarted = binlog_sequence(name) < binlog_sequence(&newest.name)
+        && id.first_event > newest.first_event;
+    let other_server = newest.server_id.is_some_and(|s| s != id.server_id);
+    if !restarted && !other_server {
+        return None;
+    }
+    let why = if other_server {
+        format!(
+            "another server wrote them (server_id {} after {}: a failover or a new server)",
+            id.server_id,
+            newest.server_id.unwrap_or_default()
+        )
+    } else {
+        "their numbering started again (RESET MASTER or a rebuilt server)".to_string()
+    };
+    Some(format!(
+        "the server's binary logs do not continue the copied ones ({name}, begun {}, follows {}): {why}. \
+         Point-in-time restore cannot replay across this point from an older copy: take a full MySQL copy now \
+         (`twindbctl run daily`)",
+        id.first_event.format("%Y-%m-%d %H:%M:%S UTC"),
+        newest.name
+    ))
 }

@@ -27,7 +27,7 @@ pub async fn backup_files(
         let key = engine.status.load().await?.free_key(started, |t| {
             files_key(engine.host(), run_type, dir, t, &chain)
         });
-        let _writing = engine.status.writing(&key);
+        let writing = super::begin_put(engine, &key).await?;
         let span = tracing::info_span!("copy", key = %key);
         span.in_scope(|| tracing::info!(dir = %dir.display(), "backup started"));
         let read_before = ctx.bytes().0;
@@ -64,7 +64,7 @@ pub async fn backup_files(
             local: local_record(&stored, &key, &chain),
             twindb: None,
         };
-        engine.status.update(|s| s.copies.push(meta)).await?;
+        engine.status.record(meta, writing).await?;
         span.in_scope(|| tracing::info!(size = stored.digest.size, "backup committed"));
         keys.push(key);
     }

@@ -245,6 +245,16 @@ fn tee(mut input: ChunkReader, mut a: ChunkWriter, mut b: ChunkWriter) -> io::Re
     })
 }
 
+/// Records `key` as pending (with its keep-local twin) before anything is stored: a
+/// copy that is never recorded is then known, swept, and never listed.
+pub(crate) async fn begin_put(
+    engine: &crate::engine::Engine,
+    key: &str,
+) -> Result<crate::status::Writing, BackupError> {
+    let local = engine.keep_local.as_ref().map(|_| local_key(key));
+    Ok(engine.status.begin_put(key, local).await?)
+}
+
 /// The status record of the keep_local copy `store` wrote, if it wrote one.
 pub(crate) fn local_record(
     stored: &Stored,

@@ -94,7 +94,7 @@ pub async fn backup_mysql(
     let env = crate::modifier::ModifierEnv::from_config(&engine.config);
     let started = Utc::now();
     let key = status.free_key(started, |t| mysql_key(engine.host(), run_type, t, &chain));
-    let _writing = engine.status.writing(&key);
+    let writing = super::begin_put(engine, &key).await?;
     let backup_type = if parent.is_some() {
         "incremental"
     } else {
@@ -183,7 +183,7 @@ pub async fn backup_mysql(
         mysql: Some(mysql_meta(&info, xb, tool, stream_tool, &cfg.config_files)),
         binlog: None,
     };
-    engine.status.update(|s| s.copies.push(meta)).await?;
+    engine.status.record(meta, writing).await?;
     span.in_scope(|| tracing::info!(size = stored.digest.size, "MySQL backup committed"));
     Ok(vec![key])
 }

@@ -69,6 +69,9 @@ pub struct Job {
     pub work: Work,
     pub ctx: JobCtx,
     info: watch::Sender<JobInfo>,
+    /// A restore's or verify's hold on the copies, from queued to finished: retention
+    /// deletes nothing meanwhile.
+    reading: Mutex<Option<crate::status::Reading>>,
     timed_out: AtomicBool,
 }
 
@@ -341,9 +344,13 @@ impl Queue {
         Arc::new(Job {
             id,
             kind,
-            work,
             ctx: JobCtx::default(),
             info: watch::Sender::new(info),
+            reading: Mutex::new(
+                matches!(work, Work::Restore(_) | Work::Verify(_))
+                    .then(|| self.engine.get().status.reading()),
+            ),
+            work,
             timed_out: AtomicBool::new(false),
         })
     }
@@ -357,6 +364,9 @@ impl Queue {
         lane.send(job.clone())
             .map_err(|_| QueueError::ShuttingDown)?;
         tracing::info!(job = job.id, title = %job.info().title, "job queued");
+        // Recorded now, not only at its end: its id is never given again, and a crash
+        // before it ends leaves a record that the next start marks failed.
+        self.state.record_job(&job.info(), false);
         jobs.push(job);
         // Keep every unfinished job and the most recent finished ones.
         let finished = jobs.iter().filter(|j| j.info().state.is_final()).count();
@@ -465,6 +475,7 @@ impl Queue {
             i.error = error;
             i.warnings = warnings;
         });
+        job.reading.lock().expect("reading lock").take();
         let info = job.info();
         self.state.record_job(&info, job.work.is_backup());
         // After the record: a metrics scrape that sees the event sees the record too.
@@ -492,6 +503,7 @@ impl Queue {
             i.state = JobState::Running;
             i.started_at = Some(Utc::now());
         });
+        self.state.record_job(&job.info(), false);
         self.publish(job);
         let ticker = tokio::spawn(tick_progress(job.clone()));
         let timeout = match job.work {

@@ -21,7 +21,7 @@ use super::mysql::RemoveDir;
 use super::{prepare_destination, restore_mysql, stream_copy, MysqlRestore, RestoreError};
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::{binlog_sequence, find_program, Tool, Vendor};
-use crate::status::{CopyMeta, Status};
+use crate::status::{BinlogMeta, CopyMeta, Status};
 use crate::verify::{mysqld_binary, Throwaway};
 
 pub struct PitrRestore<'a> {
@@ -120,22 +120,105 @@ impl Target {
     }
 }
 
-/// The binlog copies of one server's log, by sequence number.
-fn binlogs_of(status: &Status, like: &str) -> BTreeMap<u64, CopyMeta> {
-    let prefix = like.rsplit_once('.').map(|(p, _)| p).unwrap_or(like);
-    let mut out = BTreeMap::new();
-    for c in &status.copies {
-        let Some(b) = c.binlog.as_ref().filter(|_| c.kind == CopyKind::Binlog) else {
-            continue;
+/// The binlog copies of one history of one server's log, by sequence number.
+struct History {
+    logs: BTreeMap<u64, CopyMeta>,
+    /// The first binlog of a later history (`RESET MASTER`, a rebuilt server, a
+    /// failover): nothing can be replayed across it from this history's copies.
+    restart: Option<CopyMeta>,
+}
+
+/// The file `start_file` that was being written at `at` (a copy's end), and the files
+/// that followed it on the same server without a restart of the numbering. A file of
+/// the same name from after `RESET MASTER`, a rebuilt server or another server is
+/// another history and is never replayed after this one: names alone are reused.
+fn history(status: &Status, start_file: &str, at: DateTime<Utc>) -> History {
+    let prefix = |name: &str| name.rsplit_once('.').map(|(p, _)| p.to_string());
+    let all: Vec<(u64, &BinlogMeta, &CopyMeta)> = status
+        .copies
+        .iter()
+        .filter(|c| c.kind == CopyKind::Binlog)
+        .filter_map(|c| {
+            let b = c.binlog.as_ref()?;
+            (prefix(&b.name) == prefix(start_file)).then_some(())?;
+            Some((binlog_sequence(&b.name)?, b, c))
+        })
+        .collect();
+    let same_server = |a: &BinlogMeta, b: &BinlogMeta| match (a.server_id, b.server_id) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    // TwinDB Backup recorded the copy's time, not the file's first event.
+    let start = all
+        .iter()
+        .filter(|(_, b, _)| b.name == start_file && b.first_event <= at)
+        .max_by_key(|(_, b, _)| b.first_event)
+        .or_else(|| {
+            all.iter()
+                .filter(|(_, b, c)| b.name == start_file && c.twindb.is_some())
+                .min_by_key(|(_, b, _)| b.first_event)
+        });
+    let mut logs = BTreeMap::new();
+    let Some(&(mut n, mut prev, first)) = start else {
+        return History {
+            logs,
+            restart: None,
         };
-        if b.name.rsplit_once('.').map(|(p, _)| p) != Some(prefix) {
-            continue;
-        }
-        if let Some(n) = binlog_sequence(&b.name) {
-            out.entry(n).or_insert_with(|| c.clone());
+    };
+    logs.insert(n, first.clone());
+    // A lower or equal number begun after `prev`: the numbering started again.
+    let restarted_between = |prev: &BinlogMeta, n: u64, until: DateTime<Utc>| {
+        all.iter()
+            .any(|(m, b, _)| *m <= n && b.first_event > prev.first_event && b.first_event <= until)
+    };
+    loop {
+        // The next file of this history; a gap in the numbers is kept (and reported
+        // by the plan), a restart is not crossed.
+        let next = all
+            .iter()
+            .filter(|(m, b, _)| {
+                *m > n
+                    && same_server(b, prev)
+                    && b.first_event >= prev.first_event
+                    && !restarted_between(prev, n, b.first_event)
+            })
+            .min_by_key(|(m, b, _)| (*m, b.first_event));
+        match next {
+            Some(&(m, b, c)) => {
+                logs.insert(m, c.clone());
+                (n, prev) = (m, b);
+            }
+            None => break,
         }
     }
-    out
+    let restart = status
+        .copies
+        .iter()
+        .filter(|c| c.kind == CopyKind::Binlog)
+        .filter(|c| {
+            c.binlog.as_ref().is_some_and(|b| {
+                b.first_event > prev.first_event
+                    && (binlog_sequence(&b.name) <= Some(n) || !same_server(b, prev))
+            })
+        })
+        .min_by_key(|c| c.binlog.as_ref().map(|b| b.first_event))
+        .cloned();
+    History { logs, restart }
+}
+
+impl History {
+    /// Why nothing can be replayed past the end of this history, if a later one began.
+    fn restart_note(&self, base: &CopyMeta) -> Option<String> {
+        let r = self.restart.as_ref()?;
+        let b = r.binlog.as_ref()?;
+        Some(format!(
+            "the binary logs started again with {} at {} local time (RESET MASTER, a rebuilt server or a failover), \
+             and {} cannot be rolled forward across that point: restore a MySQL copy taken after it",
+            b.name,
+            local(b.first_event),
+            base.key
+        ))
+    }
 }
 
 /// The name of binlog number `n` of the log `like` belongs to (same zero padding).
@@ -171,7 +254,8 @@ fn plan(
     start_file: &str,
     target: &Target,
 ) -> Result<Vec<CopyMeta>, RestoreError> {
-    let logs = binlogs_of(status, start_file);
+    let history = history(status, start_file, base.finished);
+    let logs = &history.logs;
     let first = binlog_sequence(start_file).ok_or_else(|| {
         RestoreError::Other(format!(
             "{} records binlog file {start_file:?}, which is not a binary log name",
@@ -180,6 +264,12 @@ fn plan(
     })?;
     let gap = |from: u64, since: DateTime<Utc>| -> RestoreError {
         let next = logs.range(from..).next();
+        if let (None, Some(note)) = (next, history.restart_note(base)) {
+            return RestoreError::Other(format!(
+                "cannot restore to {}: {note}",
+                target_text(target)
+            ));
+        }
         let missing = match next {
             Some((n, _)) if *n > from + 1 => format!(
                 "{} to {}",
@@ -221,11 +311,17 @@ fn plan(
         match target {
             Target::Time(_, at) => {
                 out.push(copy.clone());
-                let until = covered_until(&logs, n).expect("present");
+                let until = covered_until(logs, n).expect("present");
                 if until >= *at {
                     return Ok(out);
                 }
                 if logs.range(n + 1..).next().is_none() {
+                    if let Some(note) = history.restart_note(base) {
+                        return Err(RestoreError::Other(format!(
+                            "cannot restore to {}: {note}",
+                            target_text(target)
+                        )));
+                    }
                     return Err(RestoreError::Other(format!(
                         "cannot restore to {}: the backed-up binary logs end with {} (closed at {} local time); \
                          the events after it are not backed up yet: run `twindbctl run hourly --binlogs-only` and retry",
@@ -248,7 +344,7 @@ fn plan(
             }
             Target::Gtid(..) => out.push(copy.clone()),
         }
-        since = covered_until(&logs, n).expect("present");
+        since = covered_until(logs, n).expect("present");
         n += 1;
     }
 }
@@ -348,7 +444,11 @@ pub async fn restore_pitr(
         start_pos,
         &target,
         m.vendor,
-        &gap_after(&status, &start_file, &binlogs),
+        &gap_after(
+            &history(&status, &start_file, base.finished),
+            &start_file,
+            &binlogs,
+        ),
         ctx,
     )
     .await;
@@ -549,18 +649,13 @@ async fn replay(
 
 /// "; binary log N is not backed up..." when backed-up binlogs follow a gap after the
 /// run being replayed: a GTID target beyond it cannot be reached.
-fn gap_after(status: &Status, start_file: &str, run: &[CopyMeta]) -> String {
+fn gap_after(history: &History, start_file: &str, run: &[CopyMeta]) -> String {
     let last = run
         .last()
         .and_then(|c| c.binlog.as_ref())
         .and_then(|b| binlog_sequence(&b.name));
     match last {
-        Some(n)
-            if binlogs_of(status, start_file)
-                .range(n + 2..)
-                .next()
-                .is_some() =>
-        {
+        Some(n) if history.logs.range(n + 2..).next().is_some() => {
             format!(
                 "; binary log {} is not backed up, so what follows it cannot be replayed",
                 binlog_name(start_file, n + 1)
@@ -584,7 +679,9 @@ pub fn windows(status: &Status) -> Vec<PitrWindow> {
         let Some(file) = c.mysql.as_ref().and_then(|m| m.binlog_file.as_deref()) else {
             continue;
         };
-        let (Some(first), logs) = (binlog_sequence(file), binlogs_of(status, file)) else {
+        let (Some(first), History { logs, .. }) =
+            (binlog_sequence(file), history(status, file, c.finished))
+        else {
             continue;
         };
         if !logs.contains_key(&first) {
@@ -674,10 +771,15 @@ mod tests {
     /// Binlog `n`, first event at minute `first`, copied at minute `copied`.
     fn binlog(n: u64, first: i64, copied: i64) -> CopyMeta {
         let name = format!("mysql-bin.{n:06}");
-        let mut c = copy(&format!("h/binlog/{name}"), CopyKind::Binlog, copied);
+        let mut c = copy(
+            &format!("h/binlog/{name}-{first}"),
+            CopyKind::Binlog,
+            copied,
+        );
         c.binlog = Some(BinlogMeta {
             name,
             first_event: t0() + Duration::minutes(first),
+            server_id: Some(1),
         });
         c
     }
@@ -699,6 +801,7 @@ mod tests {
                 // 4 was purged before it was copied
                 binlog(5, 40, 50),
             ],
+            pending: vec![],
             problems: vec![],
         }
     }
@@ -739,7 +842,8 @@ mod tests {
         assert!(err.contains(&local(t0() + Duration::minutes(30))), "{err}");
         assert!(err.contains(&local(t0() + Duration::minutes(40))), "{err}");
         // Past the last backed-up binlog.
-        let err = plan(&s, &base, "mysql-bin.000005", &at(55))
+        let late = mysql("late", 45, "mysql-bin.000005", "0-1-20");
+        let err = plan(&s, &late, "mysql-bin.000005", &at(55))
             .unwrap_err()
             .to_string();
         assert!(err.contains("not backed up yet"), "{err}");
@@ -771,12 +875,13 @@ mod tests {
         let base = pick_base(&s, &g, None).unwrap();
         let run = plan(&s, &base, "mysql-bin.000002", &g).unwrap();
         assert_eq!(run.len(), 2, "the unbroken run 2-3 is tried");
-        let note = gap_after(&s, "mysql-bin.000002", &run);
+        let h = history(&s, "mysql-bin.000002", base.finished);
+        let note = gap_after(&h, "mysql-bin.000002", &run);
         assert!(
             note.contains("binary log mysql-bin.000004 is not backed up"),
             "{note}"
         );
-        assert_eq!(gap_after(&s, "mysql-bin.000005", &run[..0]), "");
+        assert_eq!(gap_after(&h, "mysql-bin.000005", &run[..0]), "");
     }
 
     #[test]
@@ -788,5 +893,86 @@ mod tests {
         assert_eq!(w[0].first_copy, "full");
         assert_eq!(w[0].last_binlog, "mysql-bin.000003");
         assert_eq!(binlog_name("mysql-bin.000009", 10), "mysql-bin.000010");
+    }
+
+    /// Names restart after RESET MASTER: the new mysql-bin.000001 and .000002 are
+    /// another history. A copy from before it rolls forward through its own files
+    /// only, a copy from after it through the new ones, and crossing is refused.
+    #[test]
+    fn a_reset_master_starts_a_new_history() {
+        let s = Status {
+            generation: 1,
+            copies: vec![
+                mysql("full-before", 5, "mysql-bin.000001", "0-1-5"),
+                binlog(1, 0, 10),
+                binlog(2, 10, 20),
+                // RESET MASTER at minute 25.
+                binlog(1, 25, 30),
+                mysql("full-after", 32, "mysql-bin.000002", "0-1-2"),
+                binlog(2, 30, 40),
+                binlog(3, 40, 50),
+            ],
+            pending: vec![],
+            problems: vec![],
+        };
+        let keys = |s: &Status, base: &str, to: i64| -> Result<Vec<String>, String> {
+            let base = s.find(base).unwrap().clone();
+            let file = base.mysql.as_ref().unwrap().binlog_file.clone().unwrap();
+            plan(s, &base, &file, &at(to))
+                .map(|v| v.into_iter().map(|c| c.key).collect())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            keys(&s, "full-before", 15).unwrap(),
+            [
+                "h/binlog/mysql-bin.000001-0",
+                "h/binlog/mysql-bin.000002-10"
+            ]
+        );
+        assert_eq!(
+            keys(&s, "full-after", 45).unwrap(),
+            [
+                "h/binlog/mysql-bin.000002-30",
+                "h/binlog/mysql-bin.000003-40"
+            ]
+        );
+        assert_eq!(pick_base(&s, &at(45), None).unwrap().key, "full-after");
+        let err = keys(&s, "full-before", 45).unwrap_err();
+        assert!(err.contains("started again with mysql-bin.000001"), "{err}");
+        assert!(
+            err.contains("full-before cannot be rolled forward"),
+            "{err}"
+        );
+        // The new .000003 follows the old .000002 by number, not in history.
+        let w = windows(&s);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w[0].first_copy, "full-before");
+        assert_eq!(w[0].last_binlog, "mysql-bin.000002");
+        assert_eq!(w[1].first_copy, "full-after");
+        assert_eq!(w[1].last_binlog, "mysql-bin.000003");
+    }
+
+    /// After a failover the new server's files carry its own server_id: never replayed
+    /// as the old server's successors, even with the next number.
+    #[test]
+    fn another_servers_binlogs_are_another_history() {
+        let mut next = binlog(3, 30, 35);
+        next.binlog.as_mut().unwrap().server_id = Some(2);
+        let s = Status {
+            generation: 1,
+            copies: vec![
+                mysql("full", 5, "mysql-bin.000001", "0-1-5"),
+                binlog(1, 0, 10),
+                binlog(2, 10, 20),
+                next,
+            ],
+            pending: vec![],
+            problems: vec![],
+        };
+        let base = s.find("full").unwrap().clone();
+        let err = plan(&s, &base, "mysql-bin.000001", &at(33))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("started again with mysql-bin.000003"), "{err}");
     }
 }

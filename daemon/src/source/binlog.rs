@@ -25,11 +25,23 @@ impl Source for BinlogSource {
     }
 }
 
-/// Timestamp of the first event (the format description) of a binlog file: 4 magic
-/// bytes `\xfebin`, then the event header whose first field is a u32 Unix time.
-pub fn first_event_time(path: &std::path::Path) -> io::Result<DateTime<Utc>> {
-    let mut head = [0u8; 8];
-    File::open(path)?.read_exact(&mut head)?;
+/// Who wrote a binlog file and when it began: the header of its first event (the
+/// format description), after 4 magic bytes `\xfebin`. The header starts with a u32
+/// Unix time, a type byte and the u32 server_id of the server that wrote the file.
+/// A name alone says nothing: after `RESET MASTER`, on a rebuilt server or after a
+/// failover, `mysql-bin.000001` is another file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BinlogIdentity {
+    pub first_event: DateTime<Utc>,
+    pub server_id: u32,
+    /// The file's size when it was read (a closed binlog no longer grows).
+    pub size: u64,
+}
+
+pub fn binlog_identity(path: &std::path::Path) -> io::Result<BinlogIdentity> {
+    let mut head = [0u8; 13];
+    let mut f = File::open(path)?;
+    f.read_exact(&mut head)?;
     if &head[..4] != b"\xfebin" {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -37,7 +49,13 @@ pub fn first_event_time(path: &std::path::Path) -> io::Result<DateTime<Utc>> {
         ));
     }
     let secs = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    Utc.timestamp_opt(i64::from(secs), 0)
+    let first_event = Utc
+        .timestamp_opt(i64::from(secs), 0)
         .single()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad event time"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad event time"))?;
+    Ok(BinlogIdentity {
+        first_event,
+        server_id: u32::from_le_bytes([head[9], head[10], head[11], head[12]]),
+        size: f.metadata()?.len(),
+    })
 }

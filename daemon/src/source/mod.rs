@@ -9,7 +9,7 @@ mod mysql;
 
 use std::io::{self, Write};
 
-pub use self::binlog::{first_event_time, BinlogSource};
+pub use self::binlog::{binlog_identity, BinlogIdentity, BinlogSource};
 pub use self::files::FileSource;
 pub use self::mysql::{MySqlSource, XtrabackupMeta};
 

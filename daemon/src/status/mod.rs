@@ -4,7 +4,14 @@
 //! `{"format":"twindb-status","version":1,"generation":N,"updated":...,"sha256":H,"copies":[...]}`
 //! where H is the sha256 of the exact bytes of the `copies` array as stored. The
 //! previous generation is kept at `{host}/twindb-status.json.prev`, so a torn or
-//! corrupted write loses nothing. The status changes only after a copy is committed.
+//! corrupted write loses nothing. A copy is listed only after it is committed.
+//!
+//! Objects that may exist on the destination without being a copy are recorded in
+//! `pending` before they can exist: a copy being stored (recorded before its first
+//! byte is written) and a copy retention is deleting (recorded as it leaves `copies`,
+//! before its objects go). Whatever stops the job (a failed delete, a failed status
+//! write, kill -9), the object is known: [`StatusStore::sweep`] deletes it at start and
+//! at every retention, and it is never taken for one of TwinDB Backup's copies.
 
 pub mod twindb;
 
@@ -96,6 +103,36 @@ pub struct BinlogMeta {
     pub name: String,
     /// Timestamp of the file's first event (expiry and point-in-time windows use it).
     pub first_event: DateTime<Utc>,
+    /// The server_id in the file's first event: with the name and `first_event` it
+    /// tells this file from another of the same name (after `RESET MASTER`, on a
+    /// rebuilt server, after a failover). Absent in records written before twindb
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<u32>,
+}
+
+impl CopyMeta {
+    /// Whether this is a copy of the closed binlog file `name` that `id` describes:
+    /// same name, same first event, same server, same size. TwinDB Backup recorded
+    /// only a name and a time no earlier than the file's start (its copy's).
+    pub fn is_binlog_file(&self, name: &str, id: &crate::source::BinlogIdentity) -> bool {
+        let Some(b) = self
+            .binlog
+            .as_ref()
+            .filter(|_| self.kind == CopyKind::Binlog)
+        else {
+            return false;
+        };
+        if b.name != name {
+            return false;
+        }
+        if self.twindb.is_some() {
+            return b.first_event >= id.first_event;
+        }
+        b.first_event == id.first_event
+            && b.server_id.is_none_or(|s| s == id.server_id)
+            && self.source_size == id.size
+    }
 }
 
 /// A copy written to `keep_local_path` from the same stream as the remote one, at the
@@ -133,10 +170,23 @@ impl CopyMeta {
     }
 }
 
+/// Objects that may be on the destination and are no copy (see the module doc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub key: String,
+    /// Its twin in `keep_local_path`, relative to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    pub since: DateTime<Utc>,
+    /// "storing" or "deleting".
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub generation: u64,
     pub copies: Vec<CopyMeta>,
+    pub pending: Vec<Pending>,
     /// What reading TwinDB's copies met (a corrupt TwinDB status file...), one line
     /// each; shown by `twindbctl ls`. Never stored.
     pub problems: Vec<String>,
@@ -145,6 +195,10 @@ pub struct Status {
 impl Status {
     pub fn find(&self, key: &str) -> Option<&CopyMeta> {
         self.copies.iter().find(|c| c.key == key)
+    }
+
+    fn is_pending(&self, key: &str) -> bool {
+        self.pending.iter().any(|p| p.key == key)
     }
 
     /// The key `key_at(t)` for the first second from `start` that no copy uses yet:
@@ -157,7 +211,7 @@ impl Status {
         let mut t = start;
         loop {
             let k = key_at(t);
-            if self.find(&k).is_none() {
+            if self.find(&k).is_none() && !self.is_pending(&k) {
                 return k;
             }
             t += chrono::Duration::seconds(1);
@@ -173,6 +227,7 @@ impl Status {
             updated: Utc::now(),
             sha256: hex::encode(Sha256::digest(copies.as_bytes())),
             copies: RawValue::from_string(copies).expect("valid json"),
+            pending: self.pending.clone(),
         };
         let mut out = serde_json::to_vec(&doc).expect("status serializes");
         out.push(b'\n');
@@ -203,6 +258,7 @@ impl Status {
         Ok(Status {
             generation: doc.generation,
             copies,
+            pending: doc.pending,
             problems: vec![],
         })
     }
@@ -216,6 +272,10 @@ struct Document {
     updated: DateTime<Utc>,
     sha256: String,
     copies: Box<RawValue>,
+    /// Outside the checksum: a twindb that predates it reads the copies as before
+    /// (and drops the list when it writes, which loses no copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<Pending>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +307,26 @@ pub struct StatusStore {
     /// Keys being stored right now and not yet recorded: a listing would otherwise show
     /// them as TwinDB's copies (same names), and retention could count them.
     writing: Arc<std::sync::Mutex<HashSet<String>>>,
+    readers: Arc<std::sync::Mutex<Readers>>,
+}
+
+/// Copies that running or queued restores and verifies read: retention never deletes
+/// them (nor their parents). A job whose copies are not known yet (it has not
+/// started) holds everything.
+#[derive(Debug, Default)]
+struct Readers {
+    everything: usize,
+}
+
+/// Held by a restore or verify job from the moment it is queued until it ends.
+pub struct Reading {
+    readers: Arc<std::sync::Mutex<Readers>>,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.readers.lock().expect("readers lock").everything -= 1;
+    }
 }
 
 /// A key being stored; forgotten when dropped (recorded, or the job failed).
@@ -270,20 +350,97 @@ impl StatusStore {
             keep_local: None,
             no_twindb: Arc::default(),
             writing: Arc::default(),
+            readers: Arc::default(),
         }
     }
 
-    /// Marks `key` as being stored until the returned guard is dropped: hold it from
-    /// before the copy is stored until after it is recorded.
-    pub fn writing(&self, key: &str) -> Writing {
+    /// Keeps retention from deleting any copy until the guard is dropped: a restore or
+    /// verify holds it from when it is queued (its copies are chosen only when it runs).
+    pub fn reading(&self) -> Reading {
+        self.readers.lock().expect("readers lock").everything += 1;
+        Reading {
+            readers: self.readers.clone(),
+        }
+    }
+
+    /// Whether a restore or verify is queued or running: retention deletes nothing then.
+    pub fn is_read(&self) -> bool {
+        self.readers.lock().expect("readers lock").everything > 0
+    }
+
+    /// Records `key` (and its keep-local twin `local`) as pending before any byte of
+    /// it is stored, and marks it as being stored by this process until the guard is
+    /// dropped. Hold the guard until [`StatusStore::record`] took the copy.
+    pub async fn begin_put(&self, key: &str, local: Option<&str>) -> Result<Writing, StatusError> {
+        // In memory first: a sweep running beside this job must never see the pending
+        // entry without knowing that it is live.
         self.writing
             .lock()
             .expect("writing lock")
             .insert(key.to_string());
-        Writing {
+        let guard = Writing {
             keys: self.writing.clone(),
             key: key.to_string(),
+        };
+        let pending = Pending {
+            key: key.to_string(),
+            local: local.map(str::to_string),
+            since: Utc::now(),
+            reason: "storing".into(),
+        };
+        self.update(|s| s.pending.push(pending)).await?;
+        Ok(guard)
+    }
+
+    /// Lists the committed copy: it joins `copies` and leaves `pending` in one write.
+    pub async fn record(&self, meta: CopyMeta, _writing: Writing) -> Result<Status, StatusError> {
+        self.update(|s| {
+            s.pending.retain(|p| p.key != meta.key);
+            s.copies.push(meta);
+        })
+        .await
+    }
+
+    /// Deletes every pending object that no job of this process is storing (a copy
+    /// whose job failed or was killed, a deletion that did not finish) and forgets it.
+    /// A key that is also a recorded copy is only forgotten, never deleted. Returns the
+    /// keys removed; one that could not be deleted stays pending for the next sweep.
+    pub async fn sweep(&self) -> Result<Vec<String>, StatusError> {
+        let status = self.load_own().await?;
+        let stale: Vec<Pending> = {
+            let writing = self.writing.lock().expect("writing lock");
+            status
+                .pending
+                .iter()
+                .filter(|p| !writing.contains(&p.key))
+                .cloned()
+                .collect()
+        };
+        let mut done = Vec::new();
+        for p in stale {
+            let ours = p.key.starts_with(&format!("{}/", self.host));
+            let recorded = status.find(&p.key).is_some();
+            if ours && !recorded {
+                if let Err(e) = self.delete_pending(&p).await {
+                    tracing::warn!(key = %p.key, error = %format!("{e:#}"), "could not remove an unrecorded object; the next sweep retries");
+                    continue;
+                }
+                tracing::info!(key = %p.key, reason = %p.reason, "removed an unrecorded object");
+            }
+            done.push(p.key);
         }
+        if !done.is_empty() {
+            self.update(|s| s.pending.retain(|p| !done.contains(&p.key)))
+                .await?;
+        }
+        Ok(done)
+    }
+
+    async fn delete_pending(&self, p: &Pending) -> Result<(), DestinationError> {
+        if let (Some(local), Some(dir)) = (&p.local, &self.keep_local) {
+            dir.delete(local).await?;
+        }
+        self.dest.delete(&p.key).await
     }
 
     /// Also looks for TwinDB's local copies in `keep_local_path`.
@@ -317,8 +474,9 @@ impl StatusStore {
         )
         .await?;
         {
+            // Ours, not TwinDB's: same names, but being stored or never recorded.
             let writing = self.writing.lock().expect("writing lock");
-            theirs.retain(|c| !writing.contains(&c.key));
+            theirs.retain(|c| !writing.contains(&c.key) && !status.is_pending(&c.key));
         }
         if theirs.is_empty() && problems.is_empty() {
             self.no_twindb.store(true, Ordering::Relaxed);
@@ -409,6 +567,12 @@ mod tests {
         let s = Status {
             generation: 3,
             copies: vec![copy("h/daily/files/a.tar.zst")],
+            pending: vec![Pending {
+                key: "h/daily/files/b.tar.zst".into(),
+                local: None,
+                since: Utc::now(),
+                reason: "storing".into(),
+            }],
             problems: vec![],
         };
         let bytes = s.encode();
@@ -436,6 +600,7 @@ mod tests {
         let s = Status {
             generation: 1,
             copies: vec![c],
+            pending: vec![],
             problems: vec![],
         };
         assert_eq!(Status::decode(&s.encode()).unwrap(), s);
@@ -469,21 +634,58 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
     }
 
+    /// A copy stored but never recorded (its job failed, or twindbd was killed between
+    /// commit and record) is never listed, not even as one of TwinDB Backup's (same
+    /// names), and the next sweep removes it; a live one is left alone.
     #[tokio::test]
-    async fn a_copy_being_stored_is_not_taken_for_a_twindb_backup_copy() {
+    async fn an_unrecorded_copy_is_never_listed_and_is_swept() {
         let dir = tempfile::tempdir().unwrap();
         let key = "h/daily/files/_etc-2026-11-25_10_00_00.tar.gz";
-        std::fs::create_dir_all(dir.path().join("h/daily/files")).unwrap();
-        std::fs::write(dir.path().join(key), b"gzip bytes").unwrap();
         let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
         let store = StatusStore::new(dest.clone(), "h");
-        let writing = store.writing(key);
+        let writing = store.begin_put(key, None).await.unwrap();
+        std::fs::create_dir_all(dir.path().join("h/daily/files")).unwrap();
+        std::fs::write(dir.path().join(key), b"gzip bytes").unwrap();
         assert!(store.load().await.unwrap().copies.is_empty());
+        assert!(
+            store.sweep().await.unwrap().is_empty(),
+            "a live put is never swept"
+        );
+        assert!(dir.path().join(key).exists());
         drop(writing);
-        // Never recorded (the job failed after storing it): a fresh read lists it.
-        let listed = StatusStore::new(dest, "h").load().await.unwrap();
-        assert_eq!(listed.copies.len(), 1);
-        assert!(listed.copies[0].twindb.is_some());
+        // As after a restart: a fresh store, the job's guard gone.
+        let fresh = StatusStore::new(dest, "h");
+        assert!(fresh.load().await.unwrap().copies.is_empty());
+        assert_eq!(fresh.sweep().await.unwrap(), vec![key.to_string()]);
+        assert!(!dir.path().join(key).exists());
+        assert!(fresh.load().await.unwrap().pending.is_empty());
+    }
+
+    /// A recorded copy is never deleted by a sweep, whatever `pending` says.
+    #[tokio::test]
+    async fn a_sweep_never_deletes_a_recorded_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "h/daily/files/a.tar";
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let store = StatusStore::new(dest, "h");
+        let w = store.begin_put(key, None).await.unwrap();
+        std::fs::create_dir_all(dir.path().join("h/daily/files")).unwrap();
+        std::fs::write(dir.path().join(key), b"tar").unwrap();
+        store.record(copy(key), w).await.unwrap();
+        store
+            .update(|s| {
+                s.pending.push(Pending {
+                    key: key.into(),
+                    local: None,
+                    since: Utc::now(),
+                    reason: "storing".into(),
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.sweep().await.unwrap(), vec![key.to_string()]);
+        assert!(dir.path().join(key).exists());
+        assert_eq!(store.load().await.unwrap().copies.len(), 1);
     }
 
     #[tokio::test]

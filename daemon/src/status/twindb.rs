@@ -429,14 +429,15 @@ pub async fn scan(
             },
             CopyKind::Binlog => {
                 // Undated (not in binlog-status): "now", so that expiry never deletes
-                // what it cannot date. The name is what keeps twindb from copying the
-                // binlog again (and from writing over TwinDB's file).
+                // what it cannot date. The name and this time keep twindb from copying
+                // the binlog again (BinlogMeta::is_file).
                 let t = times.get(&info.base).copied().unwrap_or(meta.started);
                 meta.started = t;
                 meta.finished = t;
                 meta.binlog = Some(BinlogMeta {
                     name: info.source.clone(),
                     first_event: t,
+                    server_id: None,
                 });
             }
             CopyKind::Files => {}
