@@ -183,3 +183,123 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
         "the window ends before {gap_first}: {pitr}"
     );
 }
+
+/// After `RESET MASTER` the server's binlog names start again: the new files are copied
+/// (under keys of their own, beside the old copies of the same names), the job warns,
+/// a copy taken after the reset rolls forward through the new files only, and a copy
+/// from before it is refused with the reason instead of replaying the wrong files.
+#[test]
+fn reset_master_starts_a_new_history_that_restores() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; \
+         CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
+         CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
+    );
+    let t = scratch();
+    let d = Daemon::start(&mysql_config(t.path(), &db, ""));
+    let binlog_keys = |d: &Daemon| -> Vec<String> {
+        d.ctl(&["--json", "ls", "--type", "binlog"])
+            .success()
+            .json()["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    batch(&db, 1);
+    run(&d, &["daily"]);
+    let before_reset = d.ctl(&["--json", "ls", "--type", "mysql"]).success().json()["copies"][0]
+        ["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    batch(&db, 2);
+    run(&d, &["hourly", "--binlogs-only"]);
+    let old = binlog_keys(&d);
+    assert!(!old.is_empty());
+
+    next_second();
+    db.sql("RESET MASTER");
+    batch(&db, 3);
+    let out = d
+        .ctl(&["--json", "run", "hourly", "--binlogs-only"])
+        .success()
+        .json();
+    let job = &out.as_array().unwrap()[0];
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        job["warnings"]
+            .to_string()
+            .contains("do not continue the copied ones"),
+        "the restart is reported: {job}"
+    );
+    let new: Vec<String> = binlog_keys(&d)
+        .into_iter()
+        .filter(|k| !old.contains(k))
+        .collect();
+    let first_new = db.sql("SHOW BINARY LOGS");
+    let first_new = first_new
+        .lines()
+        .next()
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap();
+    assert!(
+        new.iter().any(|k| k.contains(&format!("/{first_new}-"))),
+        "the new {first_new} is copied beside the old one: old {old:?}, new {new:?}"
+    );
+    assert!(
+        old.iter().any(|k| k.contains(&format!("/{first_new}-"))),
+        "an old copy of that name is kept: {old:?}"
+    );
+
+    next_second();
+    run(&d, &["daily"]);
+    batch(&db, 4);
+    next_second();
+    let until = db.sql("SELECT NOW()");
+    next_second();
+    batch(&db, 5);
+    run(&d, &["hourly", "--binlogs-only"]);
+
+    let dst = t.path().join("after-reset");
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        "--until",
+        &until,
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
+    assert!(out.stdout.contains("replayed binary logs"), "{out:?}");
+    let (got, _) = batches_in(&dst);
+    assert_eq!(
+        got,
+        vec![1, 2, 3, 4],
+        "the rows written after RESET MASTER, not batch 5"
+    );
+
+    // The copy from before the reset cannot reach that time: said, nothing restored.
+    let dst = t.path().join("across-reset");
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        &before_reset,
+        "--until",
+        &until,
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("started again"), "{all}");
+    assert!(!dst.exists(), "nothing is restored");
+}
