@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod destination;
 pub mod engine;
+pub mod failpoint;
 pub mod http;
 pub mod key;
 pub mod metrics;

@@ -7,6 +7,8 @@ mod mysql;
 
 use std::io;
 
+use futures::StreamExt;
+
 use crate::destination::{Destination, DestinationError, ErrorKind, Local};
 use crate::engine::JobCtx;
 use crate::modifier::{GpgError, ModifierEnv, ModifierSpec};
@@ -113,15 +115,25 @@ pub async fn store(
     let w = w.with_counter(ctx.bytes_out.clone());
     stages.spawn("sha256", move || hash_tap(r, w, None).map(StageOut::Digest));
 
+    crate::failpoint::crash_point("store.before-put");
+    let mut first = true;
+    let remote_stream = last
+        .into_stream()
+        .inspect(move |_| {
+            if std::mem::take(&mut first) {
+                crate::failpoint::crash_point("store.mid-put");
+            }
+        })
+        .boxed();
     let (put, local_put) = match (keep_local, local_stream) {
         (Some(local), Some(stream)) => {
             let (remote, local) = tokio::join!(
-                dest.put(key, last.into_stream()),
+                dest.put(key, remote_stream),
                 local.put(local_key(key), stream)
             );
             (remote, Some(local))
         }
-        _ => (dest.put(key, last.into_stream()).await, None),
+        _ => (dest.put(key, remote_stream).await, None),
     };
     let joined = match tokio::task::spawn_blocking(move || stages.join()).await {
         Ok(joined) => joined,
@@ -156,6 +168,7 @@ pub async fn store(
         }
     };
 
+    crate::failpoint::crash_point("store.committed");
     let mut digest = None;
     let mut local = None;
     let mut report = SourceReport::default();
