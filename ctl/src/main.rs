@@ -91,6 +91,9 @@ enum Command {
     Cancel { id: u64 },
     /// Check that the destination (and keep_local_path) is reachable and writable.
     Check,
+    /// Make this twindbd the writer of its host's copies after the daemon that wrote
+    /// them is gone for good (this host replaces it). Refused writes name that daemon.
+    Takeover,
     /// Print a time-limited download link for a copy (S3 and GCS destinations).
     Share {
         /// A key as `twindbctl ls` prints it.
@@ -399,6 +402,20 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Takeover => {
+            let resp: twindb_proto::TakeoverResponse =
+                client.post("/v1/takeover", &serde_json::json!({})).await?;
+            if json {
+                render::print_json(&resp);
+            } else {
+                println!(
+                    "this twindbd now writes the copies of host {} (before: {})",
+                    resp.host,
+                    resp.previous.as_deref().unwrap_or("no writer recorded")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
             let resp: CheckResponse = client.get("/v1/check").await?;

@@ -55,7 +55,14 @@ impl Daemon {
         // reload the config, not kill the daemon (the signal's default action).
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let config = self.config.clone();
-        let engine = Engine::new(config.clone());
+        let mut engine = Engine::new(config.clone());
+        let me = crate::state::writer_id(&config.daemon.state_dir).with_context(|| {
+            format!(
+                "reading this daemon's id in {}",
+                config.daemon.state_dir.display()
+            )
+        })?;
+        engine.status = engine.status.clone().with_writer(me);
         engine
             .dest
             .check()
@@ -70,7 +77,23 @@ impl Daemon {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        clean_partials(&engine).await;
+        // Claim the host's status before touching anything under the host's prefix: a
+        // second daemon with the same host name must not remove the first one's
+        // uploads in progress (clean_partials) or copies being stored (the sweep).
+        let claimed = match engine.status.update(|_| {}).await {
+            Ok(_) => true,
+            Err(e @ crate::status::StatusError::OtherWriter { .. }) => {
+                tracing::error!("{e}");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot write the status at start");
+                false
+            }
+        };
+        if claimed {
+            clean_partials(&engine).await;
+        }
         let metrics_listener = match config.daemon.metrics_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -91,7 +114,7 @@ impl Daemon {
         // In the background: reading the status may list the destination (TwinDB's copies).
         let counted = current.get();
         let mut tasks = vec![
-            tokio::spawn(async move { count_copies(&counted).await }),
+            tokio::spawn(async move { count_copies(&counted, claimed).await }),
             tokio::spawn(on_job_events(queue.clone())),
             tokio::spawn(systemd::follow_jobs(queue.clone())),
             tokio::spawn(systemd::watchdog(queue.clone())),
@@ -166,8 +189,12 @@ pub async fn run(
 /// Removes what jobs of an earlier life left unrecorded (killed between storing and
 /// recording a copy, or mid-retention), then sets the copy counts of the metrics from
 /// the status, once at start (later, every retention run keeps them current).
-async fn count_copies(engine: &Engine) {
-    match engine.status.sweep().await {
+async fn count_copies(engine: &Engine, claimed: bool) {
+    match if claimed {
+        engine.status.sweep().await
+    } else {
+        Ok(vec![])
+    } {
         Ok(swept) if !swept.is_empty() => {
             tracing::info!(
                 objects = swept.len(),

@@ -226,6 +226,27 @@ impl StateStore {
     }
 }
 
+/// This daemon as the writer of its host's status: a random id made at the first start
+/// with this state_dir (`state_dir/daemon-id`), and the operating system's host name.
+pub fn writer_id(state_dir: &Path) -> io::Result<crate::status::WriterId> {
+    let path = state_dir.join("daemon-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            let mut bytes = [0u8; 16];
+            std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
+            let id = hex::encode(bytes);
+            write_atomically(&path, id.as_bytes())?;
+            id
+        }
+    };
+    let machine = nix::unistd::gethostname()
+        .map_err(io::Error::from)?
+        .to_string_lossy()
+        .into_owned();
+    Ok(crate::status::WriterId { id, machine })
+}
+
 /// Temp file, fsync, rename: readers see the old or the new content, never a mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");

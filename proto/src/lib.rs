@@ -461,6 +461,15 @@ pub struct RetentionResponse {
 }
 
 /// `GET /v1/check`: the health check of every place copies go.
+/// `POST /v1/takeover`: this daemon became the writer of its host's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TakeoverResponse {
+    pub host: String,
+    /// The daemon that wrote the status before, as "machine (pid N, at T)"; absent
+    /// when none was recorded.
+    pub previous: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResponse {
     /// True when every check passed.

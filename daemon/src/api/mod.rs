@@ -59,6 +59,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/share", post(share))
         .route("/v1/verify", post(verify))
         .route("/v1/check", get(check))
+        .route("/v1/takeover", post(takeover))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
         .with_state(app)
@@ -533,6 +534,29 @@ async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> 
         );
     }
     accepted(app.queue.enqueue_verify(req))
+}
+
+/// Makes this daemon the writer of its host's status after the one that wrote it is
+/// gone for good (this host replaces it): see `StatusError::OtherWriter`.
+async fn takeover(State(app): State<AppState>) -> Response {
+    let engine = app.engine();
+    match engine.status.take_over().await {
+        Ok(previous) => {
+            let previous =
+                previous.map(|w| format!("{} (pid {}, at {})", w.who.machine, w.pid, w.at));
+            tracing::warn!(
+                host = engine.host(),
+                previous = previous.as_deref().unwrap_or("none"),
+                "this twindbd took over the host's status"
+            );
+            Json(twindb_proto::TakeoverResponse {
+                host: engine.host().to_string(),
+                previous,
+            })
+            .into_response()
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}")),
+    }
 }
 
 async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {

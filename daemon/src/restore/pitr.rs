@@ -802,6 +802,7 @@ mod tests {
                 binlog(5, 40, 50),
             ],
             pending: vec![],
+            writer: None,
             problems: vec![],
         }
     }
@@ -913,6 +914,7 @@ mod tests {
                 binlog(3, 40, 50),
             ],
             pending: vec![],
+            writer: None,
             problems: vec![],
         };
         let keys = |s: &Status, base: &str, to: i64| -> Result<Vec<String>, String> {
@@ -967,6 +969,7 @@ mod tests {
                 next,
             ],
             pending: vec![],
+            writer: None,
             problems: vec![],
         };
         let base = s.find("full").unwrap().clone();

@@ -182,11 +182,34 @@ pub struct Pending {
     pub reason: String,
 }
 
+/// The twindbd that writes a host's status. One host's copies have one writer: two
+/// daemons with the same `[daemon] hostname` on one destination (a cloned VM, a copied
+/// config) would delete each other's uploads at start and sweep each other's copies
+/// being stored. The second one to write is refused ([`StatusError::OtherWriter`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterId {
+    /// Random, made once per `state_dir` (`state_dir/daemon-id`).
+    pub id: String,
+    /// The operating system's host name (a clone with a copied state_dir has its own).
+    pub machine: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Writer {
+    #[serde(flatten)]
+    pub who: WriterId,
+    pub pid: u32,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub generation: u64,
     pub copies: Vec<CopyMeta>,
     pub pending: Vec<Pending>,
+    /// Who wrote this generation; absent in status files written before twindb
+    /// recorded it (the next writer claims them).
+    pub writer: Option<Writer>,
     /// What reading TwinDB's copies met (a corrupt TwinDB status file...), one line
     /// each; shown by `twindbctl ls`. Never stored.
     pub problems: Vec<String>,
@@ -228,6 +251,7 @@ impl Status {
             sha256: hex::encode(Sha256::digest(copies.as_bytes())),
             copies: RawValue::from_string(copies).expect("valid json"),
             pending: self.pending.clone(),
+            writer: self.writer.clone(),
         };
         let mut out = serde_json::to_vec(&doc).expect("status serializes");
         out.push(b'\n');
@@ -259,6 +283,7 @@ impl Status {
             generation: doc.generation,
             copies,
             pending: doc.pending,
+            writer: doc.writer,
             problems: vec![],
         })
     }
@@ -276,6 +301,8 @@ struct Document {
     /// (and drops the list when it writes, which loses no copy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending: Vec<Pending>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    writer: Option<Writer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +314,21 @@ pub enum StatusError {
     Newer(u32),
     #[error("{0:?} is not a host name a copy key can start with")]
     BadHost(String),
+    #[error(
+        "another twindbd writes the copies of host {host} on {destination}: the status was last written \
+         by the one on machine {other_machine} (pid {other_pid}, at {other_at}), and this one runs on \
+         {machine}. Two daemons must not share a host name: set another [daemon] hostname on one of them. \
+         If that daemon is gone for good (this host replaces it), take its copies over with \
+         `twindbctl takeover`"
+    )]
+    OtherWriter {
+        host: String,
+        destination: String,
+        machine: String,
+        other_machine: String,
+        other_pid: u32,
+        other_at: DateTime<Utc>,
+    },
     #[error(transparent)]
     Destination(#[from] DestinationError),
 }
@@ -308,6 +350,8 @@ pub struct StatusStore {
     /// them as TwinDB's copies (same names), and retention could count them.
     writing: Arc<std::sync::Mutex<HashSet<String>>>,
     readers: Arc<std::sync::Mutex<Readers>>,
+    /// This daemon, when it writes (another host's status is only read).
+    writer: Option<WriterId>,
 }
 
 /// Copies that running or queued restores and verifies read: retention never deletes
@@ -351,7 +395,14 @@ impl StatusStore {
             no_twindb: Arc::default(),
             writing: Arc::default(),
             readers: Arc::default(),
+            writer: None,
         }
+    }
+
+    /// Writes as `writer`, and refuses to write a status another daemon wrote.
+    pub fn with_writer(mut self, writer: WriterId) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
     /// Keeps retention from deleting any copy until the guard is dropped: a restore or
@@ -520,9 +571,46 @@ impl StatusStore {
     }
 
     /// Applies `f` to the status and stores the result, keeping the old one as `.prev`.
+    /// Refused when another daemon wrote the status ([`StatusError::OtherWriter`]).
     pub async fn update<F: FnOnce(&mut Status)>(&self, f: F) -> Result<Status, StatusError> {
+        self.write(f, false).await
+    }
+
+    /// Makes this daemon the status's writer even though another one wrote it last:
+    /// `twindbctl takeover`, when that daemon is gone for good.
+    pub async fn take_over(&self) -> Result<Option<Writer>, StatusError> {
+        let before = self.load_own().await?.writer;
+        self.write(|_| {}, true).await?;
+        Ok(before)
+    }
+
+    async fn write<F: FnOnce(&mut Status)>(
+        &self,
+        f: F,
+        take_over: bool,
+    ) -> Result<Status, StatusError> {
         let _guard = self.lock.lock().await;
         let (mut status, current) = self.load_raw().await?;
+        if let Some(me) = &self.writer {
+            match &status.writer {
+                Some(w) if w.who != *me && !take_over => {
+                    return Err(StatusError::OtherWriter {
+                        host: self.host.clone(),
+                        destination: self.dest.name(),
+                        machine: me.machine.clone(),
+                        other_machine: w.who.machine.clone(),
+                        other_pid: w.pid,
+                        other_at: w.at,
+                    });
+                }
+                _ => {}
+            }
+            status.writer = Some(Writer {
+                who: me.clone(),
+                pid: std::process::id(),
+                at: Utc::now(),
+            });
+        }
         f(&mut status);
         status.generation += 1;
         if let Some(old) = current {
@@ -573,6 +661,7 @@ mod tests {
                 since: Utc::now(),
                 reason: "storing".into(),
             }],
+            writer: None,
             problems: vec![],
         };
         let bytes = s.encode();
@@ -601,6 +690,7 @@ mod tests {
             generation: 1,
             copies: vec![c],
             pending: vec![],
+            writer: None,
             problems: vec![],
         };
         assert_eq!(Status::decode(&s.encode()).unwrap(), s);
@@ -707,5 +797,39 @@ mod tests {
         let recovered = store.load().await.unwrap();
         assert_eq!(recovered.copies.len(), 1);
         assert_eq!(recovered.generation, 1);
+    }
+
+    /// Two daemons, one host name, one destination: the one that did not write last is
+    /// refused (naming the host and what to change); the same daemon after a restart
+    /// is not; a takeover hands the status over.
+    #[tokio::test]
+    async fn a_second_writer_is_refused_until_it_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let who = |id: &str| WriterId {
+            id: id.into(),
+            machine: "m".into(),
+        };
+        let a = StatusStore::new(dest.clone(), "h").with_writer(who("a"));
+        let b = StatusStore::new(dest.clone(), "h").with_writer(who("b"));
+        a.update(|s| s.copies.push(copy("h/daily/files/a.tar")))
+            .await
+            .unwrap();
+        let err = b.update(|s| s.copies.clear()).await.unwrap_err();
+        assert!(matches!(err, StatusError::OtherWriter { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("host h on local:"), "{text}");
+        assert!(text.contains("set another [daemon] hostname"), "{text}");
+        assert_eq!(a.load().await.unwrap().copies.len(), 1, "nothing lost");
+
+        // a, restarted: the same writer.
+        let a2 = StatusStore::new(dest.clone(), "h").with_writer(who("a"));
+        a2.update(|_| {}).await.unwrap();
+
+        let before = b.take_over().await.unwrap().unwrap();
+        assert_eq!(before.who, who("a"));
+        b.update(|_| {}).await.unwrap();
+        assert!(a.update(|_| {}).await.is_err());
+        assert_eq!(b.load().await.unwrap().copies.len(), 1);
     }
 }
