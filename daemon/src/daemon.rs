@@ -77,17 +77,18 @@ impl Daemon {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        // Claim the host's status before touching anything under the host's prefix: a
-        // second daemon with the same host name must not remove the first one's
-        // uploads in progress (clean_partials) or copies being stored (the sweep).
-        let claimed = match engine.status.update(|_| {}).await {
+        // Check the host's status is ours before touching anything under the host's
+        // prefix: a second daemon with the same host name must not remove the first
+        // one's uploads in progress (clean_partials) or copies being stored (the sweep).
+        // A daemon with an upload in progress has written the status (begin_put).
+        let claimed = match engine.status.check_writer().await {
             Ok(_) => true,
             Err(e @ crate::status::StatusError::OtherWriter { .. }) => {
                 tracing::error!("{e}");
                 false
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot write the status at start");
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the status at start");
                 false
             }
         };

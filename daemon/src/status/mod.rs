@@ -584,6 +584,26 @@ impl StatusStore {
         Ok(before)
     }
 
+    /// Whether this daemon may write the status: no other daemon wrote it last. Reads
+    /// only: a daemon that never stores anything never writes the status.
+    pub async fn check_writer(&self) -> Result<(), StatusError> {
+        self.refuse_other(&self.load_own().await?)
+    }
+
+    fn refuse_other(&self, status: &Status) -> Result<(), StatusError> {
+        match (&self.writer, &status.writer) {
+            (Some(me), Some(w)) if w.who != *me => Err(StatusError::OtherWriter {
+                host: self.host.clone(),
+                destination: self.dest.name(),
+                machine: me.machine.clone(),
+                other_machine: w.who.machine.clone(),
+                other_pid: w.pid,
+                other_at: w.at,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn write<F: FnOnce(&mut Status)>(
         &self,
         f: F,
@@ -591,20 +611,10 @@ impl StatusStore {
     ) -> Result<Status, StatusError> {
         let _guard = self.lock.lock().await;
         let (mut status, current) = self.load_raw().await?;
+        if !take_over {
+            self.refuse_other(&status)?;
+        }
         if let Some(me) = &self.writer {
-            match &status.writer {
-                Some(w) if w.who != *me && !take_over => {
-                    return Err(StatusError::OtherWriter {
-                        host: self.host.clone(),
-                        destination: self.dest.name(),
-                        machine: me.machine.clone(),
-                        other_machine: w.who.machine.clone(),
-                        other_pid: w.pid,
-                        other_at: w.at,
-                    });
-                }
-                _ => {}
-            }
             status.writer = Some(Writer {
                 who: me.clone(),
                 pid: std::process::id(),
