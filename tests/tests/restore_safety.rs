@@ -10,13 +10,16 @@ use sha2::{Digest, Sha256};
 use twindb_tests::mariadb::{self, batch, mysql_config, MariaDb};
 use twindb_tests::*;
 
-const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
+/// `shop.archive` is written once, before the first copy, and never changes after.
+const TABLES: [&str; 3] = ["shop.orders", "shop.notes", "shop.archive"];
 
 fn shop(db: &MariaDb) {
     db.sql(
         "CREATE DATABASE shop; \
          CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
-         CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
+         CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM; \
+         CREATE TABLE shop.archive(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
+         USE shop; INSERT INTO shop.archive SELECT seq, CONCAT('archived-', seq) FROM seq_1_to_2000",
     );
 }
 
@@ -156,38 +159,45 @@ fn a_cache_entry_is_checked_before_use_and_never_followed_through_a_symlink() {
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = &entries[0];
-    let orders = |entry: &Path| {
+    let archive = |entry: &Path| {
         files_under(entry)
             .into_iter()
-            .find(|p| p.ends_with("shop/orders.ibd"))
-            .expect("the entry holds shop/orders.ibd")
+            .find(|p| p.ends_with("shop/archive.ibd"))
+            .expect("the entry holds shop/archive.ibd")
     };
 
     // 1. A file of the entry changed (a disk error, a hand edit): detected, rebuilt.
-    let ibd = orders(entry);
-    let mut bytes = fs::read(&ibd).unwrap();
-    for b in &mut bytes[3 * 16384..4 * 16384] {
-        *b ^= 0x5a;
-    }
-    fs::write(&ibd, bytes).unwrap();
+    // xtrabackup_checkpoints: the incremental's apply reads it and rewrites no part
+    // of it before, so a changed one that were used would fail or damage the restore.
+    let checkpoints = files_under(entry)
+        .into_iter()
+        .find(|p| p.ends_with("xtrabackup_checkpoints"))
+        .expect("the entry holds xtrabackup_checkpoints");
+    let text = fs::read_to_string(&checkpoints).unwrap();
+    let changed = text.replace("to_lsn = ", "to_lsn = 1");
+    assert_ne!(text, changed, "{text}");
+    fs::write(&checkpoints, changed).unwrap();
     restore(&d, &inc, &dst(1), Some(&cache)).success();
     assert_eq!(fingerprint_of(&dst(1)), want, "a changed entry was used");
 
-    // 2. A symlink inside the entry, to a file of someone else's choosing.
+    // 2. Symlinks in the entry, to a file of someone else's choosing: in place of a
+    // file, and under a new name.
     let planted_file = t.path().join("planted-file");
     fs::write(&planted_file, "not a tablespace").unwrap();
-    let ibd = orders(entry);
+    let ibd = archive(entry);
     fs::remove_file(&ibd).unwrap();
     std::os::unix::fs::symlink(&planted_file, &ibd).unwrap();
+    // (mariabackup removes unknown .ibd files when it applies the incremental; a
+    // name it does not know stays.)
+    std::os::unix::fs::symlink(&planted_file, checkpoints.with_file_name("planted-link")).unwrap();
     restore(&d, &inc, &dst(2), Some(&cache)).success();
-    let restored = dst(2).join("shop/orders.ibd");
-    assert!(
-        !fs::symlink_metadata(&restored)
-            .unwrap()
-            .file_type()
-            .is_symlink(),
-        "a symlink from the cache was copied into the datadir"
-    );
+    for f in files_under(&dst(2)) {
+        assert!(
+            !fs::symlink_metadata(&f).unwrap().file_type().is_symlink(),
+            "a symlink from the cache was copied into the datadir: {}",
+            f.display()
+        );
+    }
     assert_eq!(fingerprint_of(&dst(2)), want);
     assert_eq!(
         fs::read_to_string(&planted_file).unwrap(),
