@@ -257,15 +257,15 @@ async fn blocking(
 }
 
 /// The server's my.cnf files as they were at backup time, under `_config/<abs path>`.
-/// The recorded paths come from the destination: only plain names are joined (no `..`,
-/// no `.`), folders are created private and files 0600 (they may hold passwords), and
-/// nothing is written through a symlink (the datadir came from the copy too).
+/// The recorded paths come from the destination: a path with `..` is skipped, folders
+/// are created private and files 0600 (they may hold passwords), and nothing is written
+/// through a symlink (the datadir came from the copy too).
 fn write_config_files(datadir: &Path, m: &MysqlMeta) -> Result<(), RestoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io_err = |p: &Path, e| RestoreError::Io(p.display().to_string(), e);
     for f in &m.config {
         let Some((name, folders)) = plain_components(&f.path) else {
-            tracing::warn!(path = %f.path, "skipping a recorded my.cnf path that is not a plain absolute path");
+            tracing::warn!(path = %f.path, "skipping a recorded my.cnf path that leaves _config");
             continue;
         };
         let mut dir = datadir.join("_config");
@@ -277,10 +277,14 @@ fn write_config_files(datadir: &Path, m: &MysqlMeta) -> Result<(), RestoreError>
         let path = dir.join(name);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        // Also when the file was there already (a path recorded twice).
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io_err(&path, e))?;
         file.write_all(&f.content()).map_err(|e| io_err(&path, e))?;
     }
@@ -305,13 +309,18 @@ fn real_dir(dir: &Path) -> Result<(), RestoreError> {
     }
 }
 
-/// The file name and folders of an absolute path whose parts are all plain names;
-/// None for `..`, `.`, empty parts (`//`) or a NUL.
+/// The file name and folders of a recorded path, read as relative to `_config`: empty
+/// and `.` parts are dropped (as the kernel would); None when a part is `..` or holds a
+/// NUL, or nothing is left.
 fn plain_components(path: &str) -> Option<(&str, Vec<&str>)> {
-    let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-    let plain = |p: &&str| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0');
-    if !parts.iter().all(plain) {
-        return None;
+    let mut parts = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => return None,
+            p if p.contains('\0') => return None,
+            p => parts.push(p),
+        }
     }
     let (name, folders) = parts.split_last()?;
     Some((name, folders.to_vec()))
@@ -357,6 +366,57 @@ impl Drop for RemoveDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_my_cnf_paths_stay_under_config() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            plain_components("/etc/mysql//conf.d/./x.cnf"),
+            Some(("x.cnf", vec!["etc", "mysql", "conf.d"]))
+        );
+        assert_eq!(plain_components("my.cnf"), Some(("my.cnf", vec![])));
+        for bad in [
+            "/etc/../../root/.ssh/authorized_keys",
+            "..",
+            "/",
+            "",
+            "/a/b\0c",
+        ] {
+            assert_eq!(plain_components(bad), None, "{bad:?}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        // A `_config/etc` symlink (as if it came with the copy) is not written through.
+        std::fs::create_dir(t.path().join("_config")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, t.path().join("_config/etc")).unwrap();
+        let meta = |path: &str| MysqlMeta {
+            from_lsn: 0,
+            to_lsn: 1,
+            last_lsn: 1,
+            binlog_file: None,
+            binlog_position: None,
+            gtid: None,
+            vendor: Vendor::Mariadb,
+            version: "10.11".into(),
+            tool: "mariabackup".into(),
+            stream_tool: "mbstream".into(),
+            galera: false,
+            wsrep_provider_version: None,
+            config: vec![crate::mysql::ConfigFile {
+                path: path.into(),
+                content_base64: "W215c3FsZF0K".into(),
+            }],
+        };
+        let err = write_config_files(t.path(), &meta("/etc/my.cnf")).unwrap_err();
+        assert!(err.to_string().contains("not a folder"), "{err}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        write_config_files(t.path(), &meta("/srv/my.cnf")).unwrap();
+        let written = t.path().join("_config/srv/my.cnf");
+        assert_eq!(std::fs::read(&written).unwrap(), b"[mysqld]\n");
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn grastate_from_galera_info() {
