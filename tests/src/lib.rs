@@ -7,6 +7,7 @@ pub mod chain;
 pub mod conformance;
 pub mod gpg;
 pub mod mariadb;
+pub mod proxy;
 pub mod servers;
 pub mod sinks;
 pub mod sshd;
@@ -154,12 +155,27 @@ impl Daemon {
 
     /// Same as [`Daemon::start`], with extra environment variables.
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(bin("twindbd"));
+        cmd.arg("--config").arg(config);
+        Self::spawn(cmd, config, env)
+    }
+
+    /// Same as [`Daemon::start`], run with the umask `umask` (e.g. "000"), as a DBA
+    /// starting twindbd by hand from a shell might.
+    pub fn start_with_umask(config: &Path, umask: &str) -> Daemon {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" --config \"$1\""))
+            .arg(bin("twindbd"))
+            .arg(config);
+        Self::spawn(cmd, config, &[])
+    }
+
+    fn spawn(mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let root = config.parent().expect("config folder");
         let log = root.join("twindbd.log");
         let socket = root.join("twindbd.sock");
-        let child = Command::new(bin("twindbd"))
-            .arg("--config")
-            .arg(config)
+        let child = cmd
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

@@ -26,6 +26,8 @@ pub struct Sshd {
     /// The folder copies go to (`backup_dir`).
     pub root: PathBuf,
     pub user: String,
+    /// Lines appended to sshd_config (see [`Sshd::set_session_path`]).
+    extra_config: String,
     child: Option<Child>,
 }
 
@@ -111,6 +113,7 @@ impl Sshd {
             client_key,
             root,
             user,
+            extra_config: String::new(),
             child: None,
             dir,
         };
@@ -136,9 +139,10 @@ impl Sshd {
                  StrictModes no\n\
                  MaxStartups 100\n\
                  MaxSessions 100\n\
-                 Subsystem sftp internal-sftp\n",
+                 Subsystem sftp internal-sftp\n{extra}",
                 port = self.port,
-                d = d.display()
+                d = d.display(),
+                extra = self.extra_config,
             ),
         )
         .unwrap();
@@ -241,6 +245,16 @@ impl Sshd {
         for p in descendants(child.id() as i32) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), signal);
         }
+    }
+
+    /// Restarts the server with `dir` first in the PATH of its sessions, so that its
+    /// programs stand in for the system's (a `sync` that fails, as on a broken disk).
+    pub fn set_session_path(&mut self, dir: &Path) {
+        self.extra_config = format!(
+            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n",
+            dir.display()
+        );
+        self.restart();
     }
 
     /// Starts the same server (same port, host key and files) again.

@@ -276,3 +276,73 @@ async fn without_keys_in_the_config_credentials_come_from_the_environment() {
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
+
+/// Every part of a multipart upload and every single put carries a `Content-MD5` of the
+/// bytes sent, which S3 checks: a part damaged on the way is refused, never stored.
+/// s3s-fs 0.14.1 checks that header on PutObject only (not on UploadPart), so the proof
+/// is a recording proxy that compares every header with the body it forwards. A single
+/// put damaged on the way is refused too (s3s checks its signed payload hash first).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_part_and_put_carries_a_checksum_the_server_checks() {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let upstream: u16 = server
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = twindb_tests::proxy::Proxy::start(upstream);
+    let section = server
+        .config_section(SMALL_PARTS)
+        .replace(&server.endpoint(), &proxy.endpoint());
+    let dest = destination_from("s3", &section);
+    let (stream, want) = generated(12 << 20, 1 << 20, 3);
+    dest.put("h/daily/files/parts.tar", stream).await.unwrap();
+    assert_eq!(
+        sha256_of(dest.as_ref(), "h/daily/files/parts.tar").await.0,
+        want
+    );
+    let (stream, _) = generated(1000, 1000, 4);
+    dest.put("h/daily/files/single.tar", stream).await.unwrap();
+
+    let puts: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && !r.body.is_empty())
+        .collect();
+    let parts = puts
+        .iter()
+        .filter(|r| r.target.contains("partNumber="))
+        .count();
+    assert_eq!(parts, 3, "12 MiB in 5 MiB parts: {puts:?}");
+    assert_eq!(puts.len(), 4, "3 parts and 1 single put");
+    for r in &puts {
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&r.body));
+        assert_eq!(
+            r.headers.get("content-md5"),
+            Some(&md5),
+            "{} {} carries no checksum of its body",
+            r.method,
+            r.target
+        );
+    }
+
+    // A body damaged on the way is refused, and nothing is stored.
+    proxy.corrupt(true);
+    let (stream, _) = generated(1000, 1000, 5);
+    let err = dest
+        .put("h/daily/files/damaged.tar", stream)
+        .await
+        .expect_err("a damaged body must be refused");
+    proxy.corrupt(false);
+    assert!(err.to_string().contains("damaged.tar"), "{err}");
+    assert_eq!(
+        keys(dest.as_ref(), "h/").await,
+        ["h/daily/files/parts.tar", "h/daily/files/single.tar"]
+    );
+}

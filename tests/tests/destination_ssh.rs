@@ -399,3 +399,54 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A remote `sync` that fails (a disk error on the server) fails the put: the copy may
+/// not be on disk, so it must not look stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_remote_sync_fails_the_put_and_leaves_nothing() {
+    let Some(mut server) = Sshd::start_or_skip("a_failed_remote_sync_fails_the_put") else {
+        return;
+    };
+    let bin = server.dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    // Fails only on the folder flush (its argument list ends with backup_dir), so the
+    // file flush before the rename passes and the error path after it is the one taken.
+    let root = server.root.display().to_string();
+    fs::write(
+        bin.join("sync"),
+        format!(
+            "#!/bin/sh\nfor a; do last=$a; done\n\
+             [ \"$last\" = '{root}' ] && {{ echo 'sync: Input/output error' >&2; exit 1; }}\n\
+             exec /bin/sync \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(bin.join("sync"))
+        .status()
+        .unwrap();
+    server.set_session_path(&bin);
+    let d = server.destination_with(server.config(), quick());
+    let (stream, _) = generated(100_000, 4096, 5);
+    let err = d
+        .put("h/daily/files/a.tar", stream)
+        .await
+        .expect_err("a failed sync must fail the put");
+    assert!(err.to_string().contains("sync"), "{err}");
+    assert!(keys(&d, "h/").await.is_empty());
+    let left = walk(&server.root);
+    assert!(left.is_empty(), "{left:?}");
+
+    // And a sync that fails before the rename (every call fails).
+    fs::write(
+        bin.join("sync"),
+        "#!/bin/sh\necho 'sync: Input/output error' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let (stream, _) = generated(100_000, 4096, 6);
+    let err = d.put("h/daily/files/b.tar", stream).await.unwrap_err();
+    assert!(err.to_string().contains("sync"), "{err}");
+    assert!(keys(&d, "h/").await.is_empty());
+    assert!(walk(&server.root).is_empty());
+}

@@ -94,7 +94,7 @@ impl Destination for Local {
     async fn put(&self, key: &str, mut data: ByteStream) -> Result<u64, DestinationError> {
         let path = self.path(key).map_err(|e| self.err("storing", key, e))?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir)
+        create_dirs_durably(&dir)
             .await
             .map_err(|e| self.err("storing", key, e))?;
         let file_name = path
@@ -138,9 +138,14 @@ impl Destination for Local {
         tokio::fs::rename(&temp, &path)
             .await
             .map_err(|e| self.err("storing", key, e))?;
+        // Make the rename itself durable. If that fails the copy may vanish at a crash:
+        // it must not stay listed as stored.
+        if let Err(e) = sync_dir(&dir).await {
+            let _ = tokio::fs::remove_file(&path).await;
+            guard.0 = None;
+            return Err(self.err("storing", key, e));
+        }
         guard.0 = None;
-        // Make the rename itself durable.
-        let _ = sync_dir(&dir).await;
         Ok(size)
     }
 
@@ -201,7 +206,38 @@ impl Destination for Local {
 }
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    if tests::SYNC_FAILS.lock().unwrap().iter().any(|d| d == dir) {
+        return Err(io::Error::from_raw_os_error(nix::libc::EIO));
+    }
     tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+/// Creates `dir` and its missing parents, each made durable in its parent: a folder
+/// whose entry is lost at a crash loses every copy in it.
+async fn create_dirs_durably(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while tokio::fs::symlink_metadata(at).await.is_err() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        match tokio::fs::create_dir(d).await {
+            Ok(()) => {}
+            // Another upload made it meanwhile; it syncs its parent itself, but its
+            // sync may not have happened yet: do it here too.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = d.parent() {
+            sync_dir(parent).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Every committed object under `root` whose key starts with `prefix`.
@@ -321,6 +357,54 @@ mod tests {
         assert!(err.to_string().contains("source died"), "{err}");
         let all: Vec<_> = walk_all(dir.path());
         assert!(all.is_empty(), "{all:?}");
+    }
+
+    /// Folders whose fsync fails, to test the error paths (a disk error on fsync).
+    pub(super) static SYNC_FAILS: std::sync::Mutex<Vec<PathBuf>> =
+        std::sync::Mutex::new(Vec::new());
+
+    #[tokio::test]
+    async fn a_failed_folder_fsync_fails_the_put_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Local::new(dir.path());
+        d.check().await.unwrap();
+        // The folder of the object: the rename is not durable.
+        SYNC_FAILS
+            .lock()
+            .unwrap()
+            .push(dir.path().join("h/daily/files"));
+        let err = d
+            .put(
+                "h/daily/files/a.tar",
+                stream(vec![Ok(Bytes::from_static(b"abc"))]),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("Input/output error"), "{err}");
+        let listed: Vec<ObjectMeta> = d.list("h/").try_collect().await.unwrap();
+        assert!(listed.is_empty(), "{listed:?}");
+        assert!(walk_all(dir.path()).is_empty());
+
+        // The parent of a new folder: the folder itself may vanish at a crash.
+        SYNC_FAILS.lock().unwrap().clear();
+        SYNC_FAILS.lock().unwrap().push(dir.path().join("h"));
+        let err = d
+            .put(
+                "h/weekly/files/b.tar",
+                stream(vec![Ok(Bytes::from_static(b"abc"))]),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("Input/output error"), "{err}");
+        let listed: Vec<ObjectMeta> = d.list("h/").try_collect().await.unwrap();
+        assert!(listed.is_empty(), "{listed:?}");
+        SYNC_FAILS.lock().unwrap().clear();
+        d.put(
+            "h/weekly/files/b.tar",
+            stream(vec![Ok(Bytes::from_static(b"abc"))]),
+        )
+        .await
+        .unwrap();
     }
 
     fn walk_all(p: &Path) -> Vec<PathBuf> {

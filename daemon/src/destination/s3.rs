@@ -9,7 +9,9 @@
 //! - `get` streams; when the connection breaks, reading resumes with a ranged GET
 //!   pinned to the object's ETag, so a retry never restarts or corrupts the stream.
 //! - Parts are sent with UNSIGNED-PAYLOAD: the signature covers the headers, not the
-//!   bytes, which the copy's own sha256 covers.
+//!   bytes. Every part and single put carries a `Content-MD5` header (which the
+//!   signature covers), so the server refuses bytes damaged on the way; the copy's own
+//!   sha256 is checked again on restore.
 //! - Every request is retried by [`retry`] (the SDK's own retries are off, so the
 //!   bound is in one place).
 
@@ -173,12 +175,14 @@ impl S3 {
         body: Bytes,
         class: Option<StorageClass>,
     ) -> Result<(), DestinationError> {
+        let md5 = content_md5(&body).await;
         retry(&format!("storing {key}"), || async {
             self.client
                 .put_object()
                 .bucket(&*self.bucket)
                 .key(key)
                 .content_length(body.len() as i64)
+                .content_md5(&md5)
                 .body(Body::from(body.clone()))
                 .set_server_side_encryption(self.sse.clone())
                 .set_ssekms_key_id(self.kms_key_id.clone())
@@ -346,6 +350,21 @@ impl S3 {
     }
 }
 
+/// The `Content-MD5` of a part or object: S3 (and MinIO, Ceph, GCS's XML API) refuse the
+/// request when the bytes they received hash otherwise, so a part damaged on the way
+/// (a proxy, a NIC, memory) is never stored. MD5 rather than the SDK's CRC32 trailers,
+/// which some S3-compatible servers reject. Hashed off the async threads: parts are
+/// large.
+async fn content_md5(body: &Bytes) -> String {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let body = body.clone();
+    let digest = tokio::task::spawn_blocking(move || md5::Md5::digest(&body))
+        .await
+        .expect("md5 does not panic");
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
 /// Uploads one part, retrying transient failures with the same buffered bytes.
 async fn upload_part(
     s3: S3,
@@ -354,6 +373,7 @@ async fn upload_part(
     number: i32,
     body: Bytes,
 ) -> Result<CompletedPart, DestinationError> {
+    let md5 = content_md5(&body).await;
     retry(&format!("uploading part {number} of {key}"), || async {
         let out = s3
             .client
@@ -363,6 +383,7 @@ async fn upload_part(
             .upload_id(&upload_id)
             .part_number(number)
             .content_length(body.len() as i64)
+            .content_md5(&md5)
             .body(Body::from(body.clone()))
             // Hashing every part for the signature costs a core at these speeds;
             // TLS protects it in transit and the copy's sha256 is checked on restore.

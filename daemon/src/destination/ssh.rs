@@ -147,6 +147,19 @@ impl Ssh {
         Ok(format!("{}/{key}", self.inner.cfg.backup_dir))
     }
 
+    /// The folders `mkdir -p` may have made for `key`, deepest first, and backup_dir:
+    /// each holds the entry of the next, so each is flushed for the copy to be durable.
+    fn folders_of(&self, key: &str) -> Vec<String> {
+        let root = &self.inner.cfg.backup_dir;
+        let mut out: Vec<String> = key
+            .match_indices('/')
+            .map(|(i, _)| format!("{root}/{}", &key[..i]))
+            .collect();
+        out.reverse();
+        out.push(root.clone());
+        out
+    }
+
     /// The open connection, or a new one.
     async fn handle(
         &self,
@@ -545,13 +558,17 @@ impl Ssh {
 
         // Commit: the size must match what was sent; flush to disk before the rename
         // makes the copy visible, then flush the folder so the rename itself is durable.
+        // A failed flush fails the copy: before the rename the temp file goes, after it
+        // the object goes too (it may vanish at a crash, so it must not look stored).
         // Not retried: after a lost answer the rename may or may not have happened.
         let commit = format!(
             "t={t}; [ \"$(wc -c < \"$t\")\" -eq {size} ] || {{ echo \"stored size differs from the {size} bytes sent\" >&2; exit 1; }}; \
-             sync -- \"$t\" 2>/dev/null; mv -f -- \"$t\" {p} && {{ sync -- {d} 2>/dev/null || true; }}",
+             sync -- \"$t\" || {{ echo \"sync of the stored file failed\" >&2; exit 1; }}; \
+             mv -f -- \"$t\" {p} || exit 1; \
+             sync -- {dirs} || {{ rm -f -- {p}; echo \"sync of the folders of the copy failed\" >&2; exit 1; }}",
             t = quote(&temp),
             p = quote(&path),
-            d = quote(dir),
+            dirs = self.folders_of(key).iter().map(|d| quote(d)).collect::<Vec<_>>().join(" "),
         );
         match self.run_once("storing", Some(key), &commit).await {
             Ok(_) => {

@@ -2,11 +2,13 @@
 //! bytes are checked against the recorded sha256 while they stream, and the result is
 //! built in a hidden staging folder that is renamed into place only on success.
 
+mod cache;
 mod files;
 mod mysql;
 mod pitr;
 
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -226,15 +228,17 @@ pub(crate) fn prepare_destination(dst: &Path) -> Result<Staging, RestoreError> {
     if !dst.is_absolute() {
         return Err(bad("the path must be absolute".into()));
     }
+    let mut existing_mode = None;
     match std::fs::symlink_metadata(dst) {
         Ok(m) if !m.is_dir() => return Err(bad("it exists and is not a folder".into())),
-        Ok(_) => {
+        Ok(m) => {
             let mut entries = std::fs::read_dir(dst).map_err(|e| bad(e.to_string()))?;
             if entries.next().is_some() {
                 return Err(bad(
                     "the folder is not empty; restore into an empty or new folder".into(),
                 ));
             }
+            existing_mode = Some(m.permissions().mode() & 0o7777);
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(bad(e.to_string())),
@@ -246,22 +250,45 @@ pub(crate) fn prepare_destination(dst: &Path) -> Result<Staging, RestoreError> {
         .map_err(|e| bad(format!("creating {}: {e}", parent.display())))?;
     let name = dst.file_name().unwrap_or_default().to_string_lossy();
     let staging = parent.join(format!(".{name}.twindb-partial.{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .map_err(|e| bad(format!("removing stale {}: {e}", staging.display())))?;
-    }
-    std::fs::create_dir(&staging)
-        .map_err(|e| bad(format!("creating {}: {e}", staging.display())))?;
+    create_private_dir(&staging).map_err(|e| bad(e.to_string()))?;
     Ok(Staging {
         path: Some(staging),
         dst: dst.to_path_buf(),
+        existing_mode,
     })
+}
+
+/// Creates `path` as a new folder only root (the owner) can enter: 0700 whatever the
+/// umask, so what is extracted into it (a copy of /etc/shadow, a datadir) is never
+/// reachable by others before it gets its recorded mode. A leftover of that name (a
+/// killed restore) is removed first; a symlink planted there is removed, never followed.
+pub(crate) fn create_private_dir(path: &Path) -> Result<(), RestoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io_err = |what: &str, e| RestoreError::Io(format!("{what} {}", path.display()), e);
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(path).map_err(|e| io_err("removing stale", e))?
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| io_err("removing stale", e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("checking", e)),
+    }
+    // create, not create_all: it fails if anything appeared there meanwhile.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| io_err("creating", e))?;
+    // The mode given to mkdir is masked by the umask (umask 0777 would leave 0000).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_err("setting the mode of", e))
 }
 
 /// A restore in progress; removed unless [`Staging::commit`] renames it into place.
 pub(crate) struct Staging {
     path: Option<PathBuf>,
     dst: PathBuf,
+    /// The mode of the empty folder the restore replaces; it keeps it.
+    existing_mode: Option<u32>,
 }
 
 impl Staging {
@@ -281,8 +308,11 @@ impl Staging {
     pub fn commit(mut self) -> Result<(), RestoreError> {
         let staging = self.path.take().expect("committed once");
         let io_err = |e| RestoreError::Io(self.dst.display().to_string(), e);
-        // An existing (empty) folder is replaced by the restored tree.
-        if self.dst.exists() {
+        // An existing (empty) folder is replaced by the restored tree, with its mode;
+        // a new one stays 0700 (only what the copy recorded is restored with its mode).
+        if let Some(mode) = self.existing_mode {
+            std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err)?;
             std::fs::remove_dir(&self.dst).map_err(io_err)?;
         }
         std::fs::rename(&staging, &self.dst).map_err(io_err)
@@ -308,5 +338,67 @@ impl<R: io::Read> io::Read for CountingReader<R> {
         self.counter
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` under `mask`; nextest runs each test in its own process, and the other
+    /// tests of this module do not depend on the umask.
+    fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+        use nix::sys::stat::{umask, Mode};
+        let old = umask(Mode::from_bits_truncate(mask));
+        let out = f();
+        umask(old);
+        out
+    }
+
+    #[test]
+    fn staging_is_0700_whatever_the_umask() {
+        for mask in [0o000, 0o022, 0o777] {
+            let dir = tempfile::tempdir().unwrap();
+            let dst = dir.path().join("restored");
+            let staging = with_umask(mask, || prepare_destination(&dst).unwrap());
+            let mode = std::fs::metadata(staging.path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o700, "umask {mask:o}");
+            let scratch = staging.scratch("incremental");
+            with_umask(mask, || create_private_dir(&scratch).unwrap());
+            let mode = std::fs::metadata(&scratch).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o700, "umask {mask:o}");
+            // A new folder stays private; an existing empty one keeps its mode.
+            staging.commit().unwrap();
+            let mode = std::fs::metadata(&dst).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o700);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("existing");
+        std::fs::create_dir(&dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o750)).unwrap();
+        prepare_destination(&dst).unwrap().commit().unwrap();
+        let mode = std::fs::metadata(&dst).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750);
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_staging_folder_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep"), "x").unwrap();
+        let dst = dir.path().join("restored");
+        let name = format!(".restored.twindb-partial.{}", std::process::id());
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join(&name)).unwrap();
+        let staging = prepare_destination(&dst).unwrap();
+        let meta = std::fs::symlink_metadata(staging.path()).unwrap();
+        assert!(meta.is_dir() && !meta.file_type().is_symlink());
+        assert!(
+            elsewhere.join("keep").exists(),
+            "the symlink target was emptied"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{find_copy, prepare_destination, stream_copy, RestoreError};
+use super::{cache, create_private_dir, find_copy, prepare_destination, stream_copy, RestoreError};
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::{find_program, run_tool, Tool, Vendor};
 use crate::status::{CopyMeta, MysqlMeta};
@@ -91,8 +91,7 @@ pub async fn restore_mysql(
 
         let inc_dir = staging.scratch("incremental");
         let _cleanup = RemoveDir(inc_dir.clone());
-        std::fs::create_dir_all(&inc_dir)
-            .map_err(|e| RestoreError::Io(inc_dir.display().to_string(), e))?;
+        create_private_dir(&inc_dir)?;
         ctx.set_phase(format!("extracting incremental {}", meta.key));
         extract(engine, &meta, &tools, &inc_dir, ctx).await?;
         ctx.set_phase("applying the incremental");
@@ -133,22 +132,30 @@ fn mysql_meta(meta: &CopyMeta) -> Result<&MysqlMeta, RestoreError> {
         .ok_or_else(|| RestoreError::Other(format!("{} has no MySQL metadata recorded", meta.key)))
 }
 
+/// The backup tool and stream extractor: `[mysql] xtrabackup_binary`/`xbstream_binary`,
+/// else the built-in default for the copy's vendor, resolved in PATH. Never the names
+/// recorded in the copy's status: whoever can write to the destination could name any
+/// program there, and restore runs as root (docs/safety.md).
 fn tools(engine: &Engine, m: &MysqlMeta) -> Result<Tools, RestoreError> {
     let cfg = engine.config.mysql.as_ref();
+    let (default_backup, default_stream) = m.vendor.tools();
     let backup = cfg
         .and_then(|c| c.xtrabackup_binary.clone())
-        .unwrap_or_else(|| m.tool.clone());
+        .unwrap_or_else(|| default_backup.to_string());
     let stream = cfg
         .and_then(|c| c.xbstream_binary.clone())
-        .unwrap_or_else(|| m.stream_tool.clone());
-    for p in [&backup, &stream] {
-        if find_program(p).is_none() {
-            return Err(RestoreError::Other(format!(
+        .unwrap_or_else(|| default_stream.to_string());
+    let resolve = |p: &str| {
+        find_program(p).map(|path| path.display().to_string()).ok_or_else(|| {
+            RestoreError::Other(format!(
                 "{p} is needed to restore this copy and is not installed (Debian: mariadb-backup or percona-xtrabackup)"
-            )));
-        }
-    }
-    Ok(Tools { backup, stream })
+            ))
+        })
+    };
+    Ok(Tools {
+        backup: resolve(&backup)?,
+        stream: resolve(&stream)?,
+    })
 }
 
 /// Extracts and prepares the full copy `parent` into `datadir` for an incremental,
@@ -162,12 +169,14 @@ async fn restore_base(
     cache: Option<&Path>,
     ctx: &JobCtx,
 ) -> Result<(), RestoreError> {
-    let entry = cache.map(|c| c.join(format!("{}.{}", parent.key.replace('/', "_"), mode.name())));
+    let entry = cache.map(|c| cache::entry_path(c, &parent.key, mode.name()));
     if let Some(entry) = &entry {
-        if entry.is_dir() {
-            ctx.set_phase(format!("copying {} from the cache", parent.key));
-            copy_tree(entry, datadir).await?;
-            return Ok(());
+        ctx.set_phase(format!("copying {} from the cache", parent.key));
+        let (from, to, sha) = (entry.clone(), datadir.to_path_buf(), parent.sha256.clone());
+        match blocking_io(move || Ok(cache::load(&from, &sha, &to))).await? {
+            Ok(()) => return Ok(()),
+            Err(cache::Miss::Absent) => {}
+            Err(miss) => ctx.warn(format!("{miss}; preparing the full copy again")),
         }
     }
     ctx.set_phase(format!("extracting the full copy {}", parent.key));
@@ -175,14 +184,9 @@ async fn restore_base(
     ctx.set_phase("preparing the full copy");
     prepare(tools, datadir, mode == Mode::ApplyLogOnly).await?;
     if let Some(entry) = entry {
-        // Copy, then rename: a half-written cache entry is never used.
-        let tmp = entry.with_extension("twindb-partial");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| RestoreError::Io(tmp.display().to_string(), e))?;
-        copy_tree(datadir, &tmp).await?;
-        std::fs::rename(&tmp, &entry)
-            .map_err(|e| RestoreError::Io(entry.display().to_string(), e))?;
+        ctx.set_phase(format!("storing the prepared {} in the cache", parent.key));
+        let (from, sha) = (datadir.to_path_buf(), parent.sha256.clone());
+        blocking_io(move || cache::store(&entry, &sha, &from)).await?;
     }
     Ok(())
 }
@@ -235,13 +239,12 @@ async fn extract(
     .map(|_| ())
 }
 
-async fn copy_tree(from: &Path, to: &Path) -> Result<(), RestoreError> {
-    let mut cmd = Command::new("cp");
-    cmd.arg("-a")
-        .arg("--reflink=auto")
-        .arg(format!("{}/.", from.display()))
-        .arg(to);
-    blocking(move || run_tool(cmd)).await
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RestoreError> + Send + 'static,
+) -> Result<T, RestoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RestoreError::Other(e.to_string()))?
 }
 
 async fn blocking(
@@ -254,21 +257,73 @@ async fn blocking(
 }
 
 /// The server's my.cnf files as they were at backup time, under `_config/<abs path>`.
+/// The recorded paths come from the destination: a path with `..` is skipped, folders
+/// are created private and files 0600 (they may hold passwords), and nothing is written
+/// through a symlink (the datadir came from the copy too).
 fn write_config_files(datadir: &Path, m: &MysqlMeta) -> Result<(), RestoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io_err = |p: &Path, e| RestoreError::Io(p.display().to_string(), e);
     for f in &m.config {
-        let rel = f.path.trim_start_matches('/');
-        if rel.split('/').any(|p| p == "..") {
+        let Some((name, folders)) = plain_components(&f.path) else {
+            tracing::warn!(path = %f.path, "skipping a recorded my.cnf path that leaves _config");
             continue;
+        };
+        let mut dir = datadir.join("_config");
+        real_dir(&dir)?;
+        for part in folders {
+            dir.push(part);
+            real_dir(&dir)?;
         }
-        let path = datadir.join("_config").join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RestoreError::Io(dir.display().to_string(), e))?;
-        }
-        std::fs::write(&path, f.content())
-            .map_err(|e| RestoreError::Io(path.display().to_string(), e))?;
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        // Also when the file was there already (a path recorded twice).
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_err(&path, e))?;
+        file.write_all(&f.content()).map_err(|e| io_err(&path, e))?;
     }
     Ok(())
+}
+
+/// Makes `dir` a private folder, or checks that it is a real folder (not a symlink).
+fn real_dir(dir: &Path) -> Result<(), RestoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::symlink_metadata(dir) {
+        // symlink_metadata does not follow: a symlink is not a dir here.
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(RestoreError::Other(format!(
+            "{} is not a folder; refusing to write the recorded my.cnf files through it",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| RestoreError::Io(dir.display().to_string(), e)),
+        Err(e) => Err(RestoreError::Io(dir.display().to_string(), e)),
+    }
+}
+
+/// The file name and folders of a recorded path, read as relative to `_config`: empty
+/// and `.` parts are dropped (as the kernel would); None when a part is `..` or holds a
+/// NUL, or nothing is left.
+fn plain_components(path: &str) -> Option<(&str, Vec<&str>)> {
+    let mut parts = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => return None,
+            p if p.contains('\0') => return None,
+            p => parts.push(p),
+        }
+    }
+    let (name, folders) = parts.split_last()?;
+    Some((name, folders.to_vec()))
 }
 
 /// grastate.dat from `xtrabackup_galera_info` (`uuid:seqno`), so the node can join its
@@ -311,6 +366,57 @@ impl Drop for RemoveDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_my_cnf_paths_stay_under_config() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            plain_components("/etc/mysql//conf.d/./x.cnf"),
+            Some(("x.cnf", vec!["etc", "mysql", "conf.d"]))
+        );
+        assert_eq!(plain_components("my.cnf"), Some(("my.cnf", vec![])));
+        for bad in [
+            "/etc/../../root/.ssh/authorized_keys",
+            "..",
+            "/",
+            "",
+            "/a/b\0c",
+        ] {
+            assert_eq!(plain_components(bad), None, "{bad:?}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        // A `_config/etc` symlink (as if it came with the copy) is not written through.
+        std::fs::create_dir(t.path().join("_config")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, t.path().join("_config/etc")).unwrap();
+        let meta = |path: &str| MysqlMeta {
+            from_lsn: 0,
+            to_lsn: 1,
+            last_lsn: 1,
+            binlog_file: None,
+            binlog_position: None,
+            gtid: None,
+            vendor: Vendor::Mariadb,
+            version: "10.11".into(),
+            tool: "mariabackup".into(),
+            stream_tool: "mbstream".into(),
+            galera: false,
+            wsrep_provider_version: None,
+            config: vec![crate::mysql::ConfigFile {
+                path: path.into(),
+                content_base64: "W215c3FsZF0K".into(),
+            }],
+        };
+        let err = write_config_files(t.path(), &meta("/etc/my.cnf")).unwrap_err();
+        assert!(err.to_string().contains("not a folder"), "{err}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        write_config_files(t.path(), &meta("/srv/my.cnf")).unwrap();
+        let written = t.path().join("_config/srv/my.cnf");
+        assert_eq!(std::fs::read(&written).unwrap(), b"[mysqld]\n");
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn grastate_from_galera_info() {
