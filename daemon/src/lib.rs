@@ -18,6 +18,7 @@ pub mod modifier;
 pub mod mysql;
 pub mod notify;
 pub mod pipeline;
+pub mod process;
 pub mod queue;
 pub mod restore;
 pub mod retention;

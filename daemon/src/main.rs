@@ -50,6 +50,9 @@ fn main() -> ExitCode {
         let listener = daemon.bind()?;
         daemon.serve(listener, shutdown_signal()).await
     });
+    // Not a plain drop, which waits for every blocking task: a job left behind (a
+    // thread stuck in a read of a hung mount) must not keep twindbd from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
@@ -41,6 +42,12 @@ impl Cancel {
     }
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+    /// Resolves once the flag is set (polled: the flag has no waker).
+    pub async fn cancelled(&self) {
+        while !self.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     fn check(&self) -> io::Result<()> {
         if self.is_cancelled() {
@@ -412,6 +419,37 @@ impl<T: Send + 'static> Stages<T> {
             .position(|e| !is_propagated(&e.cause))
             .unwrap_or(0);
         Err(errors.swap_remove(root))
+    }
+}
+
+/// How long a cancelled pipeline gets to stop before its stuck stages are left behind.
+/// More than [`crate::process::GRACE`], so that a program that ignores SIGTERM is
+/// killed and its stage ends normally within it.
+pub const STOP_LIMIT: Duration = Duration::from_secs(8);
+
+/// Runs `fut` to its end, or, once `cancel` is set, for at most [`STOP_LIMIT`] more:
+/// `None` then. A stage blocked in a read that nothing can interrupt (a hung NFS or
+/// FUSE mount) must not hold its job forever: its thread is left behind, detached,
+/// and the job ends without it.
+pub async fn until_stopped<F: std::future::Future>(cancel: &Cancel, fut: F) -> Option<F::Output> {
+    let stopped = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(STOP_LIMIT).await;
+    };
+    tokio::select! {
+        out = fut => Some(out),
+        _ = stopped => None,
+    }
+}
+
+/// The error of a pipeline that did not stop within [`STOP_LIMIT`] of its cancel.
+pub fn left_behind() -> StageError {
+    StageError {
+        stage: "pipeline".into(),
+        cause: io::Error::other(format!(
+            "cancelled; a stage did not stop within {} s (a read blocked in the kernel?) and was left behind",
+            STOP_LIMIT.as_secs()
+        )),
     }
 }
 

@@ -2,13 +2,15 @@
 //! server on the restored datadir, open every table, stop the server.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use twindb_proto::{CopyKind, VerifyReport};
 
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::{find_program, ClientOptions, MysqlError, Server, Vendor};
+use crate::pipeline::Cancel;
+use crate::process::Group;
 use crate::restore::{restore_mysql, MysqlRestore};
 
 const START_LIMIT: Duration = Duration::from_secs(120);
@@ -72,7 +74,7 @@ pub async fn verify_mysql(
     ctx.set_phase("starting a throwaway server on the restored datadir");
     let binary = mysqld_binary(engine, vendor);
     let result = match binary {
-        Some(b) => check_server(&b, &datadir).await,
+        Some(b) => check_server(&b, &datadir, &ctx.cancel).await,
         None => Err("cannot tell which mysqld to start: set [mysql] mysqld_binary".into()),
     };
     drop(scratch);
@@ -135,8 +137,8 @@ fn mysqld_for(vendor: Vendor) -> Option<String> {
 }
 
 /// Starts mysqld on `datadir`, opens every user table, and shuts it down.
-async fn check_server(binary: &str, datadir: &Path) -> Result<(), String> {
-    let (mut tmp, mut server) = Throwaway::start(binary, datadir).await?;
+async fn check_server(binary: &str, datadir: &Path, cancel: &Cancel) -> Result<(), String> {
+    let (mut tmp, mut server) = Throwaway::start(binary, datadir, cancel).await?;
     let result = open_every_table(&mut server).await;
     tmp.shutdown(server).await;
     result
@@ -164,15 +166,22 @@ async fn open_every_table(server: &mut Server) -> Result<(), String> {
 
 /// A server of our own on a restored datadir: no networking, no grants, no binlog, a
 /// socket in a private folder. Used by verify and by point-in-time restore.
+/// Dropped mid-way (cancel), its [`Group`] stops the server: never one left running on
+/// a datadir.
 pub(crate) struct Throwaway {
-    child: Child,
+    server: Group,
     run: tempfile::TempDir,
 }
 
 impl Throwaway {
     /// Starts it and returns a root connection (made while grants are skipped, so it
     /// keeps every privilege even after a `FLUSH PRIVILEGES` loads the grant tables).
-    pub(crate) async fn start(binary: &str, datadir: &Path) -> Result<(Throwaway, Server), String> {
+    /// Setting `cancel` stops it.
+    pub(crate) async fn start(
+        binary: &str,
+        datadir: &Path,
+        cancel: &Cancel,
+    ) -> Result<(Throwaway, Server), String> {
         let run = tempfile::Builder::new()
             .prefix("twv")
             .tempdir_in("/tmp")
@@ -201,10 +210,9 @@ impl Throwaway {
         if nix::unistd::geteuid().is_root() {
             cmd.arg("--user=root");
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {binary}: {e}"))?;
-        let mut tmp = Throwaway { child, run };
+        let server =
+            Group::spawn(&mut cmd, cancel).map_err(|e| format!("cannot start {binary}: {e}"))?;
+        let mut tmp = Throwaway { server, run };
         match tmp.connect().await {
             Ok(server) => Ok((tmp, server)),
             Err(e) => {
@@ -236,7 +244,8 @@ impl Throwaway {
         };
         let deadline = Instant::now() + START_LIMIT;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if self.server.exited() {
+                let status = self.server.wait().map_err(|e| e.to_string())?;
                 return Err(format!(
                     "the server exited ({status}) on the restored datadir:\n{}",
                     self.log_tail()
@@ -269,26 +278,16 @@ impl Throwaway {
     async fn stop(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if self.server.exited() {
+                let _ = self.server.wait();
                 return true;
             }
             if Instant::now() > deadline {
                 tracing::warn!(socket = %self.socket().display(), "throwaway server did not stop; killing it");
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                let _ = self.server.stop();
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        // Cancelled mid-way: never leave a server running on a datadir.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod fuse;
 pub mod gpg;
 pub mod mariadb;
 pub mod proxy;

@@ -27,6 +27,7 @@ fn env_for(key: &GpgKey, home: &Path) -> ModifierEnv {
             secret_keyring: Some(key.secret_key_file()),
             homedir: Some(home.to_path_buf()),
         }),
+        ..Default::default()
     }
 }
 
@@ -94,7 +95,7 @@ fn every_program_round_trips_and_corruption_fails_the_program() {
     }
     let env = ModifierEnv {
         threads: 2,
-        gpg: None,
+        ..Default::default()
     };
     let data = [pseudo_random(1 << 20, 3), vec![b'a'; 3 << 20]].concat();
     for spec in [

@@ -88,6 +88,7 @@ pub async fn store(
     ctx: &JobCtx,
 ) -> Result<Stored, BackupError> {
     let cancel = ctx.cancel.clone();
+    let env = &env.for_job(&cancel);
     let mut stages: Stages<StageOut> = Stages::new();
 
     let (w, mut r) = pipe(&cancel);
@@ -125,23 +126,35 @@ pub async fn store(
             }
         })
         .boxed();
-    let (put, local_put) = match (keep_local, local_stream) {
-        (Some(local), Some(stream)) => {
-            let (remote, local) = tokio::join!(
-                dest.put(key, remote_stream),
-                local.put(local_key(key), stream)
-            );
-            (remote, Some(local))
+    let puts = async {
+        match (keep_local, local_stream) {
+            (Some(local), Some(stream)) => {
+                let (remote, local) = tokio::join!(
+                    dest.put(key, remote_stream),
+                    local.put(local_key(key), stream)
+                );
+                (remote, Some(local))
+            }
+            _ => (dest.put(key, remote_stream).await, None),
         }
-        _ => (dest.put(key, remote_stream).await, None),
     };
-    let joined = match tokio::task::spawn_blocking(move || stages.join()).await {
-        Ok(joined) => joined,
-        Err(e) => Err(pipeline::StageError {
-            stage: "pipeline".into(),
-            cause: io::Error::other(e),
-        }),
+    // Stuck stages never end the stream: a put cut short here is dropped before it
+    // commits, so nothing is stored or listed.
+    let Some((put, local_put)) = pipeline::until_stopped(&cancel, puts).await else {
+        return Err(pipeline::left_behind().into());
     };
+    let joined =
+        match pipeline::until_stopped(&cancel, tokio::task::spawn_blocking(move || stages.join()))
+            .await
+        {
+            Some(Ok(joined)) => joined,
+            Some(Err(e)) => Err(pipeline::StageError {
+                stage: "pipeline".into(),
+                cause: io::Error::other(e),
+            }),
+            // Whatever a put committed is deleted below.
+            None => Err(pipeline::left_behind()),
+        };
 
     let remote_committed = put.is_ok();
     let local_committed = matches!(local_put, Some(Ok(_)));

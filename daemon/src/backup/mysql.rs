@@ -119,6 +119,7 @@ pub async fn backup_mysql(
             .map(|m| m.to_lsn),
         galera: info.galera,
         work_dir: work.path().to_path_buf(),
+        cancel: ctx.cancel.clone(),
     };
     let lsn_dir = source.lsn_dir();
 
@@ -228,6 +229,10 @@ async fn galera_resync(server: &mut Server, ctx: &JobCtx) -> Result<(), BackupEr
     ctx.set_phase("waiting for the Galera receive queue to drain");
     let deadline = tokio::time::Instant::now() + GALERA_DRAIN_LIMIT;
     loop {
+        if ctx.cancel.is_cancelled() {
+            // The job must end within its stop limit: rejoin now, drained or not.
+            break;
+        }
         match server.status_value("wsrep_local_recv_queue").await {
             Ok(Some(v)) if v.trim() == "0" => break,
             Ok(_) if tokio::time::Instant::now() >= deadline => {

@@ -48,6 +48,8 @@ pub struct DaemonSection {
     pub schedule_binlog: Option<String>,
     /// Random delay added to each scheduled run, e.g. "5m".
     pub jitter: Option<String>,
+    /// Timeout of every backup job, e.g. "2h"; default half the run type's period.
+    pub backup_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -58,6 +58,9 @@ pub struct ScheduleConfig {
     pub binlog: Option<CronSpec>,
     /// Each scheduled run waits a random time in `0..jitter` before it is queued.
     pub jitter: Duration,
+    /// `[daemon] backup_timeout`: replaces every backup's default timeout (half its
+    /// run type's period; 30 min for binlog copies).
+    pub backup_timeout: Option<Duration>,
 }
 
 impl ScheduleConfig {
@@ -244,10 +247,23 @@ impl Validator<'_> {
                 Duration::ZERO
             }
         };
+        let backup_timeout = match d.backup_timeout.as_deref().map(|s| (s, parse_duration(s))) {
+            None => None,
+            Some((_, Some(t))) if !t.is_zero() => Some(t),
+            Some((s, _)) => {
+                self.error(
+                    "daemon",
+                    "backup_timeout",
+                    format!("{s:?} is not a duration above zero (e.g. \"90s\", \"45m\", \"2h\")"),
+                );
+                None
+            }
+        };
         ScheduleConfig {
             run_types,
             binlog,
             jitter,
+            backup_timeout,
         }
     }
 

@@ -132,6 +132,8 @@ fn usable_key(colons: &str) -> Result<String, Option<&'static str>> {
 /// The gpg modifier. `config` is today's `[gpg]`; the recipient and fingerprint come
 /// from the copy's record when decoding.
 pub struct Gpg {
+    /// The job's cancel: stops gpg.
+    pub cancel: crate::pipeline::Cancel,
     pub recipient: Option<String>,
     pub fingerprint: Option<String>,
     pub config: Option<GpgConfig>,
@@ -187,7 +189,7 @@ impl Modifier for Gpg {
                 "none",
                 "--encrypt",
             ]);
-        run(cmd, &what, Direction::Encode, input, output)
+        run(cmd, &what, Direction::Encode, &self.cancel, input, output)
     }
 
     fn decode(
@@ -223,7 +225,7 @@ impl Modifier for Gpg {
             "gpg --decrypt (copy encrypted to {}; {whence})",
             self.key_words()
         );
-        run(cmd, &what, Direction::Decode, input, output)
+        run(cmd, &what, Direction::Decode, &self.cancel, input, output)
     }
 }
 

@@ -15,6 +15,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::pipeline::Cancel;
 
 pub use self::gpg::{resolve as resolve_gpg, Gpg, GpgConfig, GpgError};
 pub use self::gzip::Gzip;
@@ -71,12 +72,14 @@ pub enum ModifierSpec {
     },
 }
 
-/// What building a modifier needs besides its spec: today's config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What building a modifier needs besides its spec: today's config, and the job's
+/// cancel, which stops a modifier's program (see [`crate::process`]).
+#[derive(Debug, Clone)]
 pub struct ModifierEnv {
     /// Worker threads for zstd, pigz and lbzip2.
     pub threads: u32,
     pub gpg: Option<GpgConfig>,
+    pub cancel: Cancel,
 }
 
 impl Default for ModifierEnv {
@@ -84,6 +87,7 @@ impl Default for ModifierEnv {
         ModifierEnv {
             threads: 1,
             gpg: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -93,6 +97,15 @@ impl ModifierEnv {
         ModifierEnv {
             threads: config.compression.threads,
             gpg: config.gpg.clone(),
+            cancel: Cancel::default(),
+        }
+    }
+
+    /// This env for a job: its programs stop when `cancel` is set.
+    pub fn for_job(&self, cancel: &Cancel) -> ModifierEnv {
+        ModifierEnv {
+            cancel: cancel.clone(),
+            ..self.clone()
         }
     }
 }
@@ -137,6 +150,7 @@ impl ModifierSpec {
                 compressor,
                 level,
                 threads,
+                cancel: env.cancel.clone(),
             })
         };
         match self {
@@ -155,6 +169,7 @@ impl ModifierSpec {
                 recipient: recipient.clone(),
                 fingerprint: fingerprint.clone(),
                 config: env.gpg.clone(),
+                cancel: env.cancel.clone(),
             }),
         }
     }
@@ -223,7 +238,7 @@ mod tests {
     fn round_trip(spec: ModifierSpec, data: &[u8]) {
         let m = spec.build(&ModifierEnv {
             threads: 2,
-            gpg: None,
+            ..Default::default()
         });
         let mut encoded = Vec::new();
         m.encode(&mut &data[..], &mut encoded).unwrap();

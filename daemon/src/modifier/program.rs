@@ -5,8 +5,9 @@
 //! thread keeps the tail of its stderr for the error message. The exit status is
 //! checked in both directions: a program that fails, or that stops reading its input
 //! early while encoding, fails the stage, so the copy is never committed. When any
-//! side fails (cancel, a downstream stage stopped, an upstream stage failed) the child
-//! is killed and always reaped: no zombie, no hang.
+//! side fails (cancel, a downstream stage stopped, an upstream stage failed) the
+//! program's process group is stopped and its leader always reaped: no zombie, no hang
+//! (see [`crate::process`]; the job's cancel stops it even while it hangs).
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use super::{drain_all, Modifier, ModifierSpec};
+use crate::pipeline::Cancel;
+use crate::process::Group;
 
 /// Read size on both sides of the child's pipes; larger than a pipe's 64 KiB so that
 /// each syscall moves as much as the kernel holds.
@@ -86,11 +89,13 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Runs `cmd` as a filter from `input` to `output`. `what` names it in errors.
+/// Runs `cmd` as a filter from `input` to `output`. `what` names it in errors. Setting
+/// `cancel` stops it.
 pub fn run(
     mut cmd: Command,
     what: &str,
     direction: Direction,
+    cancel: &Cancel,
     input: &mut (dyn Read + Send),
     output: &mut (dyn Write + Send),
 ) -> io::Result<()> {
@@ -98,7 +103,7 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut group = Group::spawn(&mut cmd, cancel).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             io::Error::new(
                 e.kind(),
@@ -108,20 +113,16 @@ pub fn run(
             io::Error::new(e.kind(), format!("{what}: cannot start {program:?}: {e}"))
         }
     })?;
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stdin = group.child.stdin.take().expect("stdin is piped");
+    let mut stdout = group.child.stdout.take().expect("stdout is piped");
     // Pipes of 1 MiB instead of 64 KiB: fewer wake-ups of the program and of our
     // threads. Best effort: the kernel may cap it (/proc/sys/fs/pipe-max-size).
     for fd in [stdin.as_fd(), stdout.as_fd()] {
         let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
     }
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    // The child is reaped (waited for) only after both helper threads are done with
-    // its pid, so a kill can never reach a recycled pid.
-    let kill = || {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    };
+    let mut stderr = group.child.stderr.take().expect("stderr is piped");
+    let stopper = group.stopper();
+    let kill = || stopper.stop();
 
     let (fed, forwarded, tail, status) = std::thread::scope(|s| {
         let tail = s.spawn(move || {
@@ -161,7 +162,7 @@ pub fn run(
         let fed = feeder
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("panicked")));
-        let status = child.wait();
+        let status = group.wait();
         let tail = tail.join().unwrap_or_default();
         (fed, forwarded, tail, status)
     });
@@ -278,6 +279,8 @@ pub struct Program {
     pub compressor: Compressor,
     pub level: u32,
     pub threads: u32,
+    /// The job's cancel: stops the program.
+    pub cancel: Cancel,
 }
 
 impl Program {
@@ -291,7 +294,7 @@ impl Program {
         let what = format!("{} {}", self.compressor.program(), args.join(" "));
         let mut cmd = Command::new(self.compressor.program());
         cmd.args(&args);
-        run(cmd, &what, direction, input, output)
+        run(cmd, &what, direction, &self.cancel, input, output)
     }
 }
 
@@ -340,6 +343,7 @@ mod tests {
             sh("cat"),
             "cat",
             Direction::Encode,
+            &Cancel::default(),
             &mut &data[..],
             &mut out,
         )
@@ -354,6 +358,7 @@ mod tests {
             sh("cat >/dev/null; echo 'bad things' >&2; exit 3"),
             "thing -x",
             Direction::Decode,
+            &Cancel::default(),
             &mut &b"abc"[..],
             &mut out,
         )
@@ -370,6 +375,7 @@ mod tests {
             sh("head -c 10"),
             "head",
             Direction::Encode,
+            &Cancel::default(),
             &mut &data[..],
             &mut out,
         )
@@ -397,6 +403,7 @@ mod tests {
             sh("head -c 10"),
             "head",
             Direction::Decode,
+            &Cancel::default(),
             &mut input,
             &mut out,
         )
@@ -411,6 +418,7 @@ mod tests {
             Command::new("twindb-no-such-program"),
             "nothing",
             Direction::Encode,
+            &Cancel::default(),
             &mut &b""[..],
             &mut Vec::new(),
         )
@@ -435,6 +443,7 @@ mod tests {
             sh("yes"),
             "yes",
             Direction::Encode,
+            &Cancel::default(),
             &mut &b""[..],
             &mut Broken,
         )
@@ -457,6 +466,7 @@ mod tests {
             sh("exec sleep 60"),
             "sleep",
             Direction::Encode,
+            &Cancel::default(),
             &mut Failing,
             &mut Vec::new(),
         )

@@ -1,11 +1,15 @@
 //! Running xtrabackup/mariabackup, xbstream/mbstream and mysqld: exit status always
 //! checked, stderr kept (its tail goes into the error, every line into the debug log).
+//! Each runs as a [`Group`]: the job's cancel stops it and everything it started.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use crate::pipeline::Cancel;
+use crate::process::Group;
 
 /// Lines of stderr kept for the error message.
 const TAIL: usize = 30;
@@ -31,22 +35,23 @@ impl From<ToolError> for io::Error {
 /// A started tool whose stderr is being collected.
 pub struct Tool {
     pub program: String,
-    pub child: Child,
+    group: Group,
     tail: Arc<Mutex<VecDeque<String>>>,
     reader: Option<JoinHandle<()>>,
 }
 
 impl Tool {
-    /// Starts `cmd` with stderr captured; stdin/stdout as the caller set them.
-    pub fn spawn(mut cmd: Command) -> Result<Tool, ToolError> {
+    /// Starts `cmd` with stderr captured; stdin/stdout as the caller set them. Setting
+    /// `cancel` stops it.
+    pub fn spawn(mut cmd: Command, cancel: &Cancel) -> Result<Tool, ToolError> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         cmd.stderr(Stdio::piped());
         tracing::debug!(command = ?cmd, "starting");
-        let mut child = cmd.spawn().map_err(|cause| ToolError::Spawn {
+        let mut group = Group::spawn(&mut cmd, cancel).map_err(|cause| ToolError::Spawn {
             program: program.clone(),
             cause,
         })?;
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = group.child.stderr.take().expect("stderr is piped");
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let reader = {
             let tail = tail.clone();
@@ -55,10 +60,20 @@ impl Tool {
         };
         Ok(Tool {
             program,
-            child,
+            group,
             tail,
             reader: Some(reader),
         })
+    }
+
+    /// The tool's stdin, when the caller piped it.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.group.child.stdin.take().expect("stdin is piped")
+    }
+
+    /// The tool's stdout, when the caller piped it.
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.group.child.stdout.take().expect("stdout is piped")
     }
 
     /// Waits for the tool; a non-zero exit is an error carrying the stderr tail.
@@ -69,7 +84,7 @@ impl Tool {
     /// Like [`Tool::wait`], and on success returns the stderr tail: some tools
     /// (mysqlbinlog reading stdin) report errors there and still exit 0.
     pub fn wait_with_tail(mut self) -> Result<String, ToolError> {
-        let status = self.child.wait().map_err(|cause| ToolError::Spawn {
+        let status = self.group.wait().map_err(|cause| ToolError::Spawn {
             program: self.program.clone(),
             cause,
         })?;
@@ -97,10 +112,9 @@ impl Tool {
             .join("\n")
     }
 
-    /// Stops the tool (cancel or a failed pipeline) and reaps it.
+    /// Stops the tool and all it started (cancel or a failed pipeline) and reaps it.
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.group.stop();
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
@@ -119,8 +133,9 @@ fn collect(stderr: impl Read, program: &str, tail: &Mutex<VecDeque<String>>) {
     }
 }
 
-/// Runs `cmd` to completion with no input; errors carry the stderr tail.
-pub fn run_tool(mut cmd: Command) -> Result<(), ToolError> {
+/// Runs `cmd` to completion with no input; errors carry the stderr tail. Setting
+/// `cancel` stops it.
+pub fn run_tool(mut cmd: Command, cancel: &Cancel) -> Result<(), ToolError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    Tool::spawn(cmd)?.wait()
+    Tool::spawn(cmd, cancel)?.wait()
 }

@@ -6,15 +6,21 @@
 //! - A backup of a run type that is already queued (not yet running) in its lane is
 //!   coalesced: the caller gets the queued job.
 //! - Each backup has a timeout of half its run type's period (as TwinDB meant it);
-//!   binlog copies, which have no run type, get the hourly one (30 min). A job that
-//!   times out is cancelled, cleans up and fails with "timed out".
+//!   binlog copies, which have no run type, get the hourly one (30 min);
+//!   `[daemon] backup_timeout` replaces both. A job that times out is cancelled,
+//!   cleans up and fails with "timed out".
 //! - A backup that succeeds applies retention to the copies of its kind; one that
 //!   fails does not.
 //! - Every job start and end is published (see [`Queue::subscribe`]) for metrics,
 //!   notifications and systemd's STATUS line.
 //! - Cancel marks a queued job cancelled at once, and makes a running job stop at its
-//!   next chunk; either way no partial copy is left.
-//! - At shutdown every queued and running job is cancelled and the workers are awaited.
+//!   next chunk and its programs stop (see [`crate::process`]); either way no partial
+//!   copy is left.
+//! - A cancelled (or timed out) job that has not ended [`STOP_LIMIT`] later is recorded
+//!   as ended anyway and its lane freed: what it still runs (a thread blocked in a
+//!   read of a hung mount) is left behind, and can commit nothing.
+//! - At shutdown every queued and running job is cancelled and the workers are awaited,
+//!   so shutdown takes at most about [`STOP_LIMIT`].
 //!
 //! Nothing here takes a file lock: lanes are in-memory channels, so the API and the
 //! scheduler never block on a running job.
@@ -131,6 +137,16 @@ pub struct Queue {
     next_id: AtomicU64,
     events: broadcast::Sender<JobUpdate>,
 }
+
+/// How long a cancelled job gets to clean up before it is recorded as ended anyway.
+/// More than the pipeline's own limit ([`crate::pipeline::STOP_LIMIT`], twice: the
+/// put, then the stages), so a backup normally cleans up (Galera resync included).
+pub const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// A job that did not end within [`STOP_LIMIT`] of its cancel.
+#[derive(Debug, thiserror::Error)]
+#[error("it did not stop within {} s; what it still ran was left behind", STOP_LIMIT.as_secs())]
+struct LeftBehind;
 
 const LANES: [JobKind; 6] = [
     JobKind::BackupFiles,
@@ -506,13 +522,18 @@ impl Queue {
         self.state.record_job(&job.info(), false);
         self.publish(job);
         let ticker = tokio::spawn(tick_progress(job.clone()));
-        let timeout = match job.work {
-            Work::Backup(rt) => Some(Duration::from_secs(rt.period_seconds() / 2)),
-            Work::Binlog => Some(Duration::from_secs(RunType::Hourly.period_seconds() / 2)),
-            Work::Restore(_) | Work::Verify(_) | Work::Clone(_) => None,
-        };
         // A reload between now and the job's end does not change what this job does.
         let engine = self.engine.get();
+        let configured = engine.config.schedule.backup_timeout;
+        let timeout = match job.work {
+            Work::Backup(rt) => {
+                Some(configured.unwrap_or(Duration::from_secs(rt.period_seconds() / 2)))
+            }
+            Work::Binlog => Some(
+                configured.unwrap_or(Duration::from_secs(RunType::Hourly.period_seconds() / 2)),
+            ),
+            Work::Restore(_) | Work::Verify(_) | Work::Clone(_) => None,
+        };
         let span = tracing::info_span!("job", id = job.id, kind = ?job.kind, run_type = ?job.info().run_type);
         let result = with_timeout(execute(&engine, job).instrument(span), timeout, job).await;
         ticker.abort();
@@ -535,18 +556,24 @@ impl Queue {
                 self.finish(
                     job,
                     JobState::Failed,
-                    Some(format!("timed out after {limit} s and was cancelled")),
+                    Some(format!(
+                        "timed out after {limit} s and was cancelled{}",
+                        left_behind(&e)
+                    )),
                 );
-                let _ = e;
             }
-            Err(_) if job.ctx.cancel.is_cancelled() => {
+            Err(e) if job.ctx.cancel.is_cancelled() => {
                 let why = match job.work {
                     Work::Clone(_) => {
                         "cancelled; the destination's datadir may hold part of the clone: empty it before trying again"
                     }
                     _ => "cancelled; no partial copy was kept",
                 };
-                self.finish(job, JobState::Cancelled, Some(why.into()));
+                self.finish(
+                    job,
+                    JobState::Cancelled,
+                    Some(format!("{why}{}", left_behind(&e))),
+                );
             }
             Err(e) => self.finish(job, JobState::Failed, Some(format!("{e:#}"))),
         }
@@ -559,23 +586,47 @@ async fn worker(queue: Arc<Queue>, mut rx: mpsc::UnboundedReceiver<Arc<Job>>) {
     }
 }
 
-/// Runs `fut`; past `timeout`, cancels the job and still waits for it to clean up.
+/// Runs `fut`; past `timeout`, cancels the job. Once cancelled (by the timeout, the
+/// API or shutdown) the job gets [`STOP_LIMIT`] to clean up; past it, `fut` is dropped
+/// (nothing it had not committed is committed) and the job fails with [`LeftBehind`].
 async fn with_timeout<T>(
     fut: impl Future<Output = anyhow::Result<T>>,
     timeout: Option<Duration>,
     job: &Job,
 ) -> anyhow::Result<T> {
     let mut fut = std::pin::pin!(fut);
-    let Some(limit) = timeout else {
-        return fut.await;
+    let expired = async {
+        match timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
     };
     tokio::select! {
-        r = &mut fut => r,
-        _ = tokio::time::sleep(limit) => {
+        r = &mut fut => return r,
+        _ = expired => {
             job.timed_out.store(true, Ordering::SeqCst);
             job.ctx.cancel.cancel();
-            fut.await
         }
+        _ = job.ctx.cancel.cancelled() => {}
+    }
+    match tokio::time::timeout(STOP_LIMIT, fut).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(
+                job = job.id,
+                "the job did not stop within {} s of its cancel; leaving it behind",
+                STOP_LIMIT.as_secs()
+            );
+            Err(LeftBehind.into())
+        }
+    }
+}
+
+/// "; it did not stop..." when the job was left behind, else nothing.
+fn left_behind(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<LeftBehind>() {
+        Some(l) => format!("; {l}"),
+        None => String::new(),
     }
 }
 

@@ -79,7 +79,7 @@ pub(crate) async fn stream_copy(
     let (w, mut r) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_in.clone());
     stages.spawn("sha256", move || hash_tap(fetched, w, expect).map(|_| ()));
-    let env = crate::modifier::ModifierEnv::from_config(&engine.config);
+    let env = crate::modifier::ModifierEnv::from_config(&engine.config).for_job(&cancel);
     for spec in modifiers.iter().rev() {
         let m = spec.build(&env);
         let (mut w, next) = pipe(&cancel);
@@ -98,10 +98,13 @@ pub(crate) async fn stream_copy(
         // stage sees (and verifies) every stored byte.
         drain_all(&mut input)
     });
-    let joined = tokio::task::spawn_blocking(move || stages.join()).await;
+    let joined =
+        crate::pipeline::until_stopped(&cancel, tokio::task::spawn_blocking(move || stages.join()))
+            .await;
     if cancel.is_cancelled() {
         return Err(RestoreError::Cancelled);
     }
+    let joined = joined.expect("only a cancel cuts the join short");
     joined.map_err(|e| RestoreError::Io("restore".into(), io::Error::other(e)))??;
     Ok(source)
 }

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use super::{cache, create_private_dir, find_copy, prepare_destination, stream_copy, RestoreError};
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::{find_program, run_tool, Tool, Vendor};
+use crate::pipeline::Cancel;
 use crate::status::{CopyMeta, MysqlMeta};
 
 pub struct MysqlRestore<'a> {
@@ -99,16 +100,16 @@ pub async fn restore_mysql(
         cmd.arg("--prepare")
             .arg(format!("--target-dir={}", datadir.display()))
             .arg(format!("--incremental-dir={}", inc_dir.display()));
-        blocking(move || run_tool(cmd)).await?;
+        blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await?;
         if mode == Mode::ApplyLogOnly {
-            prepare(&tools, &datadir, false).await?;
+            prepare(&tools, &datadir, false, ctx).await?;
         }
         format!("incremental on its full copy {}", parent.key)
     } else {
         ctx.set_phase(format!("extracting {}", meta.key));
         extract(engine, &meta, &tools, &datadir, ctx).await?;
         ctx.set_phase("preparing");
-        prepare(&tools, &datadir, false).await?;
+        prepare(&tools, &datadir, false, ctx).await?;
         "full copy".to_string()
     };
 
@@ -182,7 +183,7 @@ async fn restore_base(
     ctx.set_phase(format!("extracting the full copy {}", parent.key));
     extract(engine, parent, tools, datadir, ctx).await?;
     ctx.set_phase("preparing the full copy");
-    prepare(tools, datadir, mode == Mode::ApplyLogOnly).await?;
+    prepare(tools, datadir, mode == Mode::ApplyLogOnly, ctx).await?;
     if let Some(entry) = entry {
         ctx.set_phase(format!("storing the prepared {} in the cache", parent.key));
         let (from, sha) = (datadir.to_path_buf(), parent.sha256.clone());
@@ -191,14 +192,19 @@ async fn restore_base(
     Ok(())
 }
 
-async fn prepare(tools: &Tools, datadir: &Path, apply_log_only: bool) -> Result<(), RestoreError> {
+async fn prepare(
+    tools: &Tools,
+    datadir: &Path,
+    apply_log_only: bool,
+    ctx: &JobCtx,
+) -> Result<(), RestoreError> {
     let mut cmd = Command::new(&tools.backup);
     cmd.arg("--prepare");
     if apply_log_only {
         cmd.arg("--apply-log-only");
     }
     cmd.arg(format!("--target-dir={}", datadir.display()));
-    blocking(move || run_tool(cmd)).await
+    blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await
 }
 
 /// Streams the copy into `xbstream -x -C dir`.
@@ -215,9 +221,10 @@ async fn extract(
         .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
+    let cancel = ctx.cancel.clone();
     stream_copy(engine, meta, ctx, move |input| {
-        let mut tool = Tool::spawn(cmd)?;
-        let mut stdin = tool.child.stdin.take().expect("stdin is piped");
+        let mut tool = Tool::spawn(cmd, &cancel)?;
+        let mut stdin = tool.take_stdin();
         let copied = crate::pipeline::copy(input, &mut stdin).and_then(|_| stdin.flush());
         drop(stdin);
         match copied {
@@ -247,13 +254,20 @@ async fn blocking_io<T: Send + 'static>(
         .map_err(|e| RestoreError::Other(e.to_string()))?
 }
 
+/// Runs a tool off the async threads. The job's cancel stops the tool (see
+/// [`crate::process`]), and a cancelled tool's failure is reported as the cancel.
 async fn blocking(
-    f: impl FnOnce() -> Result<(), crate::mysql::ToolError> + Send + 'static,
+    ctx: &JobCtx,
+    f: impl FnOnce(Cancel) -> Result<(), crate::mysql::ToolError> + Send + 'static,
 ) -> Result<(), RestoreError> {
-    tokio::task::spawn_blocking(f)
+    let cancel = ctx.cancel.clone();
+    let result = tokio::task::spawn_blocking(move || f(cancel))
         .await
-        .map_err(|e| RestoreError::Other(e.to_string()))?
-        .map_err(RestoreError::from)
+        .map_err(|e| RestoreError::Other(e.to_string()))?;
+    if ctx.cancel.is_cancelled() {
+        return Err(RestoreError::Cancelled);
+    }
+    result.map_err(RestoreError::from)
 }
 
 /// The server's my.cnf files as they were at backup time, under `_config/<abs path>`.

@@ -433,7 +433,7 @@ pub async fn restore_pitr(
     .await?;
 
     ctx.set_phase("starting a temporary server on the restored copy");
-    let (mut server, conn) = Throwaway::start(&binary, &work)
+    let (mut server, conn) = Throwaway::start(&binary, &work, &ctx.cancel)
         .await
         .map_err(RestoreError::Other)?;
     let replayed = replay(
@@ -527,8 +527,8 @@ async fn replay(
         .args(["--user=root", "--max-allowed-packet=1G"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
-    let mut client = Tool::spawn(cmd)?;
-    let mut stdin = client.child.stdin.take().expect("stdin is piped");
+    let mut client = Tool::spawn(cmd, &ctx.cancel)?;
+    let mut stdin = client.take_stdin();
     // The server skips grant checks; loading the grant tables lets replayed
     // GRANT/CREATE USER statements run (this session keeps its privileges).
     stdin
@@ -581,9 +581,10 @@ async fn replay(
         cmd.arg("-").stdin(Stdio::piped()).stdout(Stdio::from(out));
         let tail = Arc::new(Mutex::new(String::new()));
         let tail_out = tail.clone();
+        let cancel = ctx.cancel.clone();
         let streamed = stream_copy(engine, copy, ctx, move |bytes| {
-            let mut tool = Tool::spawn(cmd)?;
-            let mut stdin = tool.child.stdin.take().expect("stdin is piped");
+            let mut tool = Tool::spawn(cmd, &cancel)?;
+            let mut stdin = tool.take_stdin();
             let copied = io::copy(bytes, &mut stdin).and_then(|_| stdin.flush());
             drop(stdin);
             match copied {

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use super::{Source, SourceReport};
 use crate::mysql::Tool;
+use crate::pipeline::Cancel;
 
 pub struct MySqlSource {
     pub tool: String,
@@ -17,6 +18,8 @@ pub struct MySqlSource {
     pub galera: bool,
     /// Scratch folder: `target/` for the tool, `lsn/` for its metadata.
     pub work_dir: PathBuf,
+    /// The job's cancel: stops the tool even while it writes nothing.
+    pub cancel: Cancel,
 }
 
 impl MySqlSource {
@@ -54,8 +57,8 @@ impl Source for MySqlSource {
     fn write_to(&mut self, out: &mut dyn Write) -> io::Result<SourceReport> {
         std::fs::create_dir_all(self.work_dir.join("target"))?;
         std::fs::create_dir_all(self.lsn_dir())?;
-        let mut tool = Tool::spawn(self.command())?;
-        let mut stdout = tool.child.stdout.take().expect("stdout is piped");
+        let mut tool = Tool::spawn(self.command(), &self.cancel)?;
+        let mut stdout = tool.take_stdout();
         if let Err(e) = crate::pipeline::copy(&mut stdout, out) {
             // Cancelled or a later stage failed: stop the tool, keep its story.
             let tail = tool.tail();

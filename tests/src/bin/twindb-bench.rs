@@ -399,6 +399,7 @@ fn chains(size_gib: f64, data: Option<PathBuf>, only: Option<String>) {
     let env = ModifierEnv {
         threads,
         gpg: Some(gpg_config.clone()),
+        ..Default::default()
     };
     let gpg = resolve_gpg(&gpg_config).expect("the bench key");
     let gpg_cmd = format!(
