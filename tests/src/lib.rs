@@ -10,6 +10,7 @@ pub mod mariadb;
 pub mod servers;
 pub mod sinks;
 pub mod sshd;
+pub mod tmpfs;
 
 use std::collections::BTreeMap;
 use std::fs;
