@@ -336,9 +336,41 @@ fn an_s3_destination_that_dies_mid_copy_fails_the_copy_and_the_next_run_works() 
     next_run_succeeds(&s, &d, &before, || in_bucket(&server));
 }
 
-/// The GCS emulator is killed once the copy is under way. Only "dies" for gcs: the
-/// emulator keeps uploads in progress in its own process, not in files a tmpfs could
-/// fill, so a full bucket cannot be made real there.
+/// The GCS emulator's storage folder on a small tmpfs: storing a chunk of the
+/// resumable upload fails with ENOSPC on the server. The emulator answers by closing
+/// the connection (its handler raised): the error says so, all twindb can know.
+#[test]
+fn a_full_gcs_destination_fails_the_copy_and_the_next_run_works() {
+    let Some(mut server) = GcsServer::start() else {
+        return;
+    };
+    server.stop();
+    let Some(fs_) = Tmpfs::mount(&server.storage(), SMALL_FS) else {
+        return;
+    };
+    server.restart();
+    let s = setup("gcs", &server.config_section("chunk_size = \"8MiB\""));
+    let d = Daemon::start(&s.config);
+    let before = first_copy(&d);
+    s.add_big_file();
+
+    let id = start_run(&d);
+    let error = failed_job(&d, id, Duration::from_secs(120));
+    assert_names(&error, &format!("gs://{BUCKET}"), &["connection closed"]);
+    assert_eq!(listed(&d), before);
+
+    fs_.resize(LARGE_FS);
+    let dest = destination_from("gcs", &server.config_section(""));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    next_run_succeeds(&s, &d, &before, || {
+        rt.block_on(conformance::keys(dest.as_ref(), "testhost/"))
+            .into_iter()
+            .filter(|k| !k.contains("twindb-status.json"))
+            .collect()
+    });
+}
+
+/// The GCS emulator is killed once the copy is under way.
 #[test]
 fn a_gcs_destination_that_dies_mid_copy_fails_the_copy_and_the_next_run_works() {
     let Some(mut server) = GcsServer::start() else {
