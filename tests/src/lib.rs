@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod servers;
 pub mod sinks;
 pub mod sshd;
+pub mod tmpfs;
 
 use std::collections::BTreeMap;
 use std::fs;

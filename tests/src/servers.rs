@@ -190,6 +190,11 @@ impl GcsServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The folder the emulator stores objects and resumable uploads in.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join(".cloudstorage")
+    }
+
     pub fn stop(&mut self) {
         stop_child(&mut self.child);
     }

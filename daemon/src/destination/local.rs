@@ -195,6 +195,22 @@ impl Destination for Local {
             .map_err(|e| self.err("cleaning partial uploads under", prefix, e))
     }
 
+    async fn discard(&self, key: &str) -> Result<(), DestinationError> {
+        let path = self.path(key).map_err(|e| self.err("deleting", key, e))?;
+        // The temp files of this key's puts, named as in `put`.
+        let temp_prefix = format!(
+            ".{}{PARTIAL}.",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let removed = tokio::task::spawn_blocking(move || remove_temps(&dir, &temp_prefix))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r);
+        removed.map_err(|e| self.err("deleting", key, e))?;
+        self.delete(key).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
         let path = self.path(key).map_err(|e| self.err("deleting", key, e))?;
         match tokio::fs::remove_file(&path).await {
@@ -203,6 +219,25 @@ impl Destination for Local {
             Err(e) => Err(self.err("deleting", key, e)),
         }
     }
+}
+
+/// Removes the files of `dir` whose name starts with `prefix`; a missing `dir` has none.
+fn remove_temps(dir: &Path, prefix: &str) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -405,6 +440,33 @@ mod tests {
         )
         .await
         .unwrap();
+    }
+
+    /// A put that could not remove its temp file (the disk went away) leaves it for
+    /// `discard` of its key, which leaves other keys' temp files alone.
+    #[tokio::test]
+    async fn discard_removes_the_key_and_its_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Local::new(dir.path());
+        let files = dir.path().join("h/daily/files");
+        std::fs::create_dir_all(&files).unwrap();
+        for name in [
+            "a.tar",
+            ".a.tar.twindb-partial.1.0",
+            ".a.tar.twindb-partial.2.5",
+            ".a.tar.gz.twindb-partial.1.1",
+            "b.tar",
+        ] {
+            std::fs::write(files.join(name), name).unwrap();
+        }
+        d.discard("h/daily/files/a.tar").await.unwrap();
+        let mut left: Vec<_> = walk_all(dir.path())
+            .into_iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".a.tar.gz.twindb-partial.1.1", "b.tar"]);
+        d.discard("h/nothing/here.tar").await.unwrap();
     }
 
     fn walk_all(p: &Path) -> Vec<PathBuf> {

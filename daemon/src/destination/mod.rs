@@ -50,7 +50,8 @@ pub struct ObjectMeta {
 ///   stream has been stored and made durable. A stream that ends with an error, a
 ///   cancelled (dropped) future or a killed process leaves nothing that `list` shows.
 /// - `get` and `list` stream; nothing is held whole in memory.
-/// - `delete` of a missing key succeeds.
+/// - `delete` of a missing key succeeds. `discard` also removes what a failed or
+///   interrupted put of the key left (see [`Destination::discard`]).
 /// - `read_small`/`write_small` move small objects (status files) whole; a write is as
 ///   atomic as `put`.
 /// - `check` proves the destination usable (reachable, credentials valid, writable); the
@@ -79,6 +80,15 @@ pub trait Destination: Send + Sync + fmt::Debug {
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>>;
 
     async fn delete(&self, key: &str) -> Result<(), DestinationError>;
+
+    /// Deletes `key` and whatever an interrupted put of `key` left behind (its temp
+    /// file, the parts of its multipart upload), also when that put could not clean up
+    /// because the destination was down or full at the time. Only call this when no
+    /// put of `key` can be running: the status sweep does, for keys recorded as
+    /// pending that no job of this process is storing.
+    async fn discard(&self, key: &str) -> Result<(), DestinationError> {
+        self.delete(key).await
+    }
 
     /// Reads a small object whole (status files). `None` when it does not exist.
     async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {

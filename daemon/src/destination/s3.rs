@@ -74,6 +74,10 @@ pub struct S3 {
     sse: Option<ServerSideEncryption>,
     kms_key_id: Option<String>,
     storage_class: Option<StorageClass>,
+    /// Multipart uploads (key, upload id) whose abort failed (the server was down):
+    /// [`Destination::discard`] of the key aborts them once it is back. Servers that
+    /// cannot list uploads would otherwise keep their parts for ever.
+    unaborted: Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl fmt::Debug for S3 {
@@ -139,6 +143,7 @@ impl S3 {
                 .map(ServerSideEncryption::from),
             kms_key_id: c.sse_kms_key_id.clone(),
             storage_class: c.storage_class.as_deref().map(StorageClass::from),
+            unaborted: Arc::default(),
         }
     }
 
@@ -319,6 +324,64 @@ impl S3 {
         Ok(total)
     }
 
+    /// Remembers an upload whose abort failed, for the next discard of its key.
+    fn abort_failed(&self, key: &str, upload_id: &str, e: &DestinationError) {
+        tracing::warn!(
+            "could not abort the multipart upload of {key}: {e}; its parts stay in the bucket \
+             (invisible, but billed) until the next sweep (retention, start) or a lifecycle \
+             rule removes them"
+        );
+        self.unaborted
+            .lock()
+            .expect("unaborted lock")
+            .push((key.to_string(), upload_id.to_string()));
+    }
+
+    /// Aborts the multipart uploads under `prefix` whose key `wanted` accepts; returns
+    /// how many. A server that cannot list uploads has none to abort.
+    async fn abort_listed(
+        &self,
+        prefix: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<usize, DestinationError> {
+        let mut aborted = 0;
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let out = match self
+                .client
+                .list_multipart_uploads()
+                .bucket(&*self.bucket)
+                .prefix(prefix)
+                .set_key_marker(markers.0.clone())
+                .set_upload_id_marker(markers.1.clone())
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) => {
+                    tracing::debug!("{} cannot list multipart uploads", self.name);
+                    return Ok(aborted);
+                }
+                Err(e) => return Err(self.sdk_error("listing uploads under", Some(prefix), e)),
+            };
+            for u in out.uploads() {
+                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                    if wanted(key) {
+                        self.abort(key, id).await?;
+                        aborted += 1;
+                    }
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            markers = (
+                out.next_key_marker().map(str::to_string),
+                out.next_upload_id_marker().map(str::to_string),
+            );
+        }
+    }
+
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), DestinationError> {
         self.client
             .abort_multipart_upload()
@@ -441,7 +504,7 @@ impl AbortOnDrop {
         match result {
             Ok(()) => tracing::debug!(key = %self.key, "multipart upload aborted"),
             Err(e) if e.is_retryable() => spawn_abort(self.s3.clone(), self.key.clone(), id),
-            Err(e) => warn_abort_failed(&self.key, &e),
+            Err(e) => self.s3.abort_failed(&self.key, &id, &e),
         }
     }
 }
@@ -462,16 +525,9 @@ fn spawn_abort(s3: S3, key: String, upload_id: String) {
         let what = format!("aborting the upload of {key}");
         match retry(&what, || s3.abort(&key, &upload_id)).await {
             Ok(()) => tracing::debug!(%key, "multipart upload aborted"),
-            Err(e) => warn_abort_failed(&key, &e),
+            Err(e) => s3.abort_failed(&key, &upload_id, &e),
         }
     });
-}
-
-fn warn_abort_failed(key: &str, e: &DestinationError) {
-    tracing::warn!(
-        "could not abort the multipart upload of {key}: {e}; its parts stay in the bucket \
-         (invisible, but billed) until twindbd's next start or a lifecycle rule removes them"
-    );
 }
 
 /// Cuts a byte stream into parts of a requested size.
@@ -740,41 +796,36 @@ impl Destination for S3 {
     }
 
     async fn clean_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
-        let mut aborted = 0;
-        let mut markers: (Option<String>, Option<String>) = (None, None);
-        loop {
-            let out = match self
-                .client
-                .list_multipart_uploads()
-                .bucket(&*self.bucket)
-                .prefix(prefix)
-                .set_key_marker(markers.0.clone())
-                .set_upload_id_marker(markers.1.clone())
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) => {
-                    // Some S3-compatible servers cannot list uploads; nothing to do.
-                    tracing::debug!("{} cannot list multipart uploads", self.name);
-                    return Ok(0);
-                }
-                Err(e) => return Err(self.sdk_error("listing uploads under", Some(prefix), e)),
-            };
-            for u in out.uploads() {
-                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
-                    self.abort(key, id).await?;
-                    aborted += 1;
+        self.abort_listed(prefix, |_| true).await
+    }
+
+    async fn discard(&self, key: &str) -> Result<(), DestinationError> {
+        let remembered: Vec<String> = {
+            let mut unaborted = self.unaborted.lock().expect("unaborted lock");
+            let (mine, others) = std::mem::take(&mut *unaborted)
+                .into_iter()
+                .partition(|(k, _)| k == key);
+            *unaborted = others;
+            mine.into_iter().map(|(_, id)| id).collect()
+        };
+        for (i, id) in remembered.iter().enumerate() {
+            let what = format!("aborting the upload of {key}");
+            if let Err(e) = retry(&what, || self.abort(key, id)).await {
+                if e.kind != ErrorKind::NotFound {
+                    // Kept for the next discard, this one and those not tried yet.
+                    let mut unaborted = self.unaborted.lock().expect("unaborted lock");
+                    unaborted.extend(
+                        remembered[i..]
+                            .iter()
+                            .map(|id| (key.to_string(), id.clone())),
+                    );
+                    return Err(e);
                 }
             }
-            if out.is_truncated() != Some(true) {
-                return Ok(aborted);
-            }
-            markers = (
-                out.next_key_marker().map(str::to_string),
-                out.next_upload_id_marker().map(str::to_string),
-            );
         }
+        // Uploads of an earlier twindbd (or of this one before a config reload).
+        self.abort_listed(key, |k| k == key).await?;
+        self.delete(key).await
     }
 }
 

@@ -9,7 +9,8 @@
 //! - `put` streams the bytes into `cat`, writing `.NAME.twindb-partial.PID.N` beside
 //!   the final name (opened by the shell before any byte is sent), checks `cat`'s exit
 //!   status and the stored size, flushes the file to disk and renames it into place.
-//!   On failure or cancel the temp file is removed (best effort; a killed twindbd's
+//!   On failure or cancel the temp file is removed (best effort: when the server is
+//!   gone, `discard` of the key removes it at the next sweep, and a killed twindbd's
 //!   leftovers are removed at its next start by [`Ssh::remove_partials`]). `list`
 //!   never shows names starting with '.'. A streamed `put` is never retried.
 //! - The connection is closed after [`IDLE_CLOSE`] without use, and an operation on a
@@ -630,6 +631,23 @@ impl Destination for Ssh {
             .map(|_| ())
     }
 
+    async fn discard(&self, key: &str) -> Result<(), DestinationError> {
+        let path = self
+            .path(key)
+            .map_err(|e| self.err("deleting", Some(key), e))?;
+        let (dir, file_name) = path.rsplit_once('/').expect("an absolute path");
+        // The temp files of this key's puts (see put_stream): the quoted part is
+        // literal, the `*` is the shell's; no match leaves a name `rm -f` ignores.
+        let temps = quote(&format!("{dir}/.{file_name}{PARTIAL}."));
+        self.run(
+            "deleting",
+            Some(key),
+            &format!("rm -f -- {} {temps}*", quote(&path)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
         retry(&self.inner.tuning.backoff, || async {
             let stream = match self.open_read(key).await {
@@ -864,7 +882,7 @@ async fn remove_temp(ssh: Ssh, temp: String) {
     .await;
     if !matches!(removed, Ok(Ok(_))) {
         tracing::warn!(destination = %ssh.inner.name, temp = %temp,
-            "could not remove a partial upload; the next start of twindbd removes it");
+            "could not remove a partial upload; the next sweep (retention, start) removes it");
     }
 }
 

@@ -453,7 +453,9 @@ impl StatusStore {
     }
 
     /// Deletes every pending object that no job of this process is storing (a copy
-    /// whose job failed or was killed, a deletion that did not finish) and forgets it.
+    /// whose job failed or was killed, a deletion that did not finish), with what its
+    /// put left beside it ([`Destination::discard`]: a temp file or multipart parts a
+    /// dead destination kept the job from removing), and forgets it.
     /// A key that is also a recorded copy is only forgotten, never deleted. Returns the
     /// keys removed; one that could not be deleted stays pending for the next sweep.
     pub async fn sweep(&self) -> Result<Vec<String>, StatusError> {
@@ -487,11 +489,13 @@ impl StatusStore {
         Ok(done)
     }
 
+    /// Deletes a pending object and what its put may have left beside it: a put cut
+    /// off by a destination that died or filled up could not clean up after itself.
     async fn delete_pending(&self, p: &Pending) -> Result<(), DestinationError> {
         if let (Some(local), Some(dir)) = (&p.local, &self.keep_local) {
-            dir.delete(local).await?;
+            dir.discard(local).await?;
         }
-        self.dest.delete(&p.key).await
+        self.dest.discard(&p.key).await
     }
 
     /// Also looks for TwinDB's local copies in `keep_local_path`.
