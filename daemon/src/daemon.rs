@@ -63,6 +63,11 @@ impl Daemon {
             )
         })?;
         engine.status = engine.status.clone().with_writer(me);
+        // We hold the state_dir lock and no job runs yet: what a killed twindbd's jobs
+        // left (restore staging, verify datadirs, throwaway servers) is ours to remove.
+        for path in crate::state::remove_leftovers(&config.daemon.state_dir) {
+            tracing::info!(path = %path.display(), "removed what an earlier twindbd left");
+        }
         engine
             .dest
             .check()

@@ -19,6 +19,8 @@ pub const POINTS: &[&str] = &[
     "retention.recorded",
     // retention::apply: one object deleted
     "retention.deleted-one",
+    // restore::stream_copy: the first chunk reached the extractor
+    "restore.mid-stream",
 ];
 
 #[cfg(feature = "failpoints")]

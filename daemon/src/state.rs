@@ -226,6 +226,137 @@ impl StateStore {
     }
 }
 
+/// What a job makes outside its copies and removes when it ends: restore staging
+/// beside `--dst`, a throwaway server's folder. Recorded in `state_dir/scratch/` before
+/// it is made and forgotten once it is gone, so that the start after a crash (kill -9,
+/// power loss) removes what the job could not. Folders inside state_dir itself
+/// (backup tool work folders, verify datadirs) need no record: see
+/// [`remove_leftovers`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Leftover {
+    /// One folder.
+    Path { path: PathBuf },
+    /// Every entry of `dir` whose name starts with `prefix` and ends with `suffix`:
+    /// a restore's staging folder and its sibling scratch folders.
+    Siblings {
+        dir: PathBuf,
+        prefix: String,
+        suffix: String,
+    },
+}
+
+/// A [`Leftover`]'s record; dropped (the record removed) after the folder is gone.
+#[derive(Debug)]
+pub struct ScratchRecord {
+    file: PathBuf,
+}
+
+impl ScratchRecord {
+    pub fn new(state_dir: &Path, what: &Leftover) -> io::Result<ScratchRecord> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = state_dir.join("scratch");
+        std::fs::create_dir_all(&dir)?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("{}-{n}.json", std::process::id()));
+        write_atomically(
+            &file,
+            &serde_json::to_vec(what).expect("leftover serializes"),
+        )?;
+        Ok(ScratchRecord { file })
+    }
+}
+
+impl Drop for ScratchRecord {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Names of the folders jobs make inside state_dir (MySQL backup tool work folders,
+/// verify scratch datadirs).
+pub const STATE_DIR_SCRATCH: &[&str] = &["twindb-xtrabackup-", "verify-"];
+
+/// Removes what jobs of an earlier life left: the recorded [`Leftover`]s and the
+/// scratch folders inside state_dir. Call at start, holding the state_dir lock and
+/// before any job runs. Returns what was removed.
+pub fn remove_leftovers(state_dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let mut remove = |p: PathBuf| {
+        let gone = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+            Ok(_) => std::fs::remove_file(&p),
+            Err(_) => return,
+        };
+        match gone {
+            Ok(()) => removed.push(p),
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove what an earlier twindbd left")
+            }
+        }
+    };
+    let entries = |dir: &Path| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (name, path) in entries(state_dir) {
+        if STATE_DIR_SCRATCH.iter().any(|p| name.starts_with(p)) {
+            remove(path);
+        }
+    }
+    for (_, record) in entries(&state_dir.join("scratch")) {
+        let what: Option<Leftover> = std::fs::read(&record)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match what {
+            Some(Leftover::Path { path }) if path.parent().is_some() => {
+                stop_server_in(&path);
+                remove(path);
+            }
+            // Only twindb's own names: a record never widens into someone else's files.
+            Some(Leftover::Siblings {
+                dir,
+                prefix,
+                suffix,
+            }) if prefix.contains(".twindb-") => {
+                for (name, path) in entries(&dir) {
+                    if name.starts_with(&prefix) && name.ends_with(&suffix) {
+                        remove(path);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let _ = std::fs::remove_file(&record);
+    }
+    removed
+}
+
+/// A throwaway server whose twindbd was killed goes on running: its pid file is in its
+/// folder. It is stopped (SIGKILL: its datadir is scratch) when that process still runs
+/// with the folder in its command line, so a recycled pid is never hit.
+fn stop_server_in(dir: &Path) {
+    let Some(pid) = std::fs::read_to_string(dir.join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+        tracing::warn!(pid, dir = %dir.display(), "stopping a throwaway server an earlier twindbd left running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// This daemon as the writer of its host's status: a random id made at the first start
 /// with this state_dir (`state_dir/daemon-id`), and the operating system's host name.
 pub fn writer_id(state_dir: &Path) -> io::Result<crate::status::WriterId> {
@@ -301,6 +432,52 @@ mod tests {
         assert_eq!(by_id(8).state, JobState::Cancelled);
         let rec = store.run_record(RunType::Daily);
         assert_eq!(rec.last_state, Some(JobState::Failed));
+    }
+
+    /// What a killed job left (a restore's staging and scratch folders, a throwaway
+    /// server's folder, a backup tool's work folder) is removed at the next start, and
+    /// nothing else is.
+    #[test]
+    fn leftovers_of_a_killed_job_are_removed_at_start() {
+        let state = tempfile::tempdir().unwrap();
+        let place = tempfile::tempdir().unwrap();
+        let mk = |p: &Path| std::fs::create_dir_all(p.join("inside")).unwrap();
+        let staging = place.path().join(".dst.twindb-partial.42");
+        let scratch = place.path().join(".dst.twindb-incremental.42");
+        let other_pid = place.path().join(".dst.twindb-partial.43");
+        let unrelated = place.path().join("dst");
+        let run = place.path().join("twv1234");
+        let work = state.path().join("twindb-xtrabackup-abc");
+        for p in [&staging, &scratch, &other_pid, &unrelated, &run, &work] {
+            mk(p);
+        }
+        let siblings = Leftover::Siblings {
+            dir: place.path().to_path_buf(),
+            prefix: ".dst.twindb-".into(),
+            suffix: ".42".into(),
+        };
+        std::mem::forget(ScratchRecord::new(state.path(), &siblings).unwrap());
+        std::mem::forget(
+            ScratchRecord::new(state.path(), &Leftover::Path { path: run.clone() }).unwrap(),
+        );
+        // A job that ended: its record is gone, nothing of its is touched.
+        drop(
+            ScratchRecord::new(
+                state.path(),
+                &Leftover::Path {
+                    path: unrelated.clone(),
+                },
+            )
+            .unwrap(),
+        );
+
+        let mut removed = remove_leftovers(state.path());
+        removed.sort();
+        let mut want = vec![staging, scratch, run, work];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(other_pid.exists() && unrelated.exists());
+        assert!(remove_leftovers(state.path()).is_empty());
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub async fn verify_mysql(
     ctx.set_phase("starting a throwaway server on the restored datadir");
     let binary = mysqld_binary(engine, vendor);
     let result = match binary {
-        Some(b) => check_server(&b, &datadir, &ctx.cancel).await,
+        Some(b) => check_server(&b, &datadir, &engine.config.daemon.state_dir, &ctx.cancel).await,
         None => Err("cannot tell which mysqld to start: set [mysql] mysqld_binary".into()),
     };
     drop(scratch);
@@ -137,8 +137,13 @@ fn mysqld_for(vendor: Vendor) -> Option<String> {
 }
 
 /// Starts mysqld on `datadir`, opens every user table, and shuts it down.
-async fn check_server(binary: &str, datadir: &Path, cancel: &Cancel) -> Result<(), String> {
-    let (mut tmp, mut server) = Throwaway::start(binary, datadir, cancel).await?;
+async fn check_server(
+    binary: &str,
+    datadir: &Path,
+    state_dir: &Path,
+    cancel: &Cancel,
+) -> Result<(), String> {
+    let (mut tmp, mut server) = Throwaway::start(binary, datadir, state_dir, cancel).await?;
     let result = open_every_table(&mut server).await;
     tmp.shutdown(server).await;
     result
@@ -171,6 +176,9 @@ async fn open_every_table(server: &mut Server) -> Result<(), String> {
 pub(crate) struct Throwaway {
     server: Group,
     run: tempfile::TempDir,
+    /// Forgotten after `run` is removed (fields drop in order): a start after a crash
+    /// stops a server left running and removes its folder.
+    _record: crate::state::ScratchRecord,
 }
 
 impl Throwaway {
@@ -180,12 +188,27 @@ impl Throwaway {
     pub(crate) async fn start(
         binary: &str,
         datadir: &Path,
+        state_dir: &Path,
         cancel: &Cancel,
     ) -> Result<(Throwaway, Server), String> {
+        // In /tmp, not state_dir: the socket path must stay under 108 bytes.
         let run = tempfile::Builder::new()
             .prefix("twv")
             .tempdir_in("/tmp")
             .map_err(|e| e.to_string())?;
+        let record = crate::state::ScratchRecord::new(
+            state_dir,
+            &crate::state::Leftover::Path {
+                path: run.path().to_path_buf(),
+            },
+        )
+        .map_err(|e| {
+            format!(
+                "recording {} in {}: {e}",
+                run.path().display(),
+                state_dir.display()
+            )
+        })?;
         let socket = run.path().join("s");
         let log = run.path().join("error.log");
         let mut cmd = Command::new(binary);
@@ -212,7 +235,11 @@ impl Throwaway {
         }
         let server =
             Group::spawn(&mut cmd, cancel).map_err(|e| format!("cannot start {binary}: {e}"))?;
-        let mut tmp = Throwaway { server, run };
+        let mut tmp = Throwaway {
+            server,
+            run,
+            _record: record,
+        };
         match tmp.connect().await {
             Ok(server) => Ok((tmp, server)),
             Err(e) => {

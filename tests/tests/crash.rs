@@ -182,3 +182,52 @@ fn kill_9_after_retention_recorded_its_deletions() {
 fn kill_9_after_retention_deleted_one_object() {
     crash_retention_at("retention.deleted-one");
 }
+
+/// kill -9 in the middle of a restore: the staging folder beside `--dst` is removed at
+/// the next start, nothing appears at `--dst`, and the restore then works.
+#[test]
+fn kill_9_mid_restore() {
+    let s = setup("");
+    let d = Daemon::start(&s.config);
+    let out = d.ctl(&["--json", "run", "daily"]).success().json();
+    let key = out[0]["copies"][0].as_str().unwrap().to_string();
+    drop(d);
+
+    let place = s.t.path().join("restores");
+    fs::create_dir_all(&place).unwrap();
+    let dst = place.join("etc");
+    let mut d = Daemon::start_with_env(&s.config, &[("TWINDB_CRASH_AT", "restore.mid-stream")]);
+    d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "twindbd did not reach the crash point:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<String> = fs::read_dir(&place)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.len() == 1 && left[0].starts_with(".etc.twindb-partial."),
+        "the killed restore left its staging folder: {left:?}"
+    );
+
+    let d = Daemon::start(&s.config);
+    // Removed at start, before any job runs (the socket may answer a moment earlier).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_dir(&place).unwrap().next().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the staging folder stays:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&s.src, &dst);
+}

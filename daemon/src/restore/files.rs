@@ -12,7 +12,7 @@ pub async fn restore_files(
     ctx: &JobCtx,
 ) -> Result<String, RestoreError> {
     let meta = find_copy(&engine.status_for_key(key).await?, key, "files")?;
-    let staging = prepare_destination(dst)?;
+    let staging = prepare_destination(dst, &engine.config.daemon.state_dir)?;
     ctx.set_phase(format!("restoring {key}"));
     let target = staging.path().to_path_buf();
     let source = stream_copy(engine, &meta, ctx, move |input| {

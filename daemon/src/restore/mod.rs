@@ -92,7 +92,11 @@ pub(crate) async fn stream_copy(
     }
     let counter = ctx.bytes_out.clone();
     stages.spawn("extract", move || {
-        let mut input = CountingReader { inner: r, counter };
+        let mut input = CountingReader {
+            inner: r,
+            counter,
+            first: true,
+        };
         consume(&mut input)?;
         // The consumer may stop at its format's end marker; read on so the checksum
         // stage sees (and verifies) every stored byte.
@@ -225,8 +229,9 @@ pub(crate) fn find_copy(
     Ok(meta)
 }
 
-/// Checks that `dst` is absent or an empty folder, and makes the staging folder beside it.
-pub(crate) fn prepare_destination(dst: &Path) -> Result<Staging, RestoreError> {
+/// Checks that `dst` is absent or an empty folder, and makes the staging folder beside
+/// it, recorded in `state_dir` so that a start after a crash removes it.
+pub(crate) fn prepare_destination(dst: &Path, state_dir: &Path) -> Result<Staging, RestoreError> {
     let bad = |why: String| RestoreError::BadDestination(dst.display().to_string(), why);
     if !dst.is_absolute() {
         return Err(bad("the path must be absolute".into()));
@@ -253,11 +258,27 @@ pub(crate) fn prepare_destination(dst: &Path) -> Result<Staging, RestoreError> {
         .map_err(|e| bad(format!("creating {}: {e}", parent.display())))?;
     let name = dst.file_name().unwrap_or_default().to_string_lossy();
     let staging = parent.join(format!(".{name}.twindb-partial.{}", std::process::id()));
+    // The staging folder and its sibling scratch folders (Staging::scratch).
+    let record = crate::state::ScratchRecord::new(
+        state_dir,
+        &crate::state::Leftover::Siblings {
+            dir: parent.to_path_buf(),
+            prefix: format!(".{name}.twindb-"),
+            suffix: format!(".{}", std::process::id()),
+        },
+    )
+    .map_err(|e| {
+        bad(format!(
+            "recording the staging folder in {}: {e}",
+            state_dir.display()
+        ))
+    })?;
     create_private_dir(&staging).map_err(|e| bad(e.to_string()))?;
     Ok(Staging {
         path: Some(staging),
         dst: dst.to_path_buf(),
         existing_mode,
+        _record: record,
     })
 }
 
@@ -292,6 +313,8 @@ pub(crate) struct Staging {
     dst: PathBuf,
     /// The mode of the empty folder the restore replaces; it keeps it.
     existing_mode: Option<u32>,
+    /// Dropped after the folder is removed (Drop runs before the fields drop).
+    _record: crate::state::ScratchRecord,
 }
 
 impl Staging {
@@ -333,10 +356,15 @@ impl Drop for Staging {
 struct CountingReader<R> {
     inner: R,
     counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// No read yet (the crash point is past the extractor's first chunk).
+    first: bool,
 }
 
 impl<R: io::Read> io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !std::mem::take(&mut self.first) {
+            crate::failpoint::crash_point("restore.mid-stream");
+        }
         let n = self.inner.read(buf)?;
         self.counter
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -362,8 +390,9 @@ mod tests {
     fn staging_is_0700_whatever_the_umask() {
         for mask in [0o000, 0o022, 0o777] {
             let dir = tempfile::tempdir().unwrap();
+            let state = tempfile::tempdir().unwrap();
             let dst = dir.path().join("restored");
-            let staging = with_umask(mask, || prepare_destination(&dst).unwrap());
+            let staging = with_umask(mask, || prepare_destination(&dst, state.path()).unwrap());
             let mode = std::fs::metadata(staging.path())
                 .unwrap()
                 .permissions()
@@ -379,10 +408,14 @@ mod tests {
             assert_eq!(mode & 0o7777, 0o700);
         }
         let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
         let dst = dir.path().join("existing");
         std::fs::create_dir(&dst).unwrap();
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o750)).unwrap();
-        prepare_destination(&dst).unwrap().commit().unwrap();
+        prepare_destination(&dst, state.path())
+            .unwrap()
+            .commit()
+            .unwrap();
         let mode = std::fs::metadata(&dst).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o750);
     }
@@ -390,13 +423,14 @@ mod tests {
     #[test]
     fn a_symlink_planted_as_the_staging_folder_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
         let elsewhere = dir.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
         std::fs::write(elsewhere.join("keep"), "x").unwrap();
         let dst = dir.path().join("restored");
         let name = format!(".restored.twindb-partial.{}", std::process::id());
         std::os::unix::fs::symlink(&elsewhere, dir.path().join(&name)).unwrap();
-        let staging = prepare_destination(&dst).unwrap();
+        let staging = prepare_destination(&dst, state.path()).unwrap();
         let meta = std::fs::symlink_metadata(staging.path()).unwrap();
         assert!(meta.is_dir() && !meta.file_type().is_symlink());
         assert!(

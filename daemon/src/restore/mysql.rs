@@ -64,7 +64,7 @@ pub async fn restore_mysql(
     let m = mysql_meta(&meta)?;
     let tools = tools(engine, m)?;
     let mode = Mode::for_vendor(m.vendor);
-    let staging = prepare_destination(req.dst)?;
+    let staging = prepare_destination(req.dst, &engine.config.daemon.state_dir)?;
     let datadir = staging.path().to_path_buf();
 
     let how = if meta.backup_type.as_deref() == Some("incremental") {

@@ -418,7 +418,7 @@ pub async fn restore_pitr(
         RestoreError::Other("cannot tell which mysqld to start: set [mysql] mysqld_binary".into())
     })?;
 
-    let staging = prepare_destination(req.dst)?;
+    let staging = prepare_destination(req.dst, &engine.config.daemon.state_dir)?;
     let work = staging.scratch("pitr");
     let _cleanup = RemoveDir(work.clone());
     restore_mysql(
@@ -433,9 +433,10 @@ pub async fn restore_pitr(
     .await?;
 
     ctx.set_phase("starting a temporary server on the restored copy");
-    let (mut server, conn) = Throwaway::start(&binary, &work, &ctx.cancel)
-        .await
-        .map_err(RestoreError::Other)?;
+    let (mut server, conn) =
+        Throwaway::start(&binary, &work, &engine.config.daemon.state_dir, &ctx.cancel)
+            .await
+            .map_err(RestoreError::Other)?;
     let replayed = replay(
         engine,
         &tools,
