@@ -309,13 +309,13 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
         })
         .await?;
 
-    crate::failpoint::crash_point("retention.recorded");
+    crate::failpoint::point("retention.recorded");
     let mut done: Vec<String> = Vec::new();
     for p in &doomed {
         match delete_pending(engine, p).await {
             Ok(()) => {
                 done.push(p.key.clone());
-                crate::failpoint::crash_point("retention.deleted-one");
+                crate::failpoint::point("retention.deleted-one");
             }
             Err(e) => {
                 tracing::warn!(key = %p.key, error = %format!("{e:#}"), "retention could not delete an object; it is no longer listed and the next retention retries");

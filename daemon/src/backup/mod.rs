@@ -116,13 +116,13 @@ pub async fn store(
     let w = w.with_counter(ctx.bytes_out.clone());
     stages.spawn("sha256", move || hash_tap(r, w, None).map(StageOut::Digest));
 
-    crate::failpoint::crash_point("store.before-put");
+    crate::failpoint::point("store.before-put");
     let mut first = true;
     let remote_stream = last
         .into_stream()
         .inspect(move |_| {
             if std::mem::take(&mut first) {
-                crate::failpoint::crash_point("store.mid-put");
+                crate::failpoint::point("store.mid-put");
             }
         })
         .boxed();
@@ -181,7 +181,7 @@ pub async fn store(
         }
     };
 
-    crate::failpoint::crash_point("store.committed");
+    crate::failpoint::point("store.committed");
     let mut digest = None;
     let mut local = None;
     let mut report = SourceReport::default();
