@@ -151,3 +151,52 @@ pub async fn run_all(dest: Arc<dyn Destination>, prefix: &str, big: u64) {
     }
     assert!(keys(d, &format!("{prefix}/")).await.is_empty());
 }
+
+/// Conditional small writes (the status of a host): a write over what was read
+/// succeeds, a write over something that changed since, or over an object that
+/// appeared, fails with [`ErrorKind::Conflict`] and changes nothing. `enforced` is
+/// false where the test server cannot check (the GCS emulator sends no generation and
+/// ignores `ifGenerationMatch`): the writes must then still succeed.
+pub async fn conditional_writes(dest: Arc<dyn Destination>, prefix: &str, enforced: bool) {
+    use twindb::destination::Version;
+    let d = dest.as_ref();
+    let key = format!("{prefix}/cas/status.json");
+    assert!(d.read_small_versioned(&key).await.unwrap().is_none());
+    d.write_small_if(&key, Bytes::from_static(b"one"), None)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let (bytes, v1) = d
+        .read_small_versioned(&key)
+        .await
+        .unwrap()
+        .expect("written");
+    assert_eq!(&bytes[..], b"one");
+    if !enforced {
+        assert_eq!(v1, Version::Unknown, "a version the server does not check");
+        d.write_small_if(&key, Bytes::from_static(b"two"), Some(&v1))
+            .await
+            .unwrap();
+        return;
+    }
+    assert!(matches!(v1, Version::Known(_)), "{v1:?}");
+    // Created meanwhile by someone else.
+    let err = d
+        .write_small_if(&key, Bytes::from_static(b"other"), None)
+        .await
+        .expect_err("an object that appeared is a conflict");
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    d.write_small_if(&key, Bytes::from_static(b"two"), Some(&v1))
+        .await
+        .unwrap_or_else(|e| panic!("over the version read: {e}"));
+    let (bytes, v2) = d.read_small_versioned(&key).await.unwrap().unwrap();
+    assert_eq!(&bytes[..], b"two");
+    assert_ne!(v1, v2);
+    // A stale version (another writer wrote since) changes nothing.
+    let err = d
+        .write_small_if(&key, Bytes::from_static(b"stale"), Some(&v1))
+        .await
+        .expect_err("a stale version is a conflict");
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert_eq!(&d.read_small(&key).await.unwrap().unwrap()[..], b"two");
+    d.delete(&key).await.unwrap();
+}

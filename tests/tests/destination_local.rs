@@ -9,7 +9,8 @@ use twindb_tests::conformance;
 async fn local_passes_the_conformance_suite() {
     let t = twindb_tests::scratch();
     let dest: Arc<dyn Destination> = Arc::new(Local::new(t.path().join("root")));
-    conformance::run_all(dest, "conformance", 200 << 20).await;
+    conformance::run_all(dest.clone(), "conformance", 200 << 20).await;
+    conformance::conditional_writes(dest, "conformance", true).await;
 }
 
 #[tokio::test]

@@ -18,7 +18,9 @@ async fn s3_passes_the_conformance_suite() {
         return;
     };
     let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
-    conformance::run_all(dest, "conformance", 200 << 20).await;
+    conformance::run_all(dest.clone(), "conformance", 200 << 20).await;
+    // If-Match / If-None-Match, which s3s-fs checks.
+    conformance::conditional_writes(dest, "conformance", true).await;
     assert!(
         server.pending_parts().is_empty(),
         "the failed put must abort its multipart upload: {:?}",

@@ -31,6 +31,16 @@ async fn ssh_passes_the_conformance_suite() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Conditional status writes: compared under `flock` on the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_small_writes_are_conditional() {
+    let Some(server) = Sshd::start_or_skip("ssh_small_writes_are_conditional") else {
+        return;
+    };
+    let dest: Arc<dyn Destination> = Arc::new(server.destination());
+    conformance::conditional_writes(dest, "cas", true).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_with_spaces_and_quotes_round_trip_on_one_connection() {
     let Some(server) = Sshd::start_or_skip("keys_with_spaces_and_quotes") else {

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::retry::{retry_as as retry, ATTEMPTS};
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta};
+use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
 use crate::config::GcsConfig;
 use crate::pipeline::ByteStream;
 
@@ -250,6 +250,7 @@ impl Gcs {
         let kind = match status.as_u16() {
             404 => ErrorKind::NotFound,
             401 | 403 => ErrorKind::PermissionDenied,
+            412 => ErrorKind::Conflict,
             408 | 429 | 500..=599 => ErrorKind::Unreachable,
             _ => ErrorKind::Other,
         };
@@ -295,12 +296,26 @@ impl Gcs {
     }
 
     async fn put_media(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
-        let url = format!(
+        self.put_media_if(key, data, None).await
+    }
+
+    /// A single-request upload; with `generation`, only over that generation of the
+    /// object (`0`: only when there is none), else HTTP 412.
+    async fn put_media_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        generation: Option<&str>,
+    ) -> Result<(), DestinationError> {
+        let mut url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
             self.base,
             enc(&self.bucket),
             enc(key)
         );
+        if let Some(g) = generation {
+            url.push_str(&format!("&ifGenerationMatch={}", enc(g)));
+        }
         retry(&format!("storing {key}"), || {
             self.call("storing", Some(key), Method::POST, &url, data.clone(), true)
         })
@@ -735,6 +750,62 @@ impl Destination for Gcs {
             return Ok(n);
         }
         self.put_resumable(key, first, &mut input).await
+    }
+
+    async fn read_small_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Version)>, DestinationError> {
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
+        retry(&format!("reading {key}"), || async {
+            let resp = match self.open(key, 0, None).await {
+                Ok(r) => r,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let version = resp
+                .headers()
+                .get("x-goog-generation")
+                .and_then(|v| v.to_str().ok())
+                .map_or(Version::Unknown, |g| Version::Known(g.to_string()));
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| {
+                    self.error("reading", Some(key), ErrorKind::Unreachable, e.to_string())
+                })?;
+            Ok(Some((body, version)))
+        })
+        .await
+    }
+
+    /// `ifGenerationMatch` with the generation read (`0` for a new object). A 412 after
+    /// a retry may be our own first attempt, which landed: told apart by the bytes.
+    async fn write_small_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expect: Option<&Version>,
+    ) -> Result<(), DestinationError> {
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        let generation = match expect {
+            Some(Version::Unknown) => return self.put_media(key, data).await,
+            Some(Version::Known(g)) => g.as_str(),
+            None => "0",
+        };
+        match self.put_media_if(key, data.clone(), Some(generation)).await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                match self.read_small_versioned(key).await? {
+                    Some((now, _)) if now == data => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {

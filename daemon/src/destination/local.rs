@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta};
+use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
 use crate::pipeline::{ByteStream, CHUNK};
 
 /// Marks an upload in progress; `list` never shows such names.
@@ -185,6 +185,81 @@ impl Destination for Local {
             .boxed()
     }
 
+    async fn read_small_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(bytes::Bytes, Version)>, DestinationError> {
+        let path = self.path(key).map_err(|e| self.err("reading", key, e))?;
+        let read = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            use std::io::Read;
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // The version of the very file read (same descriptor).
+            let version = version_of(&f.metadata()?);
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            Ok(Some((bytes::Bytes::from(bytes), version)))
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r);
+        read.map_err(|e| self.err("reading", key, e))
+    }
+
+    /// Under an exclusive lock on `.NAME.twindb-lock` beside the key (flock: another
+    /// process on this host, or on another host of an NFS mount with locking), the
+    /// object is compared with what was read, then replaced as `write_small` does. A
+    /// replacement is a new file, so its inode and change time tell it apart.
+    async fn write_small_if(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        expect: Option<&Version>,
+    ) -> Result<(), DestinationError> {
+        if expect == Some(&Version::Unknown) {
+            return self.write_small(key, data).await;
+        }
+        let path = self.path(key).map_err(|e| self.err("storing", key, e))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let lock_path = path.with_file_name(format!(".{name}.twindb-lock"));
+        let checked =
+            tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Option<Version>)> {
+                if let Some(dir) = lock_path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)?;
+                lock.lock()?;
+                let now = match std::fs::metadata(&path) {
+                    Ok(m) => Some(version_of(&m)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(e),
+                };
+                Ok((lock, now))
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| self.err("locking", key, e))?;
+        let (_lock, now) = checked;
+        if now.as_ref() != expect {
+            return Err(self
+                .err(
+                    "storing",
+                    key,
+                    io::Error::other("it changed since it was read: another writer"),
+                )
+                .with_kind(ErrorKind::Conflict));
+        }
+        self.write_small(key, data).await
+    }
+
     async fn clean_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
         let this = self.clone();
         let owned = prefix.to_string();
@@ -238,6 +313,11 @@ fn remove_temps(dir: &Path, prefix: &str) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn version_of(m: &std::fs::Metadata) -> Version {
+    use std::os::unix::fs::MetadataExt;
+    Version::Known(format!("{}-{}.{}", m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {

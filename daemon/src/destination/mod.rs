@@ -131,6 +131,38 @@ pub trait Destination: Send + Sync + fmt::Debug {
             .await
             .map(|_| ())
     }
+
+    /// Reads a small object whole with the version it was read at, for
+    /// [`Destination::write_small_if`]. `None` when it does not exist.
+    async fn read_small_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Version)>, DestinationError> {
+        Ok(self.read_small(key).await?.map(|b| (b, Version::Unknown)))
+    }
+
+    /// Writes a small object only if it is still what the caller read: absent for
+    /// `expect = None`, else at that version. Fails with [`ErrorKind::Conflict`] when
+    /// someone else wrote it meanwhile (the status of one host written by two daemons).
+    /// A backend that cannot tell versions apart writes unconditionally.
+    async fn write_small_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expect: Option<&Version>,
+    ) -> Result<(), DestinationError> {
+        let _ = expect;
+        self.write_small(key, data).await
+    }
+}
+
+/// The version of a small object as its backend tells writes apart: an S3 ETag, a
+/// GCS generation, a local file's inode and change time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    Known(String),
+    /// The backend cannot tell: a conditional write is unconditional.
+    Unknown,
 }
 
 /// What went wrong, in terms a caller can act on.
@@ -142,6 +174,8 @@ pub enum ErrorKind {
     Unreachable,
     /// No space left on the destination.
     Full,
+    /// A conditional write found the object changed by someone else.
+    Conflict,
     /// The stream being stored failed (source or modifier error, cancel).
     Input,
     Other,

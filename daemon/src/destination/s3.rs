@@ -41,7 +41,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
 use super::retry::{retry_as as retry, ATTEMPTS};
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta};
+use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
 use crate::config::{S3Config, S3Credentials};
 use crate::pipeline::ByteStream;
 
@@ -767,6 +767,101 @@ impl Destination for S3 {
         self.put_single(key, data, None).await
     }
 
+    async fn read_small_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Version)>, DestinationError> {
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
+        retry(&format!("reading {key}"), || async {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&*self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    let e = self.sdk_error("reading", Some(key), e);
+                    return if e.kind == ErrorKind::NotFound {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    };
+                }
+            };
+            let version = out.e_tag.clone().map_or(Version::Unknown, Version::Known);
+            let body = out.body.collect().await.map_err(|e| {
+                self.error("reading", Some(key), ErrorKind::Unreachable, e.to_string())
+            })?;
+            Ok(Some((body.into_bytes(), version)))
+        })
+        .await
+    }
+
+    /// A conditional PutObject: `If-Match` the ETag read, or `If-None-Match: *` for a
+    /// new object. A retry after a lost reply may find our own write: the ETag of a
+    /// single PUT is the MD5 of its bytes, so that case is told apart from another
+    /// writer's.
+    async fn write_small_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expect: Option<&Version>,
+    ) -> Result<(), DestinationError> {
+        validate_key(key)
+            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        if expect == Some(&Version::Unknown) {
+            return self.put_single(key, data, None).await;
+        }
+        let md5 = content_md5(&data).await;
+        let ours = {
+            use base64::Engine as _;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(&md5)
+                .unwrap_or_default();
+            format!("\"{}\"", hex::encode(raw))
+        };
+        let mut attempts = 0;
+        retry(&format!("storing {key}"), || {
+            attempts += 1;
+            let (data, md5, ours) = (data.clone(), md5.clone(), ours.clone());
+            let retried = attempts > 1;
+            async move {
+                let req = self
+                    .client
+                    .put_object()
+                    .bucket(&*self.bucket)
+                    .key(key)
+                    .content_length(data.len() as i64)
+                    .content_md5(&md5)
+                    .body(Body::from(data))
+                    .set_server_side_encryption(self.sse.clone())
+                    .set_ssekms_key_id(self.kms_key_id.clone());
+                let req = match expect {
+                    Some(Version::Known(etag)) => req.if_match(etag),
+                    _ => req.if_none_match("*"),
+                };
+                match req.send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let e = self.sdk_error("storing", Some(key), e);
+                        if e.kind == ErrorKind::Conflict && retried {
+                            let now = self.read_small_versioned(key).await?;
+                            if now.is_some_and(|(_, v)| v == Version::Known(ours)) {
+                                return Ok(());
+                            }
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
         validate_key(key)
             .map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
@@ -851,6 +946,9 @@ where
                 | "AllAccessDisabled",
             )
             | (401 | 403, _) => ErrorKind::PermissionDenied,
+            (_, "PreconditionFailed" | "ConditionalRequestConflict") | (412, _) => {
+                ErrorKind::Conflict
+            }
             (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
             | (429 | 500..=599, _) => ErrorKind::Unreachable,
             _ => ErrorKind::Other,

@@ -37,7 +37,7 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg};
 
 use super::retry::{retry, Backoff};
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta};
+use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
 use crate::config::SshConfig;
 use crate::pipeline::{ByteStream, CHUNK};
 
@@ -457,7 +457,16 @@ impl Ssh {
         Ok(out.iter().filter(|&&b| b == b'\n').count())
     }
 
-    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, DestinationError> {
+    /// Stores `data` under `key` (temp file, size check, sync, rename). With `expect`
+    /// (a version as [`Destination::read_small_versioned`] reads it, or `absent`), the
+    /// rename happens only if the object is still that, checked under `flock` on
+    /// `.NAME.twindb-lock` beside it; else the remote command exits 75 (a conflict).
+    async fn put_stream(
+        &self,
+        key: &str,
+        mut data: ByteStream,
+        expect: Option<&str>,
+    ) -> Result<u64, DestinationError> {
         let fail = |e| self.err("storing", Some(key), e);
         let path = self.path(key).map_err(fail)?;
         let (dir, file_name) = path.rsplit_once('/').expect("an absolute path");
@@ -562,8 +571,23 @@ impl Ssh {
         // A failed flush fails the copy: before the rename the temp file goes, after it
         // the object goes too (it may vanish at a crash, so it must not look stored).
         // Not retried: after a lost answer the rename may or may not have happened.
+        let condition = match expect {
+            None => String::new(),
+            Some(v) => {
+                let (dir, name) = path.rsplit_once('/').expect("an absolute path");
+                format!(
+                    "exec 9>> {lock} && flock 9 || exit 1; \
+                     [ \"$(stat -c %i-%s-%Z -- {p} 2>/dev/null || echo absent)\" = {v} ] || \
+                     {{ rm -f -- {t}; echo \"{CONFLICT}: it changed since it was read\" >&2; exit 75; }}; ",
+                    lock = quote(&format!("{dir}/.{name}.twindb-lock")),
+                    p = quote(&path),
+                    v = quote(v),
+                    t = quote(&temp),
+                )
+            }
+        };
         let commit = format!(
-            "t={t}; [ \"$(wc -c < \"$t\")\" -eq {size} ] || {{ echo \"stored size differs from the {size} bytes sent\" >&2; exit 1; }}; \
+            "{condition}t={t}; [ \"$(wc -c < \"$t\")\" -eq {size} ] || {{ echo \"stored size differs from the {size} bytes sent\" >&2; exit 1; }}; \
              sync -- \"$t\" || {{ echo \"sync of the stored file failed\" >&2; exit 1; }}; \
              mv -f -- \"$t\" {p} || exit 1; \
              sync -- {dirs} || {{ rm -f -- {p}; echo \"sync of the folders of the copy failed\" >&2; exit 1; }}",
@@ -599,7 +623,7 @@ impl Destination for Ssh {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        self.put_stream(key, data).await
+        self.put_stream(key, data, None).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
@@ -665,15 +689,79 @@ impl Destination for Ssh {
     }
 
     async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
+        self.write_small_if(key, data, Some(&Version::Unknown))
+            .await
+    }
+
+    /// The file and the version of that very file: opened once, `stat` of the open
+    /// descriptor, then its bytes. Output: `absent`, or `v<inode>-<size>-<ctime>` and a
+    /// newline before the bytes.
+    async fn read_small_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Version)>, DestinationError> {
+        let path = self
+            .path(key)
+            .map_err(|e| self.err("reading", Some(key), e))?;
+        let command = format!(
+            "f={}; [ -e \"$f\" ] || {{ echo absent; exit 0; }}; exec 3< \"$f\" && stat -L -c %i-%s-%Z /dev/fd/3 && exec cat <&3",
+            quote(&path)
+        );
+        let out = self.run("reading", Some(key), &command).await?;
+        let Some(newline) = out.iter().position(|b| *b == b'\n') else {
+            return Err(self.err(
+                "reading",
+                Some(key),
+                io::Error::other("the server's answer has no version line"),
+            ));
+        };
+        let version = String::from_utf8_lossy(&out[..newline]).trim().to_string();
+        if version == "absent" {
+            return Ok(None);
+        }
+        Ok(Some((
+            Bytes::copy_from_slice(&out[newline + 1..]),
+            Version::Known(version),
+        )))
+    }
+
+    async fn write_small_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expect: Option<&Version>,
+    ) -> Result<(), DestinationError> {
+        let expect = match expect {
+            Some(Version::Unknown) => None,
+            Some(Version::Known(v)) => Some(v.as_str()),
+            None => Some("absent"),
+        };
         // Unlike a streamed put, the bytes are at hand: the whole write can be repeated.
-        retry(&self.inner.tuning.backoff, || {
+        let written = retry(&self.inner.tuning.backoff, || {
             let data = data.clone();
-            self.put_stream(key, futures::stream::once(async move { Ok(data) }).boxed())
+            self.put_stream(
+                key,
+                futures::stream::once(async move { Ok(data) }).boxed(),
+                expect,
+            )
         })
-        .await
-        .map(|_| ())
+        .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains(CONFLICT) => {
+                // A retry after a lost answer may find our own first write.
+                match self.read_small_versioned(key).await? {
+                    Some((now, _)) if now == data => Ok(()),
+                    _ => Err(e.with_kind(ErrorKind::Conflict)),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
+
+/// What a conditional write says when the object changed since it was read.
+const CONFLICT: &str = "twindb-conflict";
 
 /// What a remote command said besides its stdout.
 #[derive(Default)]

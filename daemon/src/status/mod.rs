@@ -329,6 +329,12 @@ pub enum StatusError {
         other_pid: u32,
         other_at: DateTime<Utc>,
     },
+    #[error(
+        "the status of host {host} on {destination} changed while this twindbd updated it: another \
+         twindbd writes the copies of host {host}. Two daemons must not share a host name: set another \
+         [daemon] hostname on one of them"
+    )]
+    Concurrent { host: String, destination: String },
     #[error(transparent)]
     Destination(#[from] DestinationError),
 }
@@ -549,24 +555,35 @@ impl StatusStore {
         Ok(self.load_raw().await?.0)
     }
 
-    async fn load_raw(&self) -> Result<(Status, Option<Bytes>), StatusError> {
-        let current = self.dest.read_small(&self.key()).await?;
-        let damaged = match &current {
+    async fn load_raw(&self) -> Result<(Status, Current), StatusError> {
+        let read = self.dest.read_small_versioned(&self.key()).await?;
+        let version = read.as_ref().map(|(_, v)| v.clone());
+        let damaged = match read {
             None => None,
-            Some(bytes) => match Status::decode(bytes) {
-                Ok(s) => return Ok((s, current)),
+            Some((bytes, _)) => match Status::decode(&bytes) {
+                Ok(s) => {
+                    let current = Current {
+                        bytes: Some(bytes),
+                        version,
+                    };
+                    return Ok((s, current));
+                }
                 Err(e @ StatusError::Newer(_)) => return Err(e),
                 Err(e) => Some(e),
             },
         };
+        let current = Current {
+            bytes: None,
+            version,
+        };
         let prev = self.dest.read_small(&self.prev_key()).await?;
         match (damaged, prev) {
-            (None, None) => Ok((Status::default(), None)),
-            (None, Some(p)) => Ok((Status::decode(&p)?, None)),
+            (None, None) => Ok((Status::default(), current)),
+            (None, Some(p)) => Ok((Status::decode(&p)?, current)),
             (Some(e), Some(p)) => match Status::decode(&p) {
                 Ok(s) => {
                     tracing::error!(key = %self.key(), error = %e, "status damaged, using the previous generation");
-                    Ok((s, None))
+                    Ok((s, current))
                 }
                 Err(_) => Err(e),
             },
@@ -627,14 +644,38 @@ impl StatusStore {
         }
         f(&mut status);
         status.generation += 1;
-        if let Some(old) = current {
+        if let Some(old) = current.bytes {
             self.dest.write_small(&self.prev_key(), old).await?;
         }
-        self.dest
-            .write_small(&self.key(), Bytes::from(status.encode()))
-            .await?;
-        Ok(status)
+        // Only over what was read: two daemons updating at the same moment would
+        // otherwise lose one's records (the writer check above only sees the writes
+        // that landed before this read).
+        match self
+            .dest
+            .write_small_if(
+                &self.key(),
+                Bytes::from(status.encode()),
+                current.version.as_ref(),
+            )
+            .await
+        {
+            Ok(()) => Ok(status),
+            Err(e) if e.kind == crate::destination::ErrorKind::Conflict => {
+                Err(StatusError::Concurrent {
+                    host: self.host.clone(),
+                    destination: self.dest.name(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
+}
+
+/// The status object as read for an update: its bytes when valid (kept as `.prev`),
+/// and its version (`None`: absent), which the write must still find.
+struct Current {
+    bytes: Option<Bytes>,
+    version: Option<crate::destination::Version>,
 }
 
 #[cfg(test)]
@@ -845,5 +886,38 @@ mod tests {
         b.update(|_| {}).await.unwrap();
         assert!(a.update(|_| {}).await.is_err());
         assert_eq!(b.load().await.unwrap().copies.len(), 1);
+    }
+
+    /// Another daemon's write landing between this one's read and write (same host name,
+    /// same moment) is not overwritten: the conditional write refuses, and that write's
+    /// records stay.
+    #[tokio::test]
+    async fn a_write_between_read_and_write_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest: Arc<dyn Destination> = Arc::new(Local::new(dir.path()));
+        let a = StatusStore::new(dest.clone(), "h");
+        a.update(|s| s.copies.push(copy("h/daily/files/a.tar")))
+            .await
+            .unwrap();
+        let path = dir.path().join("h/twindb-status.json");
+        let theirs = Status {
+            generation: 9,
+            copies: vec![copy("h/daily/files/theirs.tar")],
+            ..Status::default()
+        };
+        let err = a
+            .update(|s| {
+                // The other daemon's write, as a new file renamed into place.
+                let tmp = path.with_extension("other");
+                std::fs::write(&tmp, theirs.encode()).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+                s.copies.push(copy("h/daily/files/mine.tar"));
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StatusError::Concurrent { .. }), "{err}");
+        assert!(err.to_string().contains("[daemon] hostname"), "{err}");
+        let now = a.load().await.unwrap();
+        assert_eq!(now.copies, theirs.copies, "their write stays whole");
     }
 }
