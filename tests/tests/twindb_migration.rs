@@ -613,6 +613,7 @@ fn a_new_incremental_uses_twindb_full_as_parent() {
         added
             .iter()
             .all(|k| k.starts_with("fixture-db1/twindb-status.json")
+                || *k == "fixture-db1/.twindb-status.json.twindb-lock"
                 || own_keys.contains(&k.as_str())),
         "{added:?}"
     );
