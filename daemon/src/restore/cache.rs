@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{create_private_dir, RestoreError};
+use crate::pipeline::Cancel;
 
 const FORMAT: &str = "twindb-restore-cache";
 const MANIFEST: &str = "manifest.json";
@@ -69,7 +70,12 @@ pub(super) fn entry_path(cache: &Path, key: &str, mode: &str) -> PathBuf {
 
 /// Copies the entry into the empty folder `datadir` after checking it (see the module
 /// doc). On a miss `datadir` is left empty.
-pub(super) fn load(entry: &Path, copy_sha256: &str, datadir: &Path) -> Result<(), Miss> {
+pub(super) fn load(
+    entry: &Path,
+    copy_sha256: &str,
+    datadir: &Path,
+    cancel: &Cancel,
+) -> Result<(), Miss> {
     let untrusted = |why: String| Miss::Untrusted(entry.display().to_string(), why);
     match fs::symlink_metadata(entry) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Miss::Absent),
@@ -83,7 +89,7 @@ pub(super) fn load(entry: &Path, copy_sha256: &str, datadir: &Path) -> Result<()
         }
         let root = fs::symlink_metadata(&data).map_err(|e| e.to_string())?;
         private(&root)?;
-        copy_out(&data, &manifest, datadir)
+        copy_out(&data, &manifest, datadir, cancel)
     });
     loaded.map_err(|why| {
         let _ = empty_folder(datadir);
@@ -92,7 +98,12 @@ pub(super) fn load(entry: &Path, copy_sha256: &str, datadir: &Path) -> Result<()
 }
 
 /// Stores the prepared `datadir` as the entry for the copy, replacing what was there.
-pub(super) fn store(entry: &Path, copy_sha256: &str, datadir: &Path) -> Result<(), RestoreError> {
+pub(super) fn store(
+    entry: &Path,
+    copy_sha256: &str,
+    datadir: &Path,
+    cancel: &Cancel,
+) -> Result<(), RestoreError> {
     let io_err = |p: &Path, e: io::Error| RestoreError::Io(p.display().to_string(), e);
     let cache = entry.parent().expect("an entry has a parent");
     fs::DirBuilder::new()
@@ -107,7 +118,7 @@ pub(super) fn store(entry: &Path, copy_sha256: &str, datadir: &Path) -> Result<(
     let data = tmp.join(DATA);
     create_private_dir(&data)?;
     let mut items = Vec::new();
-    copy_in(datadir, &data, "", &mut items).map_err(|e| io_err(&data, e))?;
+    copy_in(datadir, &data, "", &mut items, cancel).map_err(|e| io_err(&data, e))?;
     let manifest = Manifest {
         format: FORMAT.into(),
         copy_sha256: copy_sha256.into(),
@@ -172,7 +183,12 @@ fn private(m: &fs::Metadata) -> Result<(), String> {
 }
 
 /// Copies every item of the manifest from `data` into `datadir`, checking each one.
-fn copy_out(data: &Path, manifest: &Manifest, datadir: &Path) -> Result<(), String> {
+fn copy_out(
+    data: &Path,
+    manifest: &Manifest,
+    datadir: &Path,
+    cancel: &Cancel,
+) -> Result<(), String> {
     let mut dirs = Vec::new();
     for item in &manifest.items {
         if !plain_relative(&item.path) {
@@ -192,7 +208,7 @@ fn copy_out(data: &Path, manifest: &Manifest, datadir: &Path) -> Result<(), Stri
                 dirs.push((dst, item.mode & 0o777));
             }
             Some(sum) if meta.is_file() => {
-                let got = copy_file(&src, &dst).map_err(|e| bad(&e.to_string()))?;
+                let got = copy_file(&src, &dst, cancel).map_err(|e| bad(&e.to_string()))?;
                 if got.size != sum.size || got.sha256 != sum.sha256 {
                     return Err(bad("its content differs from the manifest"));
                 }
@@ -215,7 +231,13 @@ fn copy_out(data: &Path, manifest: &Manifest, datadir: &Path) -> Result<(), Stri
 
 /// Copies the tree `from` into the private folder `to`, recording each item; files and
 /// folders of the entry are private (0600/0700), their real modes go to the manifest.
-fn copy_in(from: &Path, to: &Path, rel: &str, items: &mut Vec<Item>) -> io::Result<()> {
+fn copy_in(
+    from: &Path,
+    to: &Path,
+    rel: &str,
+    items: &mut Vec<Item>,
+    cancel: &Cancel,
+) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -239,9 +261,9 @@ fn copy_in(from: &Path, to: &Path, rel: &str, items: &mut Vec<Item>) -> io::Resu
                 mode,
                 file: None,
             });
-            copy_in(&e.path(), &to.join(&name), &path, items)?;
+            copy_in(&e.path(), &to.join(&name), &path, items, cancel)?;
         } else if meta.is_file() {
-            let sum = copy_file(&e.path(), &to.join(&name))?;
+            let sum = copy_file(&e.path(), &to.join(&name), cancel)?;
             items.push(Item {
                 path,
                 mode,
@@ -258,13 +280,17 @@ fn copy_in(from: &Path, to: &Path, rel: &str, items: &mut Vec<Item>) -> io::Resu
 }
 
 /// Copies one file (never through a symlink, into a new 0600 file); its size and sha256.
-fn copy_file(from: &Path, to: &Path) -> io::Result<FileSum> {
+/// A cancelled job stops it at the next MiB.
+fn copy_file(from: &Path, to: &Path, cancel: &Cancel) -> io::Result<FileSum> {
     let mut src = open_nofollow(from)?;
     let mut dst = new_file(to)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
+        if cancel.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
         let n = match src.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -340,19 +366,24 @@ mod tests {
             "prepared",
         );
         assert!(matches!(
-            load(&entry, "sha", &fresh(t.path(), 0)),
+            load(&entry, "sha", &fresh(t.path(), 0), &Cancel::default()),
             Err(Miss::Absent)
         ));
-        store(&entry, "sha", &prepared(t.path())).unwrap();
+        store(&entry, "sha", &prepared(t.path()), &Cancel::default()).unwrap();
         let mode = fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let out = fresh(t.path(), 1);
-        load(&entry, "sha", &out).unwrap();
+        load(&entry, "sha", &out, &Cancel::default()).unwrap();
         assert_eq!(fs::read(out.join("shop/orders.ibd")).unwrap(), b"pages");
         let mode = |p: &str| fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode("shop"), mode("ibdata1")), (0o750, 0o640));
         // Prepared from another copy (same key, other bytes): not used.
-        let why = untrusted(load(&entry, "other", &fresh(t.path(), 2)));
+        let why = untrusted(load(
+            &entry,
+            "other",
+            &fresh(t.path(), 2),
+            &Cancel::default(),
+        ));
         assert!(why.contains("not prepared from this copy"), "{why}");
     }
 
@@ -360,11 +391,11 @@ mod tests {
     fn a_changed_file_or_a_symlink_makes_the_entry_untrusted_and_leaves_nothing() {
         let t = tempfile::tempdir().unwrap();
         let entry = t.path().join("cache/e.prepared");
-        store(&entry, "sha", &prepared(t.path())).unwrap();
+        store(&entry, "sha", &prepared(t.path()), &Cancel::default()).unwrap();
 
         fs::write(entry.join("data/shop/orders.ibd"), b"PAGES").unwrap();
         let out = fresh(t.path(), 1);
-        let why = untrusted(load(&entry, "sha", &out));
+        let why = untrusted(load(&entry, "sha", &out, &Cancel::default()));
         assert!(why.contains("differs"), "{why}");
         assert_eq!(
             fs::read_dir(&out).unwrap().count(),
@@ -372,23 +403,23 @@ mod tests {
             "a miss leaves datadir empty"
         );
 
-        store(&entry, "sha", &prepared(t.path())).unwrap();
+        store(&entry, "sha", &prepared(t.path()), &Cancel::default()).unwrap();
         let secret = t.path().join("secret");
         fs::write(&secret, b"pages").unwrap();
         fs::remove_file(entry.join("data/shop/orders.ibd")).unwrap();
         std::os::unix::fs::symlink(&secret, entry.join("data/shop/orders.ibd")).unwrap();
-        let why = untrusted(load(&entry, "sha", &fresh(t.path(), 2)));
+        let why = untrusted(load(&entry, "sha", &fresh(t.path(), 2), &Cancel::default()));
         assert!(why.contains("symlink"), "{why}");
 
         let planted = t.path().join("planted");
         fs::create_dir(&planted).unwrap();
         fs::remove_dir_all(&entry).unwrap();
         std::os::unix::fs::symlink(&planted, &entry).unwrap();
-        let why = untrusted(load(&entry, "sha", &fresh(t.path(), 3)));
+        let why = untrusted(load(&entry, "sha", &fresh(t.path(), 3), &Cancel::default()));
         assert!(why.contains("symlink"), "{why}");
         // Storing replaces the symlink, never writes through it.
-        store(&entry, "sha", &prepared(t.path())).unwrap();
+        store(&entry, "sha", &prepared(t.path()), &Cancel::default()).unwrap();
         assert_eq!(fs::read_dir(&planted).unwrap().count(), 0);
-        load(&entry, "sha", &fresh(t.path(), 4)).unwrap();
+        load(&entry, "sha", &fresh(t.path(), 4), &Cancel::default()).unwrap();
     }
 }

@@ -174,7 +174,12 @@ async fn restore_base(
     if let Some(entry) = &entry {
         ctx.set_phase(format!("copying {} from the cache", parent.key));
         let (from, to, sha) = (entry.clone(), datadir.to_path_buf(), parent.sha256.clone());
-        match blocking_io(move || Ok(cache::load(&from, &sha, &to))).await? {
+        let cancel = ctx.cancel.clone();
+        let loaded = blocking_io(move || Ok(cache::load(&from, &sha, &to, &cancel))).await?;
+        if ctx.cancel.is_cancelled() {
+            return Err(RestoreError::Cancelled);
+        }
+        match loaded {
             Ok(()) => return Ok(()),
             Err(cache::Miss::Absent) => {}
             Err(miss) => ctx.warn(format!("{miss}; preparing the full copy again")),
@@ -187,7 +192,12 @@ async fn restore_base(
     if let Some(entry) = entry {
         ctx.set_phase(format!("storing the prepared {} in the cache", parent.key));
         let (from, sha) = (datadir.to_path_buf(), parent.sha256.clone());
-        blocking_io(move || cache::store(&entry, &sha, &from)).await?;
+        let cancel = ctx.cancel.clone();
+        let stored = blocking_io(move || cache::store(&entry, &sha, &from, &cancel)).await;
+        if ctx.cancel.is_cancelled() {
+            return Err(RestoreError::Cancelled);
+        }
+        stored?;
     }
     Ok(())
 }
