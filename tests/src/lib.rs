@@ -301,6 +301,36 @@ pub fn output_of(out: std::io::Result<Output>) -> CtlOutput {
     }
 }
 
+/// Every file under `dir`, relative to it, hidden ones (temp files) included, but
+/// twindb's own status files (and their lock): what a destination folder holds
+/// besides the status, to compare with what `ls` lists.
+pub fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&p) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                if !rel.contains("twindb-status.json") {
+                    out.insert(rel);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The keys `ls` lists, each once (a copy with a keep-local twin is listed per place).
+pub fn listed(d: &Daemon) -> std::collections::BTreeSet<String> {
+    ls_keys(d).into_iter().collect()
+}
+
 /// Keys of the copies `ls` shows.
 pub fn ls_keys(d: &Daemon) -> Vec<String> {
     let v = d.ctl(&["--json", "ls"]).success().json();

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use twindb_tests::servers::{destination_from, GcsServer, S3Server, BUCKET};
@@ -58,34 +58,6 @@ impl Setup {
     fn add_big_file(&self) {
         write_random_file(&self.src.join("big.bin"), BIG, 11);
     }
-}
-
-fn listed(d: &Daemon) -> BTreeSet<String> {
-    ls_keys(d).into_iter().collect()
-}
-
-/// Every file under `dir`, relative to it, hidden ones (temp files) included, but
-/// twindb's own status files.
-fn files_under(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&p) else {
-            continue;
-        };
-        for e in entries {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                if !rel.contains("twindb-status.json") {
-                    out.insert(rel);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// One good copy before the fault: the fault must never cost a copy already listed.
