@@ -1,8 +1,13 @@
 //! A recording, optionally corrupting HTTP/1.1 proxy, to see exactly what a client sends
-//! a server (the S3 destination's checksum headers) and to damage bytes on the way.
+//! a server and to damage or refuse requests on the way. The servers the tests use
+//! ignore some headers (s3s-fs: `Content-MD5` on parts, SSE and storage class;
+//! gcp-storage-emulator: customer-supplied keys and tokens): the proxy's record is the
+//! proof that the client sent them.
 //!
 //! One request per connection (it asks the server to close), `Content-Length` bodies
-//! only: enough for the AWS SDK over plain HTTP.
+//! only: enough for the AWS SDK and the GCS client over plain HTTP. Absolute URLs a
+//! server hands out (GCS resumable session URIs) are built from the `Host` header,
+//! which the proxy passes on unchanged, so they lead back through it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the proxy saw of one request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Seen {
     pub method: String,
     /// Path and query, as sent.
@@ -21,14 +26,36 @@ pub struct Seen {
     pub headers: BTreeMap<String, String>,
     /// The body as the client sent it (before any corruption).
     pub body: Vec<u8>,
-    /// The status line the server answered.
+    /// The status line the server answered (or the proxy, for a refused request).
     pub answer: String,
 }
+
+/// Without the body, which may be megabytes: its length only.
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seen")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("headers", &self.headers)
+            .field("body", &format_args!("{} bytes", self.body.len()))
+            .field("answer", &self.answer)
+            .finish()
+    }
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+type Matcher = Box<dyn Fn(&Seen) -> bool + Send>;
 
 pub struct Proxy {
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     corrupt: Arc<AtomicBool>,
+    refuse: Arc<Mutex<Option<Matcher>>>,
 }
 
 impl Proxy {
@@ -38,15 +65,14 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let corrupt = Arc::new(AtomicBool::new(false));
-        let (s, c) = (seen.clone(), corrupt.clone());
+        let refuse: Arc<Mutex<Option<Matcher>>> = Arc::default();
+        let (s, c, r) = (seen.clone(), corrupt.clone(), refuse.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (s, c) = (s.clone(), c.clone());
+                let (s, c, r) = (s.clone(), c.clone(), r.clone());
                 std::thread::spawn(move || {
-                    if let Some(req) = forward(conn, upstream, c.load(Ordering::SeqCst)) {
-                        s.lock().unwrap().push(req);
-                    }
+                    forward(conn, upstream, &s, &c, &r);
                 });
             }
         });
@@ -54,7 +80,18 @@ impl Proxy {
             port,
             seen,
             corrupt,
+            refuse,
         }
+    }
+
+    /// Forwards to the server at `endpoint` (`http://127.0.0.1:PORT`).
+    pub fn in_front_of(endpoint: &str) -> Proxy {
+        let port = endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {endpoint}"));
+        Proxy::start(port)
     }
 
     pub fn endpoint(&self) -> String {
@@ -66,12 +103,28 @@ impl Proxy {
         self.corrupt.store(on, Ordering::SeqCst);
     }
 
+    /// Answers the next request that `matches` with 503 itself, as an overloaded
+    /// server would, without forwarding it: the client's retry path runs.
+    pub fn refuse_once(&self, matches: impl Fn(&Seen) -> bool + Send + 'static) {
+        *self.refuse.lock().unwrap() = Some(Box::new(matches));
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
 
-fn forward(conn: TcpStream, upstream: u16, corrupt: bool) -> Option<Seen> {
+const REFUSED: &str = "HTTP/1.1 503 Service Unavailable";
+
+/// Forwards one request and records it, before the client has the answer: when a
+/// client call returns, its requests are all in the record.
+fn forward(
+    conn: TcpStream,
+    upstream: u16,
+    record: &Mutex<Vec<Seen>>,
+    corrupt: &AtomicBool,
+    refuse: &Mutex<Option<Matcher>>,
+) -> Option<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let mut client = conn.try_clone().ok()?;
     let mut reader = BufReader::new(conn);
@@ -109,8 +162,31 @@ fn forward(conn: TcpStream, upstream: u16, corrupt: bool) -> Option<Seen> {
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
-    let mut sent = body.clone();
-    if corrupt && !sent.is_empty() {
+    let mut seen = Seen {
+        method,
+        target,
+        headers,
+        body,
+        answer: String::new(),
+    };
+
+    let refused = {
+        let mut r = refuse.lock().unwrap();
+        let hit = r.as_ref().is_some_and(|m| m(&seen));
+        if hit {
+            *r = None;
+        }
+        hit
+    };
+    if refused {
+        seen.answer = REFUSED.to_string();
+        record.lock().unwrap().push(seen);
+        let answer = format!("{REFUSED}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return client.write_all(answer.as_bytes()).ok();
+    }
+
+    let mut sent = seen.body.clone();
+    if corrupt.load(Ordering::SeqCst) && !sent.is_empty() {
         let mid = sent.len() / 2;
         sent[mid] ^= 0x01;
     }
@@ -119,17 +195,8 @@ fn forward(conn: TcpStream, upstream: u16, corrupt: bool) -> Option<Seen> {
     server.write_all(&sent).ok()?;
     let mut answer = Vec::new();
     server.read_to_end(&mut answer).ok()?;
-    client.write_all(&answer).ok()?;
-    let status = String::from_utf8_lossy(&answer)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    Some(Seen {
-        method,
-        target,
-        headers,
-        body,
-        answer: status,
-    })
+    let status_line = answer.split(|&b| b == b'\r').next().unwrap_or_default();
+    seen.answer = String::from_utf8_lossy(status_line).to_string();
+    record.lock().unwrap().push(seen);
+    client.write_all(&answer).ok()
 }

@@ -1,5 +1,7 @@
 //! The gcs destination against gcp-storage-emulator: the conformance suite, a server
-//! stopped mid-upload, credentials, customer-supplied keys, resumed reads.
+//! stopped mid-upload, credentials, customer-supplied keys, resumed reads. The emulator
+//! ignores keys and tokens: a recording proxy shows what the client sent, and the
+//! token endpoint verifies the signed grants.
 
 use std::time::{Duration, Instant};
 
@@ -7,9 +9,8 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
-use twindb_tests::servers::{
-    destination_from, service_account_key, GcsServer, TokenServer, BUCKET,
-};
+use twindb_tests::proxy::{Proxy, Seen};
+use twindb_tests::servers::{destination_from, GcsServer, TokenServer, BUCKET};
 
 /// 8 MiB chunks: the 200 MiB round trip takes 25 resumable-upload requests.
 const SMALL_CHUNKS: &str = "chunk_size = \"8MiB\"";
@@ -26,23 +27,86 @@ async fn gcs_passes_the_conformance_suite() {
     conformance::conditional_writes(dest, "conformance", false).await;
 }
 
+/// A request that writes or reads object data: a media upload, a resumable session's
+/// start, chunk or status query, a download.
+fn carries_object_data(r: &Seen) -> bool {
+    r.target.starts_with("/upload/") || r.target.contains("alt=media")
+}
+
+/// The emulator ignores customer-supplied keys, so the proof is what reached it: through
+/// a recording proxy, every request that writes or reads object data carries this key's
+/// three headers. One chunk is refused on the way, so the retry's status query and
+/// resend are among them.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_customer_supplied_key_is_sent_and_data_round_trips() {
+async fn a_customer_supplied_key_goes_with_every_upload_chunk_and_read() {
+    use base64::Engine as _;
     let Some(server) = GcsServer::start() else {
         return;
     };
-    // The emulator does not encrypt, but must accept the headers on every request.
-    let section = server.config_section(&format!(
-        "{SMALL_CHUNKS}\ngc_encryption_key = \"{}\"",
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-    ));
+    let proxy = Proxy::in_front_of(&server.endpoint());
+    let raw: Vec<u8> = (0..32).collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (key, key_sha) = (b64.encode(&raw), b64.encode(Sha256::digest(&raw)));
+    let section = server
+        .config_section(&format!("{SMALL_CHUNKS}\ngc_encryption_key = \"{key}\""))
+        .replace(&server.endpoint(), &proxy.endpoint());
     let dest = destination_from("gcs", &section);
+
+    // The second chunk starts at 8 MiB.
+    proxy.refuse_once(|r| {
+        r.method == "PUT"
+            && r.header("content-range")
+                .is_some_and(|c| c.starts_with("bytes 8388608-"))
+    });
     let (stream, want) = generated(20 << 20, 1 << 20, 3);
     dest.put("h/daily/files/k.tar", stream).await.unwrap();
     assert_eq!(
         sha256_of(dest.as_ref(), "h/daily/files/k.tar").await.0,
         want
     );
+    let (stream, want) = generated(1000, 1000, 4);
+    dest.put("h/daily/files/small.tar", stream).await.unwrap();
+    assert_eq!(
+        sha256_of(dest.as_ref(), "h/daily/files/small.tar").await.0,
+        want
+    );
+    let status = bytes::Bytes::from_static(b"{\"copies\":[]}");
+    dest.write_small("h/status", status.clone()).await.unwrap();
+    assert_eq!(dest.read_small("h/status").await.unwrap(), Some(status));
+
+    let seen: Vec<Seen> = proxy
+        .seen()
+        .into_iter()
+        .filter(carries_object_data)
+        .collect();
+    for r in &seen {
+        let headers = (
+            r.header("x-goog-encryption-algorithm"),
+            r.header("x-goog-encryption-key"),
+            r.header("x-goog-encryption-key-sha256"),
+        );
+        assert_eq!(
+            headers,
+            (Some("AES256"), Some(key.as_str()), Some(key_sha.as_str())),
+            "{} {} (content-range {:?}) does not carry the key",
+            r.method,
+            r.target,
+            r.header("content-range")
+        );
+    }
+    // Every kind of such request was among them.
+    let count = |what: &dyn Fn(&Seen) -> bool| seen.iter().filter(|r| what(r)).count();
+    let range = |r: &Seen| r.header("content-range").unwrap_or_default().to_string();
+    let kinds = [
+        count(&|r| r.target.contains("uploadType=media")),
+        count(&|r| r.method == "POST" && r.target.contains("uploadType=resumable")),
+        count(&|r| r.method == "PUT" && range(r).starts_with("bytes ") && range(r) != "bytes */*"),
+        count(&|r| r.answer.contains(" 503 ")),
+        count(&|r| range(r) == "bytes */*"),
+        count(&|r| r.method == "GET"),
+    ];
+    // media: small.tar and the status; chunks: 3, and the refused one again; reads: 3.
+    assert_eq!(kinds, [2, 1, 4, 1, 1, 3], "{seen:#?}");
 }
 
 /// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
@@ -66,8 +130,12 @@ async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothi
         let dest = dest.clone();
         tokio::spawn(async move { dest.put(key, slow_stream(200 << 20)).await })
     };
-    // About two chunks in, kill the emulator.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Once the emulator holds two chunks of the upload, kill it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.resumable_bytes() < 16 << 20 {
+        assert!(Instant::now() < deadline, "no chunk was uploaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop();
     let stopped = Instant::now();
     let err = put.await.unwrap().unwrap_err();
@@ -84,31 +152,89 @@ async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothi
     assert!(keys(dest.as_ref(), "h/").await.is_empty());
 }
 
+/// The emulator ignores tokens, so the proof is on both sides of it: the token endpoint
+/// verifies each signed grant (signature, iss, aud, scope, times), and through a
+/// recording proxy every storage request carries the token it issued.
 #[tokio::test(flavor = "multi_thread")]
-async fn service_account_tokens_are_fetched_and_a_rejected_key_is_a_permission_error() {
+async fn service_account_grants_are_signed_and_every_request_carries_the_token() {
     let Some(server) = GcsServer::start() else {
         return;
     };
     let t = twindb_tests::scratch();
+    let proxy = Proxy::in_front_of(&server.endpoint());
+    let with_key = |key: &std::path::Path| {
+        server
+            .config_section(&format!(
+                "{SMALL_CHUNKS}\ngc_credentials_file = \"{}\"",
+                key.display()
+            ))
+            .replace(&server.endpoint(), &proxy.endpoint())
+    };
 
-    // A good key: gcp_auth signs a JWT grant, the token server answers, requests
-    // carry the token (the emulator ignores it).
     let tokens = TokenServer::start(true);
-    let key = service_account_key(t.path(), &tokens.uri());
-    let section = server.config_section(&format!("gc_credentials_file = \"{}\"", key.display()));
-    let dest = destination_from("gcs", &section);
-    dest.check().await.unwrap();
-    let (stream, want) = generated(1 << 20, 1 << 16, 4);
-    dest.put("h/x", stream).await.unwrap();
-    assert_eq!(sha256_of(dest.as_ref(), "h/x").await.0, want);
+    let dest = destination_from("gcs", &with_key(&tokens.service_account_key(t.path())));
+    if let Err(e) = dest.check().await {
+        panic!("{e}; the token endpoint saw {:?}", tokens.grants());
+    }
+    // A media upload and a resumable one of two chunks, read back, listed, deleted.
+    for (key, len) in [("h/small", 1 << 20), ("h/big", 9 << 20)] {
+        let (stream, want) = generated(len, 1 << 20, 4);
+        dest.put(key, stream).await.unwrap();
+        assert_eq!(sha256_of(dest.as_ref(), key).await.0, want);
+    }
+    assert_eq!(keys(dest.as_ref(), "h/").await, ["h/big", "h/small"]);
+    dest.delete("h/small").await.unwrap();
 
-    // A revoked key: the token endpoint says invalid_grant.
+    let grants = tokens.grants();
+    assert!(!grants.is_empty(), "no token was asked for");
+    for g in &grants {
+        let claims = g
+            .as_ref()
+            .unwrap_or_else(|why| panic!("grant refused: {why}"));
+        assert_eq!(claims["iss"], "twindb@twindb-test.iam.gserviceaccount.com");
+        assert_eq!(claims["aud"], tokens.uri().as_str());
+    }
+    let seen = proxy.seen();
+    // check, 2 uploads (1 + session + 2 chunks), 2 reads, list, delete.
+    assert!(seen.len() >= 9, "{seen:#?}");
+    let bearer = format!("Bearer {}", tokens.token());
+    for r in &seen {
+        assert_eq!(
+            r.header("authorization"),
+            Some(bearer.as_str()),
+            "{} {} does not carry the issued token",
+            r.method,
+            r.target
+        );
+    }
+
+    // A key whose grant does not verify (the endpoint knows another key) is refused.
+    let other = TokenServer::start(true);
+    let stale = other.service_account_key(&t.path().join("stale"));
+    other.service_account_key(&t.path().join("current"));
+    let err = destination_from("gcs", &with_key(&stale))
+        .check()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    let grants = other.grants();
+    assert!(
+        grants
+            .iter()
+            .all(|g| g.as_ref().is_err_and(|why| why.contains("bad signature"))),
+        "{grants:?}"
+    );
+
+    // A revoked key: a good grant, but the endpoint says invalid_grant.
     let refused = TokenServer::start(false);
-    let key = service_account_key(t.path(), &refused.uri());
-    let section = server.config_section(&format!("gc_credentials_file = \"{}\"", key.display()));
-    let err = destination_from("gcs", &section).check().await.unwrap_err();
+    let key = refused.service_account_key(&t.path().join("revoked"));
+    let err = destination_from("gcs", &with_key(&key))
+        .check()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains(&format!("gs://{BUCKET}")), "{err}");
+    assert!(refused.grants().iter().all(|g| g.is_ok()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,7 +338,7 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     let src = t.path().join("src");
     make_tree(&src);
     let tokens = TokenServer::start(true);
-    let key_file = service_account_key(t.path(), &tokens.uri());
+    let key_file = tokens.service_account_key(t.path());
     let section =
         server.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
     let config = files_config_to(t.path(), &[&src], "gzip", "gcs", &section);
@@ -249,4 +375,9 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     // The emulator ignores signatures: check it with openssl instead.
     verify_v4_signature(&url, &key_file, t.path());
     assert_eq!(d.stop(), 0);
+    let grants = tokens.grants();
+    assert!(
+        !grants.is_empty() && grants.iter().all(|g| g.is_ok()),
+        "{grants:?}"
+    );
 }

@@ -1,5 +1,7 @@
 //! The s3 destination against s3s-fs (which checks SigV4 signatures): the conformance
-//! suite, failures (server stopped, wrong credentials, cancel), resumed reads.
+//! suite, failures (server stopped, wrong credentials, cancel), resumed reads; through a
+//! recording proxy, the headers s3s-fs does not check (checksums of parts, encryption,
+//! storage class).
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +9,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
+use twindb_tests::proxy::{Proxy, Seen};
 use twindb_tests::servers::{destination_from, S3Server, BUCKET};
 
 /// 5 MiB parts (S3's minimum): the 200 MiB round trip takes 40 of them.
@@ -291,14 +294,7 @@ async fn every_part_and_put_carries_a_checksum_the_server_checks() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let upstream: u16 = server
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = twindb_tests::proxy::Proxy::start(upstream);
+    let proxy = Proxy::in_front_of(&server.endpoint());
     let section = server
         .config_section(SMALL_PARTS)
         .replace(&server.endpoint(), &proxy.endpoint());
@@ -347,4 +343,90 @@ async fn every_part_and_put_carries_a_checksum_the_server_checks() {
         keys(dest.as_ref(), "h/").await,
         ["h/daily/files/parts.tar", "h/daily/files/single.tar"]
     );
+}
+
+/// `server_side_encryption`, `sse_kms_key_id` and `storage_class` go with every
+/// PutObject and CreateMultipartUpload of a copy; status files get the encryption but
+/// no storage class, so they stay readable at once. s3s-fs ignores the encryption and
+/// takes only STANDARD and REDUCED_REDUNDANCY: the proof is a recording proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn encryption_and_storage_class_go_with_every_copy_and_no_class_with_status_files() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = Proxy::in_front_of(&server.endpoint());
+    let kms = "arn:aws:kms:eu-west-1:111122223333:key/twindb-test";
+    for (sse, kms) in [("AES256", None), ("aws:kms", Some(kms))] {
+        let mut extra = format!(
+            "{SMALL_PARTS}\nserver_side_encryption = \"{sse}\"\nstorage_class = \"REDUCED_REDUNDANCY\""
+        );
+        if let Some(k) = kms {
+            extra.push_str(&format!("\nsse_kms_key_id = \"{k}\""));
+        }
+        let section = server
+            .config_section(&extra)
+            .replace(&server.endpoint(), &proxy.endpoint());
+        let dest = destination_from("s3", &section);
+        let start = proxy.seen().len();
+
+        // A multipart copy, a single-put copy, a status file written plainly and
+        // conditionally.
+        let (stream, want) = generated(12 << 20, 1 << 20, 3);
+        dest.put("h/daily/files/parts.tar", stream).await.unwrap();
+        assert_eq!(
+            sha256_of(dest.as_ref(), "h/daily/files/parts.tar").await.0,
+            want
+        );
+        let (stream, _) = generated(1000, 1000, 4);
+        dest.put("h/daily/files/single.tar", stream).await.unwrap();
+        let status = bytes::Bytes::from_static(b"{\"copies\":[]}");
+        dest.write_small("h/status", status.clone()).await.unwrap();
+        let (_, version) = dest
+            .read_small_versioned("h/status")
+            .await
+            .unwrap()
+            .unwrap();
+        dest.write_small_if("h/status", status, Some(&version))
+            .await
+            .unwrap();
+
+        // PutObject: a PUT that is not a part; CreateMultipartUpload: POST ?uploads.
+        let creates: Vec<Seen> = proxy.seen()[start..]
+            .iter()
+            .filter(|r| {
+                (r.method == "PUT" && !r.target.contains("partNumber="))
+                    || (r.method == "POST" && r.target.contains("?uploads"))
+            })
+            .cloned()
+            .collect();
+        let (copies, statuses): (Vec<&Seen>, Vec<&Seen>) =
+            creates.iter().partition(|r| r.target.contains("/files/"));
+        // CreateMultipartUpload and PutObject of a copy; two status writes.
+        assert_eq!((copies.len(), statuses.len()), (2, 2), "{creates:#?}");
+        for r in &creates {
+            let headers = (
+                r.header("x-amz-server-side-encryption"),
+                r.header("x-amz-server-side-encryption-aws-kms-key-id"),
+            );
+            assert_eq!(headers, (Some(sse), kms), "{} {}", r.method, r.target);
+        }
+        for r in &copies {
+            let class = r.header("x-amz-storage-class");
+            assert_eq!(
+                class,
+                Some("REDUCED_REDUNDANCY"),
+                "{} {}",
+                r.method,
+                r.target
+            );
+        }
+        for r in &statuses {
+            let class = r.header("x-amz-storage-class");
+            assert_eq!(
+                class, None,
+                "a status file with a storage class: {}",
+                r.target
+            );
+        }
+    }
 }

@@ -12,9 +12,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use twindb_tests::mariadb::{self, MariaDb};
-use twindb_tests::servers::{
-    destination_from, service_account_key, GcsServer, S3Server, TokenServer, BUCKET,
-};
+use twindb_tests::servers::{destination_from, GcsServer, S3Server, TokenServer, BUCKET};
 use twindb_tests::sshd::Sshd;
 use twindb_tests::*;
 
@@ -410,7 +408,7 @@ fn remote_tree_on_gcs_in_twindb_chunk_layout() {
     }
     let t = scratch();
     let tokens = TokenServer::start(true);
-    let key_file = service_account_key(t.path(), &tokens.uri());
+    let key_file = tokens.service_account_key(t.path());
     let section = gcs.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
     let d = Daemon::start(&config(t.path(), "gcs", &section, None));
     check_every_copy(&d, Tree::Remote, t.path());
