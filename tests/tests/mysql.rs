@@ -2,7 +2,7 @@
 //! copy and starting a server on it.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use twindb_tests::mariadb::{self, batch, mysql_config, MariaDb};
@@ -29,6 +29,7 @@ fn restore_and_fingerprint(
     key: &str,
     dst: &Path,
     cache: &Path,
+    my_cnf: &[(PathBuf, String)],
 ) -> (Vec<(String, String, String)>, String) {
     let out = d
         .ctl(&[
@@ -41,16 +42,48 @@ fn restore_and_fingerprint(
             cache.to_str().unwrap(),
         ])
         .success();
-    assert!(
-        dst.join("_config").exists() || !Path::new("/etc/mysql/my.cnf").exists(),
-        "my.cnf files are restored"
-    );
+    // The server's my.cnf files as they were at backup time, under _config/<abs path>,
+    // the one `!includedir` names too.
+    for (path, text) in my_cnf {
+        let restored = dst.join("_config").join(path.strip_prefix("/").unwrap());
+        assert_eq!(
+            fs::read_to_string(&restored).ok().as_deref(),
+            Some(text.as_str()),
+            "{} is restored as {}",
+            path.display(),
+            restored.display()
+        );
+    }
     // _config is not a database: move it out before starting, as the message says.
     let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
     let server = MariaDb::start_restored(dst);
     let fp = server.fingerprint(&TABLES);
     server.stop();
     (fp, out.stdout)
+}
+
+/// A my.cnf of the test's own (not the host's /etc/mysql/my.cnf, which may be missing)
+/// that includes a conf.d folder; returns each file's path and content, my.cnf first.
+fn test_my_cnf(root: &Path) -> Vec<(PathBuf, String)> {
+    let etc = root.join("etc");
+    fs::create_dir_all(etc.join("conf.d")).unwrap();
+    let files = vec![
+        (
+            etc.join("my.cnf"),
+            format!(
+                "[mysqld]\ninnodb_buffer_pool_size = 64M\n!includedir {}/conf.d\n",
+                etc.display()
+            ),
+        ),
+        (
+            etc.join("conf.d/server.cnf"),
+            "[mysqld]\nmax_connections = 42\n".to_string(),
+        ),
+    ];
+    for (path, text) in &files {
+        fs::write(path, text).unwrap();
+    }
+    files
 }
 
 #[test]
@@ -65,7 +98,12 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
          CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
     );
     let t = scratch();
-    let config = mysql_config(t.path(), &db, "");
+    let my_cnf = test_my_cnf(t.path());
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("config_files = [\"{}\"]", my_cnf[0].0.display()),
+    );
     let d = Daemon::start(&config);
 
     batch(&db, 1);
@@ -116,7 +154,7 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     .enumerate()
     {
         let dst = t.path().join(format!("restored-{i}"));
-        let (got, stdout) = restore_and_fingerprint(&d, key, &dst, &cache);
+        let (got, stdout) = restore_and_fingerprint(&d, key, &dst, &cache, &my_cnf);
         assert_eq!(
             &got, want,
             "{key} must restore to the state at its backup time"
@@ -294,6 +332,56 @@ fn verify_of_a_corrupted_copy_fails() {
     );
 }
 
+/// An intact copy whose restored datadir lacks a tablespace: restore (checksums, extract,
+/// prepare) succeeds, the server starts, and only verify's own table check can fail.
+#[test]
+fn verify_fails_when_a_restored_table_cannot_be_opened() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, v VARCHAR(40)); \
+            CREATE TABLE shop.notes(id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=MyISAM",
+    );
+    batch(&db, 1);
+    let t = scratch();
+    // mariabackup itself, except that after a prepare it deletes shop/orders.ibd from
+    // the prepared datadir, as a lost file would.
+    let tool = t.path().join("mariabackup-losing-a-table.sh");
+    fs::write(
+        &tool,
+        "#!/bin/sh\nmariabackup \"$@\" || exit $?\n\
+         case \"$*\" in *--prepare*)\n\
+           for a; do case \"$a\" in --target-dir=*) rm \"${a#--target-dir=}/shop/orders.ibd\" || exit 9;; esac; done;;\n\
+         esac\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&tool)
+        .status()
+        .unwrap();
+    let config = mysql_config(
+        t.path(),
+        &db,
+        &format!("xtrabackup_binary = \"{}\"", tool.display()),
+    );
+    let d = Daemon::start(&config);
+    let key = run(&d, "daily");
+    let out = d.ctl(&["verify", "mysql", &key]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["success"], false, "{report}");
+    let error = report["error"].as_str().unwrap();
+    // Not the checksum, not the restore: the table check on the started server.
+    assert!(
+        error.starts_with("table shop.orders cannot be read"),
+        "{report}"
+    );
+    assert!(!error.contains("checksum"), "{report}");
+}
+
 /// A stand-in backup tool that records the node's wsrep_desync while it runs, then
 /// runs mariabackup (or fails, when `fail` is set).
 fn desync_probe(dir: &Path, db: &MariaDb, fail: bool) -> std::path::PathBuf {
@@ -344,6 +432,9 @@ fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
         &format!("xtrabackup_binary = \"{}\"", tool.display()),
     );
     let d = Daemon::start(&config);
+    let at_backup = db.fingerprint(&TABLES);
+    let seqno = db.sql("SHOW STATUS LIKE 'wsrep_last_committed'");
+    let seqno = seqno.split('\t').nth(1).unwrap().to_string();
     let key = run(&d, "daily");
     assert_eq!(
         fs::read_to_string(&probe).unwrap().trim(),
@@ -360,12 +451,27 @@ fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
     let uuid = db.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'");
     let uuid = uuid.split('\t').nth(1).unwrap();
     assert!(grastate.contains(&format!("uuid:    {uuid}")), "{grastate}");
-    assert!(grastate.contains("seqno:   "), "{grastate}");
+    // The node's position at backup time (nothing was written during the backup), so
+    // it can rejoin with IST.
+    assert!(
+        grastate.contains(&format!("seqno:   {seqno}\n")),
+        "seqno {seqno}: {grastate}"
+    );
     let provider = db.sql("SHOW STATUS LIKE 'wsrep_provider_version'");
     assert!(
         grastate.contains(provider.split('\t').nth(1).unwrap()),
         "{grastate}"
     );
+    // And the data: a server started on the restored datadir holds the rows as they
+    // were at backup time.
+    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
+    let restored = MariaDb::start_restored(&dst);
+    assert_eq!(
+        restored.fingerprint(&TABLES),
+        at_backup,
+        "the Galera node's copy restores to the state at backup time"
+    );
+    restored.stop();
     assert_eq!(d.stop(), 0);
 
     // A failed backup: the node is resynced all the same.

@@ -18,11 +18,18 @@ fn run(d: &Daemon, args: &[&str]) {
     }
 }
 
-/// The batches (1..=9) present in a restored datadir, and whether user `app` exists.
-fn batches_in(dst: &Path) -> (Vec<u32>, bool) {
+const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
+
+/// Row counts and `CHECKSUM TABLE`s, as [`MariaDb::fingerprint`] gives them.
+type Fingerprint = Vec<(String, String, String)>;
+
+/// The batches (1..=9) present in a restored datadir, whether user `app` exists, and
+/// the tables' fingerprint, to compare with the source's at the target.
+fn batches_in(dst: &Path) -> (Vec<u32>, bool, Fingerprint) {
     // _config is not a database: out of the datadir before starting, as the message says.
     let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
     let server = MariaDb::start_restored(dst);
+    let fp = server.fingerprint(&TABLES);
     let orders = server.sql("SELECT DISTINCT FLOOR((id - 1) / 1000) FROM shop.orders ORDER BY 1");
     let notes = server.sql("SELECT id FROM shop.notes ORDER BY id");
     let app = server.sql("SELECT COUNT(*) FROM mysql.user WHERE user = 'app'");
@@ -32,7 +39,7 @@ fn batches_in(dst: &Path) -> (Vec<u32>, bool) {
     assert_eq!(orders, notes, "both tables hold the same batches");
     let count = fs::read_dir(dst.join("shop")).unwrap().count();
     assert!(count > 0);
-    (orders, app == "1")
+    (orders, app == "1", fp)
 }
 
 /// Sleeps past the next second boundary, so that events before and after differ in
@@ -60,8 +67,12 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
     batch(&db, 2);
     run(&d, &["hourly"]);
     batch(&db, 3);
+    // Rows of the copies changed after them; UUID() is unsafe for statement logging, so
+    // these come as row events (which a `base64-output=decode-rows` would skip).
+    db.sql("UPDATE shop.orders SET v = UUID() WHERE id % 100 = 0");
     // Replayed from the binlogs: needs the grant tables on the temporary server.
     db.sql("CREATE USER app@localhost IDENTIFIED BY 'x'; GRANT SELECT ON shop.* TO app@localhost");
+    let at_target = db.fingerprint(&TABLES);
     let gtid = db.sql("SELECT @@gtid_binlog_pos");
     let status = db.sql("SHOW MASTER STATUS");
     let mut fields = status.split('\t');
@@ -125,8 +136,12 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
             "restored dbhost/hourly/mysql/".to_string()
         };
         assert!(out.stdout.contains(&base), "{target:?}: {out:?}");
-        let (got, app) = batches_in(&dst);
+        let (got, app, fp) = batches_in(&dst);
         assert_eq!(got, vec![1, 2, 3], "{target:?}: batches 1-3, not 4");
+        assert_eq!(
+            fp, at_target,
+            "{target:?}: the rows of the source at the target"
+        );
         assert!(app, "{target:?}: the replayed CREATE USER is there");
     }
 
@@ -263,6 +278,9 @@ fn reset_master_starts_a_new_history_that_restores() {
     next_second();
     run(&d, &["daily"]);
     batch(&db, 4);
+    // Row events (UUID() is unsafe for statement logging), replayed too.
+    db.sql("UPDATE shop.orders SET v = UUID() WHERE id % 100 = 0");
+    let at_target = db.fingerprint(&TABLES);
     next_second();
     let until = db.sql("SELECT NOW()");
     next_second();
@@ -280,12 +298,13 @@ fn reset_master_starts_a_new_history_that_restores() {
     ]);
     assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
     assert!(out.stdout.contains("replayed binary logs"), "{out:?}");
-    let (got, _) = batches_in(&dst);
+    let (got, _, fp) = batches_in(&dst);
     assert_eq!(
         got,
         vec![1, 2, 3, 4],
         "the rows written after RESET MASTER, not batch 5"
     );
+    assert_eq!(fp, at_target, "the rows of the source at the target");
 
     // The copy from before the reset cannot reach that time: said, nothing restored.
     let dst = t.path().join("across-reset");

@@ -66,6 +66,9 @@ pub async fn restore_mysql(
     let mode = Mode::for_vendor(m.vendor);
     let staging = prepare_destination(req.dst, &engine.config.daemon.state_dir)?;
     let datadir = staging.path().to_path_buf();
+    // Where the copies' bytes came from (keep_local_path, the destination or the
+    // restore cache), for the message.
+    let mut sources: Vec<&'static str> = Vec::new();
 
     let how = if meta.backup_type.as_deref() == Some("incremental") {
         let parent_key = meta.parent.as_deref().ok_or_else(|| {
@@ -88,13 +91,14 @@ pub async fn restore_mysql(
                 parent.key, pm.to_lsn, meta.key, m.from_lsn
             )));
         }
-        restore_base(engine, &parent, &tools, mode, &datadir, req.cache, ctx).await?;
+        let base = restore_base(engine, &parent, &tools, mode, &datadir, req.cache, ctx).await?;
+        sources.push(base);
 
         let inc_dir = staging.scratch("incremental");
         let _cleanup = RemoveDir(inc_dir.clone());
         create_private_dir(&inc_dir)?;
         ctx.set_phase(format!("extracting incremental {}", meta.key));
-        extract(engine, &meta, &tools, &inc_dir, ctx).await?;
+        sources.push(extract(engine, &meta, &tools, &inc_dir, ctx).await?);
         ctx.set_phase("applying the incremental");
         let mut cmd = Command::new(&tools.backup);
         cmd.arg("--prepare")
@@ -107,7 +111,7 @@ pub async fn restore_mysql(
         format!("incremental on its full copy {}", parent.key)
     } else {
         ctx.set_phase(format!("extracting {}", meta.key));
-        extract(engine, &meta, &tools, &datadir, ctx).await?;
+        sources.push(extract(engine, &meta, &tools, &datadir, ctx).await?);
         ctx.set_phase("preparing");
         prepare(&tools, &datadir, false, ctx).await?;
         "full copy".to_string()
@@ -118,11 +122,13 @@ pub async fn restore_mysql(
         write_grastate(&datadir, m)?;
     }
     staging.commit()?;
+    sources.dedup();
     Ok(format!(
-        "restored {} ({how}) into {dst} and prepared it. Next steps: stop mysqld; move {dst}/_config (the server's \
+        "restored {} ({how}) from {} into {dst} and prepared it. Next steps: stop mysqld; move {dst}/_config (the server's \
          my.cnf files at backup time) out of the datadir; `chown -R mysql:mysql {dst}`; point datadir at {dst} (or \
          move its content into the datadir); start mysqld.",
         meta.key,
+        sources.join(" and "),
         dst = req.dst.display()
     ))
 }
@@ -160,7 +166,7 @@ fn tools(engine: &Engine, m: &MysqlMeta) -> Result<Tools, RestoreError> {
 }
 
 /// Extracts and prepares the full copy `parent` into `datadir` for an incremental,
-/// through the cache when one is given.
+/// through the cache when one is given. Returns where its bytes came from.
 async fn restore_base(
     engine: &Engine,
     parent: &CopyMeta,
@@ -169,7 +175,7 @@ async fn restore_base(
     datadir: &Path,
     cache: Option<&Path>,
     ctx: &JobCtx,
-) -> Result<(), RestoreError> {
+) -> Result<&'static str, RestoreError> {
     let entry = cache.map(|c| cache::entry_path(c, &parent.key, mode.name()));
     if let Some(entry) = &entry {
         ctx.set_phase(format!("copying {} from the cache", parent.key));
@@ -180,13 +186,13 @@ async fn restore_base(
             return Err(RestoreError::Cancelled);
         }
         match loaded {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok("the restore cache"),
             Err(cache::Miss::Absent) => {}
             Err(miss) => ctx.warn(format!("{miss}; preparing the full copy again")),
         }
     }
     ctx.set_phase(format!("extracting the full copy {}", parent.key));
-    extract(engine, parent, tools, datadir, ctx).await?;
+    let source = extract(engine, parent, tools, datadir, ctx).await?;
     ctx.set_phase("preparing the full copy");
     prepare(tools, datadir, mode == Mode::ApplyLogOnly, ctx).await?;
     if let Some(entry) = entry {
@@ -199,7 +205,7 @@ async fn restore_base(
         }
         stored?;
     }
-    Ok(())
+    Ok(source)
 }
 
 async fn prepare(
@@ -217,14 +223,14 @@ async fn prepare(
     blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await
 }
 
-/// Streams the copy into `xbstream -x -C dir`.
+/// Streams the copy into `xbstream -x -C dir`; returns where its bytes came from.
 async fn extract(
     engine: &Engine,
     meta: &CopyMeta,
     tools: &Tools,
     dir: &Path,
     ctx: &JobCtx,
-) -> Result<(), RestoreError> {
+) -> Result<&'static str, RestoreError> {
     let mut cmd = Command::new(&tools.stream);
     cmd.arg("-x")
         .arg("-C")
@@ -253,7 +259,6 @@ async fn extract(
         }
     })
     .await
-    .map(|_| ())
 }
 
 async fn blocking_io<T: Send + 'static>(
