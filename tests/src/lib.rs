@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod fuse;
 pub mod gpg;
 pub mod mariadb;
+pub mod pause;
 pub mod proxy;
 pub mod servers;
 pub mod sinks;
@@ -214,16 +215,46 @@ impl Daemon {
         ctl(&self.socket, args)
     }
 
-    /// SIGTERM, then wait; returns the exit code.
-    pub fn stop(mut self) -> i32 {
+    /// `twindbctl --json job ID`: the job's state, progress and error.
+    /// (twindbctl exits 1 for a failed or cancelled job; the JSON is the answer.)
+    pub fn job(&self, id: u64) -> Value {
+        self.ctl(&["--json", "job", &id.to_string()]).json()
+    }
+
+    /// Waits until job `id` is succeeded, failed or cancelled, and returns it. A
+    /// cancelled job that was running stays "running" until its stages have stopped.
+    pub fn wait_final(&self, id: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.job(id);
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} never ended: {job}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and returns at once (see [`Daemon::wait_exit`]).
+    pub fn term(&self) {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("SIGTERM");
+    }
+
+    /// Waits up to 30 s for the process to exit; returns the exit code.
+    pub fn wait_exit(mut self) -> i32 {
         let status = wait_timeout(&mut self.child, Duration::from_secs(30))
-            .expect("twindbd stops on SIGTERM");
+            .unwrap_or_else(|| panic!("twindbd did not exit within 30 s:\n{}", self.log_text()));
         status.code().unwrap_or(-1)
+    }
+
+    /// SIGTERM, then wait; returns the exit code.
+    pub fn stop(self) -> i32 {
+        self.term();
+        self.wait_exit()
     }
 
     /// Sends SIGHUP (reload the config).

@@ -2,9 +2,11 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use twindb_tests::pause::Pause;
 use twindb_tests::*;
 
 fn check_config(path: &std::path::Path) -> CtlOutput {
@@ -84,67 +86,83 @@ fn config_errors_name_the_key_and_nothing_runs() {
     }
 }
 
+/// Starts a daily run without waiting for it; returns the job's id.
+fn run_no_wait(d: &Daemon) -> u64 {
+    let out = d.ctl(&["--json", "run", "daily", "--no-wait"]).success();
+    out.json()["jobs"][0]["job"]["id"].as_u64().unwrap()
+}
+
+/// Every copy under `root` whose name says it is an upload in progress. The status
+/// file is left out: a running daemon rewrites it through temp files of its own.
+fn partials(root: &Path) -> Vec<String> {
+    files_under(root)
+        .into_iter()
+        .filter(|f| f.contains("twindb-partial") && !f.contains("twindb-status"))
+        .collect()
+}
+
+fn files_under(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                found.push(e.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// `text` without the terminal colour codes tracing puts around field names.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[test]
 fn sigkill_mid_backup_leaves_no_copy_and_the_next_run_works() {
     let t = scratch();
     let src = t.path().join("src");
-    fs::create_dir(&src).unwrap();
-    // Large and incompressible enough that the backup is still running when killed.
-    for i in 0..6 {
-        write_random_file(&src.join(format!("big{i}.bin")), 64 << 20, i);
-    }
-    let config = files_config(t.path(), &[&src], "zstd", "level = 19\nthreads = 1");
-    let d = Daemon::start(&config);
-    let out = d.ctl(&["--json", "run", "daily", "--no-wait"]).success();
-    let id = out.json()["jobs"][0]["job"]["id"].as_u64().unwrap();
-
-    // Wait until bytes are flowing, then kill -9.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = d.ctl(&["--json", "job", &id.to_string()]).success().json();
-        if job["progress"]["bytes_out"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            job["state"] != "succeeded",
-            "the backup finished before the kill; make it bigger"
-        );
-        assert!(Instant::now() < deadline, "backup never started: {job}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let partials = |root: &std::path::Path| -> Vec<String> {
-        let mut found = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(p) = stack.pop() {
-            for e in fs::read_dir(&p).into_iter().flatten() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                } else if e.file_name().to_string_lossy().contains("twindb-partial") {
-                    found.push(e.path().display().to_string());
-                }
-            }
-        }
-        found
-    };
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "zstd", "");
+    // The job is held with its first chunk at the destination: killed mid-upload.
+    let pause = Pause::new(t.path(), "store.mid-put");
+    let d = Daemon::start_with_env(&config, &pause.env());
+    let id = run_no_wait(&d);
+    pause.wait_reached(&d);
+    assert_eq!(d.job(id)["state"], "running");
+    let backups = t.path().join("backups");
     assert!(
-        !partials(&t.path().join("backups")).is_empty(),
-        "the upload should be in progress"
+        !partials(&backups).is_empty(),
+        "the upload should be in progress: {:?}",
+        files_under(&backups)
     );
     d.kill();
 
     let d = Daemon::start(&config);
     assert!(ls_keys(&d).is_empty(), "a killed backup must not be listed");
     assert!(
-        partials(&t.path().join("backups")).is_empty(),
-        "restart cleans partial uploads"
+        partials(&backups).is_empty(),
+        "restart cleans partial uploads: {:?}",
+        partials(&backups)
     );
-
-    // A small source now, so the next run is quick.
-    for i in 0..6 {
-        fs::remove_file(src.join(format!("big{i}.bin"))).unwrap();
-    }
-    make_tree(&src.join("tree"));
     d.ctl(&["run", "daily"]).success();
     let keys = ls_keys(&d);
     assert_eq!(keys.len(), 1);
@@ -158,19 +176,53 @@ fn sigkill_mid_backup_leaves_no_copy_and_the_next_run_works() {
 fn sigterm_cancels_the_running_backup_and_exits_zero() {
     let t = scratch();
     let src = t.path().join("src");
-    fs::create_dir(&src).unwrap();
-    for i in 0..4 {
-        write_random_file(&src.join(format!("big{i}.bin")), 64 << 20, 100 + i);
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "zstd", "");
+    let pause = Pause::new(t.path(), "store.mid-put");
+    let d = Daemon::start_with_env(&config, &pause.env());
+    let id = run_no_wait(&d);
+
+    // Running, not queued: started, with its first chunk at the destination.
+    pause.wait_reached(&d);
+    let job = d.job(id);
+    assert_eq!(job["state"], "running", "{job}");
+    assert!(job["started_at"].is_string(), "{job}");
+    let backups = t.path().join("backups");
+    assert!(
+        !partials(&backups).is_empty(),
+        "the upload should be in progress: {:?}",
+        files_under(&backups)
+    );
+
+    // SIGTERM while it is held; let it go on only once the daemon has cancelled it,
+    // so that it cannot simply finish first.
+    d.term();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !without_colours(&d.log_text())
+        .lines()
+        .any(|l| l.contains("cancel requested") && l.contains(&format!("job={id}")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not cancel the running job {id}:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let config = files_config(t.path(), &[&src], "zstd", "level = 19\nthreads = 1");
-    let d = Daemon::start(&config);
-    d.ctl(&["run", "daily", "--no-wait"]).success();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(d.stop(), 0);
+    pause.go();
+    assert_eq!(d.wait_exit(), 0);
+
+    // No partial upload and no copy left, without a restart's cleanup.
+    let left: Vec<String> = files_under(&backups)
+        .into_iter()
+        .filter(|f| !f.contains("twindb-status"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
     let d = Daemon::start(&config);
     assert!(ls_keys(&d).is_empty());
-    let jobs = d.ctl(&["--json", "jobs"]).success().json();
-    assert_eq!(jobs["jobs"][0]["state"], "cancelled", "{jobs}");
+    let job = d.job(id);
+    assert_eq!(job["state"], "cancelled", "{job}");
 }
 
 #[test]
@@ -223,16 +275,15 @@ fn two_runs_at_once_both_report_the_outcome() {
 fn a_queued_duplicate_is_coalesced() {
     let t = scratch();
     let src = t.path().join("src");
-    fs::create_dir(&src).unwrap();
-    write_random_file(&src.join("big.bin"), 96 << 20, 5);
-    let config = files_config(t.path(), &[&src], "zstd", "level = 19\nthreads = 1");
-    let d = Daemon::start(&config);
-    let first = d
-        .ctl(&["--json", "run", "daily", "--no-wait"])
-        .success()
-        .json();
-    // The first is running now; the next two are a queued job and its duplicate.
-    std::thread::sleep(Duration::from_millis(300));
+    make_tree(&src);
+    let config = files_config(t.path(), &[&src], "zstd", "");
+    let pause = Pause::new(t.path(), "store.before-put");
+    let d = Daemon::start_with_env(&config, &pause.env());
+    let first = run_no_wait(&d);
+    // The first is held while running: it left the queue, so the next two are a
+    // queued job and its duplicate.
+    pause.wait_reached(&d);
+    assert_eq!(d.job(first)["state"], "running");
     let second = d
         .ctl(&["--json", "run", "daily", "--no-wait"])
         .success()
@@ -247,13 +298,17 @@ fn a_queued_duplicate_is_coalesced() {
         second["jobs"][0]["job"]["id"],
         third["jobs"][0]["job"]["id"]
     );
-    for j in [&first, &second] {
-        let id = j["jobs"][0]["job"]["id"].as_u64().unwrap().to_string();
-        d.ctl(&["cancel", &id]).success();
+    let second = second["jobs"][0]["job"]["id"].as_u64().unwrap();
+    for id in [first, second] {
+        d.ctl(&["cancel", &id.to_string()]).success();
     }
-    let id = second["jobs"][0]["job"]["id"].as_u64().unwrap().to_string();
-    let job = d.ctl(&["--json", "job", &id]).json();
-    assert_eq!(job["state"], "cancelled");
+    // The running one stops at its next step once let go.
+    pause.go();
+    for id in [first, second] {
+        let job = d.wait_final(id);
+        assert_eq!(job["state"], "cancelled", "{job}");
+    }
+    assert!(ls_keys(&d).is_empty());
 }
 
 #[test]

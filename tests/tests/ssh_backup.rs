@@ -190,6 +190,8 @@ fn a_failed_local_write_fails_the_copy_and_nothing_is_kept_anywhere() {
     let error = out.json()[0]["error"].as_str().unwrap().to_string();
     assert!(error.contains(&kept.display().to_string()), "{error}");
     assert!(ls_keys(&d).is_empty());
+    // The status was written before the upload began: the host's folder exists.
+    assert!(server.root.join("testhost/twindb-status.json").is_file());
     let on_server: Vec<_> = walk(&server.root.join("testhost"))
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains("twindb-status"))
@@ -204,16 +206,17 @@ fn a_failed_local_write_fails_the_copy_and_nothing_is_kept_anywhere() {
     assert_ne!(out.code, 0, "{out:?}");
     let error = out.json()[0]["error"].as_str().unwrap().to_string();
     assert!(error.contains("ssh://"), "{error}");
+    assert!(kept.is_dir());
     assert!(walk(&kept).is_empty(), "{:?}", walk(&kept));
     assert!(ls_keys(&d).is_empty());
 }
 
+/// Every file under `p`, which must exist: "nothing left" over a folder that is not
+/// there proves nothing.
 fn walk(p: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(p) else {
-        return out;
-    };
-    for e in entries.flatten() {
+    let entries = fs::read_dir(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    for e in entries.map(Result::unwrap) {
         if e.file_type().unwrap().is_dir() {
             out.extend(walk(&e.path()));
         } else {

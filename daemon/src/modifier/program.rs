@@ -437,10 +437,13 @@ mod tests {
                 Ok(())
             }
         }
-        // `yes` would run forever if it were not killed.
+        // `yes` would run forever if it were not killed. The shell tells its pid, which
+        // `exec` hands on to `yes`.
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
         let started = std::time::Instant::now();
         let err = run(
-            sh("yes"),
+            sh(&format!("echo $$ > '{}'; exec yes", pid_file.display())),
             "yes",
             Direction::Encode,
             &Cancel::default(),
@@ -450,6 +453,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "downstream stopped");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Gone and reaped: a killed child not waited for stays a zombie, which still
+        // answers signal 0.
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH),
+            "the child {pid} is still there, running or as a zombie"
+        );
     }
 
     #[test]
