@@ -588,3 +588,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_tests;

@@ -154,3 +154,90 @@ pub struct GpgSection {
     pub secret_keyring: Option<String>,
     pub homedir: Option<String>,
 }
+
+/// Every section of the config file with the keys it accepts (aliases included), in the
+/// order of [`ConfigFile`]'s fields. Read from the serde structs themselves, so the list
+/// cannot drift from what `load` accepts; the docs tests compare it with docs/config.md.
+pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
+    use super::{clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection};
+    vec![
+        ("daemon", fields_of::<DaemonSection>()),
+        ("source", fields_of::<SourceSection>()),
+        ("destination", fields_of::<DestinationSection>()),
+        ("local", fields_of::<LocalSection>()),
+        ("compression", fields_of::<CompressionSection>()),
+        ("mysql", fields_of::<MysqlSection>()),
+        ("intervals", fields_of::<IntervalsSection>()),
+        ("ssh", fields_of::<SshSection>()),
+        ("clone", fields_of::<CloneSection>()),
+        ("s3", fields_of::<S3Section>()),
+        ("gcs", fields_of::<GcsSection>()),
+        ("gpg", fields_of::<GpgSection>()),
+        ("retention", fields_of::<RetentionSection>()),
+        ("retention_local", fields_of::<RetentionSection>()),
+        ("export", fields_of::<ExportSection>()),
+        ("notify", fields_of::<NotifySection>()),
+    ]
+}
+
+/// The field names a serde-derived struct accepts: the list derive passes to
+/// `deserialize_struct`, caught by a deserializer that reads nothing.
+fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    use serde::forward_to_deserialize_any;
+
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe"))
+        }
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_every_section_of_the_config_file() {
+        let sections: Vec<&str> = keys().iter().map(|(s, _)| *s).collect();
+        assert_eq!(sections, fields_of::<ConfigFile>());
+    }
+
+    #[test]
+    fn keys_are_what_the_parser_accepts() {
+        for (section, keys) in keys() {
+            assert!(!keys.is_empty(), "[{section}] has no keys");
+            let probe = format!("[{section}]\ntwindb_no_such_key = 1\n");
+            let err = toml::from_str::<ConfigFile>(&probe)
+                .unwrap_err()
+                .to_string();
+            for key in keys {
+                assert!(
+                    err.contains(&format!("`{key}`")),
+                    "[{section}] {key}: {err}"
+                );
+            }
+        }
+        // Aliases are keys too: TwinDB's `port` in [ssh].
+        assert!(fields_of::<super::super::ssh::SshSection>().contains(&"port"));
+    }
+}

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use twindb_proto::RunType;
 
 pub use self::clone::CloneConfig;
+pub use self::file::keys;
 pub use self::gcs::GcsConfig;
 pub use self::ops::{
     default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
