@@ -1,0 +1,281 @@
+//! The docs tell the truth about the config: every key the code accepts is in
+//! docs/config.md with its default and every key there is accepted; code blocks are
+//! closed; every TOML example passes `twindbd --check-config`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The README and every Markdown page in docs/.
+fn pages() -> Vec<(String, String)> {
+    let mut paths = vec![repo().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    paths.extend(docs);
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p.strip_prefix(repo()).unwrap().display().to_string();
+            (name, read(&p))
+        })
+        .collect()
+}
+
+/// The `code` spans of a piece of Markdown.
+fn code_spans(s: &str) -> Vec<&str> {
+    s.split('`').skip(1).step_by(2).collect()
+}
+
+/// (section, key) of every row in docs/config.md's "Sections and keys" tables, checking
+/// on the way that each row has a non-empty default.
+fn documented_keys() -> (BTreeSet<(String, String)>, Vec<String>) {
+    let text = read(&repo().join("docs/config.md"));
+    let start = text
+        .find("\n## Sections and keys")
+        .expect("a Sections and keys part");
+    let part = &text[start + 1..];
+    let end = part[1..].find("\n## ").map_or(part.len(), |i| i + 1);
+    let mut keys = BTreeSet::new();
+    let mut problems = Vec::new();
+    let mut sections: Vec<String> = Vec::new();
+    let mut default_columns: Vec<usize> = Vec::new();
+    for line in part[..end].lines() {
+        if let Some(heading) = line.strip_prefix("### ") {
+            sections = code_spans(heading)
+                .into_iter()
+                .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
+                .map(str::to_string)
+                .collect();
+        } else if line.starts_with("| key") {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            default_columns = (0..cells.len())
+                .filter(|i| cells[*i].contains("default"))
+                .collect();
+            if default_columns.is_empty() {
+                problems.push(format!(
+                    "{sections:?}: a key table without a default column"
+                ));
+            }
+        } else if line.starts_with("| `") && !sections.is_empty() {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            for key in code_spans(cells[0]) {
+                for section in &sections {
+                    keys.insert((section.clone(), key.to_string()));
+                }
+                for &c in &default_columns {
+                    if cells.get(c).is_none_or(|d| d.trim().is_empty()) {
+                        problems.push(format!("{sections:?} {key}: no default"));
+                    }
+                }
+            }
+        }
+    }
+    (keys, problems)
+}
+
+#[test]
+fn every_config_key_is_documented_with_its_default_and_every_documented_key_exists() {
+    let code: BTreeSet<(String, String)> = twindb::config::keys()
+        .into_iter()
+        .flat_map(|(s, keys)| keys.iter().map(move |k| (s.to_string(), k.to_string())))
+        .collect();
+    let (docs, mut problems) = documented_keys();
+    for (s, k) in code.difference(&docs) {
+        problems.push(format!(
+            "[{s}] {k}: accepted by twindbd, not in docs/config.md"
+        ));
+    }
+    for (s, k) in docs.difference(&code) {
+        problems.push(format!("[{s}] {k}: in docs/config.md, rejected by twindbd"));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Code blocks of a page: (line of the opening fence, info string, content).
+fn code_blocks(text: &str) -> Result<Vec<(usize, String, String)>, String> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, String, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let fence = line.trim_start();
+        if let Some((start, info, mut body)) = open.take() {
+            if fence.starts_with("```") {
+                if fence.trim() != "```" {
+                    return Err(format!(
+                        "line {}: a fence with an info string inside the block opened on line {start}: that block is not closed",
+                        n + 1
+                    ));
+                }
+                blocks.push((start, info, body));
+            } else {
+                body.push_str(line);
+                body.push('\n');
+                open = Some((start, info, body));
+            }
+        } else if let Some(info) = fence.strip_prefix("```") {
+            open = Some((n + 1, info.trim().to_string(), String::new()));
+        }
+    }
+    match open {
+        Some((start, ..)) => Err(format!("the block opened on line {start} is not closed")),
+        None => Ok(blocks),
+    }
+}
+
+#[test]
+fn fenced_code_blocks_are_closed() {
+    let problems: Vec<String> = pages()
+        .into_iter()
+        .filter_map(|(name, text)| code_blocks(&text).err().map(|e| format!("{name}: {e}")))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Keys whose values are folders; other absolute paths are files.
+const FOLDER_KEYS: &[&str] = &[
+    "backup_dirs",
+    "path",
+    "keep_local_path",
+    "state_dir",
+    "homedir",
+];
+/// Absolute paths that are not on this host.
+const REMOTE_KEYS: &[&str] = &["backup_dir"];
+
+/// Moves every absolute path of `value` below `root`, creating what it names.
+fn relocate(root: &Path, key: &str, value: &mut toml::Value) {
+    match value {
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| relocate(root, key, v)),
+        toml::Value::String(s) if s.starts_with('/') && !REMOTE_KEYS.contains(&key) => {
+            let path = root.join(&s[1..]);
+            if FOLDER_KEYS.contains(&key) {
+                std::fs::create_dir_all(&path).unwrap();
+            } else {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                if key != "socket" && !path.exists() {
+                    write_file(key, &path);
+                }
+            }
+            *s = path.display().to_string();
+        }
+        _ => {}
+    }
+}
+
+/// A file the config check accepts for `key`.
+fn write_file(key: &str, path: &Path) {
+    let content = match key {
+        "ssh_key" => {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .expect("ssh-keygen (openssh-client) to make a key for the ssh example")
+                .success();
+            assert!(ok, "ssh-keygen failed");
+            return;
+        }
+        "gc_credentials_file" => {
+            r#"{"client_email":"t@x.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#
+        }
+        "gc_encryption_key_file" => "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+        "mysql_defaults_file" => "[client]\nuser = root\n",
+        "known_hosts" => "",
+        _ => "secret\n",
+    };
+    std::fs::write(path, content).unwrap();
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(path, perms).unwrap();
+}
+
+/// A minimal valid config, to which a fragment's sections are added.
+const BASE: &str = r#"
+[source]
+backup_dirs = ["/srv/data"]
+
+[destination]
+backup_destination = "local"
+
+[local]
+path = "/var/backup/twindb"
+"#;
+
+#[test]
+fn toml_examples_in_the_docs_pass_check_config() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (name, text) in pages() {
+        let Ok(blocks) = code_blocks(&text) else {
+            continue;
+        };
+        for (line, _, body) in blocks.into_iter().filter(|b| b.1 == "toml") {
+            let example: toml::Table = match body.parse() {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("{name}:{line}: not TOML: {e}"));
+                    continue;
+                }
+            };
+            // A fragment is checked inside the minimal config: its sections replace or
+            // extend the base's keys.
+            let mut config: toml::Table = BASE.parse().unwrap();
+            for (section, table) in example {
+                match (config.get_mut(&section), table) {
+                    (Some(toml::Value::Table(base)), toml::Value::Table(t)) => base.extend(t),
+                    (_, t) => {
+                        config.insert(section, t);
+                    }
+                }
+            }
+            let destination = config["destination"]["backup_destination"].as_str();
+            if destination != Some("local") {
+                config.remove("local");
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            for (section, table) in config.iter_mut() {
+                let toml::Value::Table(table) = table else {
+                    continue;
+                };
+                for (key, value) in table.iter_mut() {
+                    let key = if section == "daemon" && key == "socket" {
+                        "socket"
+                    } else {
+                        key
+                    };
+                    relocate(root, key, value);
+                }
+            }
+            let file = root.join("twindb.toml");
+            std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_twindbd"))
+                .arg("--check-config")
+                .arg("--config")
+                .arg(&file)
+                .output()
+                .unwrap();
+            checked += 1;
+            if !out.status.success() {
+                problems.push(format!(
+                    "{name}:{line}: twindbd --check-config: {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    toml::to_string(&config).unwrap()
+                ));
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} TOML examples found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
