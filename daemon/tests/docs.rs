@@ -142,7 +142,7 @@ fn fenced_code_blocks_are_closed() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-/// Keys whose values are folders; other absolute paths are files.
+/// Keys whose values are folders on this host.
 const FOLDER_KEYS: &[&str] = &[
     "backup_dirs",
     "path",
@@ -150,15 +150,33 @@ const FOLDER_KEYS: &[&str] = &[
     "state_dir",
     "homedir",
 ];
-/// Absolute paths that are not on this host.
-const REMOTE_KEYS: &[&str] = &["backup_dir"];
+/// Keys whose values are files on this host (the socket's folder is made).
+const FILE_KEYS: &[&str] = &[
+    "socket",
+    "ssh_key",
+    "known_hosts",
+    "keyring",
+    "secret_keyring",
+    "mysql_defaults_file",
+    "gc_credentials_file",
+    "gc_encryption_key_file",
+    "aws_secret_access_key_file",
+];
 
-/// Moves every absolute path of `value` below `root`, creating what it names.
-fn relocate(root: &Path, key: &str, value: &mut toml::Value) {
+/// Moves every absolute path of `value` below `root` and creates what it names; a
+/// relative path is created where it resolves, against the config's folder `etc`.
+fn relocate(root: &Path, etc: &Path, key: &str, value: &mut toml::Value) {
     match value {
-        toml::Value::Array(items) => items.iter_mut().for_each(|v| relocate(root, key, v)),
-        toml::Value::String(s) if s.starts_with('/') && !REMOTE_KEYS.contains(&key) => {
-            let path = root.join(&s[1..]);
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| relocate(root, etc, key, v)),
+        toml::Value::String(s) if FOLDER_KEYS.contains(&key) || FILE_KEYS.contains(&key) => {
+            let path = match s.strip_prefix('/') {
+                Some(rest) => {
+                    let path = root.join(rest);
+                    *s = path.display().to_string();
+                    path
+                }
+                None => etc.join(&*s),
+            };
             if FOLDER_KEYS.contains(&key) {
                 std::fs::create_dir_all(&path).unwrap();
             } else {
@@ -167,7 +185,6 @@ fn relocate(root: &Path, key: &str, value: &mut toml::Value) {
                     write_file(key, &path);
                 }
             }
-            *s = path.display().to_string();
         }
         _ => {}
     }
@@ -216,66 +233,92 @@ path = "/var/backup/twindb"
 fn toml_examples_in_the_docs_pass_check_config() {
     let mut checked = 0;
     let mut problems = Vec::new();
+    // The ```toml blocks of the pages, and the whole of docs/*.toml.
+    let mut examples: Vec<(String, usize, String)> = Vec::new();
     for (name, text) in pages() {
         let Ok(blocks) = code_blocks(&text) else {
             continue;
         };
-        for (line, _, body) in blocks.into_iter().filter(|b| b.1 == "toml") {
-            let example: toml::Table = match body.parse() {
-                Ok(t) => t,
-                Err(e) => {
-                    problems.push(format!("{name}:{line}: not TOML: {e}"));
-                    continue;
-                }
-            };
-            // A fragment is checked inside the minimal config: its sections replace or
-            // extend the base's keys.
-            let mut config: toml::Table = BASE.parse().unwrap();
-            for (section, table) in example {
-                match (config.get_mut(&section), table) {
-                    (Some(toml::Value::Table(base)), toml::Value::Table(t)) => base.extend(t),
-                    (_, t) => {
-                        config.insert(section, t);
-                    }
-                }
-            }
-            let destination = config["destination"]["backup_destination"].as_str();
-            if destination != Some("local") {
-                config.remove("local");
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path();
-            for (section, table) in config.iter_mut() {
-                let toml::Value::Table(table) = table else {
-                    continue;
-                };
-                for (key, value) in table.iter_mut() {
-                    let key = if section == "daemon" && key == "socket" {
-                        "socket"
-                    } else {
-                        key
-                    };
-                    relocate(root, key, value);
-                }
-            }
-            let file = root.join("twindb.toml");
-            std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-            let out = Command::new(env!("CARGO_BIN_EXE_twindbd"))
-                .arg("--check-config")
-                .arg("--config")
-                .arg(&file)
-                .output()
-                .unwrap();
-            checked += 1;
-            if !out.status.success() {
-                problems.push(format!(
-                    "{name}:{line}: twindbd --check-config: {}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    toml::to_string(&config).unwrap()
-                ));
-            }
+        examples.extend(
+            blocks
+                .into_iter()
+                .filter(|b| b.1 == "toml")
+                .map(|(line, _, body)| (name.clone(), line, body)),
+        );
+    }
+    for entry in std::fs::read_dir(repo().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let name = path.strip_prefix(repo()).unwrap().display().to_string();
+            examples.push((name, 1, read(&path)));
         }
     }
-    assert!(checked >= 8, "only {checked} TOML examples found");
+    for (name, line, body) in examples {
+        let example: toml::Table = match body.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{name}:{line}: not TOML: {e}"));
+                continue;
+            }
+        };
+        // A fragment is checked inside the minimal config: its sections replace or
+        // extend the base's keys.
+        let mut config: toml::Table = BASE.parse().unwrap();
+        let example_sections: Vec<String> = example.keys().cloned().collect();
+        for (section, table) in example {
+            match (config.get_mut(&section), table) {
+                (Some(toml::Value::Table(base)), toml::Value::Table(t)) => base.extend(t),
+                (_, t) => {
+                    config.insert(section, t);
+                }
+            }
+        }
+        // A fragment of a destination's section without `[destination]` is checked
+        // as that destination, so that its section is validated and not ignored.
+        if !example_sections.iter().any(|s| s == "destination") {
+            if let Some(d) = ["ssh", "s3", "gcs"]
+                .into_iter()
+                .find(|d| example_sections.iter().any(|s| s == d))
+            {
+                config["destination"]
+                    .as_table_mut()
+                    .unwrap()
+                    .insert("backup_destination".into(), d.into());
+            }
+        }
+        let destination = config["destination"]["backup_destination"].as_str();
+        if destination != Some("local") {
+            config.remove("local");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let etc = root.join("etc/twindb");
+        std::fs::create_dir_all(&etc).unwrap();
+        for (_, table) in config.iter_mut() {
+            let Some(table) = table.as_table_mut() else {
+                continue;
+            };
+            for (key, value) in table.iter_mut() {
+                relocate(root, &etc, key, value);
+            }
+        }
+        let file = etc.join("twindb.toml");
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_twindbd"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        checked += 1;
+        if !out.status.success() {
+            problems.push(format!(
+                "{name}:{line}: twindbd --check-config: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                toml::to_string(&config).unwrap()
+            ));
+        }
+    }
+    assert!(checked >= 9, "only {checked} TOML examples found");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
