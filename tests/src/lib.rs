@@ -54,6 +54,9 @@ pub fn scratch() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// A schedule that never fires while a test runs (midnight UTC of February 29th).
+pub const NEVER: &str = "0 0 0 29 2 *";
+
 /// A config for a files backup of `dirs` into `root/backups`, with `extra` appended.
 pub fn files_config(root: &Path, dirs: &[&Path], compression: &str, extra: &str) -> PathBuf {
     let dirs: Vec<String> = dirs
@@ -67,6 +70,13 @@ state_dir = "{root}/state"
 hostname = "testhost"
 run_at_start = false
 log = "info,twindb=debug"
+# No scheduled run during a test (a test runs its own jobs): a fire at the top of an
+# hour would add a copy the test did not make. Midnight of a leap day only.
+schedule_hourly = "{never}"
+schedule_daily = "{never}"
+schedule_weekly = "{never}"
+schedule_monthly = "{never}"
+schedule_yearly = "{never}"
 
 [source]
 backup_dirs = [{dirs}]
@@ -81,6 +91,7 @@ path = "{root}/backups"
 program = "{compression}"
 {extra}
 "#,
+        never = NEVER,
         root = root.display(),
         dirs = dirs.join(", "),
     );

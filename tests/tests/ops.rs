@@ -49,10 +49,8 @@ endpoint = "{}"
     );
     // Every 3 seconds, on the hourly run type; nothing else fires during the test.
     let text = fs::read_to_string(&config).unwrap().replace(
-        "[daemon]\n",
-        &format!(
-            "[daemon]\nschedule_hourly = \"*/3 * * * * *\"\nmetrics_listen = \"127.0.0.1:{port}\"\n"
-        ),
+        &format!("schedule_hourly = \"{NEVER}\"\n"),
+        &format!("schedule_hourly = \"*/3 * * * * *\"\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
     );
     fs::write(&config, text).unwrap();
     let started = chrono::Utc::now().timestamp();
