@@ -95,7 +95,7 @@ pub(crate) async fn stream_copy(
         let mut input = CountingReader {
             inner: r,
             counter,
-            first: true,
+            reads: 0,
         };
         consume(&mut input)?;
         // The consumer may stop at its format's end marker; read on so the checksum
@@ -356,14 +356,18 @@ impl Drop for Staging {
 struct CountingReader<R> {
     inner: R,
     counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// No read yet (the crash point is past the extractor's first chunk).
-    first: bool,
+    /// Reads so far, up to 2: the test point sits at the second read, once the
+    /// extractor has had its first chunk (and costs nothing after it).
+    reads: u8,
 }
 
 impl<R: io::Read> io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !std::mem::take(&mut self.first) {
-            crate::failpoint::point("restore.mid-stream");
+        if self.reads < 2 {
+            self.reads += 1;
+            if self.reads == 2 {
+                crate::failpoint::point("restore.mid-stream");
+            }
         }
         let n = self.inner.read(buf)?;
         self.counter

@@ -166,29 +166,20 @@ fn history(status: &Status, start_file: &str, at: DateTime<Utc>) -> History {
         };
     };
     logs.insert(n, first.clone());
-    // A lower or equal number begun after `prev`: the numbering started again.
-    let restarted_between = |prev: &BinlogMeta, n: u64, until: DateTime<Utc>| {
-        all.iter()
-            .any(|(m, b, _)| *m <= n && b.first_event > prev.first_event && b.first_event <= until)
-    };
-    loop {
-        // The next file of this history; a gap in the numbers is kept (and reported
-        // by the plan), a restart is not crossed.
-        let next = all
-            .iter()
-            .filter(|(m, b, _)| {
-                *m > n
-                    && same_server(b, prev)
-                    && b.first_event >= prev.first_event
-                    && !restarted_between(prev, n, b.first_event)
-            })
-            .min_by_key(|(m, b, _)| (*m, b.first_event));
-        match next {
-            Some(&(m, b, c)) => {
-                logs.insert(m, c.clone());
-                (n, prev) = (m, b);
-            }
-            None => break,
+    // In the order the files began: each later file of a higher number on the same
+    // server continues the history (a gap in the numbers is kept, and reported by the
+    // plan); a lower or equal number, or another server, begun later is a restart.
+    let mut in_time: Vec<&(u64, &BinlogMeta, &CopyMeta)> = all
+        .iter()
+        .filter(|(_, b, _)| b.first_event >= prev.first_event)
+        .collect();
+    in_time.sort_by_key(|(m, b, _)| (b.first_event, *m));
+    for &&(m, b, c) in &in_time {
+        if m > n && same_server(b, prev) {
+            logs.insert(m, c.clone());
+            (n, prev) = (m, b);
+        } else if b.first_event > prev.first_event {
+            break;
         }
     }
     let restart = status
