@@ -56,12 +56,14 @@ impl Daemon {
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let config = self.config.clone();
         let mut engine = Engine::new(config.clone());
-        let me = crate::state::writer_id(&config.daemon.state_dir).with_context(|| {
-            format!(
-                "reading this daemon's id in {}",
-                config.daemon.state_dir.display()
-            )
-        })?;
+        let me = crate::state::daemon_id(&config.daemon.state_dir)
+            .and_then(crate::status::WriterId::this_machine)
+            .with_context(|| {
+                format!(
+                    "reading this daemon's id in {}",
+                    config.daemon.state_dir.display()
+                )
+            })?;
         engine.status = engine.status.clone().with_writer(me);
         // We hold the state_dir lock and no job runs yet: what a killed twindbd's jobs
         // left (restore staging, verify datadirs, throwaway servers) is ours to remove.

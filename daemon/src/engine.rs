@@ -20,6 +20,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// What building today's modifiers needs (`[compression] threads`, `[gpg]`).
+    pub fn modifier_env(&self) -> crate::modifier::ModifierEnv {
+        crate::modifier::ModifierEnv::new(self.config.compression.threads, self.config.gpg.clone())
+    }
+
     pub fn new(config: Config) -> Self {
         let dest = crate::destination::build(&config.destination);
         let keep_local = config.keep_local_path.as_ref().map(Local::new);

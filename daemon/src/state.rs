@@ -357,9 +357,9 @@ fn stop_server_in(dir: &Path) {
     }
 }
 
-/// This daemon as the writer of its host's status: a random id made at the first start
-/// with this state_dir (`state_dir/daemon-id`), and the operating system's host name.
-pub fn writer_id(state_dir: &Path) -> io::Result<crate::status::WriterId> {
+/// This daemon's id as the writer of its host's status: random, made at the first start
+/// with this state_dir (`state_dir/daemon-id`).
+pub fn daemon_id(state_dir: &Path) -> io::Result<String> {
     let path = state_dir.join("daemon-id");
     let id = match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
@@ -371,11 +371,7 @@ pub fn writer_id(state_dir: &Path) -> io::Result<crate::status::WriterId> {
             id
         }
     };
-    let machine = nix::unistd::gethostname()
-        .map_err(io::Error::from)?
-        .to_string_lossy()
-        .into_owned();
-    Ok(crate::status::WriterId { id, machine })
+    Ok(id)
 }
 
 /// Temp file, fsync, rename: readers see the old or the new content, never a mix.

@@ -39,7 +39,7 @@ where
         Way::Decode => chain.iter().rev().collect(),
     };
     for spec in specs {
-        let m = spec.build(env);
+        let m = twindb::modifier::build(spec, env);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {

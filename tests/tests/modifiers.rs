@@ -10,7 +10,8 @@ use std::process::Command;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sha2::{Digest, Sha256};
-use twindb::modifier::{resolve_gpg, GpgConfig, ModifierEnv, ModifierSpec};
+use twindb::config::GpgConfig;
+use twindb::modifier::{resolve_gpg, ModifierEnv, ModifierSpec};
 use twindb_tests::chain::{run_bytes, Way};
 use twindb_tests::gpg::{have_programs, stop_agent, GpgKey};
 use twindb_tests::{pseudo_random, scratch};
@@ -310,7 +311,7 @@ fn twindb_3_3_encrypted_and_bzip2_copies_restore() {
     );
     let path = write(&t.path().join("twindb.toml"), config.as_bytes());
     let config = twindb::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let env = ModifierEnv::from_config(&config);
+    let env = ModifierEnv::new(config.compression.threads, config.gpg.clone());
     // The armored public key is usable to encrypt, and is the fixtures' key.
     let spec = resolve_gpg(config.gpg.as_ref().unwrap()).unwrap();
     assert_eq!(

@@ -24,9 +24,11 @@ use crate::status::{BinlogMeta, CopyMeta};
 static REPORTED_NO_BINLOG: AtomicBool = AtomicBool::new(false);
 
 pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>, BackupError> {
-    let cfg = engine.config.mysql.as_ref().ok_or_else(|| {
-        BackupError::Other("MySQL backups are not configured ([source] backup_mysql)".into())
-    })?;
+    let cfg = engine
+        .config
+        .mysql
+        .as_ref()
+        .ok_or_else(|| BackupError::MysqlNotConfigured)?;
     ctx.set_phase("listing binary logs");
     let client = ClientOptions::from_defaults_file(&cfg.defaults_file)?;
     let mut server = Server::connect(&client).await?;
@@ -52,13 +54,15 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let chain = super::backup_chain(engine).await?;
-    let env = crate::modifier::ModifierEnv::from_config(&engine.config);
+    let env = engine.modifier_env();
     let mut status = engine.status.load().await?;
     let mut files = Vec::new();
     for name in &names {
         let path = dir.join(name);
-        let id = binlog_identity(&path)
-            .map_err(|e| BackupError::Other(format!("{}: {e}", path.display())))?;
+        let id = binlog_identity(&path).map_err(|cause| BackupError::Io {
+            what: path.display().to_string(),
+            cause,
+        })?;
         files.push((name, path, id));
     }
     if let Some(warning) = history_restart(&status.copies, &files) {

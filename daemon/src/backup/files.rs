@@ -7,7 +7,6 @@ use twindb_proto::{CopyKind, RunType};
 use super::{backup_chain, local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
 use crate::key::files_key;
-use crate::modifier::ModifierEnv;
 use crate::source::FileSource;
 use crate::status::CopyMeta;
 
@@ -19,7 +18,7 @@ pub async fn backup_files(
     ctx: &JobCtx,
 ) -> Result<Vec<String>, BackupError> {
     let chain = backup_chain(engine).await?;
-    let env = ModifierEnv::from_config(&engine.config);
+    let env = engine.modifier_env();
     let mut keys = Vec::new();
     for dir in &engine.config.source.backup_dirs {
         ctx.set_phase(format!("backing up {}", dir.display()));

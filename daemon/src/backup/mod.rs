@@ -31,10 +31,14 @@ pub enum BackupError {
     Status(#[from] crate::status::StatusError),
     #[error(transparent)]
     Mysql(#[from] crate::mysql::MysqlError),
-    #[error("{0}")]
-    Other(String),
     #[error(transparent)]
     Gpg(#[from] GpgError),
+    #[error("MySQL backups are not configured ([source] backup_mysql)")]
+    MysqlNotConfigured,
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: io::Error },
+    #[error("the incremental starts at LSN {from} but its parent ends at LSN {parent_to}; copy discarded")]
+    LsnGap { from: u64, parent_to: u64 },
 }
 
 enum StageOut {
@@ -50,12 +54,14 @@ pub async fn backup_chain(
     engine: &crate::engine::Engine,
 ) -> Result<Vec<ModifierSpec>, BackupError> {
     let config = engine.config.clone();
-    let chain = tokio::task::spawn_blocking(move || crate::modifier::backup_chain(&config))
-        .await
-        .map_err(|e| pipeline::StageError {
-            stage: "gpg".into(),
-            cause: io::Error::other(e),
-        })??;
+    let chain = tokio::task::spawn_blocking(move || {
+        crate::modifier::backup_chain(config.compression.spec.as_ref(), config.gpg.as_ref())
+    })
+    .await
+    .map_err(|e| pipeline::StageError {
+        stage: "gpg".into(),
+        cause: io::Error::other(e),
+    })??;
     Ok(chain)
 }
 
@@ -236,7 +242,7 @@ fn encode_stages(
     cancel: &pipeline::Cancel,
 ) -> ChunkReader {
     for spec in specs {
-        let m = spec.build(env);
+        let m = crate::modifier::build(spec, env);
         let (mut w, next) = pipe(cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {

@@ -64,9 +64,11 @@ pub async fn backup_mysql(
     run_type: RunType,
     ctx: &JobCtx,
 ) -> Result<Vec<String>, BackupError> {
-    let cfg = engine.config.mysql.as_ref().ok_or_else(|| {
-        BackupError::Other("MySQL backups are not configured ([source] backup_mysql)".into())
-    })?;
+    let cfg = engine
+        .config
+        .mysql
+        .as_ref()
+        .ok_or_else(|| BackupError::MysqlNotConfigured)?;
     ctx.set_phase("connecting to MySQL");
     let client = ClientOptions::from_defaults_file(&cfg.defaults_file)?;
     let mut server = Server::connect(&client).await?;
@@ -91,7 +93,7 @@ pub async fn backup_mysql(
         .clone()
         .unwrap_or_else(|| default_stream.to_string());
     let chain = super::backup_chain(engine).await?;
-    let env = crate::modifier::ModifierEnv::from_config(&engine.config);
+    let env = engine.modifier_env();
     let started = Utc::now();
     let key = status.free_key(started, |t| mysql_key(engine.host(), run_type, t, &chain));
     let writing = super::begin_put(engine, &key).await?;
@@ -109,7 +111,10 @@ pub async fn backup_mysql(
     let work = tempfile::Builder::new()
         .prefix("twindb-xtrabackup-")
         .tempdir_in(&engine.config.daemon.state_dir)
-        .map_err(|e| BackupError::Other(format!("creating a scratch folder in state_dir: {e}")))?;
+        .map_err(|cause| BackupError::Io {
+            what: "creating a scratch folder in state_dir".into(),
+            cause,
+        })?;
     let source = MySqlSource {
         tool: tool.clone(),
         defaults_file: cfg.defaults_file.clone(),
@@ -147,8 +152,10 @@ pub async fn backup_mysql(
     let stored = stored?;
     resync?;
 
-    let xb = XtrabackupMeta::read(&lsn_dir)
-        .map_err(|e| BackupError::Other(format!("reading {tool}'s metadata: {e}")));
+    let xb = XtrabackupMeta::read(&lsn_dir).map_err(|cause| BackupError::Io {
+        what: format!("reading {tool}'s metadata"),
+        cause,
+    });
     let xb = match xb {
         Ok(xb) => xb,
         Err(e) => {
@@ -159,10 +166,10 @@ pub async fn backup_mysql(
     if let Some(p) = parent.as_ref().and_then(|p| p.mysql.as_ref()) {
         if xb.from_lsn != p.to_lsn {
             let _ = engine.dest.delete(&key).await;
-            return Err(BackupError::Other(format!(
-                "the incremental starts at LSN {} but its parent ends at LSN {}; copy discarded",
-                xb.from_lsn, p.to_lsn
-            )));
+            return Err(BackupError::LsnGap {
+                from: xb.from_lsn,
+                parent_to: p.to_lsn,
+            });
         }
     }
     let meta = CopyMeta {

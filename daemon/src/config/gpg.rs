@@ -5,7 +5,19 @@ use std::path::PathBuf;
 
 use super::{file, Validator};
 use crate::modifier::program::find_in_path;
-use crate::modifier::GpgConfig;
+
+/// The validated `[gpg]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpgConfig {
+    /// Key id, fingerprint or e-mail of the key copies are encrypted to.
+    pub recipient: String,
+    /// Public keyring file: a keybox (`.kbx`), or `gpg --export` output, binary or armored.
+    pub keyring: PathBuf,
+    /// Exported secret key, imported into a temporary home to decrypt.
+    pub secret_keyring: Option<PathBuf>,
+    /// GNUPGHOME for gpg; None = gpg's default ($GNUPGHOME, else ~/.gnupg).
+    pub homedir: Option<PathBuf>,
+}
 
 impl Validator<'_> {
     /// An external program named by `[section] key` must be in PATH now, not fail mid-run.

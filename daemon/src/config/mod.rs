@@ -9,9 +9,11 @@ mod clone;
 mod file;
 mod gcs;
 mod gpg;
+mod modifier_spec;
 mod ops;
 mod s3;
 mod secret;
+mod spans;
 mod ssh;
 
 use std::fmt;
@@ -22,13 +24,14 @@ use twindb_proto::RunType;
 pub use self::clone::CloneConfig;
 pub use self::file::keys;
 pub use self::gcs::GcsConfig;
+pub use self::gpg::GpgConfig;
+pub use self::modifier_spec::ModifierSpec;
 pub use self::ops::{
     default_schedule, parse_duration, CronSpec, EmailConfig, ExportConfig, NotifyConfig,
     RetentionPolicy, ScheduleConfig, Secret, SmtpTls,
 };
 pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
-use crate::modifier::{GpgConfig, ModifierSpec};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
 pub const DEFAULT_SOCKET: &str = "/run/twindb/twindbd.sock";
@@ -164,12 +167,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parses and validates config text that came from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let spans = spans::Spans::parse(text);
     let raw: file::ConfigFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
+        let at = e.span().map(|s| s.start);
+        let line = at.map(|at| spans.line_of(at));
         // toml's message names the key ("unknown field `x`, expected ...") after a
         // source excerpt; keep only the message, the excerpt adds noise to logs.
         let message = e.message().trim().to_string();
-        let key = key_at(text, e.span().map(|s| s.start)).unwrap_or_else(|| "(syntax)".into());
+        let key = at
+            .and_then(|at| spans.key_at(at))
+            .unwrap_or_else(|| "(syntax)".into());
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line,
@@ -179,7 +186,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     })?;
     let mut v = Validator {
         file: path,
-        text,
+        spans,
         base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         errors: Vec::new(),
         warnings: Vec::new(),
@@ -204,7 +211,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
 
 struct Validator<'a> {
     file: &'a Path,
-    text: &'a str,
+    spans: spans::Spans,
     base: PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
@@ -214,7 +221,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn error(&mut self, section: &str, key: &str, message: impl Into<String>) {
-        let line = find_key_line(self.text, section, key);
+        let line = self.spans.line(section, key);
         let key = if key.is_empty() {
             format!("[{section}]")
         } else {
@@ -655,54 +662,6 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// 1-based line number of byte offset `at`.
-fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].matches('\n').count() + 1
-}
-
-/// The key written at the start of the line holding byte `at`, for parse errors.
-fn key_at(text: &str, at: Option<usize>) -> Option<String> {
-    let at = at?.min(text.len());
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next()?.trim();
-    let section = text[..start]
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
-        .map(str::trim);
-    let key = line.split('=').next()?.trim();
-    if line.starts_with('[') {
-        return Some(line.to_string());
-    }
-    match section {
-        Some(s) => Some(format!("[{s}] {key}")),
-        None => Some(key.to_string()),
-    }
-}
-
-/// Line of `key` inside `[section]` (or of the section header when `key` is empty).
-fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
-    let mut in_section = false;
-    let mut header_line = None;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix('[').and_then(|t| t.split(']').next()) {
-            in_section = name.trim() == section;
-            if in_section && header_line.is_none() {
-                header_line = Some(i + 1);
-            }
-            continue;
-        }
-        if in_section && !key.is_empty() {
-            let k = t.split('=').next().unwrap_or("").trim().trim_matches('"');
-            if k == key {
-                return Some(i + 1);
-            }
-        }
-    }
-    header_line
 }
 
 #[cfg(test)]

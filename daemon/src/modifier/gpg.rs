@@ -19,19 +19,7 @@ use std::process::{Command, Stdio};
 
 use super::program::{run, Direction};
 use super::{Modifier, ModifierSpec};
-
-/// The validated `[gpg]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GpgConfig {
-    /// Key id, fingerprint or e-mail of the key copies are encrypted to.
-    pub recipient: String,
-    /// Public keyring file: a keybox (`.kbx`), or `gpg --export` output, binary or armored.
-    pub keyring: PathBuf,
-    /// Exported secret key, imported into a temporary home to decrypt.
-    pub secret_keyring: Option<PathBuf>,
-    /// GNUPGHOME for gpg; None = gpg's default ($GNUPGHOME, else ~/.gnupg).
-    pub homedir: Option<PathBuf>,
-}
+use crate::config::GpgConfig;
 
 /// Why encryption cannot start. Never carries key material.
 #[derive(Debug, thiserror::Error)]

@@ -12,15 +12,14 @@ mod zstd;
 
 use std::io::{self, Read, Write};
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::Config;
+use crate::config::GpgConfig;
 use crate::pipeline::Cancel;
 
-pub use self::gpg::{resolve as resolve_gpg, Gpg, GpgConfig, GpgError};
+pub use self::gpg::{resolve as resolve_gpg, Gpg, GpgError};
 pub use self::gzip::Gzip;
 pub use self::program::{Compressor, Program};
 pub use self::zstd::Zstd;
+pub use crate::config::ModifierSpec;
 
 /// One stream transformation. `encode` and `decode` each run on their own thread
 /// (and may start more, for an external program's pipes).
@@ -40,36 +39,6 @@ pub trait Modifier: Send + Sync {
         input: &mut (dyn Read + Send),
         output: &mut (dyn Write + Send),
     ) -> io::Result<()>;
-}
-
-/// A modifier as recorded in a copy's metadata, with what is needed to reverse it.
-/// Never key material: gpg records whom the copy was encrypted to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase")]
-pub enum ModifierSpec {
-    Zstd {
-        level: i32,
-    },
-    /// In-process (flate2); decodes pigz output too.
-    Gzip {
-        level: u32,
-    },
-    Pigz {
-        level: u32,
-    },
-    Bzip2 {
-        level: u32,
-    },
-    Lbzip2 {
-        level: u32,
-    },
-    /// None in both fields for a copy without metadata (found by its `.gpg` suffix).
-    Gpg {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        recipient: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fingerprint: Option<String>,
-    },
 }
 
 /// What building a modifier needs besides its spec: today's config, and the job's
@@ -93,10 +62,11 @@ impl Default for ModifierEnv {
 }
 
 impl ModifierEnv {
-    pub fn from_config(config: &Config) -> ModifierEnv {
+    /// `threads` from `[compression] threads`, `gpg` the `[gpg]` section.
+    pub fn new(threads: u32, gpg: Option<GpgConfig>) -> ModifierEnv {
         ModifierEnv {
-            threads: config.compression.threads,
-            gpg: config.gpg.clone(),
+            threads,
+            gpg,
             cancel: Cancel::default(),
         }
     }
@@ -110,105 +80,46 @@ impl ModifierEnv {
     }
 }
 
-impl ModifierSpec {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ModifierSpec::Zstd { .. } => "zstd",
-            ModifierSpec::Gzip { .. } => "gzip",
-            ModifierSpec::Pigz { .. } => "pigz",
-            ModifierSpec::Bzip2 { .. } => "bzip2",
-            ModifierSpec::Lbzip2 { .. } => "lbzip2",
-            ModifierSpec::Gpg { .. } => "gpg",
-        }
-    }
-
-    /// The key suffix, as TwinDB wrote it (`.bz`, not `.bz2`).
-    pub fn suffix(&self) -> &'static str {
-        match self {
-            ModifierSpec::Zstd { .. } => ".zst",
-            ModifierSpec::Gzip { .. } | ModifierSpec::Pigz { .. } => ".gz",
-            ModifierSpec::Bzip2 { .. } | ModifierSpec::Lbzip2 { .. } => ".bz",
-            ModifierSpec::Gpg { .. } => ".gpg",
-        }
-    }
-
-    /// The external program this modifier runs, if any.
-    pub fn program(&self) -> Option<&'static str> {
-        match self {
-            ModifierSpec::Zstd { .. } | ModifierSpec::Gzip { .. } => None,
-            ModifierSpec::Pigz { .. } => Some("pigz"),
-            ModifierSpec::Bzip2 { .. } => Some("bzip2"),
-            ModifierSpec::Lbzip2 { .. } => Some("lbzip2"),
-            ModifierSpec::Gpg { .. } => Some("gpg"),
-        }
-    }
-
-    pub fn build(&self, env: &ModifierEnv) -> Box<dyn Modifier> {
-        let threads = env.threads.max(1);
-        let program = |compressor, level| -> Box<dyn Modifier> {
-            Box::new(Program {
-                compressor,
-                level,
-                threads,
-                cancel: env.cancel.clone(),
-            })
-        };
-        match self {
-            ModifierSpec::Zstd { level } => Box::new(Zstd {
-                level: *level,
-                threads,
-            }),
-            ModifierSpec::Gzip { level } => Box::new(Gzip { level: *level }),
-            ModifierSpec::Pigz { level } => program(Compressor::Pigz, *level),
-            ModifierSpec::Bzip2 { level } => program(Compressor::Bzip2, *level),
-            ModifierSpec::Lbzip2 { level } => program(Compressor::Lbzip2, *level),
-            ModifierSpec::Gpg {
-                recipient,
-                fingerprint,
-            } => Box::new(Gpg {
-                recipient: recipient.clone(),
-                fingerprint: fingerprint.clone(),
-                config: env.gpg.clone(),
-                cancel: env.cancel.clone(),
-            }),
-        }
-    }
-
-    /// The chain of a copy that has no metadata, from its key's suffixes
-    /// (`.tar.gz.gpg` = gzip, then gpg). `.gz` decodes in-process whether gzip or pigz
-    /// wrote it; `.bz` needs the bzip2 program.
-    pub fn chain_from_key(key: &str) -> Vec<ModifierSpec> {
-        let mut chain = Vec::new();
-        let mut rest = key;
-        loop {
-            let (spec, r) = if let Some(r) = rest.strip_suffix(".gz") {
-                (ModifierSpec::Gzip { level: 6 }, r)
-            } else if let Some(r) = rest.strip_suffix(".zst") {
-                (ModifierSpec::Zstd { level: 3 }, r)
-            } else if let Some(r) = rest.strip_suffix(".bz") {
-                (ModifierSpec::Bzip2 { level: 9 }, r)
-            } else if let Some(r) = rest.strip_suffix(".gpg") {
-                let spec = ModifierSpec::Gpg {
-                    recipient: None,
-                    fingerprint: None,
-                };
-                (spec, r)
-            } else {
-                break;
-            };
-            chain.push(spec);
-            rest = r;
-        }
-        chain.reverse();
-        chain
+/// Builds the modifier a spec names.
+pub fn build(spec: &ModifierSpec, env: &ModifierEnv) -> Box<dyn Modifier> {
+    let threads = env.threads.max(1);
+    let program = |compressor, level| -> Box<dyn Modifier> {
+        Box::new(Program {
+            compressor,
+            level,
+            threads,
+            cancel: env.cancel.clone(),
+        })
+    };
+    match spec {
+        ModifierSpec::Zstd { level } => Box::new(Zstd {
+            level: *level,
+            threads,
+        }),
+        ModifierSpec::Gzip { level } => Box::new(Gzip { level: *level }),
+        ModifierSpec::Pigz { level } => program(Compressor::Pigz, *level),
+        ModifierSpec::Bzip2 { level } => program(Compressor::Bzip2, *level),
+        ModifierSpec::Lbzip2 { level } => program(Compressor::Lbzip2, *level),
+        ModifierSpec::Gpg {
+            recipient,
+            fingerprint,
+        } => Box::new(Gpg {
+            recipient: recipient.clone(),
+            fingerprint: fingerprint.clone(),
+            config: env.gpg.clone(),
+            cancel: env.cancel.clone(),
+        }),
     }
 }
 
-/// The chain a backup applies with today's config: compression, then encryption.
+/// The chain a backup applies with today's config (`[compression]`, then `[gpg]`).
 /// Checks the gpg recipient's key (runs `gpg --list-keys`: call off the async runtime).
-pub fn backup_chain(config: &Config) -> Result<Vec<ModifierSpec>, GpgError> {
-    let mut chain: Vec<ModifierSpec> = config.compression.spec.iter().cloned().collect();
-    if let Some(gpg) = &config.gpg {
+pub fn backup_chain(
+    compression: Option<&ModifierSpec>,
+    gpg: Option<&GpgConfig>,
+) -> Result<Vec<ModifierSpec>, GpgError> {
+    let mut chain: Vec<ModifierSpec> = compression.into_iter().cloned().collect();
+    if let Some(gpg) = gpg {
         chain.push(gpg::resolve(gpg)?);
     }
     Ok(chain)
@@ -236,10 +147,13 @@ mod tests {
     use super::*;
 
     fn round_trip(spec: ModifierSpec, data: &[u8]) {
-        let m = spec.build(&ModifierEnv {
-            threads: 2,
-            ..Default::default()
-        });
+        let m = build(
+            &spec,
+            &ModifierEnv {
+                threads: 2,
+                ..Default::default()
+            },
+        );
         let mut encoded = Vec::new();
         m.encode(&mut &data[..], &mut encoded).unwrap();
         let mut decoded = Vec::new();

@@ -2,6 +2,7 @@
 //! file, what the server is (vendor, version, Galera), binary logs, and its my.cnf files.
 
 mod cnf;
+mod throwaway;
 mod tool;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use mysql_async::{Conn, OptsBuilder};
 use serde::{Deserialize, Serialize};
 
 pub use self::cnf::{read_config_files, ConfigFile};
+pub use self::throwaway::{mysqld_binary, Throwaway, ThrowawayError};
 pub use self::tool::{run_tool, Tool, ToolError};
 
 #[derive(Debug, thiserror::Error)]

@@ -43,10 +43,39 @@ pub enum RestoreError {
     Status(#[from] crate::status::StatusError),
     #[error(transparent)]
     Tool(#[from] crate::mysql::ToolError),
+    #[error(transparent)]
+    Pitr(#[from] pitr::PitrError),
     #[error("{0}: {1}")]
     Io(String, io::Error),
+    #[error("cannot restore TwinDB Backup's copy {key}: {problem}")]
+    TwinDbCopy { key: String, problem: String },
+    #[error("{0} has no MySQL metadata recorded")]
+    NoMysqlMeta(String),
+    #[error("incremental {0} records no parent full copy")]
+    NoParent(String),
+    #[error(
+        "the full copy {parent} that incremental {key} was taken against is no longer in the status; \
+         the incremental cannot be restored without it"
+    )]
+    ParentGone { parent: String, key: String },
+    #[error("LSNs do not chain: {parent} ends at LSN {parent_to} but incremental {key} starts at LSN {from}")]
+    LsnGap {
+        parent: String,
+        parent_to: u64,
+        key: String,
+        from: u64,
+    },
+    #[error(
+        "{0} is needed to restore this copy and is not installed (Debian: mariadb-backup or percona-xtrabackup)"
+    )]
+    ToolMissing(String),
+    #[error("{0} is not a folder; refusing to write the recorded my.cnf files through it")]
+    NotAFolder(String),
+    #[error("cannot read uuid:seqno from {0}")]
+    GaleraInfo(String),
+    /// A worker thread panicked (a bug): its message.
     #[error("{0}")]
-    Other(String),
+    Internal(String),
 }
 
 /// Streams the copy `meta` through its reverse chain into `consume`, verifying the
@@ -79,9 +108,9 @@ pub(crate) async fn stream_copy(
     let (w, mut r) = pipe(&cancel);
     let w = w.with_counter(ctx.bytes_in.clone());
     stages.spawn("sha256", move || hash_tap(fetched, w, expect).map(|_| ()));
-    let env = crate::modifier::ModifierEnv::from_config(&engine.config).for_job(&cancel);
+    let env = engine.modifier_env().for_job(&cancel);
     for spec in modifiers.iter().rev() {
-        let m = spec.build(&env);
+        let m = crate::modifier::build(spec, &env);
         let (mut w, next) = pipe(&cancel);
         let mut input = r;
         stages.spawn(spec.name(), move || {
@@ -215,9 +244,10 @@ pub(crate) fn find_copy(
         .ok_or_else(|| RestoreError::UnknownCopy(key.to_string()))?
         .clone();
     if let Some(problem) = meta.twindb.as_ref().and_then(|t| t.problem.as_ref()) {
-        return Err(RestoreError::Other(format!(
-            "cannot restore TwinDB Backup's copy {key}: {problem}"
-        )));
+        return Err(RestoreError::TwinDbCopy {
+            key: key.to_string(),
+            problem: problem.clone(),
+        });
     }
     if meta.kind.as_str() != wanted {
         return Err(RestoreError::WrongKind {

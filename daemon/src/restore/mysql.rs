@@ -71,25 +71,23 @@ pub async fn restore_mysql(
     let mut sources: Vec<&'static str> = Vec::new();
 
     let how = if meta.backup_type.as_deref() == Some("incremental") {
-        let parent_key = meta.parent.as_deref().ok_or_else(|| {
-            RestoreError::Other(format!(
-                "incremental {} records no parent full copy",
-                meta.key
-            ))
-        })?;
-        let parent = find_copy(&status, parent_key, "mysql").map_err(|_| {
-            RestoreError::Other(format!(
-                "the full copy {parent_key} that incremental {} was taken against is no longer in the status; \
-                 the incremental cannot be restored without it",
-                meta.key
-            ))
-        })?;
+        let parent_key = meta
+            .parent
+            .as_deref()
+            .ok_or_else(|| RestoreError::NoParent(meta.key.clone()))?;
+        let parent =
+            find_copy(&status, parent_key, "mysql").map_err(|_| RestoreError::ParentGone {
+                parent: parent_key.to_string(),
+                key: meta.key.clone(),
+            })?;
         let pm = mysql_meta(&parent)?;
         if pm.to_lsn != m.from_lsn {
-            return Err(RestoreError::Other(format!(
-                "LSNs do not chain: {} ends at LSN {} but incremental {} starts at LSN {}",
-                parent.key, pm.to_lsn, meta.key, m.from_lsn
-            )));
+            return Err(RestoreError::LsnGap {
+                parent: parent.key.clone(),
+                parent_to: pm.to_lsn,
+                key: meta.key.clone(),
+                from: m.from_lsn,
+            });
         }
         let base = restore_base(engine, &parent, &tools, mode, &datadir, req.cache, ctx).await?;
         sources.push(base);
@@ -136,7 +134,7 @@ pub async fn restore_mysql(
 fn mysql_meta(meta: &CopyMeta) -> Result<&MysqlMeta, RestoreError> {
     meta.mysql
         .as_ref()
-        .ok_or_else(|| RestoreError::Other(format!("{} has no MySQL metadata recorded", meta.key)))
+        .ok_or_else(|| RestoreError::NoMysqlMeta(meta.key.clone()))
 }
 
 /// The backup tool and stream extractor: `[mysql] xtrabackup_binary`/`xbstream_binary`,
@@ -153,11 +151,9 @@ fn tools(engine: &Engine, m: &MysqlMeta) -> Result<Tools, RestoreError> {
         .and_then(|c| c.xbstream_binary.clone())
         .unwrap_or_else(|| default_stream.to_string());
     let resolve = |p: &str| {
-        find_program(p).map(|path| path.display().to_string()).ok_or_else(|| {
-            RestoreError::Other(format!(
-                "{p} is needed to restore this copy and is not installed (Debian: mariadb-backup or percona-xtrabackup)"
-            ))
-        })
+        find_program(p)
+            .map(|path| path.display().to_string())
+            .ok_or_else(|| RestoreError::ToolMissing(p.to_string()))
     };
     Ok(Tools {
         backup: resolve(&backup)?,
@@ -266,7 +262,7 @@ async fn blocking_io<T: Send + 'static>(
 ) -> Result<T, RestoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| RestoreError::Other(e.to_string()))?
+        .map_err(|e| RestoreError::Internal(e.to_string()))?
 }
 
 /// Runs a tool off the async threads. The job's cancel stops the tool (see
@@ -278,7 +274,7 @@ async fn blocking(
     let cancel = ctx.cancel.clone();
     let result = tokio::task::spawn_blocking(move || f(cancel))
         .await
-        .map_err(|e| RestoreError::Other(e.to_string()))?;
+        .map_err(|e| RestoreError::Internal(e.to_string()))?;
     if ctx.cancel.is_cancelled() {
         return Err(RestoreError::Cancelled);
     }
@@ -326,10 +322,7 @@ fn real_dir(dir: &Path) -> Result<(), RestoreError> {
     match std::fs::symlink_metadata(dir) {
         // symlink_metadata does not follow: a symlink is not a dir here.
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(RestoreError::Other(format!(
-            "{} is not a folder; refusing to write the recorded my.cnf files through it",
-            dir.display()
-        ))),
+        Ok(_) => Err(RestoreError::NotAFolder(dir.display().to_string())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
             .mode(0o700)
             .create(dir)
@@ -361,12 +354,8 @@ fn write_grastate(datadir: &Path, m: &MysqlMeta) -> Result<(), RestoreError> {
     let info_path = datadir.join("xtrabackup_galera_info");
     let info = std::fs::read_to_string(&info_path)
         .map_err(|e| RestoreError::Io(info_path.display().to_string(), e))?;
-    let text = grastate(&info, m.wsrep_provider_version.as_deref()).ok_or_else(|| {
-        RestoreError::Other(format!(
-            "cannot read uuid:seqno from {}",
-            info_path.display()
-        ))
-    })?;
+    let text = grastate(&info, m.wsrep_provider_version.as_deref())
+        .ok_or_else(|| RestoreError::GaleraInfo(info_path.display().to_string()))?;
     let path: PathBuf = datadir.join("grastate.dat");
     std::fs::write(&path, text).map_err(|e| RestoreError::Io(path.display().to_string(), e))
 }

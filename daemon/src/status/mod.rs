@@ -194,6 +194,17 @@ pub struct WriterId {
     pub machine: String,
 }
 
+impl WriterId {
+    /// This daemon (`id` from [`crate::state::daemon_id`]) on this machine.
+    pub fn this_machine(id: String) -> std::io::Result<WriterId> {
+        let machine = nix::unistd::gethostname()
+            .map_err(std::io::Error::from)?
+            .to_string_lossy()
+            .into_owned();
+        Ok(WriterId { id, machine })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Writer {
     #[serde(flatten)]

@@ -373,7 +373,8 @@ impl Write for Counting {
 /// Each modifier chain on the same data through twindb's pipeline (one thread per
 /// stage, bounded pipes, the real programs), beside the shell pipe a DBA would type.
 fn chains(size_gib: f64, data: Option<PathBuf>, only: Option<String>) {
-    use twindb::modifier::{resolve_gpg, GpgConfig, ModifierEnv, ModifierSpec};
+    use twindb::config::GpgConfig;
+    use twindb::modifier::{resolve_gpg, ModifierEnv, ModifierSpec};
     use twindb_tests::chain::{run, Way};
 
     let data = data.unwrap_or_else(|| PathBuf::from("/var/tmp/twindb-bench-chains"));
