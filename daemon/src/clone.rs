@@ -9,48 +9,64 @@
 //! `CHANGE MASTER TO` the coordinates recorded in the copy (GTID when the server has
 //! one, else file/position), `START SLAVE`, and wait until both replication threads run.
 //!
-//! Every step's failure names the host, what was being done and the command's stderr.
-//! The MySQL client options (`[clone] mysql_defaults_file`) go to each host through
-//! stdin into a mode-600 temp file removed at the end; the replication password only
-//! travels in the SQL on the client's stdin and is masked in any message.
+//! Every step's failure names the host, what was being done and the command's stderr
+//! (its [`Tail`](crate::process::Tail)). The MySQL client options (`[clone]
+//! mysql_defaults_file`) go to each host through stdin into a mode-600 temp file removed
+//! at the end; the replication password only travels in the SQL on the client's stdin
+//! and is masked in any message. A cancelled job stops at once: every wait on a host
+//! also awaits the job's cancel, and the running remote command's channel is closed.
+//!
+//! The SSH side (connection, host keys, commands, quoting) is [`crate::ssh`]'s.
 
-use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use russh::ChannelMsg;
 use twindb_proto::CloneRequest;
 
-use crate::config::{CloneConfig, SshConfig};
-use crate::destination::Ssh;
+use crate::config::CloneConfig;
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::Vendor;
 use crate::pipeline::Cancel;
+use crate::ssh::{quote as sh, Client, Exec, Limits, Output, Target, IDLE_CLOSE};
 
 /// How long mysqld may take to accept connections after the start command.
 const START_LIMIT: Duration = Duration::from_secs(180);
 /// How long the replication threads may take to be both running.
 const REPLICATION_LIMIT: Duration = Duration::from_secs(60);
-/// stderr lines kept for a message.
-const TAIL: usize = 30;
 
+/// Why a clone was refused or failed. Its Display is the job's error, word for word
+/// what operators (and the tests) read.
 #[derive(Debug, thiserror::Error)]
 pub enum CloneError {
+    #[error("{0:?} is not HOST or HOST:PORT")]
+    BadAddress(String),
+    #[error("the source and the destination are the same server")]
+    SameServer,
+    #[error("--replication-user is empty")]
+    NoReplicationUser,
+    #[error("cannot read [clone] mysql_defaults_file {}: {cause}", path.display())]
+    DefaultsFile { path: PathBuf, cause: io::Error },
+    #[error(
+        "{host}: checking binary logging: log_bin is off: a replica needs the source's binary log"
+    )]
+    NoBinaryLog { host: String },
+    /// A step on a host failed: what was being done and what the host said.
     #[error("{host}: {what}: {detail}")]
     Step {
         host: String,
         what: String,
         detail: String,
     },
+    #[error("mysqld did not accept connections within {} s after the start command: {last}", START_LIMIT.as_secs())]
+    NotStarted { last: Box<CloneError> },
     #[error("cancelled")]
     Cancelled,
-    #[error("{0}")]
-    Other(String),
 }
 
 /// `HOST[:PORT]`, PORT defaulting to 3306.
 fn host_port(s: &str) -> Result<(String, u16), CloneError> {
-    let bad = || CloneError::Other(format!("{s:?} is not HOST or HOST:PORT"));
+    let bad = || CloneError::BadAddress(s.to_string());
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
         None => (s, 3306),
@@ -67,11 +83,6 @@ fn host_port(s: &str) -> Result<(String, u16), CloneError> {
     Ok((host.to_string(), port))
 }
 
-/// Single quotes for the remote POSIX shell.
-fn sh(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// A string literal for SQL run under `sql_mode = NO_BACKSLASH_ESCAPES` (see
 /// [`change_master`]): quotes doubled, backslashes literal, whatever the server's mode.
 fn sql_str(s: &str) -> String {
@@ -82,7 +93,7 @@ fn sql_str(s: &str) -> String {
 struct Host {
     name: String,
     mysql_port: u16,
-    ssh: Ssh,
+    ssh: Client,
     /// The temp file holding the MySQL client options, once written.
     defaults: Option<String>,
     /// Masked out of every message from this host.
@@ -92,21 +103,24 @@ struct Host {
     cancel: Cancel,
 }
 
-struct Ran {
-    stdout: Vec<u8>,
-}
-
 impl Host {
     fn new(cfg: &CloneConfig, name: &str, mysql_port: u16, cancel: Cancel) -> Host {
-        let ssh = Ssh::new(SshConfig {
+        let target = Target {
             host: name.to_string(),
             port: cfg.ssh_port,
             user: cfg.ssh_user.clone(),
             key: cfg.ssh_key.clone(),
             known_hosts: cfg.known_hosts.clone(),
             accept_new_host_keys: cfg.accept_new_host_keys,
-            backup_dir: "/".into(),
-        });
+        };
+        let label = format!("ssh://{}@{name}:{}/", cfg.ssh_user, cfg.ssh_port);
+        // No stall limit: a prepare or a start command may rightly be silent for long;
+        // the job's cancel and timeout end a step that hangs.
+        let limits = Limits {
+            idle_close: IDLE_CLOSE,
+            stall: None,
+        };
+        let ssh = Client::new(target, label, limits);
         Host {
             name: name.to_string(),
             mysql_port,
@@ -129,56 +143,32 @@ impl Host {
         }
     }
 
-    /// Runs `command` with `input` on its stdin; its stdout when it exits 0.
-    async fn run(&self, what: &str, command: &str, input: &[u8]) -> Result<Ran, CloneError> {
-        let mut ch = self
-            .ssh
-            .open_channel("clone", command)
-            .await
-            .map_err(|e| self.fail(what, format!("{:#}", anyhow::Error::from(e))))?;
-        if !input.is_empty() {
-            ch.data_bytes(Bytes::copy_from_slice(input))
-                .await
-                .map_err(|e| self.fail(what, format!("sending input: {e}")))?;
-        }
-        let _ = ch.eof().await;
-        let mut stdout = Vec::new();
-        let mut stderr = Tail::default();
-        let mut status = None;
-        loop {
-            let msg = tokio::select! {
-                m = ch.wait() => m,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if self.cancel.is_cancelled() {
-                        let _ = ch.close().await;
-                        return Err(CloneError::Cancelled);
-                    }
-                    continue;
-                }
-            };
-            let Some(msg) = msg else { break };
-            match msg {
-                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, .. } => stderr.push(&data),
-                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    return Err(self.fail(
-                        what,
-                        format!("killed by signal {signal_name:?}\n{}", stderr.text()),
-                    ))
-                }
-                _ => {}
-            }
-        }
-        match status {
-            Some(0) => Ok(Ran { stdout }),
-            Some(n) => Err(self.fail(what, format!("exit status {n}\n{}", stderr.text()))),
-            None => Err(self.fail(
+    /// An SSH failure (connecting, starting the command), worded as it always was: the
+    /// host's `ssh://` URL, then the cause.
+    fn ssh_failed(&self, what: &str, e: io::Error) -> CloneError {
+        let t = self.ssh.target();
+        self.fail(
+            what,
+            format!("ssh://{}@{}:{}/: clone: {e}", t.user, t.host, t.port),
+        )
+    }
+
+    /// Runs `command` with `input` on its stdin; what it said when it exits 0.
+    async fn run(&self, what: &str, command: &str, input: &[u8]) -> Result<Output, CloneError> {
+        let out = tokio::select! {
+            out = self.ssh.output(command, input) => out,
+            // Dropping the command closes its channel.
+            () = self.cancel.cancelled() => return Err(CloneError::Cancelled),
+        };
+        let out = out.map_err(|e| self.ssh_failed(what, e))?;
+        let stderr = out.stderr.text();
+        match (&out.signal, out.status) {
+            (Some(sig), _) => Err(self.fail(what, format!("killed by signal {sig}\n{stderr}"))),
+            (None, Some(0)) => Ok(out),
+            (None, Some(n)) => Err(self.fail(what, format!("exit status {n}\n{stderr}"))),
+            (None, None) => Err(self.fail(
                 what,
-                format!(
-                    "the connection closed before the command ended\n{}",
-                    stderr.text()
-                ),
+                format!("the connection closed before the command ended\n{stderr}"),
             )),
         }
     }
@@ -223,24 +213,6 @@ impl Host {
     }
 }
 
-#[derive(Default)]
-struct Tail(VecDeque<String>);
-
-impl Tail {
-    fn push(&mut self, data: &[u8]) {
-        for line in String::from_utf8_lossy(data).lines() {
-            if self.0.len() == TAIL {
-                self.0.pop_front();
-            }
-            self.0.push_back(line.to_string());
-        }
-    }
-
-    fn text(&self) -> String {
-        self.0.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-}
-
 /// What the source is.
 struct SourceInfo {
     vendor: Vendor,
@@ -257,19 +229,16 @@ pub async fn clone_mysql(
     let (src_name, src_port) = host_port(&req.source)?;
     let (dst_name, dst_port) = host_port(&req.destination)?;
     if (src_name.as_str(), src_port) == (dst_name.as_str(), dst_port) {
-        return Err(CloneError::Other(
-            "the source and the destination are the same server".into(),
-        ));
+        return Err(CloneError::SameServer);
     }
     if req.replication_user.is_empty() {
-        return Err(CloneError::Other("--replication-user is empty".into()));
+        return Err(CloneError::NoReplicationUser);
     }
-    let defaults = std::fs::read(&cfg.mysql_defaults_file).map_err(|e| {
-        CloneError::Other(format!(
-            "cannot read [clone] mysql_defaults_file {}: {e}",
-            cfg.mysql_defaults_file.display()
-        ))
-    })?;
+    let defaults =
+        std::fs::read(&cfg.mysql_defaults_file).map_err(|cause| CloneError::DefaultsFile {
+            path: cfg.mysql_defaults_file.clone(),
+            cause,
+        })?;
     let mut src = Host::new(cfg, &src_name, src_port, ctx.cancel.clone());
     let mut dst = Host::new(cfg, &dst_name, dst_port, ctx.cancel.clone());
     dst.secret = Some(req.replication_password.clone());
@@ -401,10 +370,9 @@ async fn source_info(src: &Host) -> Result<SourceInfo, CloneError> {
         ));
     };
     if !matches!(log_bin, "1" | "ON") {
-        return Err(src.fail(
-            "checking binary logging",
-            "log_bin is off: a replica needs the source's binary log".into(),
-        ));
+        return Err(CloneError::NoBinaryLog {
+            host: src.name.clone(),
+        });
     }
     let vendor = Vendor::from_version(version, comment);
     let gtid_mode = match vendor {
@@ -472,82 +440,82 @@ async fn relay(
     let what_from = "streaming a backup";
     let mut sink = to
         .ssh
-        .open_channel("clone", to_cmd)
+        .exec(to_cmd)
         .await
-        .map_err(|e| to.fail(what_to, format!("{:#}", anyhow::Error::from(e))))?;
+        .map_err(|e| to.ssh_failed(what_to, e))?;
     let mut source = from
         .ssh
-        .open_channel("clone", from_cmd)
+        .exec(from_cmd)
         .await
-        .map_err(|e| from.fail(what_from, format!("{:#}", anyhow::Error::from(e))))?;
-    let mut from_err = Tail::default();
-    let mut from_status = None;
+        .map_err(|e| from.ssh_failed(what_from, e))?;
+    let mut from_out = Output::default();
     let mut bytes = 0u64;
     let mut write_failed = None;
     loop {
         let msg = tokio::select! {
             m = source.wait() => m,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if ctx.cancel.is_cancelled() {
-                    let _ = source.close().await;
-                    let _ = sink.close().await;
-                    return Err(CloneError::Cancelled);
-                }
-                continue;
-            }
+            () = ctx.cancel.cancelled() => return Err(hang_up(&source, &sink).await),
         };
         let Some(msg) = msg else { break };
-        match msg {
-            ChannelMsg::Data { data } if write_failed.is_none() => {
-                bytes += data.len() as u64;
-                ctx.bytes_in
-                    .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                if let Err(e) = sink.data_bytes(Bytes::copy_from_slice(&data)).await {
-                    // The extractor stopped: its stderr says why; stop the source.
-                    write_failed = Some(e.to_string());
-                    let _ = source.close().await;
-                } else {
-                    ctx.bytes_out
-                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            ChannelMsg::ExtendedData { data, .. } => from_err.push(&data),
-            ChannelMsg::ExitStatus { exit_status } => from_status = Some(exit_status),
-            _ => {}
+        let Some(data) = from_out.take(msg) else {
+            continue;
+        };
+        if write_failed.is_some() {
+            continue;
+        }
+        let n = data.len() as u64;
+        bytes += n;
+        ctx.bytes_in
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = sink.data_bytes(data).await {
+            // The extractor stopped: its stderr says why; stop the source.
+            write_failed = Some(e.to_string());
+            let _ = source.close().await;
+        } else {
+            ctx.bytes_out
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
     let _ = sink.eof().await;
-    let mut to_err = Tail::default();
-    let mut to_status = None;
-    while let Some(msg) = sink.wait().await {
-        match msg {
-            ChannelMsg::ExtendedData { data, .. } => to_err.push(&data),
-            ChannelMsg::ExitStatus { exit_status } => to_status = Some(exit_status),
-            _ => {}
-        }
+    let mut to_out = Output::default();
+    loop {
+        let msg = tokio::select! {
+            m = sink.wait() => m,
+            () = ctx.cancel.cancelled() => return Err(hang_up(&source, &sink).await),
+        };
+        let Some(msg) = msg else { break };
+        to_out.take(msg);
     }
-    if to_status != Some(0) {
+    let status = |out: &Output| out.status.map_or("unknown".into(), |s| s.to_string());
+    if to_out.status != Some(0) {
         return Err(to.fail(
             what_to,
             format!(
                 "exit status {}{}\n{}",
-                to_status.map_or("unknown".into(), |s| s.to_string()),
+                status(&to_out),
                 write_failed.map_or(String::new(), |w| format!(" ({w})")),
-                to_err.text()
+                to_out.stderr.text()
             ),
         ));
     }
-    if from_status != Some(0) {
+    if from_out.status != Some(0) {
         return Err(from.fail(
             what_from,
             format!(
                 "exit status {}\n{}",
-                from_status.map_or("unknown".into(), |s| s.to_string()),
-                from_err.text()
+                status(&from_out),
+                from_out.stderr.text()
             ),
         ));
     }
     Ok(bytes)
+}
+
+/// Closes both channels of a cancelled relay, so that both commands get a hangup.
+async fn hang_up(source: &Exec, sink: &Exec) -> CloneError {
+    let _ = source.close().await;
+    let _ = sink.close().await;
+    CloneError::Cancelled
 }
 
 /// After a failure: the next attempt needs an empty datadir again. Not emptied, it
@@ -688,14 +656,11 @@ async fn wait_for_server(dst: &Host, ctx: &JobCtx) -> Result<(), CloneError> {
             .await
         {
             Ok(_) => return Ok(()),
+            Err(CloneError::Cancelled) => return Err(CloneError::Cancelled),
             Err(e) if Instant::now() > deadline => {
-                return Err(CloneError::Other(format!(
-                    "mysqld did not accept connections within {} s after the start command: {e}",
-                    START_LIMIT.as_secs()
-                )))
+                return Err(CloneError::NotStarted { last: Box::new(e) })
             }
-            Err(_) if ctx.cancel.is_cancelled() => return Err(CloneError::Cancelled),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(_) => pause(ctx, Duration::from_secs(1)).await?,
         }
     }
 }
@@ -746,9 +711,6 @@ async fn wait_for_replication(dst: &Host, ctx: &JobCtx) -> Result<String, CloneE
         if io == "Yes" && sqlt == "Yes" {
             return Ok("Slave_IO_Running and Slave_SQL_Running are Yes".into());
         }
-        if ctx.cancel.is_cancelled() {
-            return Err(CloneError::Cancelled);
-        }
         // A thread that stopped with an error (wrong password, missing binlog) will
         // not recover by waiting: report it now.
         let errors = [
@@ -775,7 +737,15 @@ async fn wait_for_replication(dst: &Host, ctx: &JobCtx) -> Result<String, CloneE
                 ),
             ));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        pause(ctx, Duration::from_secs(1)).await?;
+    }
+}
+
+/// Waits `pause` between two looks at a host, or ends at once when the job is cancelled.
+async fn pause(ctx: &JobCtx, pause: Duration) -> Result<(), CloneError> {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => Ok(()),
+        () = ctx.cancel.cancelled() => Err(CloneError::Cancelled),
     }
 }
 
@@ -796,9 +766,47 @@ mod tests {
     }
 
     #[test]
-    fn quoting() {
-        assert_eq!(sh("it's"), "'it'\\''s'");
+    fn sql_quoting() {
         assert_eq!(sql_str("a'b\\c"), "'a''b\\c'");
+    }
+
+    #[test]
+    fn refusals_keep_their_words() {
+        let cases = [
+            (
+                host_port("a b").unwrap_err(),
+                "\"a b\" is not HOST or HOST:PORT",
+            ),
+            (
+                CloneError::SameServer,
+                "the source and the destination are the same server",
+            ),
+            (CloneError::NoReplicationUser, "--replication-user is empty"),
+            (
+                CloneError::NoBinaryLog { host: "db1".into() },
+                "db1: checking binary logging: log_bin is off: a replica needs the source's binary log",
+            ),
+            (
+                CloneError::NotStarted {
+                    last: Box::new(CloneError::Step {
+                        host: "db2".into(),
+                        what: "connecting to the new server".into(),
+                        detail: "exit status 1\nrefused".into(),
+                    }),
+                },
+                "mysqld did not accept connections within 180 s after the start command: db2: connecting to the new server: exit status 1\nrefused",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+        let err = CloneError::DefaultsFile {
+            path: "/root/.my.cnf".into(),
+            cause: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert!(err
+            .to_string()
+            .starts_with("cannot read [clone] mysql_defaults_file /root/.my.cnf: "));
     }
 
     #[test]
