@@ -18,8 +18,7 @@ use tracing_subscriber::{reload as log_reload, EnvFilter, Registry};
 
 use crate::api::{self, AppState, Peer};
 use crate::config::Config;
-use crate::config::DestinationConfig;
-use crate::destination::{Destination, Local, Ssh};
+use crate::destination::Destination;
 use crate::engine::{Current, Engine};
 use crate::queue::Queue;
 use crate::scheduler::Scheduler;
@@ -361,39 +360,18 @@ fn bind_socket(config: &Config) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Removes upload leftovers of a twindbd that was killed. Safe: we hold the state_dir
-/// lock, so no upload of ours is running.
+/// Removes upload leftovers of a twindbd that was killed, from the destination and from
+/// `keep_local_path` alike. Safe: we hold the state_dir lock, so no upload of ours is
+/// running.
 async fn clean_partials(engine: &Engine) {
-    let host = engine.host();
-    let mut results = Vec::new();
-    match &engine.config.destination {
-        DestinationConfig::Local { path } => results.push((
-            engine.dest.name(),
-            Local::new(path)
-                .remove_partials(host)
-                .map_err(|e| e.to_string()),
-        )),
-        DestinationConfig::Ssh(cfg) => results.push((
-            engine.dest.name(),
-            Ssh::new(cfg.clone())
-                .remove_partials(host)
-                .await
-                .map_err(|e| format!("{e:#}")),
-        )),
-        DestinationConfig::S3(_) | DestinationConfig::Gcs(_) => results.push((
-            engine.dest.name(),
-            engine
-                .dest
-                .clean_partials(&format!("{host}/"))
-                .await
-                .map_err(|e| format!("{e:#}")),
-        )),
-    }
+    let prefix = format!("{}/", engine.host());
+    let mut targets: Vec<&dyn Destination> = vec![engine.dest.as_ref()];
     if let Some(local) = &engine.keep_local {
-        results.push((
-            local.name(),
-            local.remove_partials(host).map_err(|e| e.to_string()),
-        ));
+        targets.push(local);
+    }
+    let mut results = Vec::new();
+    for dest in targets {
+        results.push((dest.name(), dest.clean_partials(&prefix).await));
     }
     for (destination, result) in results {
         match result {
@@ -403,7 +381,9 @@ async fn clean_partials(engine: &Engine) {
                 count = n,
                 "removed partial uploads left by an interrupted twindbd"
             ),
-            Err(e) => tracing::warn!(%destination, error = %e, "could not clean partial uploads"),
+            Err(e) => {
+                tracing::warn!(%destination, error = %format!("{e:#}"), "could not clean partial uploads")
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod share;
 pub mod source;
+pub mod ssh;
 pub mod state;
 pub mod status;
 pub mod systemd;

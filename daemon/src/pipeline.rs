@@ -10,7 +10,7 @@
 //! message), so a truncated stream can never be committed as a copy.
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Size of one chunk passed between stages. Small enough that a chunk is still in the
 /// CPU cache when the next stage reads it: with 1 MiB chunks (12 MiB in flight) the
@@ -32,22 +33,21 @@ pub const DEPTH: usize = 4;
 /// The stream type every destination reads and writes.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
-/// Shared cancel flag, checked by every pipe on every chunk.
+/// Shared cancel flag, checked by every pipe on every chunk, and awaitable by async
+/// code ([`Cancel::cancelled`] wakes as soon as it is set, no polling).
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(CancellationToken);
 
 impl Cancel {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancel();
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.is_cancelled()
     }
-    /// Resolves once the flag is set (polled: the flag has no waker).
+    /// Resolves once the flag is set (at once if it is already).
     pub async fn cancelled(&self) {
-        while !self.is_cancelled() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.0.cancelled().await
     }
     fn check(&self) -> io::Result<()> {
         if self.is_cancelled() {
@@ -464,6 +464,19 @@ pub struct StageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn cancelled_wakes_as_soon_as_the_flag_is_set() {
+        let cancel = Cancel::default();
+        let waiting = cancel.cancelled();
+        tokio::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending());
+        cancel.cancel();
+        // Ready on the very next poll: no timer between the cancel and the wake-up.
+        assert!(futures::poll!(&mut waiting).is_ready());
+        // A clone sees it too, and an already cancelled flag resolves at once.
+        assert!(futures::poll!(Box::pin(cancel.clone().cancelled())).is_ready());
+    }
 
     #[test]
     fn bytes_flow_and_a_clean_finish_is_eof() {

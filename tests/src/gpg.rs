@@ -13,7 +13,7 @@ pub fn have_programs(test: &str, programs: &[&str]) -> bool {
     let missing: Vec<&str> = programs
         .iter()
         .copied()
-        .filter(|p| twindb::modifier::program::find_in_path(p).is_none())
+        .filter(|p| twindb::process::find_program(p).is_none())
         .collect();
     if missing.is_empty() {
         return true;

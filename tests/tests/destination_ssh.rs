@@ -109,7 +109,7 @@ async fn listing_skips_partial_uploads_and_other_hidden_names() {
     assert!(keys(&d, "h/daily/files/b").await.is_empty());
 
     // A killed twindbd's leftovers are removed at its next start.
-    assert_eq!(d.remove_partials("h").await.unwrap(), 1);
+    assert_eq!(d.clean_partials("h").await.unwrap(), 1);
     assert!(!dir.join(".a.tar.twindb-partial.1.0").exists());
     assert!(dir.join("a.tar").exists());
 }

@@ -305,7 +305,7 @@ fn restore_with_the_wrong_secret_key_names_the_key_and_leaves_nothing() {
 fn path_with(dir: &Path, programs: &[&str]) -> String {
     fs::create_dir_all(dir).unwrap();
     for p in programs {
-        let real = twindb::modifier::program::find_in_path(p).unwrap();
+        let real = twindb::process::find_program(p).unwrap();
         std::os::unix::fs::symlink(real, dir.join(p)).unwrap();
     }
     dir.display().to_string()

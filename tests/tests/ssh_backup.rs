@@ -211,6 +211,41 @@ fn a_failed_local_write_fails_the_copy_and_nothing_is_kept_anywhere() {
     assert!(ls_keys(&d).is_empty());
 }
 
+/// A killed twindbd's temp files, on the server and in keep_local_path, are gone once
+/// the next twindbd has started (both through `Destination::clean_partials`); another
+/// host's are not ours to remove.
+#[test]
+fn start_removes_partial_uploads_on_the_server_and_in_keep_local() {
+    let Some(server) = Sshd::start_or_skip("start_removes_partial_uploads") else {
+        return;
+    };
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let (config, kept) = keep_local_config(&server, t.path(), &src);
+    let partial = "testhost/daily/files/.x.tar.gz.twindb-partial.1.0";
+    let other = "otherhost/daily/files/.x.tar.gz.twindb-partial.1.0";
+    for path in [
+        server.root.join(partial),
+        server.root.join(other),
+        kept.join(partial),
+    ] {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "half a copy").unwrap();
+    }
+    let d = Daemon::start(&config);
+    // Answering means started: the socket listens before the start-up work is done.
+    d.ctl(&["check"]).success();
+    for path in [server.root.join(partial), kept.join(partial)] {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    assert!(
+        server.root.join(other).exists(),
+        "another host's upload was removed"
+    );
+    assert_eq!(d.stop(), 0);
+}
+
 /// Every file under `p`, which must exist: "nothing left" over a folder that is not
 /// there proves nothing.
 fn walk(p: &Path) -> Vec<PathBuf> {

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::{file, Validator};
-use crate::modifier::program::find_in_path;
+use crate::process::find_program;
 
 /// The validated `[gpg]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct GpgConfig {
 impl Validator<'_> {
     /// An external program named by `[section] key` must be in PATH now, not fail mid-run.
     pub(super) fn program_installed(&mut self, section: &str, key: &str, program: &str) {
-        if find_in_path(program).is_none() {
+        if find_program(program).is_none() {
             self.error(
                 section,
                 key,

@@ -1,4 +1,4 @@
-//! A folder on an SSH server, spoken to with russh (no `ssh` program is run).
+//! A folder on an SSH server, through the [`crate::ssh`] client.
 //!
 //! Every operation is one exec channel running a short POSIX shell command (`cat`,
 //! `mv`, `rm`, `find`) on one SSH connection that is kept open and shared by all
@@ -11,50 +11,38 @@
 //!   status and the stored size, flushes the file to disk and renames it into place.
 //!   On failure or cancel the temp file is removed (best effort: when the server is
 //!   gone, `discard` of the key removes it at the next sweep, and a killed twindbd's
-//!   leftovers are removed at its next start by [`Ssh::remove_partials`]). `list`
-//!   never shows names starting with '.'. A streamed `put` is never retried.
+//!   leftovers are removed at its next start by `clean_partials`). `list` never shows
+//!   names starting with '.'. A streamed `put` is never retried.
 //! - The connection is closed after [`IDLE_CLOSE`] without use, and an operation on a
 //!   server that makes no progress for [`STALL`] fails (so a job can always end).
 //! - `get` streams `cat`'s output and checks its exit status at the end, so a read
 //!   error on the server fails the stream instead of truncating it.
 //! - Remote paths are single-quoted for the shell: keys may hold spaces and quotes.
-//! - Host keys are checked against `known_hosts`: an unknown key is refused unless
-//!   `accept_new_host_keys`, a changed key always; both errors show the SHA256
-//!   fingerprint the server offered.
+//! - Host keys are checked against `known_hosts` (see [`crate::ssh::host_key`]).
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{Channel, ChannelMsg};
 
 use super::retry::{retry, Backoff};
 use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
 use crate::config::SshConfig;
 use crate::pipeline::{ByteStream, CHUNK};
+use crate::ssh::{lost, quote, Client, Exec, Limits, Output, Target, IDLE_CLOSE};
 
 /// Marks an upload in progress; `list` never shows such names (they start with '.').
 const PARTIAL: &str = ".twindb-partial";
 /// What the upload command prints on stderr once it holds the temp file open.
 const READY: &str = "twindb-ready";
-/// TCP connect, key exchange and authentication together.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// A silent server is declared gone after 3 unanswered keepalives, 15 s apart.
-const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Removing a temp file after a failure must not hold up the error report for long.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection nobody asked for this long is closed; the next operation reconnects.
-/// Operations of one job follow each other closely, jobs are far apart: this keeps one
-/// connection per job without holding a session open on the server between runs.
-pub const IDLE_CLOSE: Duration = Duration::from_secs(60);
 /// A server that accepts or sends nothing for this long while a command runs is declared
 /// stuck (a hung disk or NFS mount behind it: keepalives still get answers). Without
 /// it a job could wait forever and never see its cancel or timeout.
@@ -90,12 +78,7 @@ struct Inner {
     cfg: SshConfig,
     name: String,
     tuning: Tuning,
-    session: tokio::sync::Mutex<Option<Session>>,
-}
-
-struct Session {
-    handle: Arc<Handle<HostKeyCheck>>,
-    last_used: std::time::Instant,
+    client: Client,
 }
 
 impl fmt::Debug for Ssh {
@@ -105,8 +88,6 @@ impl fmt::Debug for Ssh {
             .finish()
     }
 }
-
-type Exec = Channel<client::Msg>;
 
 impl Ssh {
     pub fn new(cfg: SshConfig) -> Self {
@@ -128,12 +109,25 @@ impl Ssh {
             "ssh://{}@{}:{}{}",
             cfg.user, cfg.host, cfg.port, cfg.backup_dir
         );
+        let target = Target {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            user: cfg.user.clone(),
+            key: cfg.key.clone(),
+            known_hosts: cfg.known_hosts.clone(),
+            accept_new_host_keys: cfg.accept_new_host_keys,
+        };
+        let limits = Limits {
+            idle_close: tuning.idle_close,
+            stall: Some(tuning.stall),
+        };
+        let client = Client::new(target, name.clone(), limits);
         Ssh {
             inner: Arc::new(Inner {
                 cfg,
                 name,
                 tuning,
-                session: tokio::sync::Mutex::new(None),
+                client,
             }),
         }
     }
@@ -161,138 +155,10 @@ impl Ssh {
         out
     }
 
-    /// The open connection, or a new one.
-    async fn handle(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-    ) -> Result<Arc<Handle<HostKeyCheck>>, DestinationError> {
-        let mut session = self.inner.session.lock().await;
-        if let Some(s) = session.as_mut() {
-            if !s.handle.is_closed() {
-                s.last_used = std::time::Instant::now();
-                return Ok(s.handle.clone());
-            }
-        }
-        *session = None;
-        let handle = Arc::new(self.connect(action, key).await?);
-        *session = Some(Session {
-            handle: handle.clone(),
-            last_used: std::time::Instant::now(),
-        });
-        tokio::spawn(close_when_idle(
-            Arc::downgrade(&self.inner),
-            Arc::downgrade(&handle),
-        ));
-        Ok(handle)
-    }
-
-    /// Drops the cached connection if it is `h`, so the next operation reconnects.
-    async fn forget(&self, h: &Arc<Handle<HostKeyCheck>>) {
-        let mut session = self.inner.session.lock().await;
-        if session.as_ref().is_some_and(|s| Arc::ptr_eq(&s.handle, h)) {
-            *session = None;
-        }
-    }
-
-    async fn connect(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-    ) -> Result<Handle<HostKeyCheck>, DestinationError> {
-        let cfg = &self.inner.cfg;
-        let fail =
-            |kind: io::ErrorKind, msg: String| self.err(action, key, io::Error::new(kind, msg));
-        let secret = russh::keys::load_secret_key(&cfg.key, None).map_err(|e| {
-            let (kind, why) = match e {
-                russh::keys::Error::KeyIsEncrypted => (
-                    io::ErrorKind::PermissionDenied,
-                    "it is protected by a passphrase".to_string(),
-                ),
-                russh::keys::Error::IO(io) => (io.kind(), io.to_string()),
-                other => (io::ErrorKind::InvalidInput, other.to_string()),
-            };
-            fail(
-                kind,
-                format!("cannot use ssh_key {}: {why}", cfg.key.display()),
-            )
-        })?;
-        let verdict = Arc::new(StdMutex::new(None));
-        let handler = HostKeyCheck {
-            host: cfg.host.clone(),
-            port: cfg.port,
-            known_hosts: cfg.known_hosts.clone(),
-            accept_new: cfg.accept_new_host_keys,
-            verdict: verdict.clone(),
-        };
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(KEEPALIVE),
-            keepalive_max: 3,
-            nodelay: true,
-            ..Default::default()
-        });
-        let user = cfg.user.clone();
-        let address = (cfg.host.clone(), cfg.port);
-        let connecting = async move {
-            let mut handle = client::connect(config, address, handler).await?;
-            let hash = if secret.algorithm().is_rsa() {
-                handle.best_supported_rsa_hash().await?.flatten()
-            } else {
-                None
-            };
-            let auth = handle
-                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(secret), hash))
-                .await?;
-            Ok::<_, russh::Error>((handle, auth.success()))
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Err(_) => Err(fail(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "no SSH session with {}:{} within {} s",
-                    cfg.host,
-                    cfg.port,
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            )),
-            Ok(Err(e)) => {
-                if let Some(refused) = verdict.lock().expect("verdict lock").take() {
-                    return Err(fail(io::ErrorKind::PermissionDenied, refused));
-                }
-                Err(fail(
-                    connection_kind(&e),
-                    format!("connecting to {}:{}: {e}", cfg.host, cfg.port),
-                ))
-            }
-            Ok(Ok((_, false))) => Err(fail(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "the server refused key authentication of user {} with ssh_key {} (is its public key in the user's authorized_keys?)",
-                    cfg.user,
-                    cfg.key.display()
-                ),
-            )),
-            Ok(Ok((handle, true))) => {
-                tracing::debug!(destination = %self.inner.name, "ssh session established");
-                Ok(handle)
-            }
-        }
-    }
-
-    /// `fut`, unless the server makes no progress for the stall limit: then the
-    /// connection is dropped (the next operation reconnects) and the wait fails.
+    /// `fut`, unless the server makes no progress for the stall limit (see
+    /// [`Client::unstalled`]).
     async fn unstalled<T>(&self, fut: impl std::future::Future<Output = T>) -> io::Result<T> {
-        let limit = self.inner.tuning.stall;
-        match tokio::time::timeout(limit, fut).await {
-            Ok(v) => Ok(v),
-            Err(_) => {
-                *self.inner.session.lock().await = None;
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the server made no progress for {} s", limit.as_secs()),
-                ))
-            }
-        }
+        self.inner.client.unstalled(fut).await
     }
 
     /// Starts `command` on a new exec channel.
@@ -302,29 +168,11 @@ impl Ssh {
         key: Option<&str>,
         command: &str,
     ) -> Result<Exec, DestinationError> {
-        let h = self.handle(action, key).await?;
-        let opened = async {
-            let ch = h.channel_open_session().await?;
-            ch.exec(true, command).await?;
-            Ok::<_, russh::Error>(ch)
-        };
-        match opened.await {
-            Ok(ch) => Ok(ch),
-            Err(e) => {
-                self.forget(&h).await;
-                Err(self.err(action, key, lost("starting a remote command", &e)))
-            }
-        }
-    }
-
-    /// Starts `command` on a new exec channel of this connection, for callers that
-    /// drive a remote program themselves (clone streams a copy between two hosts).
-    pub(crate) async fn open_channel(
-        &self,
-        action: &'static str,
-        command: &str,
-    ) -> Result<Exec, DestinationError> {
-        self.exec(action, None, command).await
+        self.inner
+            .client
+            .exec(command)
+            .await
+            .map_err(|e| self.err(action, key, e))
     }
 
     /// Runs `command` to its end; its stdout when it exits with status 0.
@@ -334,19 +182,14 @@ impl Ssh {
         key: Option<&str>,
         command: &str,
     ) -> Result<Vec<u8>, DestinationError> {
-        let mut ch = self.exec(action, key, command).await?;
-        let mut out = Remote::default();
-        while let Some(msg) = self
-            .unstalled(ch.wait())
+        let out = self
+            .inner
+            .client
+            .output(command, b"")
             .await
-            .map_err(|e| self.err(action, key, e))?
-        {
-            if let Some(data) = out.take(msg) {
-                out.stdout.extend_from_slice(&data);
-            }
-        }
-        out.result().map_err(|e| self.err(action, key, e))?;
-        Ok(out.stdout)
+            .and_then(|out| out.result().map(|()| out.stdout))
+            .map_err(|e| self.err(action, key, e))?;
+        Ok(out)
     }
 
     /// [`Self::run_once`] for idempotent commands, retried on transient failures.
@@ -375,7 +218,7 @@ impl Ssh {
                 &format!("exec cat -- {}", quote(&path)),
             )
             .await?;
-        let mut state = Remote::default();
+        let mut state = Output::default();
         let first = loop {
             let msg = self
                 .unstalled(ch.wait())
@@ -444,19 +287,6 @@ impl Ssh {
         Ok(objects)
     }
 
-    /// Removes upload leftovers (a killed twindbd) under `prefix`. Only call this while
-    /// no upload of this host can be running (the daemon holds its state lock).
-    pub async fn remove_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
-        let dir = quote(&format!("{}/{prefix}", self.inner.cfg.backup_dir));
-        let command = format!(
-            "[ -d {dir} ] || exit 0; exec find {dir} -type f -name '.*{PARTIAL}.*' -print -delete"
-        );
-        let out = self
-            .run("removing partial uploads", Some(prefix), &command)
-            .await?;
-        Ok(out.iter().filter(|&&b| b == b'\n').count())
-    }
-
     /// Stores `data` under `key` (temp file, size check, sync, rename). With `expect`
     /// (a version as [`Destination::read_small_versioned`] reads it, or `absent`), the
     /// rename happens only if the object is still that, checked under `flock` on
@@ -490,8 +320,8 @@ impl Ssh {
         let guard = TempGuard(Some((self.clone(), temp.clone())));
         let (mut rd, wr) = ch.split();
 
-        let mut state = Remote::default();
-        while !state.take_ready() {
+        let mut state = Output::default();
+        while !state.stderr.take_line(READY) {
             let msg = match self.unstalled(rd.wait()).await {
                 Ok(msg) => msg,
                 Err(e) => {
@@ -672,6 +502,18 @@ impl Destination for Ssh {
         .map(|_| ())
     }
 
+    /// The temp files of puts under `prefix`'s folder (see `put_stream`).
+    async fn clean_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
+        let dir = quote(&format!("{}/{prefix}", self.inner.cfg.backup_dir));
+        let command = format!(
+            "[ -d {dir} ] || exit 0; exec find {dir} -type f -name '.*{PARTIAL}.*' -print -delete"
+        );
+        let out = self
+            .run("removing partial uploads", Some(prefix), &command)
+            .await?;
+        Ok(out.iter().filter(|&&b| b == b'\n').count())
+    }
+
     async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
         retry(&self.inner.tuning.backoff, || async {
             let stream = match self.open_read(key).await {
@@ -763,100 +605,10 @@ impl Destination for Ssh {
 /// What a conditional write says when the object changed since it was read.
 const CONFLICT: &str = "twindb-conflict";
 
-/// What a remote command said besides its stdout.
-#[derive(Default)]
-struct Remote {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    status: Option<u32>,
-    signal: Option<String>,
-    refused: bool,
-}
-
-impl Remote {
-    /// Records `msg`; returns its payload when it is stdout data.
-    fn take(&mut self, msg: ChannelMsg) -> Option<Bytes> {
-        match msg {
-            ChannelMsg::Data { data } => return Some(data),
-            ChannelMsg::ExtendedData { data, .. } => {
-                // Keep the end: that is where the error is.
-                self.stderr.extend_from_slice(&data);
-                if self.stderr.len() > 4096 {
-                    self.stderr.drain(..self.stderr.len() - 4096);
-                }
-            }
-            ChannelMsg::ExitStatus { exit_status } => self.status = Some(exit_status),
-            ChannelMsg::ExitSignal { signal_name, .. } => {
-                self.signal = Some(format!("{signal_name:?}"))
-            }
-            ChannelMsg::Failure => self.refused = true,
-            _ => {}
-        }
-        None
-    }
-
-    /// Whether the upload command said it is ready; removes the marker from stderr.
-    fn take_ready(&mut self) -> bool {
-        let marker = format!("{READY}\n");
-        let Some(at) = self
-            .stderr
-            .windows(marker.len())
-            .position(|w| w == marker.as_bytes())
-        else {
-            return false;
-        };
-        self.stderr.drain(at..at + marker.len());
-        true
-    }
-
-    /// Ok when the command exited with status 0; otherwise why not, as an io::Error
-    /// whose kind reflects the cause.
-    fn result(&self) -> io::Result<()> {
-        let stderr = String::from_utf8_lossy(&self.stderr);
-        let stderr = stderr.trim();
-        if self.status == Some(0) {
-            return Ok(());
-        }
-        if self.refused {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "the server refused to run a command (a restricted or sftp-only account?)",
-            ));
-        }
-        let what = match (self.status, &self.signal) {
-            (Some(code), _) => format!("the remote command exited with status {code}"),
-            (None, Some(sig)) => format!("the remote command was killed by signal {sig}"),
-            (None, None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the connection was lost before the remote command finished",
-                ))
-            }
-        };
-        let kind = if stderr.contains("No such file or directory") {
-            io::ErrorKind::NotFound
-        } else if stderr.contains("Permission denied")
-            || stderr.contains("Operation not permitted")
-            || stderr.contains("Read-only file system")
-        {
-            io::ErrorKind::PermissionDenied
-        } else if stderr.contains("No space left") || stderr.contains("quota exceeded") {
-            io::ErrorKind::StorageFull
-        } else {
-            io::ErrorKind::Other
-        };
-        Err(if stderr.is_empty() {
-            io::Error::new(kind, what)
-        } else {
-            io::Error::new(kind, format!("{what}: {stderr}"))
-        })
-    }
-}
-
 /// Streams a remote `cat`, failing the stream unless it ends with exit status 0.
 struct Reader {
     ch: Exec,
-    state: Remote,
+    state: Output,
     /// Small SSH packets are gathered into pipeline-sized chunks.
     pending: BytesMut,
     done: bool,
@@ -908,34 +660,6 @@ impl Reader {
     }
 }
 
-/// Drops the cached connection `handle` once nobody used it for `idle_close`. Channels
-/// still open on it (a long upload) keep it alive until they end: russh closes a
-/// session when its handle and all its channels are gone.
-async fn close_when_idle(
-    inner: std::sync::Weak<Inner>,
-    handle: std::sync::Weak<Handle<HostKeyCheck>>,
-) {
-    loop {
-        let Some(inner) = inner.upgrade() else { return };
-        let pause = {
-            let mut session = inner.session.lock().await;
-            let Some(s) = session.as_ref() else { return };
-            if !handle.upgrade().is_some_and(|h| Arc::ptr_eq(&h, &s.handle)) {
-                return; // replaced by a newer connection
-            }
-            let idle = s.last_used.elapsed();
-            if idle >= inner.tuning.idle_close {
-                tracing::debug!(destination = %inner.name, "closing the idle ssh session");
-                *session = None;
-                return;
-            }
-            inner.tuning.idle_close - idle
-        };
-        drop(inner);
-        tokio::time::sleep(pause).await;
-    }
-}
-
 /// Removes a temp file unless the upload committed, also when the future is dropped.
 struct TempGuard(Option<(Ssh, String)>);
 
@@ -971,162 +695,5 @@ async fn remove_temp(ssh: Ssh, temp: String) {
     if !matches!(removed, Ok(Ok(_))) {
         tracing::warn!(destination = %ssh.inner.name, temp = %temp,
             "could not remove a partial upload; the next sweep (retention, start) removes it");
-    }
-}
-
-/// Checks the server's host key against `known_hosts`, remembering why it refused.
-struct HostKeyCheck {
-    host: String,
-    port: u16,
-    known_hosts: std::path::PathBuf,
-    accept_new: bool,
-    verdict: Arc<StdMutex<Option<String>>>,
-}
-
-impl HostKeyCheck {
-    fn refuse(&self, why: String) -> Result<bool, russh::Error> {
-        *self.verdict.lock().expect("verdict lock") = Some(why);
-        Ok(false)
-    }
-
-    fn host_port(&self) -> String {
-        if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        }
-    }
-}
-
-impl client::Handler for HostKeyCheck {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        server_key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
-            return self.refuse(format!(
-                "{} presented a host certificate; twindb checks plain host keys against known_hosts only",
-                self.host_port()
-            ));
-        };
-        let fingerprint = format!(
-            "{} {}",
-            key.algorithm().as_str(),
-            key.fingerprint(HashAlg::Sha256)
-        );
-        let file = self.known_hosts.display();
-        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
-            Ok(true) => Ok(true),
-            Ok(false) if self.accept_new => {
-                match russh::keys::known_hosts::learn_known_hosts_path(
-                    &self.host,
-                    self.port,
-                    key,
-                    &self.known_hosts,
-                ) {
-                    Ok(()) => {
-                        tracing::warn!(host = %self.host_port(), key = %fingerprint, known_hosts = %file,
-                            "accepted and recorded a new host key (accept_new_host_keys = true)");
-                        Ok(true)
-                    }
-                    Err(e) => self.refuse(format!(
-                        "cannot record the host key {fingerprint} of {} in {file}: {e}",
-                        self.host_port()
-                    )),
-                }
-            }
-            Ok(false) => self.refuse(format!(
-                "the host key of {} ({fingerprint}) is not in {file}; check the fingerprint with the server's administrator, then add the key (ssh-keyscan -p {} {} >> {file}), or set accept_new_host_keys = true",
-                self.host_port(),
-                self.port,
-                self.host,
-            )),
-            Err(russh::keys::Error::KeyChanged { line }) => self.refuse(format!(
-                "HOST KEY CHANGED: {} offers {fingerprint}, which differs from the key on line {line} of {file}; someone may be intercepting the connection. If the server was reinstalled, replace that line after checking the new fingerprint",
-                self.host_port()
-            )),
-            Err(e) => self.refuse(format!("cannot check the host key against {file}: {e}")),
-        }
-    }
-}
-
-/// io::ErrorKind for a russh failure: the connection-level ones are worth a retry.
-fn connection_kind(e: &russh::Error) -> io::ErrorKind {
-    use russh::Error as E;
-    match e {
-        E::IO(io) => match io.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => {
-                io::ErrorKind::ConnectionAborted
-            }
-            kind => kind,
-        },
-        E::Disconnect
-        | E::HUP
-        | E::SendError
-        | E::RecvError
-        | E::KeepaliveTimeout
-        | E::InactivityTimeout
-        | E::ConnectionTimeout
-        | E::Elapsed(_)
-        | E::ChannelOpenFailure(_) => io::ErrorKind::ConnectionAborted,
-        _ => io::ErrorKind::Other,
-    }
-}
-
-/// A failure of an established connection, in words an operator can act on.
-fn lost(when: &str, e: &russh::Error) -> io::Error {
-    let kind = connection_kind(e);
-    if kind == io::ErrorKind::ConnectionAborted {
-        io::Error::new(kind, format!("the SSH connection was lost {when} ({e})"))
-    } else {
-        io::Error::new(kind, format!("{when}: {e}"))
-    }
-}
-
-/// `s` as one shell word: single-quoted, with `'` written as `'\''`.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_survives_spaces_quotes_and_dollars() {
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote("$HOME `x`"), "'$HOME `x`'");
-        // The shell gives back exactly the original string.
-        let nasty = "d/it's a \"file\" $(rm -rf x) `y` \\ z";
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf %s {}", quote(nasty)))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
-    }
-
-    #[test]
-    fn remote_errors_are_classified() {
-        let mut r = Remote {
-            status: Some(1),
-            stderr: b"cat: /b/k: No such file or directory\n".to_vec(),
-            ..Default::default()
-        };
-        let e = r.result().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert!(e.to_string().contains("status 1: cat: /b/k"), "{e}");
-        r.stderr = b"cat: write error: No space left on device".to_vec();
-        assert_eq!(r.result().unwrap_err().kind(), io::ErrorKind::StorageFull);
-        r.status = None;
-        assert_eq!(
-            r.result().unwrap_err().kind(),
-            io::ErrorKind::ConnectionAborted
-        );
-        r.status = Some(0);
-        assert!(r.result().is_ok());
     }
 }

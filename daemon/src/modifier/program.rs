@@ -11,20 +11,17 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use super::{drain_all, Modifier, ModifierSpec};
 use crate::pipeline::Cancel;
-use crate::process::Group;
+use crate::process::{Group, Tail};
 
 /// Read size on both sides of the child's pipes; larger than a pipe's 64 KiB so that
 /// each syscall moves as much as the kernel holds.
 const BUF: usize = 256 * 1024;
 /// Capacity asked for the pipes to and from the program.
 const PIPE_SIZE: i32 = 1 << 20;
-/// How much of the program's stderr is kept for the error message.
-const STDERR_TAIL: usize = 2048;
 
 /// What the stage does with input the program did not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +45,8 @@ pub struct ProgramError {
 }
 
 impl ProgramError {
-    fn new(what: &str, how: String, stderr: &[u8]) -> ProgramError {
-        let text = String::from_utf8_lossy(stderr);
+    fn new(what: &str, how: String, stderr: &Tail) -> ProgramError {
+        let text = stderr.text();
         let lines: Vec<&str> = text
             .lines()
             .map(str::trim)
@@ -68,25 +65,8 @@ impl ProgramError {
     }
 }
 
-fn program_error(what: &str, how: String, stderr: &[u8]) -> io::Error {
+fn program_error(what: &str, how: String, stderr: &Tail) -> io::Error {
     io::Error::other(ProgramError::new(what, how, stderr))
-}
-
-/// The first `name` found in `PATH`, as the shell would find it.
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = Path::new(name);
-        return is_executable(p).then(|| p.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Runs `cmd` as a filter from `input` to `output`. `what` names it in errors. Setting
@@ -126,21 +106,15 @@ pub fn run(
 
     let (fed, forwarded, tail, status) = std::thread::scope(|s| {
         let tail = s.spawn(move || {
-            let mut tail = Vec::new();
+            let mut tail = Tail::default();
             let mut buf = [0u8; 4096];
             loop {
                 match stderr.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.len() > 2 * STDERR_TAIL {
-                            tail.drain(..tail.len() - STDERR_TAIL);
-                        }
-                    }
+                    Ok(n) => tail.push(&buf[..n]),
                 }
             }
-            let cut = tail.len().saturating_sub(STDERR_TAIL);
-            tail.split_off(cut)
+            tail
         });
         let feeder = s.spawn(|| {
             let r = feed(input, &mut stdin, direction);
@@ -488,11 +462,5 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "upstream failed");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    }
-
-    #[test]
-    fn find_in_path_finds_sh() {
-        assert!(find_in_path("sh").is_some());
-        assert!(find_in_path("twindb-no-such-program").is_none());
     }
 }

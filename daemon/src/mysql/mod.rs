@@ -5,7 +5,7 @@ mod cnf;
 mod throwaway;
 mod tool;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -295,18 +295,8 @@ impl Server {
     }
 }
 
-/// `name` if it contains a '/', else the first match in PATH.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return p.is_file().then_some(p);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
+/// The daemon's one PATH lookup, here too because the MySQL tools are found with it.
+pub use crate::process::find_program;
 
 /// The numeric sequence of a binlog name (`mysql-bin.000012` -> 12), for ordering.
 pub fn binlog_sequence(name: &str) -> Option<u64> {

@@ -2,17 +2,13 @@
 //! checked, stderr kept (its tail goes into the error, every line into the debug log).
 //! Each runs as a [`Group`]: the job's cancel stops it and everything it started.
 
-use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::pipeline::Cancel;
-use crate::process::Group;
-
-/// Lines of stderr kept for the error message.
-const TAIL: usize = 30;
+use crate::process::{Group, Tail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -36,7 +32,7 @@ impl From<ToolError> for io::Error {
 pub struct Tool {
     pub program: String,
     group: Group,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Arc<Mutex<Tail>>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -52,7 +48,7 @@ impl Tool {
             cause,
         })?;
         let stderr = group.child.stderr.take().expect("stderr is piped");
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = Arc::new(Mutex::new(Tail::default()));
         let reader = {
             let tail = tail.clone();
             let name = program.clone();
@@ -103,13 +99,7 @@ impl Tool {
     }
 
     pub fn tail(&self) -> String {
-        self.tail
-            .lock()
-            .expect("tail lock")
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.tail.lock().expect("tail lock").text()
     }
 
     /// Stops the tool and all it started (cancel or a failed pipeline) and reaps it.
@@ -121,15 +111,20 @@ impl Tool {
     }
 }
 
-fn collect(stderr: impl Read, program: &str, tail: &Mutex<VecDeque<String>>) {
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
-        tracing::debug!(program, "{line}");
-        let mut t = tail.lock().expect("tail lock");
-        if t.len() == TAIL {
-            t.pop_front();
+/// Reads stderr to its end (also when it is not UTF-8: a reader that stopped early
+/// would leave the tool blocked on a full pipe), every line into the debug log.
+fn collect(stderr: impl Read, program: &str, tail: &Mutex<Tail>) {
+    let mut stderr = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stderr.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                tracing::debug!(program, "{}", String::from_utf8_lossy(&line).trim_end());
+                tail.lock().expect("tail lock").push(&line);
+            }
         }
-        t.push_back(line);
     }
 }
 
