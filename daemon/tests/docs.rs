@@ -1,6 +1,14 @@
 //! The docs tell the truth about the config: every key the code accepts is in
 //! docs/config.md with its default and every key there is accepted; code blocks are
-//! closed; every TOML example passes `twindbd --check-config`.
+//! closed; every TOML example passes `twindbd --check-config`. The modules below check
+//! the documented defaults, metrics and alert rules, and the status file format.
+
+#[path = "docs/defaults.rs"]
+mod defaults;
+#[path = "docs/metrics.rs"]
+mod metrics;
+#[path = "docs/status.rs"]
+mod status;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
