@@ -330,3 +330,53 @@ fn toml_examples_in_the_docs_pass_check_config() {
     assert!(checked >= 9, "only {checked} TOML examples found");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// (method, path) of every route of the API router, read from its source: axum cannot
+/// list a router's routes. `/v1/jobs/{id}` is written `/v1/jobs/ID`, as in the docs.
+fn api_routes() -> BTreeSet<(String, String)> {
+    let source = read(&repo().join("daemon/src/api/mod.rs"));
+    let start = source.find("pub fn router(").expect("the API router");
+    let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
+    let mut routes = BTreeSet::new();
+    for line in body.lines() {
+        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+            continue;
+        };
+        let (path, handlers) = rest.split_once('"').unwrap();
+        for method in ["get", "post", "put", "delete"] {
+            let called = format!("{method}(");
+            if handlers
+                .match_indices(&called)
+                .any(|(i, _)| i == 0 || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric())
+            {
+                routes.insert((method.to_uppercase(), path.replace("{id}", "ID")));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_api_route_is_in_the_operations_api_table_and_back() {
+    let code = api_routes();
+    let text = read(&repo().join("docs/operations.md"));
+    let start = text.find("\n## The HTTP API").expect("an HTTP API part");
+    let part = &text[start + 1..];
+    let part = &part[..part[1..].find("\n## ").map_or(part.len(), |i| i + 1)];
+    let mut docs = BTreeSet::new();
+    for line in part.lines().filter(|l| l.starts_with("| `")) {
+        let span = code_spans(line)[0];
+        let (method, path) = span.split_once(' ').unwrap();
+        let path = path.split('?').next().unwrap();
+        docs.insert((method.to_string(), path.to_string()));
+    }
+    let mut problems = Vec::new();
+    for (m, p) in code.difference(&docs) {
+        problems.push(format!("{m} {p}: served, not in docs/operations.md"));
+    }
+    for (m, p) in docs.difference(&code) {
+        problems.push(format!("{m} {p}: in docs/operations.md, not served"));
+    }
+    assert!(code.len() >= 15, "{code:?}");
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -276,16 +276,14 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
         ("daemon", "jitter") => base().schedule.jitter.as_secs().to_string(),
         ("daemon", "metrics_listen") => some_or_none(base().daemon.metrics_listen),
         ("source", "backup_dirs") => {
-            // Documented as `[]`: left out, the list is empty, which validation
-            // refuses (the docs say it must not be empty).
+            // Left out, the list is empty; that is valid only with backup_mysql.
             let text = format!(
-                "[destination]\nbackup_destination = \"local\"\n[local]\npath = \"{}/backup\"\n[source]\n",
+                "[source]\nbackup_mysql = true\n[destination]\nbackup_destination = \"local\"\n[local]\npath = \"{0}/backup\"\n[mysql]\nmysql_defaults_file = \"{0}/my.cnf\"\n",
                 s.path().display()
             );
-            match twindb::config::parse(&s.path().join("twindb.toml"), &text) {
-                Err(e) if e.to_string().contains("backup_dirs") => "[]".into(),
-                other => return Err(format!("{other:?}")),
-            }
+            let c = twindb::config::parse(&s.path().join("twindb.toml"), &text)
+                .map_err(|e| e.to_string())?;
+            array(c.source.backup_dirs.iter().map(|p| p.display().to_string()))
         }
         ("source", "backup_mysql") => base().mysql.is_some().to_string(),
         ("mysql", "mysql_defaults_file") => path_default(with_mysql(""), |c| {
