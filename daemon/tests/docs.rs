@@ -380,3 +380,60 @@ fn every_api_route_is_in_the_operations_api_table_and_back() {
     assert!(code.len() >= 15, "{code:?}");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// The files a test path of docs/safety.md can be in: `a::b::tests::name` in
+/// daemon/src/a/b.rs (or a/b/mod.rs), `file::name` in tests/tests/file.rs or the
+/// harness's tests/src/file.rs.
+fn test_files(modules: &[&str]) -> Vec<PathBuf> {
+    if let Some(i) = modules.iter().position(|m| *m == "tests") {
+        let path = modules[..i].join("/");
+        vec![
+            repo().join(format!("daemon/src/{path}.rs")),
+            repo().join(format!("daemon/src/{path}/mod.rs")),
+        ]
+    } else {
+        let path = modules.join("/");
+        vec![
+            repo().join(format!("tests/tests/{path}.rs")),
+            repo().join(format!("tests/src/{path}.rs")),
+        ]
+    }
+}
+
+#[test]
+fn every_test_safety_md_names_exists() {
+    let text = read(&repo().join("docs/safety.md"));
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for span in code_spans(&text) {
+        let parts: Vec<&str> = span.split("::").collect();
+        let is_path = parts.len() >= 2
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_*".contains(c))
+            });
+        // `file::name` and `module::tests::name` explain the notation.
+        if !is_path || matches!(span, "file::name" | "module::tests::name") {
+            continue;
+        }
+        let (name, modules) = parts.split_last().unwrap();
+        let wanted = format!("fn {}", name.trim_end_matches('*'));
+        let exact = !name.ends_with('*');
+        let found = test_files(modules)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .any(|source| {
+                source.match_indices(&wanted).any(|(i, _)| {
+                    let next = source[i + wanted.len()..].chars().next();
+                    !exact || matches!(next, Some('(' | '<'))
+                })
+            });
+        checked += 1;
+        if !found {
+            problems.push(format!("{span}: no such test"));
+        }
+    }
+    assert!(checked >= 30, "only {checked} tests named");
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -117,6 +117,10 @@ fn every_metric_named_in_the_docs_dashboard_and_alerts_is_exported() {
     for file in ["docs/grafana-dashboard.json", "docs/prometheus-alerts.yml"] {
         assert!(per_file[file] > 5, "{file}: no metric found: {per_file:?}");
     }
+    let dashboard = read(&repo().join("docs/grafana-dashboard.json"));
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&dashboard) {
+        problems.insert(format!("docs/grafana-dashboard.json is not JSON: {e}"));
+    }
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
