@@ -437,3 +437,64 @@ fn every_test_safety_md_names_exists() {
     assert!(checked >= 30, "only {checked} tests named");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Parses `body` as the API reads a request to `route`, and checks that each of its
+/// fields is one the API knows (serde would ignore a misspelt one).
+fn check_request(route: &str, body: &str) -> Result<(), String> {
+    use twindb_proto::{
+        CloneRequest, RestoreRequest, RetentionRequest, RunRequest, ShareRequest, VerifyRequest,
+    };
+    fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
+        doc: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let parsed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(parsed).unwrap())
+    }
+    let doc: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let understood = match route {
+        "POST /v1/run" => roundtrip::<RunRequest>(&doc),
+        "POST /v1/clone" => roundtrip::<CloneRequest>(&doc),
+        "POST /v1/retention" => roundtrip::<RetentionRequest>(&doc),
+        "POST /v1/share" => roundtrip::<ShareRequest>(&doc),
+        "POST /v1/verify" => roundtrip::<VerifyRequest>(&doc),
+        "POST /v1/restore" => roundtrip::<RestoreRequest>(&doc),
+        _ => return Err("no request type known for this route".into()),
+    }?;
+    let fields = doc.as_object().ok_or("not an object")?;
+    match fields.keys().find(|k| understood.get(k.as_str()).is_none()) {
+        Some(unknown) => Err(format!("the API does not read `{unknown}`")),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn api_request_bodies_in_the_docs_are_what_the_api_reads() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    // operations.md's API table: `POST /v1/run` `{"run_type":"daily"}`.
+    let operations = read(&repo().join("docs/operations.md"));
+    for line in operations.lines().filter(|l| l.starts_with("| `POST ")) {
+        let first_cell = line.trim_matches('|').split(" | ").next().unwrap();
+        let spans = code_spans(first_cell);
+        if let &[route, body] = spans.as_slice() {
+            checked += 1;
+            if let Err(e) = check_request(route, body) {
+                problems.push(format!("operations.md: {route} {body}: {e}"));
+            }
+        }
+    }
+    // Restore requests spelled out in the runbooks: `{"kind":...}`.
+    for (name, text) in pages() {
+        for span in code_spans(&text)
+            .into_iter()
+            .filter(|s| s.starts_with("{\"kind\""))
+        {
+            checked += 1;
+            if let Err(e) = check_request("POST /v1/restore", span) {
+                problems.push(format!("{name}: {span}: {e}"));
+            }
+        }
+    }
+    assert!(checked >= 6, "only {checked} request bodies found");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
