@@ -37,6 +37,7 @@ command -v bzip2 >/dev/null || need_apt+=(bzip2)
 command -v lbzip2 >/dev/null || need_apt+=(lbzip2)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v tar >/dev/null || need_apt+=(tar)
+command -v promtool >/dev/null || need_apt+=(prometheus)  # checks and unit-tests docs/prometheus-alerts.yml
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"

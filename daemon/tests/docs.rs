@@ -1,6 +1,14 @@
 //! The docs tell the truth about the config: every key the code accepts is in
 //! docs/config.md with its default and every key there is accepted; code blocks are
-//! closed; every TOML example passes `twindbd --check-config`.
+//! closed; every TOML example passes `twindbd --check-config`. The modules below check
+//! the documented defaults, metrics and alert rules, and the status file format.
+
+#[path = "docs/defaults.rs"]
+mod defaults;
+#[path = "docs/metrics.rs"]
+mod metrics;
+#[path = "docs/status.rs"]
+mod status;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -321,4 +329,172 @@ fn toml_examples_in_the_docs_pass_check_config() {
     }
     assert!(checked >= 9, "only {checked} TOML examples found");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// (method, path) of every route of the API router, read from its source: axum cannot
+/// list a router's routes. `/v1/jobs/{id}` is written `/v1/jobs/ID`, as in the docs.
+fn api_routes() -> BTreeSet<(String, String)> {
+    let source = read(&repo().join("daemon/src/api/mod.rs"));
+    let start = source.find("pub fn router(").expect("the API router");
+    let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
+    let mut routes = BTreeSet::new();
+    for line in body.lines() {
+        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+            continue;
+        };
+        let (path, handlers) = rest.split_once('"').unwrap();
+        for method in ["get", "post", "put", "delete"] {
+            let called = format!("{method}(");
+            if handlers
+                .match_indices(&called)
+                .any(|(i, _)| i == 0 || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric())
+            {
+                routes.insert((method.to_uppercase(), path.replace("{id}", "ID")));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_api_route_is_in_the_operations_api_table_and_back() {
+    let code = api_routes();
+    let text = read(&repo().join("docs/operations.md"));
+    let start = text.find("\n## The HTTP API").expect("an HTTP API part");
+    let part = &text[start + 1..];
+    let part = &part[..part[1..].find("\n## ").map_or(part.len(), |i| i + 1)];
+    let mut docs = BTreeSet::new();
+    for line in part.lines().filter(|l| l.starts_with("| `")) {
+        let span = code_spans(line)[0];
+        let (method, path) = span.split_once(' ').unwrap();
+        let path = path.split('?').next().unwrap();
+        docs.insert((method.to_string(), path.to_string()));
+    }
+    let mut problems = Vec::new();
+    for (m, p) in code.difference(&docs) {
+        problems.push(format!("{m} {p}: served, not in docs/operations.md"));
+    }
+    for (m, p) in docs.difference(&code) {
+        problems.push(format!("{m} {p}: in docs/operations.md, not served"));
+    }
+    assert!(code.len() >= 15, "{code:?}");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The files a test path of docs/safety.md can be in: `a::b::tests::name` in
+/// daemon/src/a/b.rs (or a/b/mod.rs), `file::name` in tests/tests/file.rs or the
+/// harness's tests/src/file.rs.
+fn test_files(modules: &[&str]) -> Vec<PathBuf> {
+    if let Some(i) = modules.iter().position(|m| *m == "tests") {
+        let path = modules[..i].join("/");
+        vec![
+            repo().join(format!("daemon/src/{path}.rs")),
+            repo().join(format!("daemon/src/{path}/mod.rs")),
+        ]
+    } else {
+        let path = modules.join("/");
+        vec![
+            repo().join(format!("tests/tests/{path}.rs")),
+            repo().join(format!("tests/src/{path}.rs")),
+        ]
+    }
+}
+
+#[test]
+fn every_test_safety_md_names_exists() {
+    let text = read(&repo().join("docs/safety.md"));
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for span in code_spans(&text) {
+        let parts: Vec<&str> = span.split("::").collect();
+        let is_path = parts.len() >= 2
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_*".contains(c))
+            });
+        // `file::name` and `module::tests::name` explain the notation.
+        if !is_path || matches!(span, "file::name" | "module::tests::name") {
+            continue;
+        }
+        let (name, modules) = parts.split_last().unwrap();
+        let wanted = format!("fn {}", name.trim_end_matches('*'));
+        let exact = !name.ends_with('*');
+        let found = test_files(modules)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .any(|source| {
+                source.match_indices(&wanted).any(|(i, _)| {
+                    let next = source[i + wanted.len()..].chars().next();
+                    !exact || matches!(next, Some('(' | '<'))
+                })
+            });
+        checked += 1;
+        if !found {
+            problems.push(format!("{span}: no such test"));
+        }
+    }
+    assert!(checked >= 30, "only {checked} tests named");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Parses `body` as the API reads a request to `route`, and checks that each of its
+/// fields is one the API knows (serde would ignore a misspelt one).
+fn check_request(route: &str, body: &str) -> Result<(), String> {
+    use twindb_proto::{
+        CloneRequest, RestoreRequest, RetentionRequest, RunRequest, ShareRequest, VerifyRequest,
+    };
+    fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
+        doc: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let parsed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(parsed).unwrap())
+    }
+    let doc: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let understood = match route {
+        "POST /v1/run" => roundtrip::<RunRequest>(&doc),
+        "POST /v1/clone" => roundtrip::<CloneRequest>(&doc),
+        "POST /v1/retention" => roundtrip::<RetentionRequest>(&doc),
+        "POST /v1/share" => roundtrip::<ShareRequest>(&doc),
+        "POST /v1/verify" => roundtrip::<VerifyRequest>(&doc),
+        "POST /v1/restore" => roundtrip::<RestoreRequest>(&doc),
+        _ => return Err("no request type known for this route".into()),
+    }?;
+    let fields = doc.as_object().ok_or("not an object")?;
+    match fields.keys().find(|k| understood.get(k.as_str()).is_none()) {
+        Some(unknown) => Err(format!("the API does not read `{unknown}`")),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn api_request_bodies_in_the_docs_are_what_the_api_reads() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    // operations.md's API table: `POST /v1/run` `{"run_type":"daily"}`.
+    let operations = read(&repo().join("docs/operations.md"));
+    for line in operations.lines().filter(|l| l.starts_with("| `POST ")) {
+        let first_cell = line.trim_matches('|').split(" | ").next().unwrap();
+        let spans = code_spans(first_cell);
+        if let &[route, body] = spans.as_slice() {
+            checked += 1;
+            if let Err(e) = check_request(route, body) {
+                problems.push(format!("operations.md: {route} {body}: {e}"));
+            }
+        }
+    }
+    // Restore requests spelled out in the runbooks: `{"kind":...}`.
+    for (name, text) in pages() {
+        for span in code_spans(&text)
+            .into_iter()
+            .filter(|s| s.starts_with("{\"kind\""))
+        {
+            checked += 1;
+            if let Err(e) = check_request("POST /v1/restore", span) {
+                problems.push(format!("{name}: {span}: {e}"));
+            }
+        }
+    }
+    assert!(checked >= 6, "only {checked} request bodies found");
+    assert!(problems.is_empty(), "{problems:#?}");
 }

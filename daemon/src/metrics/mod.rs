@@ -10,6 +10,9 @@
 pub mod datadog;
 pub mod statsd;
 
+use std::cell::RefCell;
+
+use prometheus::core::Collector;
 use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 use twindb_proto::{CopyKind, JobInfo, JobKind, JobState, RunType};
 
@@ -55,6 +58,8 @@ pub struct Metrics {
     restores_total: CounterVec,
     retention_deleted_total: CounterVec,
     notification_failures_total: CounterVec,
+    /// Every metric registered, with its label names: see [`Metrics::descriptions`].
+    descriptions: Vec<(String, Vec<String>)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,18 +77,26 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        // Every collector is registered here, so that `descriptions` lists all of them:
+        // a labelled metric is absent from a scrape until its first value is set.
+        let descriptions = RefCell::new(Vec::new());
+        let register = |c: Box<dyn Collector>| {
+            let mut descriptions = descriptions.borrow_mut();
+            descriptions.extend(
+                c.desc()
+                    .iter()
+                    .map(|d| (d.fq_name.clone(), d.variable_labels.clone())),
+            );
+            registry.register(c).expect("unique metric");
+        };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(Box::new(g.clone()));
             g
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = CounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            register(Box::new(c.clone()));
             c
         };
         let kr = &["kind", "run_type"];
@@ -183,7 +196,8 @@ impl Metrics {
                 "Notifications that could not be sent, by channel (email, webhook, datadog, statsd).",
                 &["channel"],
             ),
-            registry,
+            registry: registry.clone(),
+            descriptions: vec![],
         };
         let build = GaugeVec::new(
             Opts::new("twindb_build_info", "twindbd's version; always 1."),
@@ -193,15 +207,25 @@ impl Metrics {
         build
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
-        m.registry.register(Box::new(build)).expect("unique metric");
+        register(Box::new(build));
         let start = Gauge::new(
             "twindb_start_time_seconds",
             "When twindbd started (Unix time).",
         )
         .expect("valid metric");
         start.set(chrono::Utc::now().timestamp() as f64);
-        m.registry.register(Box::new(start)).expect("unique metric");
-        m
+        register(Box::new(start));
+        Metrics {
+            descriptions: descriptions.into_inner(),
+            ..m
+        }
+    }
+
+    /// The name and label names of every metric twindbd exports, also of those that
+    /// have no value yet (docs/operations.md documents each; daemon/tests/docs.rs
+    /// checks it).
+    pub fn descriptions(&self) -> &[(String, Vec<String>)] {
+        &self.descriptions
     }
 
     /// Sets the gauges that describe the last runs and the queue.
@@ -259,9 +283,14 @@ impl Metrics {
         }
     }
 
-    /// Counts a finished job. `copy_kind` is what it backed up or restored.
+    /// Counts a finished job. `copy_kind` is what it backed up or restored. A verify
+    /// or clone is neither a backup nor a restore: it is not counted here (verify has
+    /// its own gauge).
     pub fn job_finished(&self, job: &JobInfo, copy_kind: CopyKind) {
         let outcome = job.state.to_string();
+        if matches!(job.kind, JobKind::Verify | JobKind::Clone) {
+            return;
+        }
         if job.kind == JobKind::Restore {
             self.restores_total
                 .with_label_values(&[copy_kind.as_str(), &outcome])
@@ -348,16 +377,17 @@ pub struct Point {
 }
 
 /// What TwinDB exported: the duration of each successful backup and restore, in
-/// seconds, as `twindb.{kind}.backup_time` and `twindb.{kind}.restore_time`.
+/// seconds, as `twindb.{kind}.backup_time` and `twindb.{kind}.restore_time`. Verify
+/// and clone jobs export nothing: they are neither.
 pub fn points_for(job: &JobInfo, copy_kind: CopyKind) -> Vec<Point> {
     let (JobState::Succeeded, Some(a), Some(b)) = (job.state, job.started_at, job.finished_at)
     else {
         return vec![];
     };
-    let what = if job.kind == JobKind::Restore {
-        "restore_time"
-    } else {
-        "backup_time"
+    let what = match job.kind {
+        JobKind::Restore => "restore_time",
+        JobKind::Verify | JobKind::Clone => return vec![],
+        _ => "backup_time",
     };
     let mut tags = vec![format!("kind:{copy_kind}")];
     if let Some(rt) = job.run_type {
@@ -511,6 +541,31 @@ mod tests {
             }
             assert!(found > 3, "{file}");
         }
+    }
+
+    /// A verify or clone is no backup: it counts in no backup counter and exports
+    /// no `backup_time` (it once counted as a MySQL backup).
+    #[test]
+    fn verify_and_clone_jobs_count_as_no_backup() {
+        let m = Metrics::new();
+        for kind in [JobKind::Verify, JobKind::Clone] {
+            for state in [JobState::Succeeded, JobState::Failed] {
+                m.job_finished(&job(kind, state), CopyKind::Mysql);
+                assert_eq!(points_for(&job(kind, state), CopyKind::Mysql), vec![]);
+            }
+        }
+        let text = m.render();
+        assert!(
+            !text.contains("twindb_backups_total")
+                && !text.contains("twindb_failures_total")
+                && !text.contains("twindb_restores_total"),
+            "{text}"
+        );
+        m.job_finished(
+            &job(JobKind::BackupMysql, JobState::Failed),
+            CopyKind::Mysql,
+        );
+        assert!(m.render().contains("twindb_failures_total{kind=\"mysql\""));
     }
 
     #[test]
