@@ -1,5 +1,6 @@
 //! Google Cloud Storage through its JSON API, over hyper 1 + rustls (ring): the same
-//! HTTP and TLS stack as the S3 client.
+//! HTTP and TLS stack as the S3 client. Only its requests are here; the upload driver,
+//! resumable download and paginator are [`super::client`]'s.
 //!
 //! - `put`: a stream smaller than one chunk is one media upload; a larger one is a
 //!   resumable upload sent chunk by chunk (multiples of 256 KiB), one chunk in flight
@@ -12,11 +13,13 @@
 //! - Tokens come from gcp_auth: the service account of `gc_credentials_file`, else
 //!   Application Default Credentials. With `endpoint` and no credentials file there is
 //!   no authentication at all (emulators).
+//! - 429 and `rateLimitExceeded` are [`ErrorKind::Throttled`], retried with backoff.
 //! - `gc_encryption_key` is sent as a customer-supplied encryption key on every request
 //!   that writes or reads object data.
 
+mod sign;
+
 use std::fmt;
-use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use gcp_auth::TokenProvider;
@@ -38,8 +41,12 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::retry::{retry_as as retry, ATTEMPTS};
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
+pub use self::sign::sign_url;
+use super::client::{self, ByteRange, Multipart, Opened, PartInfo, RangeRead};
+use super::retry::retry_as as retry;
+use super::{
+    chain_text, BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version,
+};
 use crate::config::GcsConfig;
 use crate::pipeline::ByteStream;
 
@@ -148,7 +155,21 @@ impl Gcs {
         kind: ErrorKind,
         msg: impl Into<String>,
     ) -> DestinationError {
-        DestinationError::new(&self.name, action, key, io::Error::other(msg.into())).with_kind(kind)
+        let cause = BackendError::new(msg);
+        DestinationError::with_cause(&self.name, action, key, kind, Box::new(cause))
+    }
+
+    /// `err` behind `msg`, kept as the source.
+    fn error_from(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+        kind: ErrorKind,
+        msg: String,
+        err: impl Into<super::BoxError>,
+    ) -> DestinationError {
+        let cause = BackendError::caused_by(msg, err);
+        DestinationError::with_cause(&self.name, action, key, kind, Box::new(cause))
     }
 
     fn object_url(&self, key: &str) -> String {
@@ -171,13 +192,8 @@ impl Gcs {
                 }
                 _ => ErrorKind::PermissionDenied,
             };
-            let mut msg = format!("getting an access token: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            self.error(action, None, kind, msg)
+            let msg = format!("getting an access token: {}", chain_text(&e));
+            self.error_from(action, None, kind, msg, e)
         };
         let provider = self
             .tokens
@@ -222,13 +238,7 @@ impl Gcs {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
-                let mut msg = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    msg.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
-                Err(self.error(action, key, ErrorKind::Unreachable, msg))
+                Err(self.error_from(action, key, ErrorKind::Unreachable, chain_text(&e), e))
             }
             Err(_) => Err(self.error(
                 action,
@@ -247,24 +257,8 @@ impl Gcs {
         resp: Response<Incoming>,
     ) -> DestinationError {
         let status = resp.status();
-        let kind = match status.as_u16() {
-            404 => ErrorKind::NotFound,
-            401 | 403 => ErrorKind::PermissionDenied,
-            412 => ErrorKind::Conflict,
-            408 | 429 | 500..=599 => ErrorKind::Unreachable,
-            _ => ErrorKind::Other,
-        };
         let body = read_limited(resp.into_body(), 64 << 10).await;
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&body)
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect()
-            });
+        let (kind, message) = classify(status.as_u16(), &body);
         let msg = if message.is_empty() {
             format!("HTTP {status}")
         } else {
@@ -292,7 +286,7 @@ impl Gcs {
             .collect()
             .await
             .map(|b| b.to_bytes())
-            .map_err(|e| self.error(action, key, ErrorKind::Unreachable, e.to_string()))
+            .map_err(|e| self.error_from(action, key, ErrorKind::Unreachable, e.to_string(), e))
     }
 
     async fn put_media(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
@@ -454,138 +448,105 @@ impl Gcs {
         )
         .await
     }
+}
 
-    async fn put_resumable(
+/// A resumable upload: the chunks go in order, one in flight while the next is read;
+/// the last one (empty when the stream is a whole number of chunks) finalizes it.
+#[async_trait]
+impl Multipart for Gcs {
+    /// The session URI.
+    type Upload = String;
+    type Part = ();
+
+    fn destination(&self) -> &str {
+        &self.name
+    }
+
+    fn part_size(&self, _number: u32) -> usize {
+        self.chunk_size
+    }
+
+    fn in_flight(&self, _number: u32) -> usize {
+        1
+    }
+
+    /// An empty object goes the resumable way (`bytes */0`): gcp-storage-emulator
+    /// fails an empty media upload, real GCS takes both.
+    fn fits_one_request(&self, first: &Bytes) -> bool {
+        !first.is_empty()
+    }
+
+    fn empty_last_part(&self) -> bool {
+        true
+    }
+
+    async fn put_whole(&self, key: &Key, data: Bytes) -> Result<(), DestinationError> {
+        self.put_media(key, data).await
+    }
+
+    async fn start_upload(&self, key: &Key) -> Result<String, DestinationError> {
+        self.start_session(key).await
+    }
+
+    async fn put_part(
         &self,
-        key: &str,
-        first: Bytes,
-        input: &mut ChunkReader,
-    ) -> Result<u64, DestinationError> {
-        let session = self.start_session(key).await?;
-        let guard = CancelOnDrop {
-            gcs: self.clone(),
-            session: Some(session.clone()),
-        };
-        match self.send_chunks(key, &session, first, input).await {
-            Ok(n) => {
-                guard.disarm();
-                Ok(n)
-            }
-            Err(e) => {
-                drop(guard);
-                Err(e)
-            }
-        }
+        key: &Key,
+        session: &String,
+        part: PartInfo,
+        data: Bytes,
+    ) -> Result<(), DestinationError> {
+        self.send_chunk(key, session, part.offset, data, part.last)
+            .await
     }
 
-    async fn send_chunks(
+    async fn complete_upload(
         &self,
-        key: &str,
-        session: &str,
-        first: Bytes,
-        input: &mut ChunkReader,
-    ) -> Result<u64, DestinationError> {
-        let mut offset = 0u64;
-        let mut chunk = first;
-        loop {
-            let last = chunk.len() < self.chunk_size;
-            let len = chunk.len() as u64;
-            if last {
-                self.send_chunk(key, session, offset, chunk, true).await?;
-                return Ok(offset + len);
-            }
-            // Read the next chunk while this one uploads.
-            let gcs = self.clone();
-            let (k, s) = (key.to_string(), session.to_string());
-            let mut upload =
-                tokio::spawn(async move { gcs.send_chunk(&k, &s, offset, chunk, false).await });
-            let next = input.read(self.chunk_size).await;
-            let sent = (&mut upload).await;
-            let next = match next {
-                Ok(n) => n,
-                Err(e) => {
-                    upload.abort();
-                    return Err(DestinationError::new(&self.name, "storing", Some(key), e)
-                        .with_kind(ErrorKind::Input));
-                }
-            };
-            sent.map_err(|e| self.error("storing", Some(key), ErrorKind::Other, e.to_string()))??;
-            offset += len;
-            chunk = next;
-        }
+        _key: &Key,
+        _session: &String,
+        _parts: Vec<()>,
+    ) -> Result<(), DestinationError> {
+        Ok(())
+    }
+
+    async fn abort_upload(&self, key: &Key, session: &String) -> Result<(), DestinationError> {
+        let req = Request::builder().method(Method::DELETE).uri(session);
+        // GCS answers 499 to a cancelled session.
+        let resp = self
+            .send("cancelling an upload", Some(key), req, Bytes::new(), false)
+            .await?;
+        tracing::debug!(status = %resp.status(), "resumable upload cancelled");
+        Ok(())
+    }
+
+    fn abort_failed(&self, _key: &Key, _session: &String, e: &DestinationError) {
+        tracing::debug!("could not cancel a resumable upload ({e}); GCS drops it after a week");
     }
 }
 
-/// Cancels the resumable session unless the upload finalized, also when `put` is
-/// cancelled, so that nothing of it is kept.
-struct CancelOnDrop {
-    gcs: Gcs,
-    session: Option<String>,
-}
-
-impl CancelOnDrop {
-    fn disarm(mut self) {
-        self.session = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let gcs = self.gcs.clone();
-        rt.spawn(async move {
-            let req = Request::builder().method(Method::DELETE).uri(&session);
-            // GCS answers 499 to a cancelled session.
-            match gcs
-                .send("cancelling an upload", None, req, Bytes::new(), false)
-                .await
-            {
-                Ok(resp) => tracing::debug!(status = %resp.status(), "resumable upload cancelled"),
-                Err(e) => tracing::debug!(
-                    "could not cancel a resumable upload ({e}); GCS drops it after a week"
-                ),
-            }
+/// The error kind of a JSON API answer and the server's message (else the start of
+/// its body). Rate limits come as 429, or as 403 with reason `rateLimitExceeded`.
+fn classify(status: u16, body: &[u8]) -> (ErrorKind, String) {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let error = json.as_ref().map(|v| &v["error"]);
+    let reason = error.and_then(|e| e["errors"][0]["reason"].as_str());
+    let kind = match (status, reason) {
+        (_, Some("rateLimitExceeded" | "userRateLimitExceeded")) | (429, _) => ErrorKind::Throttled,
+        (404, _) => ErrorKind::NotFound,
+        (401 | 403, _) => ErrorKind::PermissionDenied,
+        (412, _) => ErrorKind::Conflict,
+        (408 | 500..=599, _) => ErrorKind::Unreachable,
+        _ => ErrorKind::Other,
+    };
+    let message = error
+        .and_then(|e| e["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(300)
+                .collect()
         });
-    }
-}
-
-/// Cuts a byte stream into chunks of a requested size.
-struct ChunkReader {
-    input: ByteStream,
-    leftover: Bytes,
-}
-
-impl ChunkReader {
-    /// The next `size` bytes; fewer only at the end of the stream.
-    async fn read(&mut self, size: usize) -> io::Result<Bytes> {
-        let mut out = BytesMut::new();
-        loop {
-            if !self.leftover.is_empty() {
-                let want = size - out.len();
-                if out.is_empty() && self.leftover.len() == want {
-                    return Ok(std::mem::take(&mut self.leftover));
-                }
-                if out.capacity() == 0 {
-                    out.reserve(size);
-                }
-                let n = want.min(self.leftover.len());
-                out.extend_from_slice(&self.leftover.split_to(n));
-                if out.len() == size {
-                    return Ok(out.freeze());
-                }
-            }
-            match self.input.next().await {
-                Some(Ok(chunk)) => self.leftover = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(out.freeze()),
-            }
-        }
-    }
+    (kind, message)
 }
 
 async fn read_limited(mut body: Incoming, limit: usize) -> Vec<u8> {
@@ -605,22 +566,38 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Vec<u8> {
     out
 }
 
-/// An object being read; resumes where it broke.
-struct Download {
-    gcs: Gcs,
-    key: String,
-    offset: u64,
-    length: Option<u64>,
-    generation: Option<String>,
-    body: Incoming,
-    resumes: u32,
+#[async_trait]
+impl RangeRead for Gcs {
+    async fn open_range(
+        &self,
+        key: &Key,
+        range: ByteRange,
+        generation: Option<&str>,
+    ) -> Result<Opened, DestinationError> {
+        let resp = self.open(key, range, generation).await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Ok(Opened {
+            length: header("content-length").and_then(|l| l.parse().ok()),
+            version: header("x-goog-generation"),
+            body: resp
+                .into_body()
+                .into_data_stream()
+                .map_err(Into::into)
+                .boxed(),
+        })
+    }
 }
 
 impl Gcs {
     async fn open(
         &self,
         key: &str,
-        offset: u64,
+        range: ByteRange,
         generation: Option<&str>,
     ) -> Result<Response<Incoming>, DestinationError> {
         let mut url = format!("{}?alt=media", self.object_url(key));
@@ -629,8 +606,8 @@ impl Gcs {
             url.push_str(&format!("&ifGenerationMatch={g}"));
         }
         let mut req = Request::builder().method(Method::GET).uri(url);
-        if offset > 0 {
-            req = req.header("range", format!("bytes={offset}-"));
+        if let Some(range) = range.header() {
+            req = req.header("range", range);
         }
         let resp = self
             .send("reading", Some(key), req, Bytes::new(), true)
@@ -639,48 +616,6 @@ impl Gcs {
             return Err(self.status_error("reading", Some(key), resp).await);
         }
         Ok(resp)
-    }
-}
-
-impl Download {
-    async fn next(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            let failure = match self.body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(b) if !b.is_empty() => {
-                        self.offset += b.len() as u64;
-                        self.resumes = 0;
-                        return Ok(Some(b));
-                    }
-                    _ => continue,
-                },
-                Some(Err(e)) => e.to_string(),
-                None if self.length.is_none_or(|l| self.offset >= l) => return Ok(None),
-                None => "the connection closed early".to_string(),
-            };
-            self.resumes += 1;
-            if self.resumes > ATTEMPTS {
-                return Err(io::Error::other(self.gcs.error(
-                    "reading",
-                    Some(&self.key),
-                    ErrorKind::Unreachable,
-                    format!("broke at byte {} {ATTEMPTS} times: {failure}", self.offset),
-                )));
-            }
-            tracing::warn!(
-                key = %self.key,
-                "reading broke at byte {}: {failure}; resuming from there",
-                self.offset
-            );
-            let what = format!("resuming {}", self.key);
-            let resp = retry(&what, || {
-                self.gcs
-                    .open(&self.key, self.offset, self.generation.as_deref())
-            })
-            .await
-            .map_err(io::Error::other)?;
-            self.body = resp.into_body();
-        }
     }
 }
 
@@ -733,33 +668,17 @@ impl Destination for Gcs {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
-        let mut input = ChunkReader {
-            input: data,
-            leftover: Bytes::new(),
-        };
-        let first = input.read(self.chunk_size).await.map_err(|e| {
-            DestinationError::new(&self.name, "storing", Some(key), e).with_kind(ErrorKind::Input)
-        })?;
-        // An empty object goes the resumable way (`bytes */0`): gcp-storage-emulator
-        // fails an empty media upload, real GCS takes both.
-        if !first.is_empty() && first.len() < self.chunk_size {
-            let n = first.len() as u64;
-            self.put_media(key, first).await?;
-            return Ok(n);
-        }
-        self.put_resumable(key, first, &mut input).await
+        let key = Key::checked(&self.name, "storing", key)?;
+        client::upload(self, &key, data).await
     }
 
     async fn read_small_versioned(
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Version)>, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
+        Key::checked(&self.name, "reading", key)?;
         retry(&format!("reading {key}"), || async {
-            let resp = match self.open(key, 0, None).await {
+            let resp = match self.open(key, ByteRange::from(0), None).await {
                 Ok(r) => r,
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
@@ -790,8 +709,7 @@ impl Destination for Gcs {
         data: Bytes,
         expect: Option<&Version>,
     ) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        Key::checked(&self.name, "storing", key)?;
         let generation = match expect {
             Some(Version::Unknown) => return self.put_media(key, data).await,
             Some(Version::Known(g)) => g.as_str(),
@@ -809,43 +727,15 @@ impl Destination for Gcs {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
-        let resp = retry(&format!("reading {key}"), || self.open(key, 0, None)).await?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let length = header("content-length").and_then(|l| l.parse().ok());
-        let generation = header("x-goog-generation");
-        let download = Download {
-            gcs: self.clone(),
-            key: key.to_string(),
-            offset: 0,
-            length,
-            generation,
-            body: resp.into_body(),
-            resumes: 0,
-        };
-        Ok(futures::stream::try_unfold(download, |mut d| async move {
-            Ok(d.next().await?.map(|b| (b, d)))
-        })
-        .boxed())
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::download(self.clone(), &self.name, key).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
-        enum Page {
-            First,
-            Next(String),
-            Done,
-        }
         let gcs = self.clone();
         let prefix = prefix.to_string();
-        futures::stream::try_unfold(Page::First, move |page| {
-            let gcs = gcs.clone();
-            let prefix = prefix.clone();
+        client::paginate(move |token: Option<String>| {
+            let (gcs, prefix) = (gcs.clone(), prefix.clone());
             async move {
                 let mut url = format!(
                     "{}/storage/v1/b/{}/o?prefix={}&fields=items(name,size),nextPageToken",
@@ -853,10 +743,8 @@ impl Destination for Gcs {
                     enc(&gcs.bucket),
                     enc(&prefix)
                 );
-                match page {
-                    Page::Done => return Ok(None),
-                    Page::First => {}
-                    Page::Next(t) => url.push_str(&format!("&pageToken={}", enc(&t))),
+                if let Some(t) = token {
+                    url.push_str(&format!("&pageToken={}", enc(&t)));
                 }
                 let body = retry(&format!("listing {prefix}"), || {
                     gcs.call(
@@ -889,21 +777,14 @@ impl Destination for Gcs {
                         },
                     })
                     .collect();
-                let next = match page.next_page_token {
-                    Some(t) if !t.is_empty() => Page::Next(t),
-                    _ => Page::Done,
-                };
-                Ok(Some((objects, next)))
+                let next = page.next_page_token.filter(|t| !t.is_empty());
+                Ok((objects, next))
             }
         })
-        .map_ok(|objects| futures::stream::iter(objects.into_iter().map(Ok)))
-        .try_flatten()
-        .boxed()
     }
 
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "deleting", Some(key), e))?;
+        Key::checked(&self.name, "deleting", key)?;
         let url = self.object_url(key);
         retry(&format!("deleting {key}"), || async {
             match self
@@ -926,8 +807,7 @@ impl Destination for Gcs {
     }
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
+        Key::checked(&self.name, "sharing", key)?;
         if self.encryption.is_some() {
             return Err(self.error(
                 "sharing",
@@ -985,92 +865,34 @@ impl Destination for Gcs {
     }
 }
 
-/// A V4 signed URL (GOOG4-RSA-SHA256) for a GET of `key`, valid `expires` from `now`.
-/// <https://cloud.google.com/storage/docs/access-control/signing-urls-manually>
-pub fn sign_url(
-    base: &str,
-    bucket: &str,
-    key: &str,
-    email: &str,
-    expires: Duration,
-    now: chrono::DateTime<chrono::Utc>,
-    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, gcp_auth::Error>,
-) -> Result<String, String> {
-    let (scheme, host) = base
-        .split_once("://")
-        .ok_or_else(|| format!("{base} is not a URL"))?;
-    let host = host.trim_end_matches('/');
-    let date = now.format("%Y%m%d").to_string();
-    let timestamp = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let scope = format!("{date}/auto/storage/goog4_request");
-    let path = format!(
-        "/{}/{}",
-        enc(bucket),
-        key.split('/').map(enc).collect::<Vec<_>>().join("/")
-    );
-    // Sorted by name, as the canonical request requires.
-    let query = [
-        ("X-Goog-Algorithm", "GOOG4-RSA-SHA256".to_string()),
-        ("X-Goog-Credential", format!("{email}/{scope}")),
-        ("X-Goog-Date", timestamp.clone()),
-        ("X-Goog-Expires", expires.as_secs().to_string()),
-        ("X-Goog-SignedHeaders", "host".to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", enc(v)))
-    .collect::<Vec<_>>()
-    .join("&");
-    let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
-    let to_sign = format!(
-        "GOOG4-RSA-SHA256\n{timestamp}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let signature = sign(to_sign.as_bytes()).map_err(|e| format!("signing the URL: {e}"))?;
-    Ok(format!(
-        "{scheme}://{host}{path}?{query}&X-Goog-Signature={}",
-        hex::encode(signature)
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn signed_urls_have_the_v4_shape() {
-        let now = chrono::Utc
-            .with_ymd_and_hms(2026, 11, 25, 8, 9, 10)
-            .unwrap();
-        let mut signed = Vec::new();
-        let url = sign_url(
-            "https://storage.googleapis.com",
-            "bkt",
-            "db1/daily/files/_etc 1.tar",
-            "tw@p.iam.gserviceaccount.com",
-            Duration::from_secs(3600),
-            now,
-            |d| {
-                signed = d.to_vec();
-                Ok(vec![0xab, 0xcd])
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            url,
-            "https://storage.googleapis.com/bkt/db1/daily/files/_etc%201.tar?\
-             X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=tw%40p.iam.gserviceaccount.com\
-             %2F20261125%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261125T080910Z&\
-             X-Goog-Expires=3600&X-Goog-SignedHeaders=host&X-Goog-Signature=abcd"
-        );
-        let to_sign = String::from_utf8(signed).unwrap();
-        assert!(to_sign.starts_with(
-            "GOOG4-RSA-SHA256\n20261125T080910Z\n20261125/auto/storage/goog4_request\n"
-        ));
-    }
 
     #[test]
     fn object_names_are_escaped_whole() {
         assert_eq!(enc("a/b c+d"), "a%2Fb%20c%2Bd");
+    }
+
+    #[test]
+    fn rate_limits_are_throttled_not_unreachable() {
+        let reason =
+            |r: &str| format!(r#"{{"error":{{"errors":[{{"reason":"{r}"}}],"message":"m"}}}}"#);
+        for (status, body, want) in [
+            (429, String::new(), ErrorKind::Throttled),
+            (403, reason("rateLimitExceeded"), ErrorKind::Throttled),
+            (403, reason("userRateLimitExceeded"), ErrorKind::Throttled),
+            (403, reason("forbidden"), ErrorKind::PermissionDenied),
+            (503, String::new(), ErrorKind::Unreachable),
+            (408, String::new(), ErrorKind::Unreachable),
+            (404, String::new(), ErrorKind::NotFound),
+            (412, String::new(), ErrorKind::Conflict),
+            (400, String::new(), ErrorKind::Other),
+        ] {
+            let (kind, _) = classify(status, body.as_bytes());
+            assert_eq!(kind, want, "{status} {body}");
+        }
+        let (_, msg) = classify(429, reason("rateLimitExceeded").as_bytes());
+        assert_eq!(msg, "m");
     }
 }
