@@ -17,36 +17,33 @@
 //! - `gc_encryption_key` is sent as a customer-supplied encryption key on every request
 //!   that writes or reads object data.
 
+mod http;
+mod resumable;
 mod sign;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use gcp_auth::TokenProvider;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use hyper::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use self::http::http_client;
 pub use self::sign::sign_url;
-use super::client::{self, ByteRange, Multipart, Opened, PartInfo, RangeRead};
+use super::client::{self, ByteRange};
 use super::retry::retry_as as retry;
-use super::{
-    chain_text, BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version,
-};
+use super::{BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version};
 use crate::config::GcsConfig;
 use crate::pipeline::ByteStream;
 
@@ -86,39 +83,6 @@ impl fmt::Debug for Gcs {
 
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
-}
-
-/// An HTTPS (or plain HTTP, for emulators) client; ring for crypto, the system's roots.
-fn http_client() -> HttpClient {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!("no CA certificates found ({e}): only http:// endpoints will work");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_connect_timeout(Some(Duration::from_secs(10)));
-    tcp.set_nodelay(true);
-    let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// What a resumable session says about an upload.
-enum Persisted {
-    /// Bytes `0..n` are stored.
-    Upto(u64),
-    /// The object is finalized.
-    Complete,
 }
 
 impl Gcs {
@@ -181,114 +145,6 @@ impl Gcs {
         )
     }
 
-    async fn token(&self, action: &'static str) -> Result<Option<String>, DestinationError> {
-        if self.anonymous {
-            return Ok(None);
-        }
-        let auth_error = |e: gcp_auth::Error| {
-            let kind = match &e {
-                gcp_auth::Error::Other("HTTP request failed", _) | gcp_auth::Error::Http(..) => {
-                    ErrorKind::Unreachable
-                }
-                _ => ErrorKind::PermissionDenied,
-            };
-            let msg = format!("getting an access token: {}", chain_text(&e));
-            self.error_from(action, None, kind, msg, e)
-        };
-        let provider = self
-            .tokens
-            .get_or_try_init(|| async {
-                let provider: Arc<dyn TokenProvider> = match &self.credentials_file {
-                    Some(path) => Arc::new(
-                        gcp_auth::CustomServiceAccount::from_file(path).map_err(auth_error)?,
-                    ),
-                    None => gcp_auth::provider().await.map_err(auth_error)?,
-                };
-                Ok::<_, DestinationError>(provider)
-            })
-            .await?;
-        let token = provider.token(&[SCOPE]).await.map_err(auth_error)?;
-        Ok(Some(token.as_str().to_string()))
-    }
-
-    /// Sends one request; `encrypted` adds the customer-supplied key headers.
-    async fn send(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-        mut req: hyper::http::request::Builder,
-        body: Bytes,
-        encrypted: bool,
-    ) -> Result<Response<Incoming>, DestinationError> {
-        if let Some(token) = self.token(action).await? {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        if encrypted {
-            if let Some(k) = &self.encryption {
-                req = req
-                    .header("x-goog-encryption-algorithm", "AES256")
-                    .header("x-goog-encryption-key", &k.0)
-                    .header("x-goog-encryption-key-sha256", &k.1);
-            }
-        }
-        let req = req
-            .header("content-length", body.len())
-            .body(Full::new(body))
-            .map_err(|e| self.error(action, key, ErrorKind::Other, e.to_string()))?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                Err(self.error_from(action, key, ErrorKind::Unreachable, chain_text(&e), e))
-            }
-            Err(_) => Err(self.error(
-                action,
-                key,
-                ErrorKind::Unreachable,
-                format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
-            )),
-        }
-    }
-
-    /// The error for a response that is not a success, with the server's message.
-    async fn status_error(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-        resp: Response<Incoming>,
-    ) -> DestinationError {
-        let status = resp.status();
-        let body = read_limited(resp.into_body(), 64 << 10).await;
-        let (kind, message) = classify(status.as_u16(), &body);
-        let msg = if message.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            format!("{message} (HTTP {status})")
-        };
-        self.error(action, key, kind, msg)
-    }
-
-    /// One request that must succeed with 2xx; returns the body.
-    async fn call(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-        method: Method,
-        url: &str,
-        body: Bytes,
-        encrypted: bool,
-    ) -> Result<Bytes, DestinationError> {
-        let req = Request::builder().method(method).uri(url);
-        let resp = self.send(action, key, req, body, encrypted).await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(action, key, resp).await);
-        }
-        resp.into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .map_err(|e| self.error_from(action, key, ErrorKind::Unreachable, e.to_string(), e))
-    }
-
     async fn put_media(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
         self.put_media_if(key, data, None).await
     }
@@ -315,307 +171,6 @@ impl Gcs {
         })
         .await
         .map(|_| ())
-    }
-
-    async fn start_session(&self, key: &str) -> Result<String, DestinationError> {
-        let url = format!(
-            "{}/upload/storage/v1/b/{}/o?uploadType=resumable&name={}",
-            self.base,
-            enc(&self.bucket),
-            enc(key)
-        );
-        retry(&format!("starting the upload of {key}"), || async {
-            let req = Request::builder()
-                .method(Method::POST)
-                .uri(&url)
-                .header("x-upload-content-type", "application/octet-stream");
-            let resp = self
-                .send("storing", Some(key), req, Bytes::new(), true)
-                .await?;
-            if !resp.status().is_success() {
-                return Err(self.status_error("storing", Some(key), resp).await);
-            }
-            resp.headers()
-                .get("location")
-                .and_then(|l| l.to_str().ok())
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    self.error(
-                        "storing",
-                        Some(key),
-                        ErrorKind::Other,
-                        "the resumable upload has no session URI (Location header)",
-                    )
-                })
-        })
-        .await
-    }
-
-    /// Reads a 308's `Range: bytes=0-N` (none: nothing kept yet).
-    fn kept(resp: &Response<Incoming>) -> u64 {
-        resp.headers()
-            .get("range")
-            .and_then(|r| r.to_str().ok())
-            .and_then(|r| r.rsplit('-').next())
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .map_or(0, |last| last + 1)
-    }
-
-    async fn persisted(&self, key: &str, session: &str) -> Result<Persisted, DestinationError> {
-        let req = Request::builder()
-            .method(Method::PUT)
-            .uri(session)
-            .header("content-range", "bytes */*");
-        let resp = self
-            .send("storing", Some(key), req, Bytes::new(), true)
-            .await?;
-        match resp.status().as_u16() {
-            200 | 201 => Ok(Persisted::Complete),
-            308 => Ok(Persisted::Upto(Self::kept(&resp))),
-            _ => Err(self.status_error("storing", Some(key), resp).await),
-        }
-    }
-
-    /// Sends `chunk`, which starts at byte `start` of the object; `last` finalizes.
-    async fn send_chunk(
-        &self,
-        key: &str,
-        session: &str,
-        start: u64,
-        chunk: Bytes,
-        last: bool,
-    ) -> Result<(), DestinationError> {
-        let end = start + chunk.len() as u64;
-        let attempts = AtomicU32::new(0);
-        retry(
-            &format!("uploading bytes {start}..{end} of {key}"),
-            || async {
-                let mut from = start;
-                if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
-                    // The failed attempt may have stored part of the chunk, or all of it.
-                    match self.persisted(key, session).await? {
-                        Persisted::Complete if last => return Ok(()),
-                        Persisted::Complete => {
-                            return Err(self.error(
-                                "storing",
-                                Some(key),
-                                ErrorKind::Other,
-                                "the upload was finalized before its end",
-                            ))
-                        }
-                        Persisted::Upto(n) => from = n.max(start),
-                    }
-                }
-                loop {
-                    if from > end || (from == end && !last) {
-                        return Ok(());
-                    }
-                    let total = if last {
-                        end.to_string()
-                    } else {
-                        "*".to_string()
-                    };
-                    let range = if from == end {
-                        format!("bytes */{total}")
-                    } else {
-                        format!("bytes {from}-{}/{total}", end - 1)
-                    };
-                    let body = chunk.slice((from - start) as usize..);
-                    let req = Request::builder()
-                        .method(Method::PUT)
-                        .uri(session)
-                        .header("content-range", range);
-                    let resp = self.send("storing", Some(key), req, body, true).await?;
-                    match resp.status().as_u16() {
-                        200 | 201 if last => return Ok(()),
-                        308 if !(last && from == end) => {
-                            let kept = Self::kept(&resp);
-                            if kept <= from {
-                                return Err(self.error(
-                                    "storing",
-                                    Some(key),
-                                    ErrorKind::Unreachable,
-                                    format!("the server kept nothing of bytes {from}..{end}"),
-                                ));
-                            }
-                            // Usually all of it; otherwise send the rest.
-                            from = kept;
-                        }
-                        _ => return Err(self.status_error("storing", Some(key), resp).await),
-                    }
-                }
-            },
-        )
-        .await
-    }
-}
-
-/// A resumable upload: the chunks go in order, one in flight while the next is read;
-/// the last one (empty when the stream is a whole number of chunks) finalizes it.
-#[async_trait]
-impl Multipart for Gcs {
-    /// The session URI.
-    type Upload = String;
-    type Part = ();
-
-    fn destination(&self) -> &str {
-        &self.name
-    }
-
-    fn part_size(&self, _number: u32) -> usize {
-        self.chunk_size
-    }
-
-    fn in_flight(&self, _number: u32) -> usize {
-        1
-    }
-
-    /// An empty object goes the resumable way (`bytes */0`): gcp-storage-emulator
-    /// fails an empty media upload, real GCS takes both.
-    fn fits_one_request(&self, first: &Bytes) -> bool {
-        !first.is_empty()
-    }
-
-    fn empty_last_part(&self) -> bool {
-        true
-    }
-
-    async fn put_whole(&self, key: &Key, data: Bytes) -> Result<(), DestinationError> {
-        self.put_media(key, data).await
-    }
-
-    async fn start_upload(&self, key: &Key) -> Result<String, DestinationError> {
-        self.start_session(key).await
-    }
-
-    async fn put_part(
-        &self,
-        key: &Key,
-        session: &String,
-        part: PartInfo,
-        data: Bytes,
-    ) -> Result<(), DestinationError> {
-        self.send_chunk(key, session, part.offset, data, part.last)
-            .await
-    }
-
-    async fn complete_upload(
-        &self,
-        _key: &Key,
-        _session: &String,
-        _parts: Vec<()>,
-    ) -> Result<(), DestinationError> {
-        Ok(())
-    }
-
-    async fn abort_upload(&self, key: &Key, session: &String) -> Result<(), DestinationError> {
-        let req = Request::builder().method(Method::DELETE).uri(session);
-        // GCS answers 499 to a cancelled session.
-        let resp = self
-            .send("cancelling an upload", Some(key), req, Bytes::new(), false)
-            .await?;
-        tracing::debug!(status = %resp.status(), "resumable upload cancelled");
-        Ok(())
-    }
-
-    fn abort_failed(&self, _key: &Key, _session: &String, e: &DestinationError) {
-        tracing::debug!("could not cancel a resumable upload ({e}); GCS drops it after a week");
-    }
-}
-
-/// The error kind of a JSON API answer and the server's message (else the start of
-/// its body). Rate limits come as 429, or as 403 with reason `rateLimitExceeded`.
-fn classify(status: u16, body: &[u8]) -> (ErrorKind, String) {
-    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let error = json.as_ref().map(|v| &v["error"]);
-    let reason = error.and_then(|e| e["errors"][0]["reason"].as_str());
-    let kind = match (status, reason) {
-        (_, Some("rateLimitExceeded" | "userRateLimitExceeded")) | (429, _) => ErrorKind::Throttled,
-        (404, _) => ErrorKind::NotFound,
-        (401 | 403, _) => ErrorKind::PermissionDenied,
-        (412, _) => ErrorKind::Conflict,
-        (408 | 500..=599, _) => ErrorKind::Unreachable,
-        _ => ErrorKind::Other,
-    };
-    let message = error
-        .and_then(|e| e["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| {
-            String::from_utf8_lossy(body)
-                .trim()
-                .chars()
-                .take(300)
-                .collect()
-        });
-    (kind, message)
-}
-
-async fn read_limited(mut body: Incoming, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while out.len() < limit {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(mut data) = frame.into_data() {
-                    let n = data.remaining();
-                    out.extend_from_slice(&data.copy_to_bytes(n));
-                }
-            }
-            _ => break,
-        }
-    }
-    out.truncate(limit);
-    out
-}
-
-#[async_trait]
-impl RangeRead for Gcs {
-    async fn open_range(
-        &self,
-        key: &Key,
-        range: ByteRange,
-        generation: Option<&str>,
-    ) -> Result<Opened, DestinationError> {
-        let resp = self.open(key, range, generation).await?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        Ok(Opened {
-            length: header("content-length").and_then(|l| l.parse().ok()),
-            version: header("x-goog-generation"),
-            body: resp
-                .into_body()
-                .into_data_stream()
-                .map_err(Into::into)
-                .boxed(),
-        })
-    }
-}
-
-impl Gcs {
-    async fn open(
-        &self,
-        key: &str,
-        range: ByteRange,
-        generation: Option<&str>,
-    ) -> Result<Response<Incoming>, DestinationError> {
-        let mut url = format!("{}?alt=media", self.object_url(key));
-        if let Some(g) = generation {
-            // A resumed read must continue the same object, not a newer one.
-            url.push_str(&format!("&ifGenerationMatch={g}"));
-        }
-        let mut req = Request::builder().method(Method::GET).uri(url);
-        if let Some(range) = range.header() {
-            req = req.header("range", range);
-        }
-        let resp = self
-            .send("reading", Some(key), req, Bytes::new(), true)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error("reading", Some(key), resp).await);
-        }
-        Ok(resp)
     }
 }
 
@@ -872,27 +427,5 @@ mod tests {
     #[test]
     fn object_names_are_escaped_whole() {
         assert_eq!(enc("a/b c+d"), "a%2Fb%20c%2Bd");
-    }
-
-    #[test]
-    fn rate_limits_are_throttled_not_unreachable() {
-        let reason =
-            |r: &str| format!(r#"{{"error":{{"errors":[{{"reason":"{r}"}}],"message":"m"}}}}"#);
-        for (status, body, want) in [
-            (429, String::new(), ErrorKind::Throttled),
-            (403, reason("rateLimitExceeded"), ErrorKind::Throttled),
-            (403, reason("userRateLimitExceeded"), ErrorKind::Throttled),
-            (403, reason("forbidden"), ErrorKind::PermissionDenied),
-            (503, String::new(), ErrorKind::Unreachable),
-            (408, String::new(), ErrorKind::Unreachable),
-            (404, String::new(), ErrorKind::NotFound),
-            (412, String::new(), ErrorKind::Conflict),
-            (400, String::new(), ErrorKind::Other),
-        ] {
-            let (kind, _) = classify(status, body.as_bytes());
-            assert_eq!(kind, want, "{status} {body}");
-        }
-        let (_, msg) = classify(429, reason("rateLimitExceeded").as_bytes());
-        assert_eq!(msg, "m");
     }
 }

@@ -18,33 +18,30 @@
 //! - Errors keep the SDK error as their source, behind a secret-free message.
 
 mod credentials;
+mod errors;
+mod multipart;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as Body;
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
-};
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::StreamExt;
 
 use self::credentials::EnvironmentCredentials;
-use super::client::{self, ByteRange, Multipart, Opened, PartInfo, RangeRead};
+use self::errors::classify;
+use super::client;
 use super::retry::retry_as as retry;
-use super::{
-    chain_text, BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version,
-};
+use super::{BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version};
 use crate::config::{S3Config, S3Credentials};
 use crate::pipeline::ByteStream;
 
@@ -264,178 +261,6 @@ impl S3 {
             .await
             .map(|_| ())
             .map_err(|e| self.sdk_error("aborting the upload of", Some(key), e))
-    }
-}
-
-#[async_trait]
-impl Multipart for S3 {
-    type Upload = String;
-    type Part = CompletedPart;
-
-    fn destination(&self) -> &str {
-        &self.name
-    }
-
-    fn part_size(&self, number: u32) -> usize {
-        part_size(self.part_size, number) as usize
-    }
-
-    fn in_flight(&self, number: u32) -> usize {
-        in_flight_limit(
-            self.concurrency,
-            self.part_size,
-            part_size(self.part_size, number),
-        )
-    }
-
-    fn max_parts(&self) -> u32 {
-        MAX_PARTS
-    }
-
-    fn too_many_parts(&self) -> String {
-        format!(
-            "the stream is larger than S3's {MAX_PARTS} parts allow with part_size = {} \
-             bytes; raise part_size",
-            self.part_size
-        )
-    }
-
-    async fn put_whole(&self, key: &Key, data: Bytes) -> Result<(), DestinationError> {
-        self.put_single(key, data, self.storage_class.clone()).await
-    }
-
-    async fn start_upload(&self, key: &Key) -> Result<String, DestinationError> {
-        retry(&format!("starting the upload of {key}"), || async {
-            let out = self
-                .client
-                .create_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
-                .set_server_side_encryption(self.sse.clone())
-                .set_ssekms_key_id(self.kms_key_id.clone())
-                .set_storage_class(self.storage_class.clone())
-                .send()
-                .await
-                .map_err(|e| self.sdk_error("storing", Some(key), e))?;
-            out.upload_id.ok_or_else(|| {
-                self.error(
-                    "storing",
-                    Some(key),
-                    ErrorKind::Other,
-                    "CreateMultipartUpload returned no upload id".into(),
-                )
-            })
-        })
-        .await
-    }
-
-    /// Retries transient failures with the same buffered bytes.
-    async fn put_part(
-        &self,
-        key: &Key,
-        upload_id: &String,
-        part: PartInfo,
-        body: Bytes,
-    ) -> Result<CompletedPart, DestinationError> {
-        let md5 = content_md5(&body).await;
-        let number = part.number as i32;
-        retry(&format!("uploading part {number} of {key}"), || async {
-            let out = self
-                .client
-                .upload_part()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
-                .upload_id(upload_id)
-                .part_number(number)
-                .content_length(body.len() as i64)
-                .content_md5(&md5)
-                .body(Body::from(body.clone()))
-                // Hashing every part for the signature costs a core at these speeds;
-                // TLS protects it in transit and the copy's sha256 is checked on restore.
-                // (botocore does the same over https.)
-                .customize()
-                .disable_payload_signing()
-                .send()
-                .await
-                .map_err(|e| self.sdk_error("storing", Some(key), e))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag)
-                .build())
-        })
-        .await
-    }
-
-    async fn complete_upload(
-        &self,
-        key: &Key,
-        upload_id: &String,
-        parts: Vec<CompletedPart>,
-    ) -> Result<(), DestinationError> {
-        let parts = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts))
-            .build();
-        retry(&format!("completing the upload of {key}"), || async {
-            self.client
-                .complete_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
-                .upload_id(upload_id)
-                .multipart_upload(parts.clone())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.sdk_error("storing", Some(key), e))
-        })
-        .await
-    }
-
-    async fn abort_upload(&self, key: &Key, upload_id: &String) -> Result<(), DestinationError> {
-        self.abort(key, upload_id).await
-    }
-
-    /// Remembers an upload whose abort failed, for the next discard of its key.
-    fn abort_failed(&self, key: &Key, upload_id: &String, e: &DestinationError) {
-        tracing::warn!(
-            "could not abort the multipart upload of {key}: {e}; its parts stay in the bucket \
-             (invisible, but billed) until the next sweep (retention, start) or a lifecycle \
-             rule removes them"
-        );
-        self.unaborted
-            .lock()
-            .expect("unaborted lock")
-            .push((key.to_string(), upload_id.to_string()));
-    }
-}
-
-#[async_trait]
-impl RangeRead for S3 {
-    async fn open_range(
-        &self,
-        key: &Key,
-        range: ByteRange,
-        etag: Option<&str>,
-    ) -> Result<Opened, DestinationError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&*self.bucket)
-            .key(key.as_str())
-            .set_range(range.header())
-            // A resumed read must continue the same object, not a newer one.
-            .set_if_match(etag.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| self.sdk_error("reading", Some(key), e))?;
-        let body = futures::stream::unfold(out.body, |mut body| async move {
-            let next = body.next().await?;
-            Some((next.map_err(Into::into), body))
-        });
-        Ok(Opened {
-            body: body.boxed(),
-            length: out.content_length.and_then(|l| u64::try_from(l).ok()),
-            version: out.e_tag,
-        })
     }
 }
 
@@ -712,78 +537,11 @@ impl Destination for S3 {
     }
 }
 
-/// The error kind of an S3 answer: its HTTP status and error code.
-fn kind_of(status: u16, code: &str) -> ErrorKind {
-    match (status, code) {
-        (_, "NoSuchKey" | "NoSuchBucket" | "NoSuchUpload" | "NotFound") | (404, _) => {
-            ErrorKind::NotFound
-        }
-        (
-            _,
-            "AccessDenied"
-            | "InvalidAccessKeyId"
-            | "SignatureDoesNotMatch"
-            | "ExpiredToken"
-            | "InvalidToken"
-            | "AllAccessDisabled",
-        )
-        | (401 | 403, _) => ErrorKind::PermissionDenied,
-        (_, "PreconditionFailed" | "ConditionalRequestConflict") | (412, _) => ErrorKind::Conflict,
-        // "Reduce your request rate": S3 answers SlowDown with 503, others 429.
-        (_, "SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests")
-        | (429 | 503, _) => ErrorKind::Throttled,
-        (_, "RequestTimeout" | "InternalError" | "ServiceUnavailable") | (500..=599, _) => {
-            ErrorKind::Unreachable
-        }
-        _ => ErrorKind::Other,
-    }
-}
-
-/// The error kind and a secret-free message for an SDK error.
-fn classify<E>(e: &SdkError<E, HttpResponse>) -> (ErrorKind, String)
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    if let SdkError::ServiceError(se) = e {
-        let status = se.raw().status().as_u16();
-        let code = se.err().code().unwrap_or_default();
-        let kind = kind_of(status, code);
-        let msg = match (code, se.err().message()) {
-            ("", _) if kind == ErrorKind::PermissionDenied => {
-                format!(
-                    "access denied (HTTP {status}): check the credentials and the bucket policy"
-                )
-            }
-            ("", _) => format!("HTTP {status}"),
-            (code, Some(m)) if !m.is_empty() => format!("{code}: {m} (HTTP {status})"),
-            (code, _) => format!("{code} (HTTP {status})"),
-        };
-        return (kind, msg);
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<CredentialsError>() {
-            return (ErrorKind::PermissionDenied, chain_text(s));
-        }
-        source = s.source();
-    }
-    let msg = chain_text(e);
-    let kind = match e {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => ErrorKind::Unreachable,
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() || d.is_other() => {
-            ErrorKind::Unreachable
-        }
-        _ => ErrorKind::Other,
-    };
-    (kind, msg)
-}
-
 #[cfg(test)]
 mod tests {
-    use aws_sdk_s3::error::ErrorMetadata;
     use aws_sdk_s3::operation::get_object::GetObjectError;
-    use aws_sdk_s3::primitives::SdkBody;
 
+    use super::errors::tests::service_error;
     use super::*;
 
     #[test]
@@ -802,36 +560,6 @@ mod tests {
         assert_eq!(in_flight_limit(4, 16 << 20, 16 << 20), 4);
         assert_eq!(in_flight_limit(4, 16 << 20, 32 << 20), 2);
         assert_eq!(in_flight_limit(4, 16 << 20, 1 << 30), 1);
-    }
-
-    fn service_error(status: u16, code: &str) -> SdkError<GetObjectError, HttpResponse> {
-        let meta = ErrorMetadata::builder().code(code).message("m").build();
-        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
-        SdkError::service_error(GetObjectError::generic(meta), raw)
-    }
-
-    #[test]
-    fn slow_down_and_429_are_throttled_not_unreachable() {
-        for (status, code) in [(503, "SlowDown"), (429, ""), (503, ""), (400, "Throttling")] {
-            let (kind, _) = classify(&service_error(status, code));
-            assert_eq!(kind, ErrorKind::Throttled, "{status} {code}");
-        }
-        for (status, code, want) in [
-            (500, "InternalError", ErrorKind::Unreachable),
-            (400, "RequestTimeout", ErrorKind::Unreachable),
-            (404, "NoSuchKey", ErrorKind::NotFound),
-            (403, "SignatureDoesNotMatch", ErrorKind::PermissionDenied),
-            (412, "PreconditionFailed", ErrorKind::Conflict),
-            (400, "InvalidArgument", ErrorKind::Other),
-        ] {
-            assert_eq!(
-                classify(&service_error(status, code)).0,
-                want,
-                "{status} {code}"
-            );
-        }
-        let (_, msg) = classify(&service_error(503, "SlowDown"));
-        assert_eq!(msg, "SlowDown: m (HTTP 503)");
     }
 
     #[test]
