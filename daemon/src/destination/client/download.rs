@@ -177,13 +177,16 @@ mod tests {
 
     use super::*;
 
+    /// The requests a [`Flaky`] answered.
+    type Seen = Arc<Mutex<Vec<(ByteRange, Option<String>)>>>;
+
     /// Serves `data` in 4-byte chunks, breaking after `break_after` chunks of each
     /// answer; records every request.
     #[derive(Clone)]
     struct Flaky {
         data: Bytes,
         break_after: usize,
-        seen: Arc<Mutex<Vec<(ByteRange, Option<String>)>>>,
+        seen: Seen,
     }
 
     #[async_trait]
