@@ -31,7 +31,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use gcp_auth::TokenProvider;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -41,7 +41,7 @@ use tokio::sync::OnceCell;
 
 use self::http::http_client;
 pub use self::sign::sign_url;
-use super::client::{self, ByteRange};
+use super::client;
 use super::retry::retry_as as retry;
 use super::{BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version};
 use crate::config::GcsConfig;
@@ -231,29 +231,8 @@ impl Destination for Gcs {
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Version)>, DestinationError> {
-        Key::checked(&self.name, "reading", key)?;
-        retry(&format!("reading {key}"), || async {
-            let resp = match self.open(key, ByteRange::from(0), None).await {
-                Ok(r) => r,
-                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let version = resp
-                .headers()
-                .get("x-goog-generation")
-                .and_then(|v| v.to_str().ok())
-                .map_or(Version::Unknown, |g| Version::Known(g.to_string()));
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| {
-                    self.error("reading", Some(key), ErrorKind::Unreachable, e.to_string())
-                })?;
-            Ok(Some((body, version)))
-        })
-        .await
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::read_versioned(self, &self.name, &key).await
     }
 
     /// `ifGenerationMatch` with the generation read (`0` for a new object). A 412 after

@@ -387,33 +387,8 @@ impl Destination for S3 {
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Version)>, DestinationError> {
-        Key::checked(&self.name, "reading", key)?;
-        retry(&format!("reading {key}"), || async {
-            let out = match self
-                .client
-                .get_object()
-                .bucket(&*self.bucket)
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) => {
-                    let e = self.sdk_error("reading", Some(key), e);
-                    return if e.kind == ErrorKind::NotFound {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    };
-                }
-            };
-            let version = out.e_tag.clone().map_or(Version::Unknown, Version::Known);
-            let body = out.body.collect().await.map_err(|e| {
-                self.error("reading", Some(key), ErrorKind::Unreachable, e.to_string())
-            })?;
-            Ok(Some((body.into_bytes(), version)))
-        })
-        .await
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::read_versioned(self, &self.name, &key).await
     }
 
     /// A conditional PutObject: `If-Match` the ETag read, or `If-None-Match: *` for a

@@ -17,10 +17,10 @@ use std::io;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::destination::retry::{retry_as as retry, ATTEMPTS};
-use crate::destination::{BackendError, BoxError, DestinationError, ErrorKind, Key};
+use crate::destination::{BackendError, BoxError, DestinationError, ErrorKind, Key, Version};
 use crate::pipeline::ByteStream;
 
 /// The bytes `start..end` of an object; `end: None` is "to its end".
@@ -101,6 +101,36 @@ pub async fn download<R: RangeRead>(
     .boxed())
 }
 
+/// Reads a small object whole (a status file) with the version it was read at; `None`
+/// when it does not exist. The whole read is retried: a small object is read again
+/// from its start rather than resumed.
+pub async fn read_versioned<R: RangeRead>(
+    store: &R,
+    destination: &str,
+    key: &Key,
+) -> Result<Option<(Bytes, Version)>, DestinationError> {
+    retry(&format!("reading {key}"), || async {
+        let opened = match store.open_range(key, ByteRange::from(0), None).await {
+            Ok(o) => o,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let version = opened.version.map_or(Version::Unknown, Version::Known);
+        let chunks: Vec<Bytes> = opened.body.try_collect().await.map_err(|e| {
+            let cause = BackendError::caused_by(crate::destination::chain_text(e.as_ref()), e);
+            DestinationError::with_cause(
+                destination,
+                "reading",
+                Some(key),
+                ErrorKind::Unreachable,
+                Box::new(cause),
+            )
+        })?;
+        Ok(Some((chunks.concat().into(), version)))
+    })
+    .await
+}
+
 /// One range being read; resumes where it broke.
 struct Reader<R> {
     store: R,
@@ -172,8 +202,6 @@ impl<R: RangeRead> Reader<R> {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
-
-    use futures::TryStreamExt;
 
     use super::*;
 
@@ -255,6 +283,22 @@ mod tests {
         let e = inner.downcast_ref::<DestinationError>().unwrap();
         assert_eq!(e.kind, ErrorKind::Unreachable);
         assert!(e.to_string().contains("broke at byte 0 5 times"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_objects_are_read_whole_with_their_version() {
+        let store = Flaky {
+            data: Bytes::from_static(b"{\"copies\":[]}"),
+            break_after: usize::MAX,
+            seen: Arc::default(),
+        };
+        let key = Key::new("h/status").unwrap();
+        let (bytes, version) = read_versioned(&store, "test:d", &key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&bytes[..], b"{\"copies\":[]}");
+        assert_eq!(version, Version::Known("v1".into()));
     }
 
     #[test]
