@@ -3,9 +3,6 @@
 //! ignores keys and tokens: a recording proxy shows what the client sent, and the
 //! token endpoint verifies the signed grants.
 
-use std::time::{Duration, Instant};
-
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
@@ -109,49 +106,6 @@ async fn a_customer_supplied_key_goes_with_every_upload_chunk_and_read() {
     assert_eq!(kinds, [2, 1, 4, 1, 1, 3], "{seen:#?}");
 }
 
-/// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
-fn slow_stream(len: u64) -> twindb::pipeline::ByteStream {
-    let (s, _) = generated(len, 1 << 20, 5);
-    s.then(|c| async move {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        c
-    })
-    .boxed()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothing() {
-    let Some(mut server) = GcsServer::start() else {
-        return;
-    };
-    let dest = destination_from("gcs", &server.config_section(SMALL_CHUNKS));
-    let key = "h/daily/files/stopped.tar";
-    let put = {
-        let dest = dest.clone();
-        tokio::spawn(async move { dest.put(key, slow_stream(200 << 20)).await })
-    };
-    // Once the emulator holds two chunks of the upload, kill it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.resumable_bytes() < 16 << 20 {
-        assert!(Instant::now() < deadline, "no chunk was uploaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    server.stop();
-    let stopped = Instant::now();
-    let err = put.await.unwrap().unwrap_err();
-    let took = stopped.elapsed();
-    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&format!("gs://{BUCKET}")) && msg.contains(key),
-        "{msg}"
-    );
-    assert!(took < Duration::from_secs(45), "took {took:?} to fail");
-
-    server.restart();
-    assert!(keys(dest.as_ref(), "h/").await.is_empty());
-}
-
 /// The emulator ignores tokens, so the proof is on both sides of it: the token endpoint
 /// verifies each signed grant (signature, iss, aud, scope, times), and through a
 /// recording proxy every storage request carries the token it issued.
@@ -235,48 +189,6 @@ async fn service_account_grants_are_signed_and_every_request_carries_the_token()
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains(&format!("gs://{BUCKET}")), "{err}");
     assert!(refused.grants().iter().all(|g| g.is_ok()));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_missing_bucket_fails_the_check() {
-    let Some(server) = GcsServer::start() else {
-        return;
-    };
-    let section = server.config_section("").replace(
-        &format!("bucket = \"{BUCKET}\""),
-        "bucket = \"no-such-bucket\"",
-    );
-    let err = destination_from("gcs", &section).check().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
-    assert!(err.to_string().contains("no-such-bucket"), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_read_broken_by_a_server_restart_resumes_where_it_stopped() {
-    let Some(mut server) = GcsServer::start() else {
-        return;
-    };
-    let dest = destination_from("gcs", &server.config_section(SMALL_CHUNKS));
-    let key = "h/daily/files/big.tar";
-    let (stream, want) = generated(64 << 20, 1 << 20, 9);
-    dest.put(key, stream).await.unwrap();
-
-    let mut s = dest.get(key).await.unwrap();
-    let mut hasher = Sha256::new();
-    let mut got = 0u64;
-    let mut restarted = false;
-    while let Some(chunk) = s.next().await {
-        let chunk = chunk.unwrap_or_else(|e| panic!("read after {got} bytes: {e}"));
-        got += chunk.len() as u64;
-        hasher.update(&chunk);
-        if !restarted && got > 4 << 20 {
-            server.restart();
-            restarted = true;
-        }
-    }
-    assert!(restarted);
-    assert_eq!(got, 64 << 20);
-    assert_eq!(hex::encode(hasher.finalize()), want);
 }
 
 /// Rebuilds the V4 string-to-sign from the URL's own parts and checks the signature
@@ -381,3 +293,7 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
         "{grants:?}"
     );
 }
+
+// Resume after a restart, missing bucket or folder, server stopped mid-upload, cancel,
+// clean_partials after a kill, share: the shared fault suite (conformance.rs).
+twindb_tests::fault_suite!(twindb_tests::servers::GcsHarness::start());

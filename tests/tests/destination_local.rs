@@ -25,3 +25,7 @@ async fn an_unusable_root_fails_check_naming_the_destination() {
     );
     assert_ne!(err.kind, ErrorKind::Input);
 }
+
+// Resume after a restart, missing bucket or folder, server stopped mid-upload, cancel,
+// clean_partials after a kill, share: the shared fault suite (conformance.rs).
+twindb_tests::fault_suite!(twindb_tests::servers::LocalHarness::start());

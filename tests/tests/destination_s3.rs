@@ -3,9 +3,6 @@
 //! recording proxy, the headers s3s-fs does not check (checksums of parts, encryption,
 //! storage class).
 
-use std::time::{Duration, Instant};
-
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
@@ -50,135 +47,6 @@ async fn wrong_credentials_are_a_permission_error_naming_the_destination() {
     let err = dest.put("h/daily/files/x.tar", stream).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_missing_bucket_fails_the_check() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
-    let section = server.config_section("").replace(
-        &format!("bucket = \"{BUCKET}\""),
-        "bucket = \"no-such-bucket\"",
-    );
-    let err = destination_from("s3", &section).check().await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
-    assert!(err.to_string().contains("no-such-bucket"), "{err}");
-}
-
-/// A stream that yields `len` bytes slowly, so the server can be stopped mid-way.
-fn slow_stream(len: u64) -> twindb::pipeline::ByteStream {
-    let (s, _) = generated(len, 1 << 20, 5);
-    s.then(|c| async move {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        c
-    })
-    .boxed()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn server_stopped_mid_upload_fails_within_the_retry_bound_and_leaves_nothing() {
-    let Some(mut server) = S3Server::start() else {
-        return;
-    };
-    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
-    let key = "h/daily/files/stopped.tar";
-    let put = {
-        let dest = dest.clone();
-        tokio::spawn(async move { dest.put(key, slow_stream(400 << 20)).await })
-    };
-    // Wait until parts are on the server, then kill it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.pending_parts().len() < 2 {
-        assert!(Instant::now() < deadline, "no part was uploaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    server.stop();
-    let stopped = Instant::now();
-    let err = put.await.unwrap().unwrap_err();
-    let took = stopped.elapsed();
-    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&format!("s3://{BUCKET}")) && msg.contains(key),
-        "{msg}"
-    );
-    assert!(took < Duration::from_secs(45), "took {took:?} to fail");
-
-    server.restart();
-    assert!(keys(dest.as_ref(), "h/").await.is_empty());
-    assert!(!server.root().join(BUCKET).join(key).exists());
-    // The abort that failed while the server was down goes on in the background and
-    // removes the parts once the server is back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.pending_parts().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the multipart upload was not aborted: {:?}",
-            server.pending_parts()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cancelled_upload_is_aborted() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
-    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
-    let put = {
-        let dest = dest.clone();
-        tokio::spawn(async move {
-            dest.put("h/daily/files/c.tar", slow_stream(400 << 20))
-                .await
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.pending_parts().len() < 2 {
-        assert!(Instant::now() < deadline, "no part was uploaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    put.abort();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.pending_parts().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the multipart upload was not aborted: {:?}",
-            server.pending_parts()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(keys(dest.as_ref(), "h/").await.is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_read_broken_by_a_server_restart_resumes_where_it_stopped() {
-    let Some(mut server) = S3Server::start() else {
-        return;
-    };
-    let dest = destination_from("s3", &server.config_section(SMALL_PARTS));
-    let key = "h/daily/files/big.tar";
-    let (stream, want) = generated(96 << 20, 1 << 20, 9);
-    dest.put(key, stream).await.unwrap();
-
-    let mut s = dest.get(key).await.unwrap();
-    let mut hasher = Sha256::new();
-    let mut got = 0u64;
-    let mut restarted = false;
-    while let Some(chunk) = s.next().await {
-        let chunk = chunk.unwrap_or_else(|e| panic!("read after {got} bytes: {e}"));
-        got += chunk.len() as u64;
-        hasher.update(&chunk);
-        if !restarted && got > 4 << 20 {
-            server.restart();
-            restarted = true;
-        }
-    }
-    assert!(restarted);
-    assert_eq!(got, 96 << 20);
-    assert_eq!(hex::encode(hasher.finalize()), want);
-    assert_eq!(sha256_of(dest.as_ref(), key).await.0, want);
 }
 
 #[test]
@@ -430,3 +298,7 @@ async fn encryption_and_storage_class_go_with_every_copy_and_no_class_with_statu
         }
     }
 }
+
+// Resume after a restart, missing bucket or folder, server stopped mid-upload, cancel,
+// clean_partials after a kill, share: the shared fault suite (conformance.rs).
+twindb_tests::fault_suite!(twindb_tests::servers::S3Harness::start());

@@ -115,70 +115,6 @@ async fn listing_skips_partial_uploads_and_other_hidden_names() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn server_stopped_mid_upload_fails_clearly_and_leaves_nothing_listed() {
-    let Some(mut server) = Sshd::start_or_skip("server_stopped_mid_upload") else {
-        return;
-    };
-    let d = server.destination_with(server.config(), quick());
-    let stream = endless();
-    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut sent = 0u64;
-    let stream = stream
-        .inspect(move |chunk| {
-            if let Ok(c) = chunk {
-                sent += c.len() as u64;
-                if sent >= 20 << 20 {
-                    let _ = sent_tx.try_send(());
-                }
-            }
-        })
-        .boxed();
-    let upload = {
-        let d = d.clone();
-        tokio::spawn(async move { d.put("h/daily/files/big.tar", stream).await })
-    };
-    sent_rx.recv().await.expect("20 MiB sent");
-    let stopped = Instant::now();
-    server.stop();
-    let err = tokio::time::timeout(Duration::from_secs(60), upload)
-        .await
-        .expect("the upload fails within 60 s")
-        .unwrap()
-        .unwrap_err();
-    let waited = stopped.elapsed();
-    assert_eq!(err.kind, ErrorKind::Unreachable, "{err:#}");
-    assert!(err.is_retryable());
-    let msg = format!("{err:#}");
-    assert!(msg.contains(&d.name()), "{msg}");
-    assert!(msg.contains("h/daily/files/big.tar"), "{msg}");
-    assert!(
-        waited < Duration::from_secs(30),
-        "took {waited:?} to notice the server was gone"
-    );
-
-    // While the server is down, operations fail as Unreachable after the bounded retries.
-    let started = Instant::now();
-    let Err(err) = d.check().await else {
-        panic!(
-            "check passed while the server is stopped ({} connections); sshd log:\n{}",
-            server.connections(),
-            server.log()
-        );
-    };
-    assert_eq!(err.kind, ErrorKind::Unreachable, "{err:#}");
-    assert!(
-        started.elapsed() >= quick().total_delay(),
-        "retried with backoff"
-    );
-    assert!(started.elapsed() < quick().total_delay() + Duration::from_secs(20));
-
-    // Back up: the destination reconnects by itself; nothing is listed as a copy.
-    server.restart();
-    assert!(keys(&d, "h/").await.is_empty());
-    assert!(!server.root.join("h/daily/files/big.tar").exists());
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_server_fails_the_upload_instead_of_hanging() {
     let Some(server) = Sshd::start_or_skip("a_stalled_server") else {
         return;
@@ -460,3 +396,7 @@ async fn a_failed_remote_sync_fails_the_put_and_leaves_nothing() {
     assert!(keys(&d, "h/").await.is_empty());
     assert!(walk(&server.root).is_empty());
 }
+
+// Resume after a restart, missing bucket or folder, server stopped mid-upload, cancel,
+// clean_partials after a kill, share: the shared fault suite (conformance.rs).
+twindb_tests::fault_suite!(twindb_tests::servers::SshHarness::start("ssh_fault_suite"));

@@ -49,26 +49,8 @@ impl Validator<'_> {
             GcsSection::default()
         });
         let bucket = s.bucket.unwrap_or_default();
-        if bucket.is_empty() {
-            self.error("gcs", "bucket", "required: the bucket copies are stored in");
-        } else if bucket.contains('/') || bucket.chars().any(char::is_whitespace) {
-            self.error(
-                "gcs",
-                "bucket",
-                format!("{bucket:?} is not a bucket name (no '/', no spaces)"),
-            );
-        }
-        if let Some(ep) = &s.endpoint {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) || ep.len() < 9 {
-                self.error(
-                    "gcs",
-                    "endpoint",
-                    format!(
-                        "{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"
-                    ),
-                );
-            }
-        }
+        self.bucket_name("gcs", &bucket, "");
+        let endpoint = self.endpoint_url("gcs", s.endpoint.as_deref());
         let credentials_file = s.gc_credentials_file.map(|f| {
             let path = self.path(&f);
             self.check_service_account(&path);
@@ -106,7 +88,7 @@ impl Validator<'_> {
             bucket,
             credentials_file,
             encryption_key,
-            endpoint: s.endpoint.map(|e| e.trim_end_matches('/').to_string()),
+            endpoint,
             chunk_size: if chunk_ok {
                 chunk_size
             } else {

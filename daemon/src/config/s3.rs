@@ -85,35 +85,17 @@ impl Validator<'_> {
             S3Section::default()
         });
         let bucket = s.bucket.unwrap_or_default();
-        if bucket.is_empty() {
-            self.error("s3", "bucket", "required: the bucket copies are stored in");
-        } else if bucket.contains('/') || bucket.chars().any(char::is_whitespace) {
-            self.error(
-                "s3",
-                "bucket",
-                format!("{bucket:?} is not a bucket name (no '/', no spaces; keys already start with the host name)"),
-            );
-        }
+        self.bucket_name("s3", &bucket, "; keys already start with the host name");
         let region = s
             .aws_default_region
             .unwrap_or_else(|| DEFAULT_REGION.into());
         if region.is_empty() {
             self.error("s3", "aws_default_region", "must not be empty");
         }
-        if let Some(ep) = &s.endpoint {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) || ep.len() < 9 {
-                self.error(
-                    "s3",
-                    "endpoint",
-                    format!(
-                        "{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"
-                    ),
-                );
-            }
-        }
+        let endpoint = self.endpoint_url("s3", s.endpoint.as_deref());
         // S3-compatible servers are usually reached by address, where virtual-host
         // style (bucket.host) cannot work.
-        let force_path_style = s.force_path_style.unwrap_or(s.endpoint.is_some());
+        let force_path_style = s.force_path_style.unwrap_or(endpoint.is_some());
 
         let secret = self.secret(
             "s3",
@@ -203,7 +185,7 @@ impl Validator<'_> {
         S3Config {
             bucket,
             region,
-            endpoint: s.endpoint.map(|e| e.trim_end_matches('/').to_string()),
+            endpoint,
             force_path_style,
             credentials,
             part_size: part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
@@ -212,6 +194,40 @@ impl Validator<'_> {
             sse_kms_key_id: s.sse_kms_key_id,
             storage_class: s.storage_class,
         }
+    }
+}
+
+/// Checks every object-store section (`[s3]`, `[gcs]`) shares.
+impl Validator<'_> {
+    /// The bucket is required and a plain name: no '/', no spaces. `hint` ends the
+    /// message about a bad name.
+    pub(super) fn bucket_name(&mut self, section: &str, bucket: &str, hint: &str) {
+        if bucket.is_empty() {
+            self.error(
+                section,
+                "bucket",
+                "required: the bucket copies are stored in",
+            );
+        } else if bucket.contains('/') || bucket.chars().any(char::is_whitespace) {
+            self.error(
+                section,
+                "bucket",
+                format!("{bucket:?} is not a bucket name (no '/', no spaces{hint})"),
+            );
+        }
+    }
+
+    /// An `endpoint` must be an http(s) URL; returned without trailing '/'.
+    pub(super) fn endpoint_url(&mut self, section: &str, endpoint: Option<&str>) -> Option<String> {
+        let ep = endpoint?;
+        if !(ep.starts_with("http://") || ep.starts_with("https://")) || ep.len() < 9 {
+            self.error(
+                section,
+                "endpoint",
+                format!("{ep:?} is not a URL: expected http://HOST[:PORT] or https://HOST[:PORT]"),
+            );
+        }
+        Some(ep.trim_end_matches('/').to_string())
     }
 }
 
@@ -248,6 +264,40 @@ mod tests {
         assert!(c.force_path_style, "an endpoint implies path style");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.part_size, 6 << 20);
+    }
+
+    #[test]
+    fn bucket_and_endpoint_are_checked_alike_in_every_object_store_section() {
+        for (kind, hint) in [
+            ("s3", "; keys already start with the host name"),
+            ("gcs", ""),
+        ] {
+            let head = HEAD.replace("\"s3\"", &format!("\"{kind}\""));
+            let parse = |section: &str| {
+                parse(
+                    Path::new("/etc/twindb/t.toml"),
+                    &format!("{head}[{kind}]\n{section}"),
+                )
+            };
+            let err = parse("bucket = \"a/b\"\nendpoint = \"ftp://x\"\n").unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    ":8: [{kind}] bucket: \"a/b\" is not a bucket name (no '/', no spaces{hint})"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(":9: [{kind}] endpoint: \"ftp://x\" is not a URL")),
+                "{text}"
+            );
+            let err = parse("endpoint = \"http://h:1\"\n").unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("[{kind}] bucket: required: the bucket copies")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Google Cloud Storage through its JSON API, over hyper 1 + rustls (ring): the same
-//! HTTP and TLS stack as the S3 client.
+//! HTTP and TLS stack as the S3 client. Only its requests are here; the upload driver,
+//! resumable download and paginator are [`super::client`]'s.
 //!
 //! - `put`: a stream smaller than one chunk is one media upload; a larger one is a
 //!   resumable upload sent chunk by chunk (multiples of 256 KiB), one chunk in flight
@@ -12,34 +13,37 @@
 //! - Tokens come from gcp_auth: the service account of `gc_credentials_file`, else
 //!   Application Default Credentials. With `endpoint` and no credentials file there is
 //!   no authentication at all (emulators).
+//! - 429 and `rateLimitExceeded` are [`ErrorKind::Throttled`], retried with backoff.
 //! - `gc_encryption_key` is sent as a customer-supplied encryption key on every request
 //!   that writes or reads object data.
 
+mod http;
+mod resumable;
+mod sign;
+
 use std::fmt;
-use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use gcp_auth::TokenProvider;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use http_body_util::Full;
+use hyper::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::retry::{retry_as as retry, ATTEMPTS};
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
+use self::http::http_client;
+pub use self::sign::sign_url;
+use super::client;
+use super::retry::retry_as as retry;
+use super::{BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version};
 use crate::config::GcsConfig;
 use crate::pipeline::ByteStream;
 
@@ -81,39 +85,6 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
 }
 
-/// An HTTPS (or plain HTTP, for emulators) client; ring for crypto, the system's roots.
-fn http_client() -> HttpClient {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!("no CA certificates found ({e}): only http:// endpoints will work");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_connect_timeout(Some(Duration::from_secs(10)));
-    tcp.set_nodelay(true);
-    let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// What a resumable session says about an upload.
-enum Persisted {
-    /// Bytes `0..n` are stored.
-    Upto(u64),
-    /// The object is finalized.
-    Complete,
-}
-
 impl Gcs {
     pub fn new(c: &GcsConfig) -> Self {
         let encryption = c.encryption_key.as_ref().and_then(|k| {
@@ -148,7 +119,21 @@ impl Gcs {
         kind: ErrorKind,
         msg: impl Into<String>,
     ) -> DestinationError {
-        DestinationError::new(&self.name, action, key, io::Error::other(msg.into())).with_kind(kind)
+        let cause = BackendError::new(msg);
+        DestinationError::with_cause(&self.name, action, key, kind, Box::new(cause))
+    }
+
+    /// `err` behind `msg`, kept as the source.
+    fn error_from(
+        &self,
+        action: &'static str,
+        key: Option<&str>,
+        kind: ErrorKind,
+        msg: String,
+        err: impl Into<super::BoxError>,
+    ) -> DestinationError {
+        let cause = BackendError::caused_by(msg, err);
+        DestinationError::with_cause(&self.name, action, key, kind, Box::new(cause))
     }
 
     fn object_url(&self, key: &str) -> String {
@@ -158,141 +143,6 @@ impl Gcs {
             enc(&self.bucket),
             enc(key)
         )
-    }
-
-    async fn token(&self, action: &'static str) -> Result<Option<String>, DestinationError> {
-        if self.anonymous {
-            return Ok(None);
-        }
-        let auth_error = |e: gcp_auth::Error| {
-            let kind = match &e {
-                gcp_auth::Error::Other("HTTP request failed", _) | gcp_auth::Error::Http(..) => {
-                    ErrorKind::Unreachable
-                }
-                _ => ErrorKind::PermissionDenied,
-            };
-            let mut msg = format!("getting an access token: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            self.error(action, None, kind, msg)
-        };
-        let provider = self
-            .tokens
-            .get_or_try_init(|| async {
-                let provider: Arc<dyn TokenProvider> = match &self.credentials_file {
-                    Some(path) => Arc::new(
-                        gcp_auth::CustomServiceAccount::from_file(path).map_err(auth_error)?,
-                    ),
-                    None => gcp_auth::provider().await.map_err(auth_error)?,
-                };
-                Ok::<_, DestinationError>(provider)
-            })
-            .await?;
-        let token = provider.token(&[SCOPE]).await.map_err(auth_error)?;
-        Ok(Some(token.as_str().to_string()))
-    }
-
-    /// Sends one request; `encrypted` adds the customer-supplied key headers.
-    async fn send(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-        mut req: hyper::http::request::Builder,
-        body: Bytes,
-        encrypted: bool,
-    ) -> Result<Response<Incoming>, DestinationError> {
-        if let Some(token) = self.token(action).await? {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        if encrypted {
-            if let Some(k) = &self.encryption {
-                req = req
-                    .header("x-goog-encryption-algorithm", "AES256")
-                    .header("x-goog-encryption-key", &k.0)
-                    .header("x-goog-encryption-key-sha256", &k.1);
-            }
-        }
-        let req = req
-            .header("content-length", body.len())
-            .body(Full::new(body))
-            .map_err(|e| self.error(action, key, ErrorKind::Other, e.to_string()))?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                let mut msg = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    msg.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
-                Err(self.error(action, key, ErrorKind::Unreachable, msg))
-            }
-            Err(_) => Err(self.error(
-                action,
-                key,
-                ErrorKind::Unreachable,
-                format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
-            )),
-        }
-    }
-
-    /// The error for a response that is not a success, with the server's message.
-    async fn status_error(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-        resp: Response<Incoming>,
-    ) -> DestinationError {
-        let status = resp.status();
-        let kind = match status.as_u16() {
-            404 => ErrorKind::NotFound,
-            401 | 403 => ErrorKind::PermissionDenied,
-            412 => ErrorKind::Conflict,
-            408 | 429 | 500..=599 => ErrorKind::Unreachable,
-            _ => ErrorKind::Other,
-        };
-        let body = read_limited(resp.into_body(), 64 << 10).await;
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&body)
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect()
-            });
-        let msg = if message.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            format!("{message} (HTTP {status})")
-        };
-        self.error(action, key, kind, msg)
-    }
-
-    /// One request that must succeed with 2xx; returns the body.
-    async fn call(
-        &self,
-        action: &'static str,
-        key: Option<&str>,
-        method: Method,
-        url: &str,
-        body: Bytes,
-        encrypted: bool,
-    ) -> Result<Bytes, DestinationError> {
-        let req = Request::builder().method(method).uri(url);
-        let resp = self.send(action, key, req, body, encrypted).await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(action, key, resp).await);
-        }
-        resp.into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .map_err(|e| self.error(action, key, ErrorKind::Unreachable, e.to_string()))
     }
 
     async fn put_media(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
@@ -321,366 +171,6 @@ impl Gcs {
         })
         .await
         .map(|_| ())
-    }
-
-    async fn start_session(&self, key: &str) -> Result<String, DestinationError> {
-        let url = format!(
-            "{}/upload/storage/v1/b/{}/o?uploadType=resumable&name={}",
-            self.base,
-            enc(&self.bucket),
-            enc(key)
-        );
-        retry(&format!("starting the upload of {key}"), || async {
-            let req = Request::builder()
-                .method(Method::POST)
-                .uri(&url)
-                .header("x-upload-content-type", "application/octet-stream");
-            let resp = self
-                .send("storing", Some(key), req, Bytes::new(), true)
-                .await?;
-            if !resp.status().is_success() {
-                return Err(self.status_error("storing", Some(key), resp).await);
-            }
-            resp.headers()
-                .get("location")
-                .and_then(|l| l.to_str().ok())
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    self.error(
-                        "storing",
-                        Some(key),
-                        ErrorKind::Other,
-                        "the resumable upload has no session URI (Location header)",
-                    )
-                })
-        })
-        .await
-    }
-
-    /// Reads a 308's `Range: bytes=0-N` (none: nothing kept yet).
-    fn kept(resp: &Response<Incoming>) -> u64 {
-        resp.headers()
-            .get("range")
-            .and_then(|r| r.to_str().ok())
-            .and_then(|r| r.rsplit('-').next())
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .map_or(0, |last| last + 1)
-    }
-
-    async fn persisted(&self, key: &str, session: &str) -> Result<Persisted, DestinationError> {
-        let req = Request::builder()
-            .method(Method::PUT)
-            .uri(session)
-            .header("content-range", "bytes */*");
-        let resp = self
-            .send("storing", Some(key), req, Bytes::new(), true)
-            .await?;
-        match resp.status().as_u16() {
-            200 | 201 => Ok(Persisted::Complete),
-            308 => Ok(Persisted::Upto(Self::kept(&resp))),
-            _ => Err(self.status_error("storing", Some(key), resp).await),
-        }
-    }
-
-    /// Sends `chunk`, which starts at byte `start` of the object; `last` finalizes.
-    async fn send_chunk(
-        &self,
-        key: &str,
-        session: &str,
-        start: u64,
-        chunk: Bytes,
-        last: bool,
-    ) -> Result<(), DestinationError> {
-        let end = start + chunk.len() as u64;
-        let attempts = AtomicU32::new(0);
-        retry(
-            &format!("uploading bytes {start}..{end} of {key}"),
-            || async {
-                let mut from = start;
-                if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
-                    // The failed attempt may have stored part of the chunk, or all of it.
-                    match self.persisted(key, session).await? {
-                        Persisted::Complete if last => return Ok(()),
-                        Persisted::Complete => {
-                            return Err(self.error(
-                                "storing",
-                                Some(key),
-                                ErrorKind::Other,
-                                "the upload was finalized before its end",
-                            ))
-                        }
-                        Persisted::Upto(n) => from = n.max(start),
-                    }
-                }
-                loop {
-                    if from > end || (from == end && !last) {
-                        return Ok(());
-                    }
-                    let total = if last {
-                        end.to_string()
-                    } else {
-                        "*".to_string()
-                    };
-                    let range = if from == end {
-                        format!("bytes */{total}")
-                    } else {
-                        format!("bytes {from}-{}/{total}", end - 1)
-                    };
-                    let body = chunk.slice((from - start) as usize..);
-                    let req = Request::builder()
-                        .method(Method::PUT)
-                        .uri(session)
-                        .header("content-range", range);
-                    let resp = self.send("storing", Some(key), req, body, true).await?;
-                    match resp.status().as_u16() {
-                        200 | 201 if last => return Ok(()),
-                        308 if !(last && from == end) => {
-                            let kept = Self::kept(&resp);
-                            if kept <= from {
-                                return Err(self.error(
-                                    "storing",
-                                    Some(key),
-                                    ErrorKind::Unreachable,
-                                    format!("the server kept nothing of bytes {from}..{end}"),
-                                ));
-                            }
-                            // Usually all of it; otherwise send the rest.
-                            from = kept;
-                        }
-                        _ => return Err(self.status_error("storing", Some(key), resp).await),
-                    }
-                }
-            },
-        )
-        .await
-    }
-
-    async fn put_resumable(
-        &self,
-        key: &str,
-        first: Bytes,
-        input: &mut ChunkReader,
-    ) -> Result<u64, DestinationError> {
-        let session = self.start_session(key).await?;
-        let guard = CancelOnDrop {
-            gcs: self.clone(),
-            session: Some(session.clone()),
-        };
-        match self.send_chunks(key, &session, first, input).await {
-            Ok(n) => {
-                guard.disarm();
-                Ok(n)
-            }
-            Err(e) => {
-                drop(guard);
-                Err(e)
-            }
-        }
-    }
-
-    async fn send_chunks(
-        &self,
-        key: &str,
-        session: &str,
-        first: Bytes,
-        input: &mut ChunkReader,
-    ) -> Result<u64, DestinationError> {
-        let mut offset = 0u64;
-        let mut chunk = first;
-        loop {
-            let last = chunk.len() < self.chunk_size;
-            let len = chunk.len() as u64;
-            if last {
-                self.send_chunk(key, session, offset, chunk, true).await?;
-                return Ok(offset + len);
-            }
-            // Read the next chunk while this one uploads.
-            let gcs = self.clone();
-            let (k, s) = (key.to_string(), session.to_string());
-            let mut upload =
-                tokio::spawn(async move { gcs.send_chunk(&k, &s, offset, chunk, false).await });
-            let next = input.read(self.chunk_size).await;
-            let sent = (&mut upload).await;
-            let next = match next {
-                Ok(n) => n,
-                Err(e) => {
-                    upload.abort();
-                    return Err(DestinationError::new(&self.name, "storing", Some(key), e)
-                        .with_kind(ErrorKind::Input));
-                }
-            };
-            sent.map_err(|e| self.error("storing", Some(key), ErrorKind::Other, e.to_string()))??;
-            offset += len;
-            chunk = next;
-        }
-    }
-}
-
-/// Cancels the resumable session unless the upload finalized, also when `put` is
-/// cancelled, so that nothing of it is kept.
-struct CancelOnDrop {
-    gcs: Gcs,
-    session: Option<String>,
-}
-
-impl CancelOnDrop {
-    fn disarm(mut self) {
-        self.session = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let gcs = self.gcs.clone();
-        rt.spawn(async move {
-            let req = Request::builder().method(Method::DELETE).uri(&session);
-            // GCS answers 499 to a cancelled session.
-            match gcs
-                .send("cancelling an upload", None, req, Bytes::new(), false)
-                .await
-            {
-                Ok(resp) => tracing::debug!(status = %resp.status(), "resumable upload cancelled"),
-                Err(e) => tracing::debug!(
-                    "could not cancel a resumable upload ({e}); GCS drops it after a week"
-                ),
-            }
-        });
-    }
-}
-
-/// Cuts a byte stream into chunks of a requested size.
-struct ChunkReader {
-    input: ByteStream,
-    leftover: Bytes,
-}
-
-impl ChunkReader {
-    /// The next `size` bytes; fewer only at the end of the stream.
-    async fn read(&mut self, size: usize) -> io::Result<Bytes> {
-        let mut out = BytesMut::new();
-        loop {
-            if !self.leftover.is_empty() {
-                let want = size - out.len();
-                if out.is_empty() && self.leftover.len() == want {
-                    return Ok(std::mem::take(&mut self.leftover));
-                }
-                if out.capacity() == 0 {
-                    out.reserve(size);
-                }
-                let n = want.min(self.leftover.len());
-                out.extend_from_slice(&self.leftover.split_to(n));
-                if out.len() == size {
-                    return Ok(out.freeze());
-                }
-            }
-            match self.input.next().await {
-                Some(Ok(chunk)) => self.leftover = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(out.freeze()),
-            }
-        }
-    }
-}
-
-async fn read_limited(mut body: Incoming, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while out.len() < limit {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(mut data) = frame.into_data() {
-                    let n = data.remaining();
-                    out.extend_from_slice(&data.copy_to_bytes(n));
-                }
-            }
-            _ => break,
-        }
-    }
-    out.truncate(limit);
-    out
-}
-
-/// An object being read; resumes where it broke.
-struct Download {
-    gcs: Gcs,
-    key: String,
-    offset: u64,
-    length: Option<u64>,
-    generation: Option<String>,
-    body: Incoming,
-    resumes: u32,
-}
-
-impl Gcs {
-    async fn open(
-        &self,
-        key: &str,
-        offset: u64,
-        generation: Option<&str>,
-    ) -> Result<Response<Incoming>, DestinationError> {
-        let mut url = format!("{}?alt=media", self.object_url(key));
-        if let Some(g) = generation {
-            // A resumed read must continue the same object, not a newer one.
-            url.push_str(&format!("&ifGenerationMatch={g}"));
-        }
-        let mut req = Request::builder().method(Method::GET).uri(url);
-        if offset > 0 {
-            req = req.header("range", format!("bytes={offset}-"));
-        }
-        let resp = self
-            .send("reading", Some(key), req, Bytes::new(), true)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error("reading", Some(key), resp).await);
-        }
-        Ok(resp)
-    }
-}
-
-impl Download {
-    async fn next(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            let failure = match self.body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(b) if !b.is_empty() => {
-                        self.offset += b.len() as u64;
-                        self.resumes = 0;
-                        return Ok(Some(b));
-                    }
-                    _ => continue,
-                },
-                Some(Err(e)) => e.to_string(),
-                None if self.length.is_none_or(|l| self.offset >= l) => return Ok(None),
-                None => "the connection closed early".to_string(),
-            };
-            self.resumes += 1;
-            if self.resumes > ATTEMPTS {
-                return Err(io::Error::other(self.gcs.error(
-                    "reading",
-                    Some(&self.key),
-                    ErrorKind::Unreachable,
-                    format!("broke at byte {} {ATTEMPTS} times: {failure}", self.offset),
-                )));
-            }
-            tracing::warn!(
-                key = %self.key,
-                "reading broke at byte {}: {failure}; resuming from there",
-                self.offset
-            );
-            let what = format!("resuming {}", self.key);
-            let resp = retry(&what, || {
-                self.gcs
-                    .open(&self.key, self.offset, self.generation.as_deref())
-            })
-            .await
-            .map_err(io::Error::other)?;
-            self.body = resp.into_body();
-        }
     }
 }
 
@@ -733,53 +223,16 @@ impl Destination for Gcs {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
-        let mut input = ChunkReader {
-            input: data,
-            leftover: Bytes::new(),
-        };
-        let first = input.read(self.chunk_size).await.map_err(|e| {
-            DestinationError::new(&self.name, "storing", Some(key), e).with_kind(ErrorKind::Input)
-        })?;
-        // An empty object goes the resumable way (`bytes */0`): gcp-storage-emulator
-        // fails an empty media upload, real GCS takes both.
-        if !first.is_empty() && first.len() < self.chunk_size {
-            let n = first.len() as u64;
-            self.put_media(key, first).await?;
-            return Ok(n);
-        }
-        self.put_resumable(key, first, &mut input).await
+        let key = Key::checked(&self.name, "storing", key)?;
+        client::upload(self, &key, data).await
     }
 
     async fn read_small_versioned(
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Version)>, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
-        retry(&format!("reading {key}"), || async {
-            let resp = match self.open(key, 0, None).await {
-                Ok(r) => r,
-                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let version = resp
-                .headers()
-                .get("x-goog-generation")
-                .and_then(|v| v.to_str().ok())
-                .map_or(Version::Unknown, |g| Version::Known(g.to_string()));
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| {
-                    self.error("reading", Some(key), ErrorKind::Unreachable, e.to_string())
-                })?;
-            Ok(Some((body, version)))
-        })
-        .await
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::read_versioned(self, &self.name, &key).await
     }
 
     /// `ifGenerationMatch` with the generation read (`0` for a new object). A 412 after
@@ -790,8 +243,7 @@ impl Destination for Gcs {
         data: Bytes,
         expect: Option<&Version>,
     ) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        Key::checked(&self.name, "storing", key)?;
         let generation = match expect {
             Some(Version::Unknown) => return self.put_media(key, data).await,
             Some(Version::Known(g)) => g.as_str(),
@@ -809,43 +261,15 @@ impl Destination for Gcs {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
-        let resp = retry(&format!("reading {key}"), || self.open(key, 0, None)).await?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let length = header("content-length").and_then(|l| l.parse().ok());
-        let generation = header("x-goog-generation");
-        let download = Download {
-            gcs: self.clone(),
-            key: key.to_string(),
-            offset: 0,
-            length,
-            generation,
-            body: resp.into_body(),
-            resumes: 0,
-        };
-        Ok(futures::stream::try_unfold(download, |mut d| async move {
-            Ok(d.next().await?.map(|b| (b, d)))
-        })
-        .boxed())
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::download(self.clone(), &self.name, key).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
-        enum Page {
-            First,
-            Next(String),
-            Done,
-        }
         let gcs = self.clone();
         let prefix = prefix.to_string();
-        futures::stream::try_unfold(Page::First, move |page| {
-            let gcs = gcs.clone();
-            let prefix = prefix.clone();
+        client::paginate(move |token: Option<String>| {
+            let (gcs, prefix) = (gcs.clone(), prefix.clone());
             async move {
                 let mut url = format!(
                     "{}/storage/v1/b/{}/o?prefix={}&fields=items(name,size),nextPageToken",
@@ -853,10 +277,8 @@ impl Destination for Gcs {
                     enc(&gcs.bucket),
                     enc(&prefix)
                 );
-                match page {
-                    Page::Done => return Ok(None),
-                    Page::First => {}
-                    Page::Next(t) => url.push_str(&format!("&pageToken={}", enc(&t))),
+                if let Some(t) = token {
+                    url.push_str(&format!("&pageToken={}", enc(&t)));
                 }
                 let body = retry(&format!("listing {prefix}"), || {
                     gcs.call(
@@ -889,21 +311,14 @@ impl Destination for Gcs {
                         },
                     })
                     .collect();
-                let next = match page.next_page_token {
-                    Some(t) if !t.is_empty() => Page::Next(t),
-                    _ => Page::Done,
-                };
-                Ok(Some((objects, next)))
+                let next = page.next_page_token.filter(|t| !t.is_empty());
+                Ok((objects, next))
             }
         })
-        .map_ok(|objects| futures::stream::iter(objects.into_iter().map(Ok)))
-        .try_flatten()
-        .boxed()
     }
 
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "deleting", Some(key), e))?;
+        Key::checked(&self.name, "deleting", key)?;
         let url = self.object_url(key);
         retry(&format!("deleting {key}"), || async {
             match self
@@ -926,8 +341,7 @@ impl Destination for Gcs {
     }
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
+        Key::checked(&self.name, "sharing", key)?;
         if self.encryption.is_some() {
             return Err(self.error(
                 "sharing",
@@ -985,89 +399,9 @@ impl Destination for Gcs {
     }
 }
 
-/// A V4 signed URL (GOOG4-RSA-SHA256) for a GET of `key`, valid `expires` from `now`.
-/// <https://cloud.google.com/storage/docs/access-control/signing-urls-manually>
-pub fn sign_url(
-    base: &str,
-    bucket: &str,
-    key: &str,
-    email: &str,
-    expires: Duration,
-    now: chrono::DateTime<chrono::Utc>,
-    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, gcp_auth::Error>,
-) -> Result<String, String> {
-    let (scheme, host) = base
-        .split_once("://")
-        .ok_or_else(|| format!("{base} is not a URL"))?;
-    let host = host.trim_end_matches('/');
-    let date = now.format("%Y%m%d").to_string();
-    let timestamp = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let scope = format!("{date}/auto/storage/goog4_request");
-    let path = format!(
-        "/{}/{}",
-        enc(bucket),
-        key.split('/').map(enc).collect::<Vec<_>>().join("/")
-    );
-    // Sorted by name, as the canonical request requires.
-    let query = [
-        ("X-Goog-Algorithm", "GOOG4-RSA-SHA256".to_string()),
-        ("X-Goog-Credential", format!("{email}/{scope}")),
-        ("X-Goog-Date", timestamp.clone()),
-        ("X-Goog-Expires", expires.as_secs().to_string()),
-        ("X-Goog-SignedHeaders", "host".to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", enc(v)))
-    .collect::<Vec<_>>()
-    .join("&");
-    let canonical = format!("GET\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
-    let to_sign = format!(
-        "GOOG4-RSA-SHA256\n{timestamp}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let signature = sign(to_sign.as_bytes()).map_err(|e| format!("signing the URL: {e}"))?;
-    Ok(format!(
-        "{scheme}://{host}{path}?{query}&X-Goog-Signature={}",
-        hex::encode(signature)
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn signed_urls_have_the_v4_shape() {
-        let now = chrono::Utc
-            .with_ymd_and_hms(2026, 11, 25, 8, 9, 10)
-            .unwrap();
-        let mut signed = Vec::new();
-        let url = sign_url(
-            "https://storage.googleapis.com",
-            "bkt",
-            "db1/daily/files/_etc 1.tar",
-            "tw@p.iam.gserviceaccount.com",
-            Duration::from_secs(3600),
-            now,
-            |d| {
-                signed = d.to_vec();
-                Ok(vec![0xab, 0xcd])
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            url,
-            "https://storage.googleapis.com/bkt/db1/daily/files/_etc%201.tar?\
-             X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=tw%40p.iam.gserviceaccount.com\
-             %2F20261125%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261125T080910Z&\
-             X-Goog-Expires=3600&X-Goog-SignedHeaders=host&X-Goog-Signature=abcd"
-        );
-        let to_sign = String::from_utf8(signed).unwrap();
-        assert!(to_sign.starts_with(
-            "GOOG4-RSA-SHA256\n20261125T080910Z\n20261125/auto/storage/goog4_request\n"
-        ));
-    }
 
     #[test]
     fn object_names_are_escaped_whole() {

@@ -9,7 +9,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
+use super::guard::OnDrop;
+use super::{Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version};
 use crate::pipeline::{ByteStream, CHUNK};
 
 /// Marks an upload in progress; `list` never shows such names.
@@ -28,8 +29,7 @@ impl Local {
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
-        validate_key(key)?;
-        Ok(self.root.join(key))
+        Ok(self.root.join(&*Key::new(key)?))
     }
 
     fn err(&self, action: &'static str, key: &str, e: io::Error) -> DestinationError {
@@ -60,17 +60,6 @@ impl Local {
             }
         }
         Ok(removed)
-    }
-}
-
-/// Deletes the temp file unless the upload committed, also when the future is dropped.
-struct TempGuard(Option<PathBuf>);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }
 
@@ -107,7 +96,13 @@ impl Destination for Local {
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut guard = TempGuard(Some(temp.clone()));
+        // Deletes the temp file unless the upload committed, also when the future is dropped.
+        let guard = {
+            let temp = temp.clone();
+            OnDrop::new(move || {
+                let _ = std::fs::remove_file(temp);
+            })
+        };
         // Copies hold secrets (/etc/shadow, keys): readable by root only, whatever the umask.
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -142,10 +137,10 @@ impl Destination for Local {
         // it must not stay listed as stored.
         if let Err(e) = sync_dir(&dir).await {
             let _ = tokio::fs::remove_file(&path).await;
-            guard.0 = None;
+            guard.disarm();
             return Err(self.err("storing", key, e));
         }
-        guard.0 = None;
+        guard.disarm();
         Ok(size)
     }
 

@@ -1,8 +1,18 @@
 //! Where copies are stored. One object-store style trait; a module per backend.
 //!
 //! A destination knows keys and bytes, never what produced them.
+//!
+//! - [`Destination`] is the contract; [`DestinationError`] and [`ErrorKind`] its errors.
+//! - [`Key`] is a key checked once, where an operation starts.
+//! - [`retry`] is the one retry layer; [`guard::OnDrop`] the one cleanup-on-drop guard.
+//! - `client` is the machinery the object stores (s3, gcs) share: chunker, upload
+//!   driver, resumable download, paginator. A backend writes only its requests.
 
+mod client;
+mod error;
 mod gcs;
+pub mod guard;
+mod key;
 mod local;
 pub mod retry;
 mod s3;
@@ -18,7 +28,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+pub use self::error::{chain_text, BackendError, BoxError, DestinationError, ErrorKind};
 pub use self::gcs::Gcs;
+pub use self::key::{validate_key, Key};
 pub use self::local::Local;
 pub use self::retry::Backoff;
 pub use self::s3::S3;
@@ -163,107 +175,4 @@ pub enum Version {
     Known(String),
     /// The backend cannot tell: a conditional write is unconditional.
     Unknown,
-}
-
-/// What went wrong, in terms a caller can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    PermissionDenied,
-    /// Network or service down; worth retrying.
-    Unreachable,
-    /// No space left on the destination.
-    Full,
-    /// A conditional write found the object changed by someone else.
-    Conflict,
-    /// The stream being stored failed (source or modifier error, cancel).
-    Input,
-    Other,
-}
-
-/// Displays as one line with its cause (`local:/b: storing k: No space left`); the cause
-/// is deliberately not also exposed as `source()`, so `{:#}` chains don't repeat it.
-#[derive(Debug, thiserror::Error)]
-#[error("{destination}: {action}{}: {cause}", key.as_ref().map(|k| format!(" {k}")).unwrap_or_default())]
-pub struct DestinationError {
-    pub kind: ErrorKind,
-    pub destination: String,
-    pub action: &'static str,
-    pub key: Option<String>,
-    pub cause: io::Error,
-}
-
-impl DestinationError {
-    pub fn io(destination: &str, key: &str, cause: io::Error) -> Self {
-        Self::new(destination, "reading", Some(key), cause)
-    }
-
-    pub fn new(
-        destination: &str,
-        action: &'static str,
-        key: Option<&str>,
-        cause: io::Error,
-    ) -> Self {
-        let kind = match cause.kind() {
-            io::ErrorKind::NotFound => ErrorKind::NotFound,
-            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            io::ErrorKind::StorageFull => ErrorKind::Full,
-            io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::TimedOut
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable => ErrorKind::Unreachable,
-            _ => ErrorKind::Other,
-        };
-        DestinationError {
-            kind,
-            destination: destination.to_string(),
-            action,
-            key: key.map(str::to_string),
-            cause,
-        }
-    }
-
-    /// The same error with `kind` set, for backends whose errors are not `io::Error`s.
-    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.kind = kind;
-        self
-    }
-
-    /// Whether trying the same operation again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        self.kind == ErrorKind::Unreachable
-    }
-}
-
-/// Rejects keys that could escape the destination root or hide as temp files.
-pub fn validate_key(key: &str) -> io::Result<()> {
-    let bad = key.is_empty()
-        || key.starts_with('/')
-        || key.contains('\0')
-        || key
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == ".." || part.starts_with('.'));
-    if bad {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid key {key:?}"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_cannot_escape_the_root() {
-        assert!(validate_key("db1/daily/files/_etc-2026.tar.zst").is_ok());
-        for bad in ["", "/etc/passwd", "a/../b", "a//b", "a/.partial", "./a"] {
-            assert!(validate_key(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,5 +1,9 @@
 //! Bounded exponential backoff for destination operations that are safe to repeat.
 //!
+//! Failures worth retrying are [`ErrorKind::Unreachable`](super::ErrorKind) (the
+//! destination is down) and [`ErrorKind::Throttled`](super::ErrorKind) (it asks us to
+//! slow down): both wait with the same backoff.
+//!
 //! Only idempotent work goes through [`retry`]: connecting, listing, reading from the
 //! start, deleting, writing a small object whose bytes are in memory. A streamed `put`
 //! is never retried as a whole: its input is a one-shot stream that cannot be replayed,
@@ -159,6 +163,25 @@ mod tests {
         .unwrap();
         assert_eq!(v, 42);
         assert_eq!(tries.load(Ordering::SeqCst), 3);
+    }
+
+    /// A 429 or SlowDown is worth waiting for, with the same backoff as an outage.
+    #[tokio::test(start_paused = true)]
+    async fn throttled_requests_are_retried_with_backoff() {
+        let tries = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let v = retry(&Backoff::default(), || async {
+            if tries.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err(err(io::ErrorKind::Other).with_kind(ErrorKind::Throttled))
+            } else {
+                Ok(7)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 7);
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+        assert_eq!(started.elapsed(), Duration::from_millis(500 + 1000 + 2000));
     }
 
     #[tokio::test(start_paused = true)]

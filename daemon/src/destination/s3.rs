@@ -1,4 +1,5 @@
-//! Amazon S3 and S3-compatible servers, with aws-sdk-s3.
+//! Amazon S3 and S3-compatible servers, with aws-sdk-s3. Only its requests are here;
+//! the upload driver, resumable download and paginator are [`super::client`]'s.
 //!
 //! - `put` stores a stream smaller than one part with a single PutObject, anything
 //!   larger as a multipart upload: parts are buffered up to the part size and several
@@ -13,47 +14,46 @@
 //!   signature covers), so the server refuses bytes damaged on the way; the copy's own
 //!   sha256 is checked again on restore.
 //! - Every request is retried by [`retry`] (the SDK's own retries are off, so the
-//!   bound is in one place).
+//!   bound is in one place). SlowDown, 503 and 429 are [`ErrorKind::Throttled`].
+//! - Errors keep the SDK error as their source, behind a secret-free message.
+
+mod credentials;
+mod errors;
+mod multipart;
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::provider::error::CredentialsError;
-use aws_credential_types::provider::future as provider_future;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, ProvideCredentials, Region, RequestChecksumCalculation,
-};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as Body;
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
-};
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use tokio::task::JoinSet;
 
-use super::retry::{retry_as as retry, ATTEMPTS};
-use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
+use self::credentials::EnvironmentCredentials;
+use self::errors::classify;
+use super::client;
+use super::retry::retry_as as retry;
+use super::{BackendError, Destination, DestinationError, ErrorKind, Key, ObjectMeta, Version};
 use crate::config::{S3Config, S3Credentials};
 use crate::pipeline::ByteStream;
 
-const MAX_PARTS: i32 = 10_000;
+const MAX_PARTS: u32 = 10_000;
 /// With S3's 5 MiB minimum part size, doubling every 900 parts stores 9 TiB within
 /// 10,000 parts (every 1000 would stop at 4.9 TiB).
-pub const PARTS_PER_DOUBLING: i32 = 900;
+pub const PARTS_PER_DOUBLING: u32 = 900;
 const MAX_PART_SIZE: u64 = 5 << 30;
 
 /// Size of part `number` (1-based) when the first parts are `base` bytes.
-pub fn part_size(base: u64, number: i32) -> u64 {
-    let doublings = ((number.max(1) - 1) / PARTS_PER_DOUBLING).min(30) as u32;
+pub fn part_size(base: u64, number: u32) -> u64 {
+    let doublings = ((number.max(1) - 1) / PARTS_PER_DOUBLING).min(30);
     base.saturating_mul(1 << doublings).min(MAX_PART_SIZE)
 }
 
@@ -63,6 +63,8 @@ fn in_flight_limit(concurrency: usize, base: u64, current: u64) -> usize {
     let budget = concurrency as u64 * base;
     ((budget / current.max(1)) as usize).clamp(1, concurrency)
 }
+
+type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
 #[derive(Clone)]
 pub struct S3 {
@@ -154,24 +156,28 @@ impl S3 {
         kind: ErrorKind,
         msg: String,
     ) -> DestinationError {
-        DestinationError::new(&self.name, action, key, io::Error::other(msg)).with_kind(kind)
+        DestinationError::with_cause(
+            &self.name,
+            action,
+            key,
+            kind,
+            Box::new(BackendError::new(msg)),
+        )
     }
 
+    /// The SDK error classified, behind a secret-free message, kept as the source.
     fn sdk_error<E>(
         &self,
         action: &'static str,
         key: Option<&str>,
-        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+        e: SdkError<E, HttpResponse>,
     ) -> DestinationError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let (kind, msg) = classify(&e);
-        self.error(action, key, kind, msg)
-    }
-
-    fn input_error(&self, key: &str, e: io::Error) -> DestinationError {
-        DestinationError::new(&self.name, "storing", Some(key), e).with_kind(ErrorKind::Input)
+        let cause = BackendError::caused_by(msg, e);
+        DestinationError::with_cause(&self.name, action, key, kind, Box::new(cause))
     }
 
     async fn put_single(
@@ -198,143 +204,6 @@ impl S3 {
                 .map_err(|e| self.sdk_error("storing", Some(key), e))
         })
         .await
-    }
-
-    async fn put_multipart(
-        &self,
-        key: &str,
-        first: Bytes,
-        input: &mut PartReader,
-    ) -> Result<u64, DestinationError> {
-        let upload_id = retry(&format!("starting the upload of {key}"), || async {
-            let out = self
-                .client
-                .create_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key)
-                .set_server_side_encryption(self.sse.clone())
-                .set_ssekms_key_id(self.kms_key_id.clone())
-                .set_storage_class(self.storage_class.clone())
-                .send()
-                .await
-                .map_err(|e| self.sdk_error("storing", Some(key), e))?;
-            out.upload_id.ok_or_else(|| {
-                self.error(
-                    "storing",
-                    Some(key),
-                    ErrorKind::Other,
-                    "CreateMultipartUpload returned no upload id".into(),
-                )
-            })
-        })
-        .await?;
-        let guard = AbortOnDrop {
-            s3: self.clone(),
-            key: key.to_string(),
-            upload_id: Some(upload_id.clone()),
-        };
-        match self.upload_parts(key, &upload_id, first, input).await {
-            Ok(size) => {
-                guard.disarm();
-                Ok(size)
-            }
-            Err(e) => {
-                guard.abort().await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn upload_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        first: Bytes,
-        input: &mut PartReader,
-    ) -> Result<u64, DestinationError> {
-        // Dropping the set (error, cancel) aborts the part uploads still running.
-        let mut running: JoinSet<Result<CompletedPart, DestinationError>> = JoinSet::new();
-        let mut done: Vec<CompletedPart> = Vec::new();
-        let mut total = 0u64;
-        let mut number = 1;
-        let mut body = first;
-        loop {
-            let size = part_size(self.part_size, number);
-            let last = (body.len() as u64) < size;
-            if body.is_empty() && number > 1 {
-                break;
-            }
-            total += body.len() as u64;
-            let limit = in_flight_limit(self.concurrency, self.part_size, size);
-            while running.len() >= limit {
-                done.push(joined(running.join_next().await)?);
-            }
-            running.spawn(upload_part(
-                self.clone(),
-                key.to_string(),
-                upload_id.to_string(),
-                number,
-                body,
-            ));
-            // Fail early when a part failed while we were reading.
-            while let Some(r) = running.try_join_next() {
-                done.push(joined(Some(r))?);
-            }
-            if last {
-                break;
-            }
-            if number == MAX_PARTS {
-                return Err(self.error(
-                    "storing",
-                    Some(key),
-                    ErrorKind::Other,
-                    format!(
-                        "the stream is larger than S3's {MAX_PARTS} parts allow with \
-                         part_size = {} bytes; raise part_size",
-                        self.part_size
-                    ),
-                ));
-            }
-            number += 1;
-            body = input
-                .read(part_size(self.part_size, number) as usize)
-                .await
-                .map_err(|e| self.input_error(key, e))?;
-        }
-        while let Some(r) = running.join_next().await {
-            done.push(joined(Some(r))?);
-        }
-        done.sort_by_key(|p| p.part_number);
-        let parts = CompletedMultipartUpload::builder()
-            .set_parts(Some(done))
-            .build();
-        retry(&format!("completing the upload of {key}"), || async {
-            self.client
-                .complete_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .multipart_upload(parts.clone())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.sdk_error("storing", Some(key), e))
-        })
-        .await?;
-        Ok(total)
-    }
-
-    /// Remembers an upload whose abort failed, for the next discard of its key.
-    fn abort_failed(&self, key: &str, upload_id: &str, e: &DestinationError) {
-        tracing::warn!(
-            "could not abort the multipart upload of {key}: {e}; its parts stay in the bucket \
-             (invisible, but billed) until the next sweep (retention, start) or a lifecycle \
-             rule removes them"
-        );
-        self.unaborted
-            .lock()
-            .expect("unaborted lock")
-            .push((key.to_string(), upload_id.to_string()));
     }
 
     /// Aborts the multipart uploads under `prefix` whose key `wanted` accepts; returns
@@ -393,24 +262,6 @@ impl S3 {
             .map(|_| ())
             .map_err(|e| self.sdk_error("aborting the upload of", Some(key), e))
     }
-
-    async fn open(
-        &self,
-        key: &str,
-        offset: u64,
-        etag: Option<&str>,
-    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, DestinationError> {
-        self.client
-            .get_object()
-            .bucket(&*self.bucket)
-            .key(key)
-            .set_range((offset > 0).then(|| format!("bytes={offset}-")))
-            // A resumed read must continue the same object, not a newer one.
-            .set_if_match(etag.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| self.sdk_error("reading", Some(key), e))
-    }
 }
 
 /// The `Content-MD5` of a part or object: S3 (and MinIO, Ceph, GCS's XML API) refuse the
@@ -426,195 +277,6 @@ async fn content_md5(body: &Bytes) -> String {
         .await
         .expect("md5 does not panic");
     base64::engine::general_purpose::STANDARD.encode(digest)
-}
-
-/// Uploads one part, retrying transient failures with the same buffered bytes.
-async fn upload_part(
-    s3: S3,
-    key: String,
-    upload_id: String,
-    number: i32,
-    body: Bytes,
-) -> Result<CompletedPart, DestinationError> {
-    let md5 = content_md5(&body).await;
-    retry(&format!("uploading part {number} of {key}"), || async {
-        let out = s3
-            .client
-            .upload_part()
-            .bucket(&*s3.bucket)
-            .key(&key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .content_length(body.len() as i64)
-            .content_md5(&md5)
-            .body(Body::from(body.clone()))
-            // Hashing every part for the signature costs a core at these speeds;
-            // TLS protects it in transit and the copy's sha256 is checked on restore.
-            // (botocore does the same over https.)
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| s3.sdk_error("storing", Some(&key), e))?;
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .set_e_tag(out.e_tag)
-            .build())
-    })
-    .await
-}
-
-fn joined(
-    r: Option<Result<Result<CompletedPart, DestinationError>, tokio::task::JoinError>>,
-) -> Result<CompletedPart, DestinationError> {
-    match r {
-        Some(Ok(part)) => part,
-        Some(Err(e)) => Err(DestinationError::new(
-            "s3",
-            "storing",
-            None,
-            io::Error::other(format!("a part upload task failed: {e}")),
-        )),
-        None => unreachable!("joined only while uploads are running"),
-    }
-}
-
-/// Aborts the multipart upload unless it was completed, also when `put` is cancelled
-/// (its future dropped), so that no parts are left to pay for.
-struct AbortOnDrop {
-    s3: S3,
-    key: String,
-    upload_id: Option<String>,
-}
-
-impl AbortOnDrop {
-    fn disarm(mut self) {
-        self.upload_id = None;
-    }
-
-    /// One attempt now; if the server is unreachable, keep trying in the background
-    /// so that the caller gets its error without waiting for a second retry bound.
-    async fn abort(mut self) {
-        let Some(id) = self.upload_id.clone() else {
-            return;
-        };
-        // Still armed while we wait: if this future is dropped, Drop aborts.
-        let result = self.s3.abort(&self.key, &id).await;
-        self.upload_id = None;
-        match result {
-            Ok(()) => tracing::debug!(key = %self.key, "multipart upload aborted"),
-            Err(e) if e.is_retryable() => spawn_abort(self.s3.clone(), self.key.clone(), id),
-            Err(e) => self.s3.abort_failed(&self.key, &id, &e),
-        }
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(id) = self.upload_id.take() {
-            spawn_abort(self.s3.clone(), std::mem::take(&mut self.key), id);
-        }
-    }
-}
-
-fn spawn_abort(s3: S3, key: String, upload_id: String) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    rt.spawn(async move {
-        let what = format!("aborting the upload of {key}");
-        match retry(&what, || s3.abort(&key, &upload_id)).await {
-            Ok(()) => tracing::debug!(%key, "multipart upload aborted"),
-            Err(e) => s3.abort_failed(&key, &upload_id, &e),
-        }
-    });
-}
-
-/// Cuts a byte stream into parts of a requested size.
-struct PartReader {
-    input: ByteStream,
-    leftover: Bytes,
-}
-
-impl PartReader {
-    /// The next `size` bytes; fewer only at the end of the stream.
-    async fn read(&mut self, size: usize) -> io::Result<Bytes> {
-        let mut part = BytesMut::new();
-        loop {
-            if !self.leftover.is_empty() {
-                let want = size - part.len();
-                if part.is_empty() && self.leftover.len() == want {
-                    return Ok(std::mem::take(&mut self.leftover));
-                }
-                if part.capacity() == 0 {
-                    part.reserve(size);
-                }
-                let n = want.min(self.leftover.len());
-                part.extend_from_slice(&self.leftover.split_to(n));
-                if part.len() == size {
-                    return Ok(part.freeze());
-                }
-            }
-            match self.input.next().await {
-                Some(Ok(chunk)) => self.leftover = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(part.freeze()),
-            }
-        }
-    }
-}
-
-/// An object being read; resumes where it broke.
-struct Download {
-    s3: S3,
-    key: String,
-    offset: u64,
-    /// Size of the whole object, when the server said.
-    length: Option<u64>,
-    etag: Option<String>,
-    body: Body,
-    resumes: u32,
-}
-
-impl Download {
-    async fn next(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            let failure = match self.body.next().await {
-                Some(Ok(b)) => {
-                    if b.is_empty() {
-                        continue;
-                    }
-                    self.offset += b.len() as u64;
-                    self.resumes = 0;
-                    return Ok(Some(b));
-                }
-                Some(Err(e)) => chain_text(&e),
-                None if self.length.is_none_or(|l| self.offset >= l) => return Ok(None),
-                None => "the connection closed early".to_string(),
-            };
-            self.resumes += 1;
-            if self.resumes > ATTEMPTS {
-                return Err(io::Error::other(self.s3.error(
-                    "reading",
-                    Some(&self.key),
-                    ErrorKind::Unreachable,
-                    format!("broke at byte {} {ATTEMPTS} times: {failure}", self.offset),
-                )));
-            }
-            tracing::warn!(
-                key = %self.key,
-                "reading broke at byte {}: {failure}; resuming from there",
-                self.offset
-            );
-            let what = format!("resuming {}", self.key);
-            let out = retry(&what, || {
-                self.s3.open(&self.key, self.offset, self.etag.as_deref())
-            })
-            .await
-            .map_err(io::Error::other)?;
-            self.body = out.body;
-        }
-    }
 }
 
 #[async_trait]
@@ -648,62 +310,21 @@ impl Destination for S3 {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
-        let mut input = PartReader {
-            input: data,
-            leftover: Bytes::new(),
-        };
-        let first_size = part_size(self.part_size, 1);
-        let first = input
-            .read(first_size as usize)
-            .await
-            .map_err(|e| self.input_error(key, e))?;
-        if (first.len() as u64) < first_size {
-            let size = first.len() as u64;
-            self.put_single(key, first, self.storage_class.clone())
-                .await?;
-            return Ok(size);
-        }
-        self.put_multipart(key, first, &mut input).await
+        let key = Key::checked(&self.name, "storing", key)?;
+        client::upload(self, &key, data).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
-        let out = retry(&format!("reading {key}"), || self.open(key, 0, None)).await?;
-        let download = Download {
-            s3: self.clone(),
-            key: key.to_string(),
-            offset: 0,
-            length: out.content_length.and_then(|l| u64::try_from(l).ok()),
-            etag: out.e_tag,
-            body: out.body,
-            resumes: 0,
-        };
-        Ok(futures::stream::try_unfold(download, |mut d| async move {
-            Ok(d.next().await?.map(|b| (b, d)))
-        })
-        .boxed())
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::download(self.clone(), &self.name, key).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
-        enum Page {
-            First,
-            Next(String),
-            Done,
-        }
         let s3 = self.clone();
         let prefix = prefix.to_string();
-        futures::stream::try_unfold(Page::First, move |page| {
-            let s3 = s3.clone();
-            let prefix = prefix.clone();
+        client::paginate(move |token: Option<String>| {
+            let (s3, prefix) = (s3.clone(), prefix.clone());
             async move {
-                let token = match page {
-                    Page::Done => return Ok(None),
-                    Page::First => None,
-                    Page::Next(t) => Some(t),
-                };
                 let out = retry(&format!("listing {prefix}"), || async {
                     s3.client
                         .list_objects_v2()
@@ -726,20 +347,16 @@ impl Destination for S3 {
                     })
                     .collect();
                 let next = match (out.is_truncated(), out.next_continuation_token()) {
-                    (Some(true), Some(t)) => Page::Next(t.to_string()),
-                    _ => Page::Done,
+                    (Some(true), Some(t)) => Some(t.to_string()),
+                    _ => None,
                 };
-                Ok(Some((objects, next)))
+                Ok((objects, next))
             }
         })
-        .map_ok(|objects| futures::stream::iter(objects.into_iter().map(Ok)))
-        .try_flatten()
-        .boxed()
     }
 
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "deleting", Some(key), e))?;
+        Key::checked(&self.name, "deleting", key)?;
         retry(&format!("deleting {key}"), || async {
             match self
                 .client
@@ -760,8 +377,7 @@ impl Destination for S3 {
     }
 
     async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        Key::checked(&self.name, "storing", key)?;
         // No storage class: status files must stay readable at once, also when copies
         // go to an archive class.
         self.put_single(key, data, None).await
@@ -771,34 +387,8 @@ impl Destination for S3 {
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Version)>, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "reading", Some(key), e))?;
-        retry(&format!("reading {key}"), || async {
-            let out = match self
-                .client
-                .get_object()
-                .bucket(&*self.bucket)
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) => {
-                    let e = self.sdk_error("reading", Some(key), e);
-                    return if e.kind == ErrorKind::NotFound {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    };
-                }
-            };
-            let version = out.e_tag.clone().map_or(Version::Unknown, Version::Known);
-            let body = out.body.collect().await.map_err(|e| {
-                self.error("reading", Some(key), ErrorKind::Unreachable, e.to_string())
-            })?;
-            Ok(Some((body.into_bytes(), version)))
-        })
-        .await
+        let key = Key::checked(&self.name, "reading", key)?;
+        client::read_versioned(self, &self.name, &key).await
     }
 
     /// A conditional PutObject: `If-Match` the ETag read, or `If-None-Match: *` for a
@@ -811,8 +401,7 @@ impl Destination for S3 {
         data: Bytes,
         expect: Option<&Version>,
     ) -> Result<(), DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "storing", Some(key), e))?;
+        Key::checked(&self.name, "storing", key)?;
         if expect == Some(&Version::Unknown) {
             return self.put_single(key, data, None).await;
         }
@@ -863,8 +452,7 @@ impl Destination for S3 {
     }
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
-        validate_key(key)
-            .map_err(|e| DestinationError::new(&self.name, "sharing", Some(key), e))?;
+        Key::checked(&self.name, "sharing", key)?;
         // A link to nothing helps no one: make sure the object is there.
         retry(&format!("sharing {key}"), || async {
             self.client
@@ -924,166 +512,11 @@ impl Destination for S3 {
     }
 }
 
-/// The error kind and a secret-free message for an SDK error.
-fn classify<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> (ErrorKind, String)
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    if let SdkError::ServiceError(se) = e {
-        let status = se.raw().status().as_u16();
-        let code = se.err().code().unwrap_or_default();
-        let kind = match (status, code) {
-            (_, "NoSuchKey" | "NoSuchBucket" | "NoSuchUpload" | "NotFound") | (404, _) => {
-                ErrorKind::NotFound
-            }
-            (
-                _,
-                "AccessDenied"
-                | "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken"
-                | "InvalidToken"
-                | "AllAccessDisabled",
-            )
-            | (401 | 403, _) => ErrorKind::PermissionDenied,
-            (_, "PreconditionFailed" | "ConditionalRequestConflict") | (412, _) => {
-                ErrorKind::Conflict
-            }
-            (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
-            | (429 | 500..=599, _) => ErrorKind::Unreachable,
-            _ => ErrorKind::Other,
-        };
-        let msg = match (code, se.err().message()) {
-            ("", _) if kind == ErrorKind::PermissionDenied => {
-                format!(
-                    "access denied (HTTP {status}): check the credentials and the bucket policy"
-                )
-            }
-            ("", _) => format!("HTTP {status}"),
-            (code, Some(m)) if !m.is_empty() => format!("{code}: {m} (HTTP {status})"),
-            (code, _) => format!("{code} (HTTP {status})"),
-        };
-        return (kind, msg);
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<CredentialsError>() {
-            return (ErrorKind::PermissionDenied, chain_text(s));
-        }
-        source = s.source();
-    }
-    let msg = chain_text(e);
-    let kind = match e {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => ErrorKind::Unreachable,
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() || d.is_other() => {
-            ErrorKind::Unreachable
-        }
-        _ => ErrorKind::Other,
-    };
-    (kind, msg)
-}
-
-/// An error and its causes on one line, each cause once.
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// The credentials twindb takes when `[s3]` has none: AWS_ACCESS_KEY_ID,
-/// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) from the environment, else the
-/// profile AWS_PROFILE (default "default") of the shared credentials file
-/// (AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials). Read at each request
-/// the SDK signs without cached credentials, so rotated files are picked up.
-#[derive(Debug)]
-struct EnvironmentCredentials;
-
-impl ProvideCredentials for EnvironmentCredentials {
-    fn provide_credentials<'a>(&'a self) -> provider_future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        provider_future::ProvideCredentials::ready(environment_credentials())
-    }
-}
-
-fn environment_credentials() -> Result<Credentials, CredentialsError> {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-        return Ok(Credentials::new(
-            id,
-            secret,
-            var("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        ));
-    }
-    let path = var("AWS_SHARED_CREDENTIALS_FILE")
-        .map(std::path::PathBuf::from)
-        .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")));
-    let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    if let Some(path) = path {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let fields = profile_fields(&text, &profile);
-            let get = |k: &str| {
-                fields
-                    .iter()
-                    .find(|(name, _)| name == k)
-                    .map(|(_, v)| v.clone())
-            };
-            if let (Some(id), Some(secret)) =
-                (get("aws_access_key_id"), get("aws_secret_access_key"))
-            {
-                return Ok(Credentials::new(
-                    id,
-                    secret,
-                    get("aws_session_token"),
-                    None,
-                    "shared credentials file",
-                ));
-            }
-        }
-    }
-    Err(CredentialsError::not_loaded(format!(
-        "no AWS credentials: set aws_access_key_id and aws_secret_access_key in [s3], or \
-         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in twindbd's environment, or a \
-         [{profile}] profile in the shared credentials file (SSO, assumed roles and \
-         instance profiles are not supported)"
-    )))
-}
-
-/// `key = value` pairs of `[profile]` in an AWS INI file; keys lowercased.
-fn profile_fields(text: &str, profile: &str) -> Vec<(String, String)> {
-    let mut inside = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = name.trim() == profile;
-            continue;
-        }
-        if inside {
-            if let Some((k, v)) = line.split_once('=') {
-                out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+
+    use super::errors::tests::service_error;
     use super::*;
 
     #[test]
@@ -1104,34 +537,24 @@ mod tests {
         assert_eq!(in_flight_limit(4, 16 << 20, 1 << 30), 1);
     }
 
-    #[tokio::test]
-    async fn part_reader_cuts_exact_parts() {
-        let chunks: Vec<io::Result<Bytes>> = vec![
-            Ok(Bytes::from(vec![1u8; 7])),
-            Ok(Bytes::from(vec![2u8; 3])),
-            Ok(Bytes::from(vec![3u8; 5])),
-        ];
-        let mut r = PartReader {
-            input: futures::stream::iter(chunks).boxed(),
-            leftover: Bytes::new(),
-        };
-        assert_eq!(r.read(4).await.unwrap().len(), 4);
-        let b = r.read(4).await.unwrap();
-        assert_eq!(&b[..], &[1, 1, 1, 2]);
-        assert_eq!(r.read(10).await.unwrap().len(), 7);
-        assert!(r.read(4).await.unwrap().is_empty());
-    }
-
     #[test]
-    fn profiles_are_read_from_the_shared_credentials_file() {
-        let text = "[other]\naws_access_key_id = X\n\n[default]\n# c\nAWS_ACCESS_KEY_ID=AK\naws_secret_access_key = SK \n";
-        let f = profile_fields(text, "default");
-        assert_eq!(
-            f,
-            vec![
-                ("aws_access_key_id".to_string(), "AK".to_string()),
-                ("aws_secret_access_key".to_string(), "SK".to_string())
-            ]
-        );
+    fn sdk_errors_are_kept_as_the_source() {
+        let s3 = S3::new(&S3Config {
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            credentials: S3Credentials::Environment,
+            part_size: 5 << 20,
+            upload_concurrency: 1,
+            server_side_encryption: None,
+            sse_kms_key_id: None,
+            storage_class: None,
+        });
+        let e = s3.sdk_error("reading", Some("k"), service_error(503, "SlowDown"));
+        assert_eq!(e.to_string(), "s3://b: reading k: SlowDown: m (HTTP 503)");
+        assert!(e.is_retryable());
+        let source = e.cause.source().expect("the SDK error");
+        assert!(source.is::<SdkError<GetObjectError, HttpResponse>>());
     }
 }

@@ -1,0 +1,22 @@
+//! The machinery every object-store backend shares; a backend writes only its requests.
+//!
+//! - [`Chunker`]: cuts the stream being stored into parts.
+//! - [`upload()`] over [`Multipart`]: one request for a short stream, else a multipart
+//!   (resumable) upload with an in-flight limit, aborted on error and on drop.
+//! - [`download()`] over [`RangeRead`]: a streamed read that resumes where it broke,
+//!   pinned to the object's version; [`read_versioned`] reads a small object whole.
+//! - [`paginate`]: a listing of several requests as one stream.
+//!
+//! Errors come from [`crate::destination::error`], keys are
+//! [`Key`](crate::destination::Key)s, retries go through [`crate::destination::retry`]
+//! and cleanups through [`crate::destination::guard::OnDrop`].
+
+mod chunker;
+mod download;
+mod paginate;
+mod upload;
+
+pub use chunker::Chunker;
+pub use download::{download, read_versioned, ByteRange, Opened, RangeRead};
+pub use paginate::paginate;
+pub use upload::{upload, Multipart, PartInfo};
