@@ -440,10 +440,6 @@ impl Ssh {
 
 #[async_trait]
 impl Destination for Ssh {
-    async fn clean_partials(&self, prefix: &str) -> Result<usize, DestinationError> {
-        self.remove_partials(prefix).await
-    }
-
     fn name(&self) -> String {
         self.inner.name.clone()
     }
