@@ -28,4 +28,10 @@ async fn an_unusable_root_fails_check_naming_the_destination() {
 
 // Resume after a restart, missing bucket or folder, server stopped mid-upload, cancel,
 // clean_partials after a kill, share: the shared fault suite (conformance.rs).
-twindb_tests::fault_suite!(twindb_tests::servers::LocalHarness::start());
+twindb_tests::fault_suite!(twindb_tests::servers::LocalHarness::start();
+    // No server to stop or restart: reads are of a local file.
+    missing_root,
+    cancel_leaves_nothing,
+    clean_partials_after_a_kill,
+    share,
+);
