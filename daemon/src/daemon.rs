@@ -332,6 +332,12 @@ pub fn keep_restart_only(old: &Config, mut new: Config) -> (Config, Vec<&'static
         kept.push("[destination] and its section");
         new.destination = old.destination.clone();
     }
+    // The engine keeps the keep-local destination it started with: applying only the
+    // config's value would show one folder and write to another.
+    if old.keep_local_path != new.keep_local_path {
+        kept.push("[destination] keep_local_path");
+        new.keep_local_path = old.keep_local_path.clone();
+    }
     (new, kept)
 }
 
@@ -492,6 +498,19 @@ mod tests {
         );
         let (_, kept) = keep_restart_only(&old, config(BASE));
         assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn a_reload_that_changes_keep_local_path_keeps_the_running_folder() {
+        let old = config(BASE);
+        let new = config(&BASE.replace(
+            "backup_destination = \"local\"",
+            "backup_destination = \"local\"\nkeep_local_path = \"/k\"",
+        ));
+        assert_eq!(new.keep_local_path.as_deref(), Some(Path::new("/k")));
+        let (merged, kept) = keep_restart_only(&old, new);
+        assert_eq!(kept, vec!["[destination] keep_local_path"]);
+        assert_eq!(merged.keep_local_path, None);
     }
 
     #[test]
