@@ -31,6 +31,8 @@ mkdir -p "$out"
 "$target/release/twindbctl" completions bash >"$out/twindbctl.bash"
 "$target/release/twindbctl" completions zsh >"$out/_twindbctl"
 "$target/release/twindbctl" completions fish >"$out/twindbctl.fish"
+# Debian policy: man pages gzipped (cargo-deb compresses only files from the source tree).
+gzip -9n "$out/twindbd.8" "$out/twindbctl.1" "$out/twindb.toml.5"
 # systemd/twindbd.service serves installs by hand into /usr/local/bin; the package's
 # binary is in /usr/bin.
 sed 's|^ExecStart=/usr/local/bin/twindbd |ExecStart=/usr/bin/twindbd |' \

@@ -54,13 +54,18 @@ daemon_pid=""
 finish() {
   local rc=$?
   if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; fi
-  dpkg --purge twindb >/dev/null 2>&1 || true
+  if dpkg-query -W twindb >/dev/null 2>&1 && ! dpkg --purge twindb >"$work/purge.log" 2>&1; then
+    cat "$work/purge.log" >&2
+    echo "package-test: FAIL: dpkg --purge twindb failed" >&2
+    rc=1
+  fi
   rm -rf "$work"
   if [ "$rc" = 0 ]; then
     echo "== package-test: all checks passed"
   else
-    echo "== package-test: FAILED (exit $rc); the package was purged" >&2
+    echo "== package-test: FAILED (exit $rc)" >&2
   fi
+  exit "$rc"
 }
 trap finish EXIT
 
@@ -88,7 +93,8 @@ step "install (dpkg -i)"
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb"
 [ "$(stat -c %a /etc/twindb/twindb.toml)" = 600 ] || fail "the config is not 0600"
 for bin in /usr/bin/twindbd /usr/bin/twindbctl; do
-  if readelf -S "$bin" | grep -q '\.debug_'; then fail "$bin is not stripped"; fi
+  # (.debug_gdb_scripts, rustc's hint for gdb's pretty printers, survives strip.)
+  if readelf -S "$bin" | grep -Eq '\.(debug_info|debug_line|symtab) '; then fail "$bin is not stripped"; fi
 done
 echo "installed sizes: $(du -h /usr/bin/twindbd /usr/bin/twindbctl | tr '\n\t' '  ')"
 [ ! -e /etc/systemd/system/multi-user.target.wants/twindbd.service ] ||
@@ -186,7 +192,8 @@ manifest() {
     find . -type f -print0 | sort -z | xargs -0 sha256sum)
 }
 manifest "$src" >"$work/src.manifest"
-manifest "$work/restored" >"$work/restored.manifest"
+# A files copy holds the folder under its full path, as TwinDB's tar did.
+manifest "$work/restored$src" >"$work/restored.manifest"
 diff -u "$work/src.manifest" "$work/restored.manifest" || fail "the restored tree differs"
 echo "restored $(grep -c '^f ' "$work/src.manifest") files identical"
 [ -s /var/lib/twindb/state.json ] || fail "no /var/lib/twindb/state.json after a run"

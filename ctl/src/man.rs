@@ -16,6 +16,9 @@ const CONFIG_REFERENCE: &str = include_str!("../../docs/config.md");
 /// The manual's name in every page's header, as in twindbd(8).
 const MANUAL: &str = "twindb";
 
+/// One section of clap_mangen's rendering.
+type Render = fn(&clap_mangen::Man, &mut dyn Write) -> std::io::Result<()>;
+
 /// twindbctl(1): clap_mangen's header, synopsis and global options, then one
 /// subsection per command (clap_mangen alone lists subcommands without their flags).
 pub fn twindbctl(cli: Command) -> Vec<u8> {
@@ -23,7 +26,7 @@ pub fn twindbctl(cli: Command) -> Vec<u8> {
     // the other fields of `.TH`.
     let mut out = title("TWINDBCTL", "1").into_bytes();
     let man = clap_mangen::Man::new(cli.clone());
-    let sections: [fn(&clap_mangen::Man, &mut dyn Write) -> std::io::Result<()>; 4] = [
+    let sections: [Render; 4] = [
         clap_mangen::Man::render_name_section,
         clap_mangen::Man::render_synopsis_section,
         clap_mangen::Man::render_description_section,
