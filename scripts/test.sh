@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs (idempotent: only what is missing, by package
-# name from Debian, crates.io or PyPI) and runs every test of the workspace.
+# name from Debian, crates.io or PyPI) and runs every test of the workspace, then the
+# Debian package's test, which installs and purges the package twindb on this machine.
 # Usage: scripts/test.sh            (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,11 @@ command -v lbzip2 >/dev/null || need_apt+=(lbzip2)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v tar >/dev/null || need_apt+=(tar)
 command -v promtool >/dev/null || need_apt+=(prometheus)  # checks and unit-tests docs/prometheus-alerts.yml
+# The Debian package test (scripts/package-test.sh): man -w, systemd-analyze verify,
+# readelf to see that the packaged binaries are stripped.
+command -v man >/dev/null || need_apt+=(man-db)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v readelf >/dev/null || need_apt+=(binutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need_apt[@]}"
@@ -49,6 +55,10 @@ if ! command -v cargo >/dev/null; then
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
+fi
+# Builds the Debian package (packaging/build-deb.sh).
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install cargo-deb --locked
 fi
 
 # Object-store servers for the s3 and gcs tests (tests/src/servers.rs).
@@ -68,3 +78,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 # only, so build the binaries first (a fresh target folder has none).
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast
+# Builds the Debian package (one release build, as this user), installs it, checks it
+# and purges it (as root).
+deb="$(packaging/build-deb.sh | tail -n 1)"
+$SUDO scripts/package-test.sh "$deb"

@@ -1,6 +1,7 @@
 //! The docs tell the truth about the command line: every command and flag is in
-//! docs/operations.md's table, and every `twindbctl ...` line in the README and docs/
-//! parses with the real CLI.
+//! docs/operations.md's table and in the man page twindbctl(1), every `twindbctl ...`
+//! line in the README and docs/ parses with the real CLI, and twindb.toml(5) holds
+//! every key of docs/config.md.
 
 use std::path::{Path, PathBuf};
 
@@ -29,9 +30,13 @@ fn pages() -> Vec<(PathBuf, String)> {
     paths.into_iter().map(|p| (p.clone(), read(&p))).collect()
 }
 
-/// Leaf commands as paths ("restore file") with their long flags, without the global ones.
+/// Leaf commands as paths ("restore file") with their long flags, without the global
+/// ones; hidden commands (`man`, for the package build) left out.
 fn leaves(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, Vec<String>)>) {
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         let path = format!("{prefix}{}", sub.get_name()).trim().to_string();
         if sub.has_subcommands() {
             leaves(sub, &format!("{path} "), out);
@@ -110,6 +115,82 @@ fn every_command_and_flag_is_in_the_operations_table() {
         });
         assert!(known, "operations.md documents an unknown command: {row}");
     }
+}
+
+/// The tags of a man page's entries: the line after each `.TP`.
+fn tags(roff: &str) -> Vec<&str> {
+    let lines: Vec<&str> = roff.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .map(|w| w[1])
+        .collect()
+}
+
+#[test]
+fn every_command_and_flag_is_in_the_man_page() {
+    let page = String::from_utf8(crate::man::twindbctl(Cli::command())).unwrap();
+    // roff writes a literal `-` as `\-`, and options in bold.
+    let page = page.replace("\\-", "-");
+    let mut all = Vec::new();
+    leaves(&Cli::command(), "", &mut all);
+    assert!(all.len() > 15, "only {} commands", all.len());
+    let mut missing = Vec::new();
+    for (path, flags) in &all {
+        let heading = format!(".SS \"twindbctl {path}\"\n");
+        let Some(start) = page.find(&heading) else {
+            missing.push(format!("command `{path}`"));
+            continue;
+        };
+        // The command's subsection: up to the next heading.
+        let body = &page[start + heading.len()..];
+        let body = &body[..body.find("\n.S").unwrap_or(body.len())];
+        // Each flag has its own entry (a `.TP` tag), not just a place in the synopsis.
+        let tags = tags(body);
+        for flag in flags {
+            if !tags.iter().any(|t| t.contains(&format!("\\fB{flag}\\fR"))) {
+                missing.push(format!("`{path} {flag}`"));
+            }
+        }
+    }
+    let options = &page[page.find(".SH OPTIONS").expect("an OPTIONS section")..];
+    let options = &options[..options.find(".SH COMMANDS").expect("a COMMANDS section")];
+    let tags = tags(options);
+    for global in Cli::command().get_arguments().filter_map(|a| a.get_long()) {
+        if !tags
+            .iter()
+            .any(|t| t.contains(&format!("\\fB--{global}\\fR")))
+        {
+            missing.push(format!("global flag --{global}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "missing from twindbctl(1): {missing:#?}"
+    );
+}
+
+#[test]
+fn every_config_key_is_in_the_config_man_page() {
+    let page = String::from_utf8(crate::man::config())
+        .unwrap()
+        .replace("\\-", "-");
+    let tags = tags(&page);
+    let reference = read(&repo().join("docs/config.md"));
+    let mut keys = 0;
+    for row in reference.lines().filter(|l| l.starts_with("| `")) {
+        // A key cell may name two keys: `smtp_user`, `smtp_password`.
+        let cell = row[2..].split(" | ").next().unwrap();
+        for key in cell.split('`').skip(1).step_by(2) {
+            keys += 1;
+            let bold = format!("\\fB{key}\\fR");
+            assert!(
+                tags.iter().any(|t| t.contains(&bold)),
+                "twindb.toml(5) has no entry for {key} of the row {row}"
+            );
+        }
+    }
+    assert!(keys > 80, "only {keys} keys found in docs/config.md");
 }
 
 /// A synopsis placeholder and a value that parses in its place.

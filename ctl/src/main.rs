@@ -7,12 +7,13 @@
 
 mod client;
 mod config_import;
+mod man;
 mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use twindb_proto::{
     CheckResponse, CopyKind, EnqueuedJob, JobInfo, JobState, JobsResponse, LsResponse,
     PitrResponse, PitrTarget, RestoreRequest, RetentionRequest, RetentionResponse, RunRequest,
@@ -117,6 +118,22 @@ enum Command {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+    /// Print the shell completion script for SHELL (locally: no daemon needed), e.g.
+    /// `twindbctl completions bash > ~/.local/share/bash-completion/completions/twindbctl`.
+    /// The Debian package installs them for bash, zsh and fish.
+    Completions { shell: clap_complete::Shell },
+    /// Print a man page in roff; the package build runs it (see packaging/build-deb.sh).
+    #[command(hide = true)]
+    Man { page: ManPage },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ManPage {
+    /// twindbctl(1), from these clap definitions.
+    Twindbctl,
+    /// twindb.toml(5), from docs/config.md.
+    #[value(name = "twindb.toml")]
+    Config,
 }
 
 #[derive(Subcommand)]
@@ -202,6 +219,31 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         return config_import::run(file, output.as_deref());
+    }
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "twindbctl",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { page } => {
+            let roff = match page {
+                ManPage::Twindbctl => man::twindbctl(Cli::command()),
+                ManPage::Config => man::config(),
+            };
+            return match std::io::Write::write_all(&mut std::io::stdout(), &roff) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("twindbctl: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -455,7 +497,9 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config { .. } => unreachable!("config commands run without the daemon"),
+        Command::Config { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("local commands run without the daemon")
+        }
         Command::Clone {
             what:
                 CloneCommand::Mysql {
