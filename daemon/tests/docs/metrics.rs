@@ -71,11 +71,13 @@ fn metric_words(text: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
             .collect();
-        // A word that merely contains "twindb_" (`my_twindb_x`) is not a metric.
+        // A word that merely contains "twindb_" (`my_twindb_x`) is not a metric, nor is
+        // the package's file name (`twindb_0.1.0-1_amd64.deb`).
         let starts_word = !rest[..i]
             .chars()
             .next_back()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && word["twindb_".len()..].starts_with(|c: char| c.is_ascii_lowercase());
         rest = &rest[i + word.len()..];
         if starts_word {
             words.push(word);
