@@ -1,0 +1,368 @@
+//! Validation of the core sections: `[daemon]`, `[source]`, `[destination]` and its
+//! backend's section, `[compression]`, `[mysql]` and `[intervals]`. The other sections
+//! are validated in their own files.
+
+use std::path::{Path, PathBuf};
+
+use twindb_proto::RunType;
+
+use super::{
+    file, gcs, is_valid_host, s3, ssh, Compression, DaemonConfig, DestinationConfig, ModifierSpec,
+    MysqlConfig, SourceConfig, Validator, DEFAULT_SOCKET, DEFAULT_STATE_DIR,
+};
+
+impl Validator<'_> {
+    pub(super) fn daemon(&mut self, d: file::DaemonSection) -> DaemonConfig {
+        let metrics_listen = self.metrics_listen(d.metrics_listen.as_deref());
+        let socket = self.path(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET));
+        // The kernel limits a Unix socket path to 107 bytes; say so now, not at bind time.
+        if socket.as_os_str().len() > 107 {
+            self.error(
+                "daemon",
+                "socket",
+                format!(
+                    "{} is longer than the 107 bytes a Unix socket path may have",
+                    socket.display()
+                ),
+            );
+        }
+        let socket_group =
+            d.socket_group
+                .and_then(|name| match nix::unistd::Group::from_name(&name) {
+                    Ok(Some(g)) => Some((name, g.gid.as_raw())),
+                    _ => {
+                        self.error("daemon", "socket_group", format!("no such group {name:?}"));
+                        None
+                    }
+                });
+        let hostname = match d.hostname {
+            Some(h) if is_valid_host(&h) => h,
+            Some(h) => {
+                self.error(
+                    "daemon",
+                    "hostname",
+                    format!("{h:?} is not a usable host name (letters, digits, '.', '-', '_')"),
+                );
+                h
+            }
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
+        };
+        let log = d.log.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            self.error(
+                "daemon",
+                "log",
+                format!("{log:?} is not a valid log filter (e.g. \"info\", \"twindb=debug\")"),
+            );
+        }
+        DaemonConfig {
+            socket,
+            socket_group,
+            state_dir: self.path(d.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR)),
+            hostname,
+            log,
+            run_at_start: d.run_at_start.unwrap_or(true),
+            metrics_listen,
+        }
+    }
+
+    pub(super) fn source(&mut self, s: Option<file::SourceSection>) -> SourceConfig {
+        let Some(s) = s else {
+            self.error(
+                "source",
+                "",
+                "missing section: say what to back up with backup_dirs",
+            );
+            return SourceConfig {
+                backup_dirs: vec![],
+            };
+        };
+        if s.backup_dirs.is_empty() && !s.backup_mysql {
+            self.error(
+                "source",
+                "backup_dirs",
+                "nothing to back up: list at least one directory",
+            );
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for d in &s.backup_dirs {
+            let p = self.path(d);
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => self.error(
+                    "source",
+                    "backup_dirs",
+                    format!("{} is not a directory", p.display()),
+                ),
+                Err(e) => self.error("source", "backup_dirs", format!("{}: {e}", p.display())),
+            }
+            if dirs.contains(&p) {
+                self.error(
+                    "source",
+                    "backup_dirs",
+                    format!("{} is listed twice", p.display()),
+                );
+            }
+            dirs.push(p);
+        }
+        SourceConfig { backup_dirs: dirs }
+    }
+
+    pub(super) fn destination(
+        &mut self,
+        d: Option<file::DestinationSection>,
+        local: Option<file::LocalSection>,
+        ssh: Option<ssh::SshSection>,
+        s3: Option<s3::S3Section>,
+        gcs: Option<gcs::GcsSection>,
+    ) -> (DestinationConfig, Option<PathBuf>) {
+        let Some(d) = d else {
+            self.error("destination", "", "missing section: set backup_destination");
+            return (
+                DestinationConfig::Local {
+                    path: PathBuf::new(),
+                },
+                None,
+            );
+        };
+        let keep_local_path = match d.keep_local_path.as_deref() {
+            None => None,
+            Some("") => {
+                self.error(
+                    "destination",
+                    "keep_local_path",
+                    "must not be empty (remove the key to keep no local copy)",
+                );
+                None
+            }
+            Some(p) => Some(self.path(p)),
+        };
+        let destination = self.remote_destination(&d, local, ssh, s3, gcs);
+        if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
+            if !path.as_os_str().is_empty() && (keep.starts_with(path) || path.starts_with(keep)) {
+                self.error(
+                    "destination",
+                    "keep_local_path",
+                    format!(
+                        "{} overlaps the local destination {}: a local copy must live apart from the copies it doubles",
+                        keep.display(),
+                        path.display()
+                    ),
+                );
+            }
+        }
+        (destination, keep_local_path)
+    }
+
+    pub(super) fn remote_destination(
+        &mut self,
+        d: &file::DestinationSection,
+        local: Option<file::LocalSection>,
+        ssh: Option<ssh::SshSection>,
+        s3: Option<s3::S3Section>,
+        gcs: Option<gcs::GcsSection>,
+    ) -> DestinationConfig {
+        match d.backup_destination.as_str() {
+            "local" => {
+                let Some(local) = local else {
+                    self.error(
+                        "local",
+                        "",
+                        "backup_destination = \"local\" needs a [local] section with path",
+                    );
+                    return DestinationConfig::Local {
+                        path: PathBuf::new(),
+                    };
+                };
+                if local.path.is_empty() {
+                    self.error("local", "path", "must not be empty");
+                }
+                DestinationConfig::Local {
+                    path: self.path(&local.path),
+                }
+            }
+            "ssh" => DestinationConfig::Ssh(self.ssh(ssh)),
+            "s3" => DestinationConfig::S3(self.s3(s3)),
+            "gcs" => DestinationConfig::Gcs(self.gcs(gcs)),
+            other => {
+                self.error(
+                    "destination",
+                    "backup_destination",
+                    format!("unknown destination {other:?}: expected local, ssh, s3 or gcs"),
+                );
+                DestinationConfig::Local {
+                    path: PathBuf::new(),
+                }
+            }
+        }
+    }
+
+    /// A folder that contains the destination would copy every copy again, forever.
+    pub(super) fn no_backup_of_backups(
+        &mut self,
+        source: &SourceConfig,
+        destination: &DestinationConfig,
+        keep_local_path: Option<&Path>,
+    ) {
+        let local_dest = match destination {
+            DestinationConfig::Local { path } => Some(path.as_path()),
+            _ => None,
+        };
+        for path in local_dest.into_iter().chain(keep_local_path) {
+            for dir in &source.backup_dirs {
+                if !path.as_os_str().is_empty() && path.starts_with(dir) {
+                    self.error(
+                        "source",
+                        "backup_dirs",
+                        format!(
+                            "{} contains {}, where copies are stored; back up a folder beside it",
+                            dir.display(),
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn compression(&mut self, c: file::CompressionSection) -> Compression {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let threads = c.threads.unwrap_or(cpus);
+        if threads == 0 || threads > 256 {
+            self.error(
+                "compression",
+                "threads",
+                format!("{threads} is out of range 1..=256"),
+            );
+        }
+        let program = c.program.as_deref().unwrap_or("zstd");
+        let spec = match program {
+            "zstd" => {
+                let level = c.level.unwrap_or(3);
+                if !(1..=19).contains(&level) {
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=19 for zstd"),
+                    );
+                }
+                Some(ModifierSpec::Zstd { level })
+            }
+            "gzip" => {
+                let level = c.level.unwrap_or(6);
+                if !(1..=9).contains(&level) {
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=9 for gzip"),
+                    );
+                }
+                Some(ModifierSpec::Gzip {
+                    level: level as u32,
+                })
+            }
+            "none" => None,
+            "pigz" | "bzip2" | "lbzip2" => {
+                let level = c.level.unwrap_or(if program == "pigz" { 6 } else { 9 });
+                if !(1..=9).contains(&level) {
+                    self.error(
+                        "compression",
+                        "level",
+                        format!("{level} is out of range 1..=9 for {program}"),
+                    );
+                }
+                self.program_installed("compression", "program", program);
+                let level = level.clamp(1, 9) as u32;
+                Some(match program {
+                    "pigz" => ModifierSpec::Pigz { level },
+                    "bzip2" => ModifierSpec::Bzip2 { level },
+                    _ => ModifierSpec::Lbzip2 { level },
+                })
+            }
+            other => {
+                self.error(
+                    "compression",
+                    "program",
+                    format!("unknown program {other:?}: expected zstd, gzip, pigz, bzip2, lbzip2 or none"),
+                );
+                None
+            }
+        };
+        Compression {
+            spec,
+            threads: threads.clamp(1, 256),
+        }
+    }
+
+    pub(super) fn mysql(&mut self, m: file::MysqlSection) -> MysqlConfig {
+        let defaults_file = self.path(m.mysql_defaults_file.as_deref().unwrap_or("/root/.my.cnf"));
+        if let Err(e) = std::fs::metadata(&defaults_file) {
+            self.error(
+                "mysql",
+                "mysql_defaults_file",
+                format!(
+                    "{}: {e} (it holds the [client] user and password twindb connects with)",
+                    defaults_file.display()
+                ),
+            );
+        }
+        let full_backup = match m
+            .full_backup
+            .as_deref()
+            .unwrap_or("daily")
+            .parse::<RunType>()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.error("mysql", "full_backup", e);
+                RunType::Daily
+            }
+        };
+        for (key, program) in [
+            ("xtrabackup_binary", &m.xtrabackup_binary),
+            ("xbstream_binary", &m.xbstream_binary),
+            ("mysqld_binary", &m.mysqld_binary),
+        ] {
+            if let Some(p) = program {
+                if crate::mysql::find_program(p).is_none() {
+                    self.error("mysql", key, format!("program {p:?} not found in PATH"));
+                }
+            }
+        }
+        let config_files = match m.config_files {
+            Some(files) => files.iter().map(|f| self.path(f)).collect(),
+            None => vec![
+                PathBuf::from("/etc/my.cnf"),
+                PathBuf::from("/etc/mysql/my.cnf"),
+            ],
+        };
+        MysqlConfig {
+            defaults_file,
+            full_backup,
+            expire_log_days: m.expire_log_days.unwrap_or(7),
+            xtrabackup_binary: m.xtrabackup_binary,
+            xbstream_binary: m.xbstream_binary,
+            mysqld_binary: m.mysqld_binary,
+            config_files,
+        }
+    }
+
+    pub(super) fn intervals(&mut self, i: file::IntervalsSection) -> Vec<RunType> {
+        // Unlike TwinDB, a missing key means "enabled", whatever the other keys say.
+        let flags = [
+            (RunType::Hourly, i.run_hourly),
+            (RunType::Daily, i.run_daily),
+            (RunType::Weekly, i.run_weekly),
+            (RunType::Monthly, i.run_monthly),
+            (RunType::Yearly, i.run_yearly),
+        ];
+        flags
+            .into_iter()
+            .filter(|(_, on)| on.unwrap_or(true))
+            .map(|(r, _)| r)
+            .collect()
+    }
+}
