@@ -46,20 +46,45 @@ fn code_spans(s: &str) -> Vec<&str> {
     s.split('`').skip(1).step_by(2).collect()
 }
 
-/// (section, key) of every row in docs/config.md's "Sections and keys" tables, checking
-/// on the way that each row has a non-empty default.
-fn documented_keys() -> (BTreeSet<(String, String)>, Vec<String>) {
+/// A row of docs/config.md's "Sections and keys" tables.
+struct KeyRow {
+    /// The sections its table's heading names (`[retention]` and `[retention_local]`
+    /// share one table, with a default column each).
+    sections: Vec<String>,
+    keys: Vec<String>,
+    /// The cells of the table's default columns, in order.
+    defaults: Vec<String>,
+    /// The type cell says "required": there is no default to compare.
+    required: bool,
+}
+
+impl KeyRow {
+    /// The default cell of `self.sections[i]`.
+    fn default_of(&self, i: usize) -> &str {
+        if self.defaults.len() == self.sections.len() {
+            &self.defaults[i]
+        } else {
+            &self.defaults[0]
+        }
+    }
+}
+
+/// Every row of docs/config.md's key tables, and the tables found without a default
+/// column. The one reader of those tables, for the key and the default tests.
+fn key_rows() -> (Vec<KeyRow>, Vec<String>) {
     let text = read(&repo().join("docs/config.md"));
     let start = text
         .find("\n## Sections and keys")
         .expect("a Sections and keys part");
     let part = &text[start + 1..];
     let end = part[1..].find("\n## ").map_or(part.len(), |i| i + 1);
-    let mut keys = BTreeSet::new();
+    let mut rows = Vec::new();
     let mut problems = Vec::new();
     let mut sections: Vec<String> = Vec::new();
     let mut default_columns: Vec<usize> = Vec::new();
+    let mut type_column = None;
     for line in part[..end].lines() {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
         if let Some(heading) = line.strip_prefix("### ") {
             sections = code_spans(heading)
                 .into_iter()
@@ -67,26 +92,45 @@ fn documented_keys() -> (BTreeSet<(String, String)>, Vec<String>) {
                 .map(str::to_string)
                 .collect();
         } else if line.starts_with("| key") {
-            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
             default_columns = (0..cells.len())
                 .filter(|i| cells[*i].contains("default"))
                 .collect();
+            type_column = cells.iter().position(|c| c.trim() == "type");
             if default_columns.is_empty() {
                 problems.push(format!(
                     "{sections:?}: a key table without a default column"
                 ));
             }
-        } else if line.starts_with("| `") && !sections.is_empty() {
-            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
-            for key in code_spans(cells[0]) {
-                for section in &sections {
-                    keys.insert((section.clone(), key.to_string()));
-                }
-                for &c in &default_columns {
-                    if cells.get(c).is_none_or(|d| d.trim().is_empty()) {
-                        problems.push(format!("{sections:?} {key}: no default"));
-                    }
-                }
+        } else if line.starts_with("| `") && !sections.is_empty() && !default_columns.is_empty() {
+            rows.push(KeyRow {
+                sections: sections.clone(),
+                keys: code_spans(cells[0])
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                defaults: default_columns
+                    .iter()
+                    .map(|&c| cells.get(c).map_or("", |d| d.trim()).to_string())
+                    .collect(),
+                required: type_column.is_some_and(|c| cells[c].contains("required")),
+            });
+        }
+    }
+    (rows, problems)
+}
+
+/// (section, key) of every row in docs/config.md's key tables, checking on the way that
+/// each row has a non-empty default.
+fn documented_keys() -> (BTreeSet<(String, String)>, Vec<String>) {
+    let (rows, mut problems) = key_rows();
+    let mut keys = BTreeSet::new();
+    for row in &rows {
+        for key in &row.keys {
+            for section in &row.sections {
+                keys.insert((section.clone(), key.clone()));
+            }
+            if row.defaults.iter().any(|d| d.is_empty()) {
+                problems.push(format!("{:?} {key}: no default", row.sections));
             }
         }
     }

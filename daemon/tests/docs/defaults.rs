@@ -16,7 +16,7 @@ use twindb::config::{Config, DestinationConfig, ExportConfig, S3Credentials, Smt
 use twindb::modifier::ModifierSpec;
 use twindb_proto::RunType;
 
-use super::{code_spans, read, repo};
+use super::{code_spans, key_rows};
 
 /// Defaults that live outside the parsed config: (section, key, documented default,
 /// why it cannot be compared).
@@ -53,52 +53,17 @@ const NOT_IN_THE_CONFIG: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// (section, key, default cell) of every row of the key tables. A `[retention]` and
-/// `[retention_local]` table has one default column per section.
+/// (section, key, default cell) of every row of the key tables that has a default.
 fn documented_defaults() -> Vec<(String, String, String)> {
-    let text = read(&repo().join("docs/config.md"));
-    let start = text.find("\n## Sections and keys").unwrap();
-    let part = &text[start + 1..];
-    let part = &part[..part[1..].find("\n## ").map_or(part.len(), |i| i + 1)];
-    let mut rows = Vec::new();
-    let mut sections: Vec<String> = Vec::new();
-    let mut columns: Vec<usize> = Vec::new();
-    let mut required_column = None;
-    for line in part.lines() {
-        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
-        if let Some(heading) = line.strip_prefix("### ") {
-            sections = code_spans(heading)
-                .into_iter()
-                .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
-                .map(str::to_string)
-                .collect();
-        } else if line.starts_with("| key") {
-            columns = (0..cells.len())
-                .filter(|i| cells[*i].contains("default"))
-                .collect();
-            required_column = cells.iter().position(|c| c.trim() == "type");
-        } else if line.starts_with("| `") && !sections.is_empty() {
-            // A required key has no default to compare.
-            if required_column.is_some_and(|c| cells[c].contains("required")) {
-                continue;
-            }
-            for key in code_spans(cells[0]) {
-                for (i, section) in sections.iter().enumerate() {
-                    let column = if columns.len() == sections.len() {
-                        columns[i]
-                    } else {
-                        columns[0]
-                    };
-                    rows.push((
-                        section.clone(),
-                        key.to_string(),
-                        cells[column].trim().into(),
-                    ));
-                }
+    let mut out = Vec::new();
+    for row in key_rows().0.iter().filter(|r| !r.required) {
+        for key in &row.keys {
+            for (i, section) in row.sections.iter().enumerate() {
+                out.push((section.clone(), key.clone(), row.default_of(i).to_string()));
             }
         }
     }
-    rows
+    out
 }
 
 /// The value a documented default names: its first code span without quotes, or the
