@@ -610,7 +610,7 @@ fn a_new_incremental_uses_twindb_full_as_parent() {
     assert!(
         added
             .iter()
-            .all(|k| k.starts_with("fixture-db1/twindb-status.json")
+            .all(|k| k.starts_with("fixture-db1/twindb-status")
                 || *k == "fixture-db1/.twindb-status.json.twindb-lock"
                 || own_keys.contains(&k.as_str())),
         "{added:?}"
