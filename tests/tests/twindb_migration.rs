@@ -100,6 +100,13 @@ state_dir = "{root}/state"
 hostname = "{HOST}"
 run_at_start = false
 log = "info,twindb=debug"
+# No scheduled run during a test: a fire at the top of an hour would add a copy the
+# test did not make (see files_config).
+schedule_hourly = "{never}"
+schedule_daily = "{never}"
+schedule_weekly = "{never}"
+schedule_monthly = "{never}"
+schedule_yearly = "{never}"
 
 [source]
 backup_dirs = ["{nothing}"]
@@ -120,6 +127,7 @@ secret_keyring = "{secret}"
 homedir = "{home}"
 "#,
         root = root.display(),
+        never = twindb_tests::NEVER,
         nothing = nothing.display(),
         public = fx.join("gpg-fixtures-public.asc").display(),
         secret = fx.join("gpg-fixtures-secret.asc").display(),

@@ -34,8 +34,12 @@ pub struct StatusStore {
     dest: Arc<dyn Destination>,
     host: String,
     layout: Layout,
-    /// Serializes this process's migration, writer claim and compaction.
+    /// Serializes this process's migration and compaction.
     lock: Arc<Mutex<()>>,
+    /// Serializes this process's claims: two jobs starting together would otherwise
+    /// both find the writer absent, and the second one's conditional write would take
+    /// its own daemon for another.
+    claim_lock: Arc<Mutex<()>>,
     /// Where TwinDB's keep-local twins of its copies may be.
     keep_local: Option<Local>,
     /// Set once a look for TwinDB Backup's copies found none: only one tool writes a
@@ -108,6 +112,7 @@ impl StatusStore {
             host: host.to_string(),
             layout: Layout::new(host),
             lock: Arc::new(Mutex::new(())),
+            claim_lock: Arc::new(Mutex::new(())),
             keep_local: None,
             no_twindb: Arc::default(),
             writing: Arc::default(),
@@ -584,6 +589,7 @@ impl StatusStore {
         let Some(me) = &self.writer else {
             return Ok(());
         };
+        let _guard = self.claim_lock.lock().await;
         let current = self.read_writer().await;
         let (expect, now) = match current {
             Ok(Some((w, v))) => (Some(v), Some(w)),

@@ -540,3 +540,20 @@ async fn recording_costs_the_same_whatever_the_history() {
     // One manifest the index lacks (the new copy) is read on its own.
     assert_eq!(per_load[0], per_load[1], "requests per load");
 }
+
+/// Jobs of one daemon starting together (files and MySQL of one run) claim the host
+/// once between them: neither takes the other for a second daemon.
+#[tokio::test]
+async fn jobs_starting_together_claim_the_host_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StatusStore::new(local(&dir), "h").with_writer(WriterId {
+        id: "a".into(),
+        machine: "m".into(),
+    });
+    let (a, b) = tokio::join!(
+        store.begin_put("h/daily/files/a.tar", None),
+        store.begin_put("h/daily/mysql/b.xbstream", None)
+    );
+    a.unwrap();
+    b.unwrap();
+}
