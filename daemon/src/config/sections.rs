@@ -78,6 +78,7 @@ impl Validator<'_> {
             );
             return SourceConfig {
                 backup_dirs: vec![],
+                excludes: Default::default(),
             };
         };
         if s.backup_dirs.is_empty() && !s.backup_mysql {
@@ -108,7 +109,11 @@ impl Validator<'_> {
             }
             dirs.push(p);
         }
-        SourceConfig { backup_dirs: dirs }
+        let excludes = self.excludes(&s, &dirs);
+        SourceConfig {
+            backup_dirs: dirs,
+            excludes,
+        }
     }
 
     pub(super) fn destination(
