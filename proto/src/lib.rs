@@ -274,7 +274,8 @@ pub struct RunResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRequest {
     pub kind: CopyKind,
-    /// A key as `ls` prints it.
+    /// A key as `ls` prints it, a tail of one, or TwinDB's URL or path (the daemon
+    /// resolves it to the key: docs/restore.md#naming-a-copy).
     pub copy: String,
     /// Absolute path; must be absent or empty.
     pub dst: String,
