@@ -442,6 +442,15 @@ fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
         "wsrep_desync was ON during the backup"
     );
     assert_eq!(db.sql("SELECT @@wsrep_desync"), "0", "and OFF after it");
+    // The Galera options reached the tool (docs/mysql.md#galera): --galera-info, and
+    // not XtraBackup's --no-backup-locks, which MariaDB does not support.
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("running the backup tool"))
+        .unwrap_or_else(|| panic!("no tool command line in the log:\n{log}"));
+    assert!(line.contains(" --galera-info"), "{line}");
+    assert!(!line.contains("--no-backup-locks"), "{line}");
 
     // The restore writes grastate.dat from the copy's galera info.
     let dst = t.path().join("restored");
