@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use twindb_tests::servers::{S3Server, BUCKET};
+use twindb_tests::servers::{GcsServer, S3Server, TokenServer, BUCKET};
 use twindb_tests::sshd::Sshd;
 use twindb_tests::*;
 
@@ -171,6 +171,38 @@ fn s3_urls_restore_and_share_and_another_bucket_is_refused() {
     let out = d.ctl(&["share", &format!("s3://other-bucket/{key}")]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("not the configured bucket"), "{out:?}");
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn gs_urls_restore_and_another_bucket_is_refused() {
+    let Some(server) = GcsServer::start() else {
+        return;
+    };
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let tokens = TokenServer::start(true);
+    let key_file = tokens.service_account_key(t.path());
+    let section =
+        server.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
+    let config = files_config_to(t.path(), &[&src], "gzip", "gcs", &section);
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "daily"]).success();
+    let key = ls_keys(&d).remove(0);
+    restores(&d, t.path(), &src, &format!("gs://{BUCKET}/{key}"), 0);
+    refused(
+        &d,
+        t.path(),
+        &format!("gs://other-bucket/{key}"),
+        "is not the configured bucket",
+    );
+    refused(
+        &d,
+        t.path(),
+        &format!("s3://{BUCKET}/{key}"),
+        "an s3:// URL, but the destination is gcs",
+    );
     assert_eq!(d.stop(), 0);
 }
 

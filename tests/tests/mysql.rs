@@ -210,8 +210,10 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
         );
     }
 
-    // verify: a good copy succeeds.
-    let out = d.ctl(&["verify", "mysql", &inc2]);
+    // verify: a good copy succeeds. Named by its path under the local destination, as
+    // TwinDB's ls printed it: the report names the key it resolved to.
+    let by_path = t.path().join("backups").join(&inc2);
+    let out = d.ctl(&["verify", "mysql", by_path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["success"], true, "{report}");
