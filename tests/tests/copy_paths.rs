@@ -88,49 +88,42 @@ fn an_ambiguous_tail_is_refused_with_the_candidates() {
     let t = scratch();
     let src = t.path().join("src");
     make_tree(&src);
-    let d = Daemon::start(&files_config(t.path(), &[&src], "zstd", ""));
-    // Two run types queued back to back usually start within the same second, so their
-    // copies share a file name: the tail `files/NAME` then names both. Retry until so.
-    let mut shared = None;
-    for _ in 0..10 {
-        let h = d.ctl(&["--json", "run", "hourly", "--no-wait"]).success();
-        let w = d.ctl(&["--json", "run", "weekly", "--no-wait"]).success();
-        for j in [h.json(), w.json()] {
-            let id = j["jobs"][0]["job"]["id"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("job id in {j}"));
-            assert_eq!(d.wait_final(id)["state"], "succeeded");
-        }
-        let keys = ls_keys(&d);
-        let names: Vec<&str> = keys.iter().map(|k| k.rsplit('/').next().unwrap()).collect();
-        shared = names
-            .iter()
-            .find(|n| names.iter().filter(|m| m == n).count() == 2)
-            .map(|n| n.to_string());
-        if shared.is_some() {
-            break;
-        }
+    // Two copies with the same file name under two run types, as TwinDB Backup left
+    // them (twindb lists TwinDB's files copies from the destination's folders): the
+    // tail `files/NAME` names both.
+    let name = "_etc-2024-05-01_00_00_03.tar.gz";
+    for run_type in ["daily", "hourly"] {
+        let dir = t
+            .path()
+            .join("backups/testhost")
+            .join(run_type)
+            .join("files");
+        fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("czf")
+            .arg(dir.join(name))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
-    let name = shared.expect("two copies with the same name in 10 tries");
-    let out = d.ctl(&[
-        "restore",
-        "file",
-        &format!("files/{name}"),
-        "--dst",
-        "/tmp/x",
-    ]);
-    assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("matches 2 copies"), "{out:?}");
-    assert!(
-        out.stderr
-            .contains(&format!("testhost/hourly/files/{name}"))
-            && out
-                .stderr
-                .contains(&format!("testhost/weekly/files/{name}")),
-        "{out:?}"
-    );
+    let d = Daemon::start(&files_config(t.path(), &[&src], "zstd", ""));
+    let keys = ls_keys(&d);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for tail in [format!("files/{name}"), name.to_string()] {
+        let out = d.ctl(&["restore", "file", &tail, "--dst", "/tmp/x"]);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(out.stderr.contains("matches 2 copies"), "{out:?}");
+        assert!(
+            out.stderr.contains(&format!("testhost/daily/files/{name}"))
+                && out
+                    .stderr
+                    .contains(&format!("testhost/hourly/files/{name}")),
+            "{out:?}"
+        );
+    }
     // The run type part makes it one.
-    restores(&d, t.path(), &src, &format!("weekly/files/{name}"), 0);
+    restores(&d, t.path(), &src, &format!("hourly/files/{name}"), 0);
     assert_eq!(d.stop(), 0);
 }
 
