@@ -181,3 +181,41 @@ fn one_file_system_stores_a_mount_point_empty() {
     assert_eq!(excluded(&job), (0, 0, 1), "{job}");
     assert_eq!(d.stop(), 0);
 }
+
+#[test]
+fn a_backup_dir_holding_the_destination_is_accepted_when_the_destination_is_excluded() {
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let inside = src.join("backups");
+    let config = config(
+        t.path(),
+        &src,
+        &format!("exclude = [{:?}]", format!("{}/", inside.display())),
+    );
+    let text = fs::read_to_string(&config).unwrap();
+    let local = format!("path = \"{}/backups\"", t.path().display());
+    assert!(text.contains(&local), "files_config changed its layout");
+    fs::write(
+        &config,
+        text.replace(&local, &format!("path = \"{}\"", inside.display())),
+    )
+    .unwrap();
+    let d = Daemon::start(&config);
+    let out = d.ctl(&["--json", "run", "daily"]).success();
+    let job = out.json()[0].clone();
+    assert_eq!(job["state"], "succeeded", "{out:?}");
+    let key = ls_keys(&d).remove(0);
+    assert!(
+        inside.join(&key).is_file(),
+        "the copy is in the excluded folder"
+    );
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    let got = snapshot(&restored_path(&dst, &src));
+    let want = expected(&src, |p| p.starts_with("backups"));
+    assert_tree(&got, &want);
+    assert_eq!(excluded(&job), (1, 0, 0), "{job}");
+    assert_eq!(d.stop(), 0);
+}

@@ -95,6 +95,37 @@ mod tests {
     }
 
     #[test]
+    fn a_destination_inside_a_backup_dir_is_allowed_when_excluded() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        fs::create_dir(&data).unwrap();
+        let write = |exclude: &str| {
+            let path = t.path().join("twindb.toml");
+            fs::write(
+                &path,
+                format!(
+                    "[source]\nbackup_dirs = [{data:?}]\n{exclude}\n\n[destination]\nbackup_destination = \"local\"\n\n[local]\npath = {:?}\n",
+                    data.join("backups/remote")
+                ),
+            )
+            .unwrap();
+            crate::config::load(&path).map_err(|e| e.to_string())
+        };
+        let e = write("").unwrap_err();
+        assert!(e.contains("where copies are stored"), "{e}");
+        write("exclude = [\"backups/\"]").unwrap();
+        write(&format!(
+            "exclude = [{:?}]",
+            data.join("backups/remote").display().to_string()
+        ))
+        .unwrap();
+        let e = write("exclude = [\"backups\"]\n").map(|_| ());
+        assert!(e.is_ok(), "a name pattern excludes the folder too: {e:?}");
+        let e = write("exclude = [\"remote/x\"]").unwrap_err();
+        assert!(e.contains("where copies are stored"), "{e}");
+    }
+
+    #[test]
     fn an_absolute_pattern_must_lie_inside_a_backup_dir() {
         let e = check("exclude = [\"/elsewhere/*.log\"]").unwrap_err();
         assert!(e.contains("[source] exclude"), "{e}");

@@ -218,7 +218,13 @@ impl Validator<'_> {
         };
         for path in local_dest.into_iter().chain(keep_local_path) {
             for dir in &source.backup_dirs {
-                if !path.as_os_str().is_empty() && path.starts_with(dir) {
+                // Left out by an exclude pattern (as TwinDB users did with tar's
+                // --exclude): the copies are not copied again.
+                let excluded = path
+                    .ancestors()
+                    .take_while(|a| a.starts_with(dir) && *a != dir.as_path())
+                    .any(|a| source.excludes.matches(dir, a, true));
+                if !path.as_os_str().is_empty() && path.starts_with(dir) && !excluded {
                     self.error(
                         "source",
                         "backup_dirs",
