@@ -367,7 +367,7 @@ async fn check(State(app): State<AppState>) -> Json<CheckResponse> {
     })
 }
 
-async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -> Response {
+async fn restore(State(app): State<AppState>, Json(mut req): Json<RestoreRequest>) -> Response {
     if !std::path::Path::new(&req.dst).is_absolute() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -396,7 +396,6 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
             "name the copy to restore (see `twindbctl ls`)".into(),
         );
     }
-    let mut req = req;
     if !req.copy.is_empty() {
         match resolve_copy(&app, &req.copy).await {
             Ok(key) => req.copy = key,
@@ -536,7 +535,7 @@ async fn retention(State(app): State<AppState>, Json(req): Json<RetentionRequest
     }
 }
 
-async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> Response {
+async fn verify(State(app): State<AppState>, Json(mut req): Json<VerifyRequest>) -> Response {
     if req
         .dst
         .as_deref()
@@ -555,7 +554,6 @@ async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> 
             "verify needs MySQL backups configured ([source] backup_mysql = true)".into(),
         );
     }
-    let mut req = req;
     if let Some(copy) = req.copy.as_deref().filter(|c| *c != "latest") {
         match resolve_copy(&app, copy).await {
             Ok(key) => req.copy = Some(key),
@@ -588,9 +586,8 @@ async fn takeover(State(app): State<AppState>) -> Response {
     }
 }
 
-async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {
+async fn share(State(app): State<AppState>, Json(mut req): Json<ShareRequest>) -> Response {
     use crate::share::ShareError;
-    let mut req = req;
     match resolve_copy(&app, &req.copy).await {
         Ok(key) => req.copy = key,
         Err(r) => return r,
