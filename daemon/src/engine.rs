@@ -17,6 +17,9 @@ pub struct Engine {
     pub keep_local: Option<Local>,
     pub status: StatusStore,
     pub metrics: Arc<Metrics>,
+    /// `[daemon] max_upload_rate` and `max_read_rate`: one pair for the daemon's life,
+    /// its rates set by each reload (running jobs follow them).
+    pub throttle: Arc<crate::throttle::Throttles>,
 }
 
 impl Engine {
@@ -30,12 +33,15 @@ impl Engine {
         let keep_local = config.keep_local_path.as_ref().map(Local::new);
         let status = StatusStore::new(dest.clone(), &config.daemon.hostname)
             .with_keep_local(keep_local.clone());
+        let throttle = Arc::new(crate::throttle::Throttles::default());
+        throttle.configure(&config.daemon);
         Engine {
             config,
             dest,
             keep_local,
             status,
             metrics: Arc::new(Metrics::new()),
+            throttle,
         }
     }
 
@@ -44,12 +50,14 @@ impl Engine {
     /// the old engine and a new one must not write the status concurrently. The caller
     /// keeps restart-only settings (destination, host) as they were.
     pub fn reconfigured(&self, config: Config) -> Engine {
+        self.throttle.configure(&config.daemon);
         Engine {
             config,
             dest: self.dest.clone(),
             keep_local: self.keep_local.clone(),
             status: self.status.clone(),
             metrics: self.metrics.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 
@@ -108,12 +116,29 @@ pub struct JobCtx {
     pub cancel: Cancel,
     pub bytes_in: Arc<AtomicU64>,
     pub bytes_out: Arc<AtomicU64>,
+    /// The daemon's bandwidth limits (the engine's), and the nanoseconds this job's
+    /// stages waited for them.
+    pub throttle: Arc<crate::throttle::Throttles>,
+    pub throttled: Arc<AtomicU64>,
     phase: Mutex<String>,
     warnings: Mutex<Vec<String>>,
     excluded: Mutex<Vec<twindb_proto::ExcludedReport>>,
 }
 
 impl JobCtx {
+    /// A job's context under the daemon's bandwidth limits.
+    pub fn with_throttle(throttle: Arc<crate::throttle::Throttles>) -> JobCtx {
+        JobCtx {
+            throttle,
+            ..JobCtx::default()
+        }
+    }
+
+    /// How long this job waited for the bandwidth limits.
+    pub fn throttled(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.throttled.load(Ordering::Relaxed))
+    }
+
     pub fn set_phase(&self, phase: impl Into<String>) {
         *self.phase.lock().expect("phase lock") = phase.into();
     }

@@ -30,6 +30,7 @@ pub mod ssh;
 pub mod state;
 pub mod status;
 pub mod systemd;
+pub mod throttle;
 pub mod verify;
 
 pub use daemon::run;

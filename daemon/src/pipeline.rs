@@ -49,7 +49,7 @@ impl Cancel {
     pub async fn cancelled(&self) {
         self.0.cancelled().await
     }
-    fn check(&self) -> io::Result<()> {
+    pub(crate) fn check(&self) -> io::Result<()> {
         if self.is_cancelled() {
             // Not ErrorKind::Interrupted: io::copy and write_all retry those forever.
             Err(io::Error::other(Propagated("cancelled")))
@@ -95,6 +95,7 @@ pub fn pipe(cancel: &Cancel) -> (ChunkWriter, ChunkReader) {
             buf: BytesMut::new(),
             cancel: cancel.clone(),
             counter: None,
+            limit: None,
         },
         ChunkReader::new(rx, cancel),
     )
@@ -106,7 +107,12 @@ pub struct ChunkWriter {
     buf: BytesMut,
     cancel: Cancel,
     counter: Option<Arc<AtomicU64>>,
+    limit: Option<Limit>,
 }
+
+/// Called with each chunk's size before it is sent; blocks to hold a bandwidth limit
+/// (throttle.rs), fails to stop the stage.
+pub type Limit = Box<dyn FnMut(usize) -> io::Result<()> + Send>;
 
 impl ChunkWriter {
     /// Counts every byte written into `counter` (progress reporting).
@@ -115,11 +121,20 @@ impl ChunkWriter {
         self
     }
 
+    /// Passes every chunk through `limit` before sending it.
+    pub fn with_limit(mut self, limit: Limit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     /// Sends a whole chunk without copying it.
     pub fn send(&mut self, chunk: Bytes) -> io::Result<()> {
         self.cancel.check()?;
         if chunk.is_empty() {
             return Ok(());
+        }
+        if let Some(limit) = &mut self.limit {
+            limit(chunk.len())?;
         }
         if let Some(c) = &self.counter {
             c.fetch_add(chunk.len() as u64, Ordering::Relaxed);

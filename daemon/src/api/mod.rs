@@ -91,6 +91,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     engine
         .metrics
         .refresh(&app.state.kind_records(), &app.queue.active());
+    engine.metrics.refresh_throttle(&engine.throttle);
     (
         [("content-type", crate::metrics::CONTENT_TYPE)],
         engine.metrics.render(),

@@ -96,9 +96,19 @@ pub async fn store(
     let cancel = ctx.cancel.clone();
     let env = &env.for_job(&cancel);
     let mut stages: Stages<StageOut> = Stages::new();
+    let limit = |upload| {
+        crate::throttle::limit(
+            ctx.throttle.clone(),
+            upload,
+            cancel.clone(),
+            ctx.throttled.clone(),
+        )
+    };
 
     let (w, mut r) = pipe(&cancel);
-    let mut w = w.with_counter(ctx.bytes_in.clone());
+    let mut w = w
+        .with_counter(ctx.bytes_in.clone())
+        .with_limit(limit(false));
     stages.spawn("source", move || {
         let report = source.write_to(&mut w)?;
         w.finish()?;
@@ -119,7 +129,9 @@ pub async fn store(
     });
     r = encode_stages(&mut stages, after, r, env, &cancel);
     let (w, last) = pipe(&cancel);
-    let w = w.with_counter(ctx.bytes_out.clone());
+    let w = w
+        .with_counter(ctx.bytes_out.clone())
+        .with_limit(limit(true));
     stages.spawn("sha256", move || hash_tap(r, w, None).map(StageOut::Digest));
 
     crate::failpoint::point("store.before-put");

@@ -126,6 +126,7 @@ pub async fn backup_mysql(
         vendor: info.vendor,
         work_dir: work.path().to_path_buf(),
         cancel: ctx.cancel.clone(),
+        throttle: cfg.backup_throttle,
     };
     let lsn_dir = source.lsn_dir();
 

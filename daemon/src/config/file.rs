@@ -50,6 +50,9 @@ pub struct DaemonSection {
     pub jitter: Option<String>,
     /// Timeout of every backup job, e.g. "2h"; default half the run type's period.
     pub backup_timeout: Option<String>,
+    /// Bytes per second, e.g. "8MiB" or "8MiB/s"; no limit when absent.
+    pub max_upload_rate: Option<toml::Value>,
+    pub max_read_rate: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +114,8 @@ pub struct MysqlSection {
     pub mysqld_binary: Option<String>,
     /// my.cnf files recorded with each copy (default: /etc/my.cnf, /etc/mysql/my.cnf).
     pub config_files: Option<Vec<String>>,
+    /// Passed to the backup tool as `--throttle=N` (its own I/O limit).
+    pub backup_throttle: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

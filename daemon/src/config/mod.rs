@@ -79,6 +79,10 @@ pub struct DaemonConfig {
     pub run_at_start: bool,
     /// Where Prometheus scrapes `/metrics` over TCP.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Bytes per second all jobs together may send to the destination / read from
+    /// their sources; None: no limit. A reload changes them under running jobs.
+    pub max_upload_rate: Option<u64>,
+    pub max_read_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +103,9 @@ pub struct MysqlConfig {
     pub xbstream_binary: Option<String>,
     pub mysqld_binary: Option<String>,
     pub config_files: Vec<PathBuf>,
+    /// `--throttle=N` for the backup tool: at most N read-write pairs of its 10 MB
+    /// chunks per second (xtrabackup and mariabackup alike).
+    pub backup_throttle: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +348,29 @@ path = "backups"
 program = "gzip"
 level = 5
 "#;
+
+    #[test]
+    fn bandwidth_limits_are_byte_sizes_per_second() {
+        let with = |v: &str| {
+            parse_str(&GOOD.replace(
+                "hostname = \"db1\"\n",
+                &format!("hostname = \"db1\"\nmax_upload_rate = {v}\nmax_read_rate = 1024\n"),
+            ))
+        };
+        let c = with("\"8MiB/s\"").unwrap();
+        assert_eq!(c.daemon.max_upload_rate, Some(8 << 20));
+        assert_eq!(c.daemon.max_read_rate, Some(1024));
+        assert_eq!(
+            with("\"512K\"").unwrap().daemon.max_upload_rate,
+            Some(512 << 10)
+        );
+        let err = with("\"fast\"").unwrap_err().to_string();
+        assert!(
+            err.contains("test.toml:6: [daemon] max_upload_rate: fast is not a size"),
+            "{err}"
+        );
+        assert!(with("0").is_err());
+    }
 
     #[test]
     fn good_config_resolves_relative_paths_against_its_folder() {

@@ -58,6 +58,8 @@ impl Validator<'_> {
                 format!("{log:?} is not a valid log filter (e.g. \"info\", \"twindb=debug\")"),
             );
         }
+        let max_upload_rate = self.rate("max_upload_rate", d.max_upload_rate);
+        let max_read_rate = self.rate("max_read_rate", d.max_read_rate);
         DaemonConfig {
             socket,
             socket_group,
@@ -66,7 +68,21 @@ impl Validator<'_> {
             log,
             run_at_start: d.run_at_start.unwrap_or(true),
             metrics_listen,
+            max_upload_rate,
+            max_read_rate,
         }
+    }
+
+    /// A `[daemon]` bandwidth limit: bytes per second, as a byte size with an optional
+    /// `/s` ("8MiB", "8MiB/s", 8388608).
+    fn rate(&mut self, key: &str, value: Option<toml::Value>) -> Option<u64> {
+        let value = match value? {
+            toml::Value::String(s) => {
+                toml::Value::String(s.trim().trim_end_matches("/s").to_string())
+            }
+            other => other,
+        };
+        self.byte_size("daemon", key, Some(value))
     }
 
     pub(super) fn source(&mut self, s: Option<file::SourceSection>) -> SourceConfig {
@@ -358,6 +374,17 @@ impl Validator<'_> {
             xbstream_binary: m.xbstream_binary,
             mysqld_binary: m.mysqld_binary,
             config_files,
+            backup_throttle: match m.backup_throttle {
+                Some(0) => {
+                    self.error(
+                        "mysql",
+                        "backup_throttle",
+                        "0 would stop the backup tool: leave the key out for no limit",
+                    );
+                    None
+                }
+                n => n,
+            },
         }
     }
 

@@ -58,6 +58,7 @@ pub struct Metrics {
     restores_total: CounterVec,
     retention_deleted_total: CounterVec,
     notification_failures_total: CounterVec,
+    throttled_seconds_total: CounterVec,
     /// Every metric registered, with its label names: see [`Metrics::descriptions`].
     descriptions: Vec<(String, Vec<String>)>,
 }
@@ -195,6 +196,11 @@ impl Metrics {
                 "twindb_notification_failures_total",
                 "Notifications that could not be sent, by channel (email, webhook, datadog, statsd).",
                 &["channel"],
+            ),
+            throttled_seconds_total: counter(
+                "twindb_throttled_seconds_total",
+                "Seconds jobs waited for the bandwidth limits, by direction (upload: [daemon] max_upload_rate, read: max_read_rate).",
+                &["direction"],
             ),
             registry: registry.clone(),
             descriptions: vec![],
@@ -358,6 +364,17 @@ impl Metrics {
             .set(at.timestamp() as f64);
     }
 
+    /// The time jobs waited for the bandwidth limits, from the limiters' own totals.
+    pub fn refresh_throttle(&self, t: &crate::throttle::Throttles) {
+        for (direction, throttle) in [("upload", &t.upload), ("read", &t.read)] {
+            let c = self.throttled_seconds_total.with_label_values(&[direction]);
+            let more = throttle.waited().as_secs_f64() - c.get();
+            if more > 0.0 {
+                c.inc_by(more);
+            }
+        }
+    }
+
     /// Everything, in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -506,6 +523,7 @@ mod tests {
         m.retention_deleted(CopyKind::Files, "remote");
         m.notification_failed("email");
         m.verify_succeeded(Some(RunType::Daily), Utc::now());
+        m.refresh_throttle(&crate::throttle::Throttles::default());
         let text = m.render();
         let names: std::collections::BTreeSet<&str> = text
             .lines()

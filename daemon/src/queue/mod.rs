@@ -363,7 +363,7 @@ impl Queue {
         Arc::new(Job {
             id,
             kind,
-            ctx: JobCtx::default(),
+            ctx: JobCtx::with_throttle(self.engine.get().throttle.clone()),
             info: watch::Sender::new(info),
             reading: Mutex::new(
                 matches!(work, Work::Restore(_) | Work::Verify(_))
@@ -487,7 +487,15 @@ impl Queue {
         if job.info().state.is_final() {
             return;
         }
-        let warnings = job.ctx.warnings();
+        let mut warnings = job.ctx.warnings();
+        let waited = job.ctx.throttled();
+        if !waited.is_zero() {
+            // Not a problem, but why the job took longer than its bytes needed.
+            warnings.push(format!(
+                "throttled: waited {:.1} s in all for the [daemon] max_upload_rate / max_read_rate limits",
+                waited.as_secs_f64()
+            ));
+        }
         let excluded = job.ctx.exclusions();
         job.update(|i| {
             i.state = state;

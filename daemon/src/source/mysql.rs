@@ -22,6 +22,8 @@ pub struct MySqlSource {
     pub work_dir: PathBuf,
     /// The job's cancel: stops the tool even while it writes nothing.
     pub cancel: Cancel,
+    /// `[mysql] backup_throttle`: the tool's own `--throttle`.
+    pub throttle: Option<u32>,
 }
 
 impl MySqlSource {
@@ -45,6 +47,9 @@ impl MySqlSource {
         }
         if self.galera {
             cmd.args(self.vendor.galera_backup_options());
+        }
+        if let Some(n) = self.throttle {
+            cmd.arg(format!("--throttle={n}"));
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         cmd
@@ -177,12 +182,21 @@ mod tests {
             vendor,
             work_dir: "/w".into(),
             cancel: Cancel::default(),
+            throttle: galera.then_some(40),
         };
         source
             .command()
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn backup_throttle_reaches_the_tool() {
+        assert!(args(Vendor::Mariadb, true).contains(&"--throttle=40".to_string()));
+        assert!(!args(Vendor::Mariadb, false)
+            .iter()
+            .any(|a| a.starts_with("--throttle")));
     }
 
     #[test]

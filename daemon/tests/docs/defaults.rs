@@ -240,6 +240,8 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
         }
         ("daemon", "jitter") => base().schedule.jitter.as_secs().to_string(),
         ("daemon", "metrics_listen") => some_or_none(base().daemon.metrics_listen),
+        ("daemon", "max_upload_rate") => some_or_none(base().daemon.max_upload_rate),
+        ("daemon", "max_read_rate") => some_or_none(base().daemon.max_read_rate),
         ("source", "backup_dirs") => {
             // Left out, the list is empty; that is valid only with backup_mysql.
             let text = format!(
@@ -274,6 +276,7 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 "full_backup" => m.full_backup.to_string(),
                 "expire_log_days" => m.expire_log_days.to_string(),
                 "config_files" => array(m.config_files.iter().map(|p| p.display().to_string())),
+                "backup_throttle" => some_or_none(m.backup_throttle),
                 _ => return Err("no case in this test".into()),
             }
         }
