@@ -150,6 +150,13 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
             .filter(|j| j.state == twindb_proto::JobState::Queued)
             .collect(),
         run_types,
+        last_drill: app.state.last_drill(),
+        next_drill: engine
+            .config
+            .verify
+            .schedule
+            .as_ref()
+            .and_then(|s| crate::scheduler::next_fire(&s.cron, now)),
     })
 }
 

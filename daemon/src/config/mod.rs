@@ -16,6 +16,7 @@ mod secret;
 mod sections;
 mod spans;
 mod ssh;
+mod verify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use twindb_proto::RunType;
 
 pub use self::clone::CloneConfig;
+pub use self::verify::VerifyConfig;
 pub use self::file::keys;
 pub use self::gcs::GcsConfig;
 pub use self::gpg::GpgConfig;
@@ -65,6 +67,8 @@ pub struct Config {
     pub gpg: Option<GpgConfig>,
     /// `twindbctl clone mysql`: `[clone]`, with defaults when the section is absent.
     pub clone: CloneConfig,
+    /// `[verify]`: scheduled restore drills.
+    pub verify: VerifyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +249,7 @@ impl Validator<'_> {
         let daemon = self.daemon(raw.daemon);
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
+        let verify = self.verify(raw.verify, backup_mysql, !source.backup_dirs.is_empty());
         let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
         let clone = self.clone_config(
             raw.clone,
@@ -282,6 +287,7 @@ impl Validator<'_> {
             warnings: Vec::new(),
             gpg,
             clone,
+            verify,
         }
     }
 }
