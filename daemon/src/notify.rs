@@ -175,6 +175,7 @@ mod tests {
             message: None,
             verify: None,
             drill: vec![],
+            excluded: vec![],
         }
     }
 

@@ -415,6 +415,7 @@ mod tests {
             message: None,
             verify: None,
             drill: vec![],
+            excluded: vec![],
         }
     }
 

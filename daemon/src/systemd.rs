@@ -158,6 +158,7 @@ mod tests {
             message: None,
             verify: None,
             drill: vec![],
+            excluded: vec![],
         }
     }
 

@@ -220,6 +220,10 @@ const FILE_KEYS: &[&str] = &[
 fn relocate(root: &Path, etc: &Path, key: &str, value: &mut toml::Value) {
     match value {
         toml::Value::Array(items) => items.iter_mut().for_each(|v| relocate(root, etc, key, v)),
+        // An absolute exclude pattern points into a backup dir, which moved under root.
+        toml::Value::String(s) if key == "exclude" && s.starts_with('/') => {
+            *s = format!("{}{s}", root.display());
+        }
         toml::Value::String(s) if FOLDER_KEYS.contains(&key) || FILE_KEYS.contains(&key) => {
             let path = match s.strip_prefix('/') {
                 Some(rest) => {

@@ -331,6 +331,14 @@ fn remote_tree_over_s3() {
     let t = scratch();
     let d = Daemon::start(&config(t.path(), "s3", &s3.config_section(""), None));
     check_every_copy(&d, Tree::Remote, t.path());
+    // A TwinDB runbook's line: the copy as TwinDB's ls printed it, an s3:// URL.
+    let url = format!("s3://{BUCKET}/{}", FILES_COMMON[0]);
+    let message = check_files_restore(&d, &url, &t.path().join("by-url"));
+    // The job names the key the URL resolved to.
+    assert!(
+        message.contains(FILES_COMMON[0]) && !message.contains("s3://"),
+        "{message}"
+    );
     assert_eq!(d.stop(), 0);
 }
 

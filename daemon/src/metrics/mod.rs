@@ -506,6 +506,7 @@ mod tests {
             message: None,
             verify: None,
             drill: vec![],
+            excluded: vec![],
         }
     }
 
