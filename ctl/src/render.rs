@@ -257,7 +257,9 @@ pub fn status(s: &StatusResponse) {
         (None, None) => {}
         (None, Some(next)) => println!("\nrestore drill: none yet, next {}", when(next)),
         (Some(last), next) => {
-            let next = next.map(|t| format!(", next {}", when(t))).unwrap_or_default();
+            let next = next
+                .map(|t| format!(", next {}", when(t)))
+                .unwrap_or_default();
             let at = last.finished_at.map(when).unwrap_or_else(|| "-".into());
             println!("\nrestore drill: {} {at}{next}", last.state);
             drill_lines(&last.drill);

@@ -76,10 +76,9 @@ pub fn notice_for(config: &NotifyConfig, host: &str, job: &JobInfo) -> Option<No
     for r in &job.drill {
         match (&r.error, r.rto_seconds) {
             (Some(e), _) => text.push_str(&format!("Drill: {} FAILED: {e}\n", r.copy)),
-            (None, Some(rto)) => text.push_str(&format!(
-                "Drill: {} recovered in {rto:.1} s\n",
-                r.copy
-            )),
+            (None, Some(rto)) => {
+                text.push_str(&format!("Drill: {} recovered in {rto:.1} s\n", r.copy))
+            }
             (None, None) => {}
         }
     }

@@ -33,9 +33,12 @@ use crate::config::{Config, CronSpec};
 use crate::queue::Queue;
 use crate::state::RunRecord;
 
-/// The first time strictly after `after` that `cron` matches.
+/// The first time strictly after `after` that `cron` matches, in whole seconds (croner
+/// keeps `after`'s fraction of a second when the pattern names seconds).
 pub fn next_fire(cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after, false).ok()
+    use chrono::Timelike;
+    let t = cron.find_next_occurrence(&after, false).ok()?;
+    Some(t.with_nanosecond(0).unwrap_or(t))
 }
 
 /// The shortest gap between the next few fires of `cron` after `from`.

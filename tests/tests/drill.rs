@@ -99,7 +99,11 @@ fn a_scheduled_drill_restores_the_latest_copies_and_reports_their_rto() {
         (s["next_drill"].as_str().is_some()).then_some(s)
     });
     assert_eq!(
-        status["next_drill"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap(),
+        status["next_drill"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap(),
         at,
         "{status}"
     );
@@ -119,7 +123,10 @@ fn a_scheduled_drill_restores_the_latest_copies_and_reports_their_rto() {
     let rto = mysql["rto_seconds"].as_f64().unwrap();
     assert!(rto > mysql["restore_seconds"].as_f64().unwrap(), "{mysql}");
     let checks = mysql["checks"].to_string();
-    assert!(checks.contains("CHECK TABLE: 2 tables of shop OK"), "{checks}");
+    assert!(
+        checks.contains("CHECK TABLE: 2 tables of shop OK"),
+        "{checks}"
+    );
     assert!(checks.contains("probe query: 1 rows"), "{checks}");
     // The latest copy: the hourly incremental, restored on its full.
     assert!(
@@ -143,7 +150,11 @@ fn a_scheduled_drill_restores_the_latest_copies_and_reports_their_rto() {
     let got = sample(&m, "twindb_verify_restore_seconds", "kind=\"mysql\"").unwrap();
     assert!((got - rto).abs() < 1e-6, "{got} vs {rto}");
     assert!(sample(&m, "twindb_verify_restore_seconds", "kind=\"files\"").is_some());
-    let last = sample(&m, "twindb_verify_last_success_timestamp_seconds", "kind=\"mysql\"");
+    let last = sample(
+        &m,
+        "twindb_verify_last_success_timestamp_seconds",
+        "kind=\"mysql\"",
+    );
     assert!(last.unwrap() >= at.timestamp() as f64, "{m}");
     assert_eq!(d.stop(), 0);
 }
@@ -154,7 +165,11 @@ fn a_drill_over_a_damaged_copy_fails_notifies_and_counts() {
     let src = t.path().join("src");
     make_tree(&src);
     // Big enough that the damage is inside the tar's data, not in its padding.
-    fs::write(src.join("big.bin"), twindb_tests::pseudo_random(256 * 1024, 7)).unwrap();
+    fs::write(
+        src.join("big.bin"),
+        twindb_tests::pseudo_random(256 * 1024, 7),
+    )
+    .unwrap();
     let hook = HttpSink::start();
     let port = free_port();
     let config = files_config(
@@ -199,10 +214,7 @@ fn a_drill_over_a_damaged_copy_fails_notifies_and_counts() {
     });
     let body = req.json();
     assert_eq!(body["event"], "verify_failed", "{body}");
-    assert!(
-        body["text"].as_str().unwrap().contains("Drill: "),
-        "{body}"
-    );
+    assert!(body["text"].as_str().unwrap().contains("Drill: "), "{body}");
     let m = metrics(port);
     assert_eq!(
         sample(&m, "twindb_verify_failures_total", "kind=\"files\""),

@@ -168,8 +168,7 @@ pub struct GpgSection {
 /// cannot drift from what `load` accepts; the docs tests compare it with docs/config.md.
 pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
     use super::{
-        clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection,
-        verify::VerifySection,
+        clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection, verify::VerifySection,
     };
     vec![
         ("daemon", fields_of::<DaemonSection>()),

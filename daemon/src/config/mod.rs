@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use twindb_proto::RunType;
 
 pub use self::clone::CloneConfig;
-pub use self::verify::VerifyConfig;
 pub use self::file::keys;
 pub use self::gcs::GcsConfig;
 pub use self::gpg::GpgConfig;
@@ -36,6 +35,7 @@ pub use self::ops::{
 };
 pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
+pub use self::verify::VerifyConfig;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
 pub const DEFAULT_SOCKET: &str = "/run/twindb/twindbd.sock";

@@ -47,7 +47,12 @@ impl Validator<'_> {
         has_dirs: bool,
     ) -> VerifyConfig {
         let Some(v) = v else {
-            return VerifyConfig::default();
+            // `twindbctl verify drill` without a [verify] section drills what is backed up.
+            return VerifyConfig {
+                mysql: backup_mysql,
+                files: has_dirs,
+                ..VerifyConfig::default()
+            };
         };
         let schedule = v
             .schedule
@@ -115,5 +120,42 @@ impl Validator<'_> {
             probe_sql: v.probe_sql,
             scratch_dir,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn parse(extra: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"local\"\n\n[local]\npath = \"/var/backup\"\n\n{extra}"
+        );
+        crate::config::parse(std::path::Path::new("/etc/twindb/twindb.toml"), &text)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_drill_schedule_parses_and_defaults_follow_what_is_backed_up() {
+        let c = parse("[verify]\nschedule = \"0 30 4 * * SUN\"\n").unwrap();
+        assert_eq!(c.verify.schedule.unwrap().written, "0 30 4 * * SUN");
+        assert!(c.verify.files && !c.verify.mysql);
+        let c = parse("").unwrap();
+        assert!(c.verify.schedule.is_none() && c.verify.files);
+    }
+
+    #[test]
+    fn bad_drill_settings_name_the_key_and_line() {
+        let err = parse("[verify]\nschedule = \"every sunday\"\n").unwrap_err();
+        assert!(err.contains("twindb.toml:11: [verify] schedule:"), "{err}");
+        let err = parse("[verify]\nmysql = true\n").unwrap_err();
+        assert!(err.contains("[verify] mysql: a MySQL drill needs"), "{err}");
+        let err = parse("[verify]\nprobe_sql = \"SELECT 1\"\n").unwrap_err();
+        assert!(
+            err.contains("[verify] probe_sql: checks of the restored server"),
+            "{err}"
+        );
+        let err = parse("[verify]\nfiles = false\nschedule = \"@daily\"\n").unwrap_err();
+        assert!(err.contains("a drill with nothing to restore"), "{err}");
+        let err = parse("[verify]\nretries = 3\n").unwrap_err();
+        assert!(err.contains("retries"), "{err}");
     }
 }

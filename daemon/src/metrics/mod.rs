@@ -384,10 +384,35 @@ impl Metrics {
                 .with_label_values(&kind)
                 .set(chrono::Utc::now().timestamp() as f64);
             if let Some(rto) = report.rto_seconds {
-                self.verify_restore_seconds.with_label_values(&kind).set(rto);
+                self.verify_restore_seconds
+                    .with_label_values(&kind)
+                    .set(rto);
             }
         } else {
             self.verify_failures_total.with_label_values(&kind).inc();
+        }
+    }
+
+    /// The last drill as `state.json` kept it: the drill gauges survive a restart, so
+    /// "no successful drill in 8 days" does not start over with each start.
+    pub fn refresh_drill(&self, last: Option<&JobInfo>) {
+        let Some(job) = last else {
+            return;
+        };
+        let Some(at) = job.finished_at else {
+            return;
+        };
+        for r in job.drill.iter().filter(|r| r.success) {
+            let kind = [r.kind.as_str()];
+            let last = self.verify_last_success.with_label_values(&kind);
+            if last.get() < at.timestamp() as f64 {
+                last.set(at.timestamp() as f64);
+                if let Some(rto) = r.rto_seconds {
+                    self.verify_restore_seconds
+                        .with_label_values(&kind)
+                        .set(rto);
+                }
+            }
         }
     }
 

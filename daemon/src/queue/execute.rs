@@ -110,7 +110,10 @@ pub(super) async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcom
                     failures.join("; ")
                 ));
             }
-            Ok(done(copies, Some(format!("restore drill passed: {summary}"))))
+            Ok(done(
+                copies,
+                Some(format!("restore drill passed: {summary}")),
+            ))
         }
         (Work::Verify(req), _) => {
             let report = crate::verify::verify_mysql(

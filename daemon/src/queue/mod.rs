@@ -247,12 +247,10 @@ impl Queue {
 
     /// Enqueues a restore drill, unless one is already queued or running.
     pub fn enqueue_drill(&self) -> Result<Arc<Job>, QueueError> {
-        if let Some(job) = self
-            .jobs
-            .lock()
-            .expect("jobs lock")
-            .iter()
-            .find(|j| matches!(&j.work, Work::Verify(r) if r.drill) && !j.info().state.is_final())
+        if let Some(job) =
+            self.jobs.lock().expect("jobs lock").iter().find(|j| {
+                matches!(&j.work, Work::Verify(r) if r.drill) && !j.info().state.is_final()
+            })
         {
             return Ok(job.clone());
         }

@@ -67,7 +67,10 @@ struct Tally {
 }
 
 async fn compare(engine: &Engine, key: &str, root: PathBuf, ctx: &JobCtx) -> Result<Tally, String> {
-    let status = engine.status_for_key(key).await.map_err(|e| e.to_string())?;
+    let status = engine
+        .status_for_key(key)
+        .await
+        .map_err(|e| e.to_string())?;
     let meta = find_copy(&status, key, "files").map_err(|e| e.to_string())?;
     let tally = Arc::new(Mutex::new(Tally::default()));
     let out = tally.clone();
