@@ -75,7 +75,8 @@ enum Command {
         #[command(subcommand)]
         what: RestoreCommand,
     },
-    /// Restore a MySQL copy into a scratch folder, start a throwaway server on it, check it.
+    /// Restore a MySQL copy into a scratch folder, start a throwaway server on it, check
+    /// it; or run a restore drill now.
     Verify {
         #[command(subcommand)]
         what: VerifyCommand,
@@ -158,6 +159,9 @@ enum VerifyCommand {
         #[arg(long)]
         dst: Option<PathBuf>,
     },
+    /// A restore drill now, as `[verify]` says: the latest MySQL copy and the latest
+    /// files copy of each folder, restored and checked, each with its recovery time.
+    Drill,
 }
 
 #[derive(Subcommand)]
@@ -387,6 +391,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             let req = VerifyRequest {
                 copy,
                 dst: dst.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
+                drill: false,
             };
             let enq: EnqueuedJob = client.post("/v1/verify", &req).await?;
             let bar = render::Display::new(true).follower();
@@ -396,11 +401,36 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 restore_seconds: 0.0,
                 success: false,
                 error: info.error.clone(),
+                kind: twindb_proto::CopyKind::Mysql,
+                rto_seconds: None,
+                checks: vec![],
             });
             // The report is the output, in JSON as TwinDB printed it, with or without --json.
             let _ = json;
             render::print_json(&report);
             Ok(if report.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify {
+            what: VerifyCommand::Drill,
+        } => {
+            let req = VerifyRequest {
+                copy: None,
+                dst: None,
+                drill: true,
+            };
+            let enq: EnqueuedJob = client.post("/v1/verify", &req).await?;
+            let bar = render::Display::new(json).follower();
+            let info = client.follow(enq.job.id, |i| bar.update(i)).await?;
+            if json {
+                render::print_json(&info.drill);
+            } else {
+                render::drill(&info);
+            }
+            Ok(if info.state == twindb_proto::JobState::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -253,6 +253,45 @@ pub fn status(s: &StatusResponse) {
             println!("          last error: {e}");
         }
     }
+    match (&s.last_drill, s.next_drill) {
+        (None, None) => {}
+        (None, Some(next)) => println!("\nrestore drill: none yet, next {}", when(next)),
+        (Some(last), next) => {
+            let next = next
+                .map(|t| format!(", next {}", when(t)))
+                .unwrap_or_default();
+            let at = last.finished_at.map(when).unwrap_or_else(|| "-".into());
+            println!("\nrestore drill: {} {at}{next}", last.state);
+            drill_lines(&last.drill);
+        }
+    }
+}
+
+/// A drill's outcome: a line per copy, with its recovery time or its error.
+pub fn drill(info: &JobInfo) {
+    println!("restore drill {}", info.state);
+    drill_lines(&info.drill);
+    if info.drill.is_empty() {
+        if let Some(e) = &info.error {
+            println!("  {e}");
+        }
+    }
+}
+
+fn drill_lines(reports: &[twindb_proto::VerifyReport]) {
+    for r in reports {
+        match (&r.error, r.rto_seconds) {
+            (None, Some(rto)) => println!(
+                "  {:<6} {}: recovered in {rto:.1} s (restore {:.1} s); {}",
+                r.kind.as_str(),
+                r.copy,
+                r.restore_seconds,
+                r.checks.join("; ")
+            ),
+            (Some(e), _) => println!("  {:<6} {}: FAILED: {e}", r.kind.as_str(), r.copy),
+            (None, None) => println!("  {:<6} {}: ok", r.kind.as_str(), r.copy),
+        }
+    }
 }
 
 /// Where progress goes: bars on a terminal, plain lines otherwise, nothing with --json.

@@ -207,6 +207,9 @@ pub struct JobInfo {
     /// The outcome of a verify job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
+    /// A restore drill's outcome: one report per copy it restored and checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drill: Vec<VerifyReport>,
     /// What files copies left out on purpose (`[source] exclude`, `exclude_caches`,
     /// `one_file_system`), one entry per copy that left something out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -233,6 +236,21 @@ pub struct VerifyReport {
     pub restore_seconds: f64,
     pub success: bool,
     pub error: Option<String>,
+    /// `"mysql"` or `"files"`. Reports written before drills existed are MySQL's.
+    #[serde(default = "mysql_kind")]
+    pub kind: CopyKind,
+    /// The recovery time measured: seconds from the start of the restore until the
+    /// restored server accepted queries (MySQL), or until every file was restored
+    /// (files). Absent when the copy did not restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_seconds: Option<f64>,
+    /// What was checked beyond the restore, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+}
+
+fn mysql_kind() -> CopyKind {
+    CopyKind::Mysql
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +261,10 @@ pub struct VerifyRequest {
     /// Absolute path, absent or empty; a scratch folder in state_dir when absent.
     #[serde(default)]
     pub dst: Option<String>,
+    /// A restore drill: what `[verify]` says (the latest MySQL copy and the latest
+    /// files copy of each folder, with its checks) instead of one copy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 /// One line of `GET /v1/jobs/{id}/events` (newline-delimited JSON).
@@ -418,6 +440,12 @@ pub struct StatusResponse {
     pub running: Vec<JobInfo>,
     pub queued: Vec<JobInfo>,
     pub run_types: Vec<RunTypeStatus>,
+    /// The last restore drill that finished, if any ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<JobInfo>,
+    /// When the next drill fires (`[verify] schedule`), if drills are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drill: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -92,6 +92,9 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         .metrics
         .refresh(&app.state.kind_records(), &app.queue.active());
     engine.metrics.refresh_throttle(&engine.throttle);
+    engine
+        .metrics
+        .refresh_drill(app.state.last_drill().as_ref());
     (
         [("content-type", crate::metrics::CONTENT_TYPE)],
         engine.metrics.render(),
@@ -151,6 +154,13 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
             .filter(|j| j.state == twindb_proto::JobState::Queued)
             .collect(),
         run_types,
+        last_drill: app.state.last_drill(),
+        next_drill: engine
+            .config
+            .verify
+            .schedule
+            .as_ref()
+            .and_then(|s| crate::scheduler::next_fire(&s.cron, now)),
     })
 }
 
@@ -547,6 +557,17 @@ async fn verify(State(app): State<AppState>, Json(mut req): Json<VerifyRequest>)
             "bad_request",
             "dst must be an absolute path".into(),
         );
+    }
+    if req.drill {
+        let v = &app.engine().config.verify;
+        if !v.mysql && !v.files {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "a drill with nothing to restore: set [verify] mysql or files".into(),
+            );
+        }
+        return accepted(app.queue.enqueue_drill());
     }
     if app.engine().config.mysql.is_none() {
         return error(

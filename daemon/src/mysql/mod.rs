@@ -306,6 +306,29 @@ impl Server {
             .map_err(|e| self.err(e))
     }
 
+    /// `CHECK TABLE`'s verdict lines, `(Msg_type, Msg_text)`: a sound table has one
+    /// `status` line saying `OK` (warnings and notes may come before it).
+    pub async fn check_table(
+        &mut self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, MysqlError> {
+        let sql = format!(
+            "CHECK TABLE `{}`.`{}`",
+            schema.replace('`', "``"),
+            table.replace('`', "``")
+        );
+        let rows: Vec<(String, String, String, String)> =
+            self.conn.query(sql).await.map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(|(_, _, t, m)| (t, m)).collect())
+    }
+
+    /// How many rows `sql` returns (a drill's probe).
+    pub async fn count_rows(&mut self, sql: &str) -> Result<usize, MysqlError> {
+        let rows: Vec<mysql_async::Row> = self.conn.query(sql).await.map_err(|e| self.err(e))?;
+        Ok(rows.len())
+    }
+
     pub async fn disconnect(self) {
         let _ = self.conn.disconnect().await;
     }

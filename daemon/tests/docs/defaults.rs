@@ -599,6 +599,40 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 _ => return Err("no case in this test".into()),
             }
         }
+        ("verify", k) => {
+            // An empty section: what a key left out gets (the same as no section).
+            let v = s.ok("local", "[verify]\n").verify;
+            match k {
+                "schedule" => some_or_none(v.schedule.map(|c| c.written)),
+                "mysql" => {
+                    words("`[source] backup_mysql`")?;
+                    let on = with_mysql(&format!(
+                        "[mysql]\nmysql_defaults_file = \"{}/my.cnf\"\n\n[verify]\n",
+                        s.path().display()
+                    ))?
+                    .verify
+                    .mysql;
+                    if v.mysql || !on {
+                        return Err(format!("without MySQL {}, with it {on}", v.mysql));
+                    }
+                    return Ok(String::new());
+                }
+                "files" => {
+                    words("`true` when `backup_dirs` is not empty")?;
+                    v.files.to_string()
+                }
+                "check_schemas" => array(v.check_schemas),
+                "probe_sql" => some_or_none(v.probe_sql),
+                "scratch_dir" => {
+                    words("`[daemon] state_dir`")?;
+                    return match v.scratch_dir {
+                        None => Ok(String::new()),
+                        Some(p) => Err(p.display().to_string()),
+                    };
+                }
+                _ => return Err("no case in this test".into()),
+            }
+        }
         _ => return Err("no case in this test".into()),
     };
     Ok(value)
