@@ -33,6 +33,8 @@ pub struct AppState {
     pub queue: Arc<Queue>,
     pub state: Arc<StateStore>,
     pub started_at: DateTime<Utc>,
+    /// The binlog streamer's state (idle when streaming is off).
+    pub binlog: Arc<crate::binlog::Shared>,
 }
 
 impl AppState {
@@ -91,6 +93,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     engine
         .metrics
         .refresh(&app.state.kind_records(), &app.queue.active());
+    engine.metrics.binlog_lag(app.binlog.lag());
     (
         [("content-type", crate::metrics::CONTENT_TYPE)],
         engine.metrics.render(),

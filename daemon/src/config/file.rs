@@ -17,6 +17,7 @@ pub struct ConfigFile {
     pub intervals: Option<IntervalsSection>,
     pub ssh: Option<super::ssh::SshSection>,
     pub clone: Option<super::clone::CloneSection>,
+    pub binlog: Option<super::binlog::BinlogSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub s3: Option<super::s3::S3Section>,
@@ -159,7 +160,9 @@ pub struct GpgSection {
 /// order of [`ConfigFile`]'s fields. Read from the serde structs themselves, so the list
 /// cannot drift from what `load` accepts; the docs tests compare it with docs/config.md.
 pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
-    use super::{clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection};
+    use super::{
+        binlog::BinlogSection, clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection,
+    };
     vec![
         ("daemon", fields_of::<DaemonSection>()),
         ("source", fields_of::<SourceSection>()),
@@ -170,6 +173,7 @@ pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("intervals", fields_of::<IntervalsSection>()),
         ("ssh", fields_of::<SshSection>()),
         ("clone", fields_of::<CloneSection>()),
+        ("binlog", fields_of::<BinlogSection>()),
         ("s3", fields_of::<S3Section>()),
         ("gcs", fields_of::<GcsSection>()),
         ("gpg", fields_of::<GpgSection>()),

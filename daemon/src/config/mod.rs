@@ -5,6 +5,7 @@
 //! that the user fixes them all in one go. Every error names the file, the line and
 //! the key. Relative paths resolve against the config file's folder.
 
+mod binlog;
 mod clone;
 mod file;
 mod gcs;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::binlog::BinlogConfig;
 pub use self::clone::CloneConfig;
 pub use self::file::keys;
 pub use self::gcs::GcsConfig;
@@ -65,6 +67,8 @@ pub struct Config {
     pub gpg: Option<GpgConfig>,
     /// `twindbctl clone mysql`: `[clone]`, with defaults when the section is absent.
     pub clone: CloneConfig,
+    /// `[binlog]`: continuous binlog streaming; off unless enabled with backup_mysql.
+    pub binlog: BinlogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +269,7 @@ impl Validator<'_> {
         let export = self.export(raw.export);
         let notify = self.notify(raw.notify, &daemon.hostname);
         let gpg = raw.gpg.and_then(|g| self.gpg(g));
+        let binlog = self.binlog(raw.binlog, backup_mysql);
         Config {
             file: self.file.to_path_buf(),
             daemon,
@@ -282,6 +287,7 @@ impl Validator<'_> {
             warnings: Vec::new(),
             gpg,
             clone,
+            binlog,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Names are documented in docs/operations.md; docs/grafana-dashboard.json and
 //! docs/prometheus-alerts.yml use them.
 
+mod binlog;
 pub mod datadog;
 pub mod statsd;
 
@@ -58,6 +59,7 @@ pub struct Metrics {
     restores_total: CounterVec,
     retention_deleted_total: CounterVec,
     notification_failures_total: CounterVec,
+    binlog: binlog::BinlogMetrics,
     /// Every metric registered, with its label names: see [`Metrics::descriptions`].
     descriptions: Vec<(String, Vec<String>)>,
 }
@@ -196,6 +198,7 @@ impl Metrics {
                 "Notifications that could not be sent, by channel (email, webhook, datadog, statsd).",
                 &["channel"],
             ),
+            binlog: binlog::BinlogMetrics::new(&gauge, &counter),
             registry: registry.clone(),
             descriptions: vec![],
         };

@@ -218,6 +218,7 @@ mod tests {
             name,
             first_event: t0() + Duration::minutes(first),
             server_id: Some(1),
+            segment: None,
         });
         c
     }
