@@ -162,3 +162,136 @@ fn streamed_segments_are_the_servers_files_byte_for_byte() {
     }
     d.stop();
 }
+
+/// A row every ~50 ms, each carrying its commit time, through one client session.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(db: &MariaDb) -> Writer {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        db.sql(
+            "CREATE DATABASE IF NOT EXISTS app; \
+             CREATE TABLE app.w(id INT AUTO_INCREMENT PRIMARY KEY, t DATETIME(3)) ENGINE=InnoDB",
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut client = Command::new("mariadb")
+            .arg("-uroot")
+            .arg(format!("--socket={}", db.socket.display()))
+            .arg("--force")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut stdin = client.stdin.take().unwrap();
+            while !flag.load(Ordering::SeqCst) {
+                if writeln!(stdin, "INSERT INTO app.w(t) VALUES (NOW(3));").is_err()
+                    || stdin.flush().is_err()
+                {
+                    break;
+                }
+                // The write load itself, not a synchronisation.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(stdin);
+            let _ = client.kill();
+            let _ = client.wait();
+        });
+        Writer { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
+}
+
+/// The end of the point-in-time window `ls --pitr` shows, once it passes `after`.
+fn wait_window_past(d: &Daemon, after: chrono::DateTime<chrono::Utc>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pitr = d.ctl(&["--json", "ls", "--pitr"]).success().json();
+        let to = pitr["windows"]
+            .as_array()
+            .and_then(|w| w.last())
+            .and_then(|w| w["to"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if to.is_some_and(|t| t > after) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window did not pass {after}: {pitr}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn run_ok(d: &Daemon, args: &[&str]) {
+    let mut all = vec!["--json", "run"];
+    all.extend_from_slice(args);
+    for j in d.ctl(&all).success().json().as_array().unwrap() {
+        assert_eq!(j["state"], "succeeded", "{j}");
+    }
+}
+
+/// Restores the newest full copy plus the stream to `--until latest` into `dst` and
+/// starts a server on it.
+fn restore_latest(d: &Daemon, dst: &Path) -> MariaDb {
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        "--until",
+        "latest",
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
+    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
+    MariaDb::start_restored(dst)
+}
+
+#[test]
+fn a_lost_server_loses_at_most_max_lag_of_writes() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    let t = scratch();
+    let max_lag = 2;
+    let d = Daemon::start(&stream_config(
+        t.path(),
+        &db,
+        &format!("[binlog]\nenabled = true\nmax_lag = \"{max_lag}s\"\n"),
+    ));
+    let writer = Writer::start(&db);
+    run_ok(&d, &["daily"]);
+    wait_window_past(&d, chrono::Utc::now() + chrono::Duration::seconds(3));
+
+    // The host is lost: kill -9, and its datadir is gone.
+    let killed_at = chrono::Local::now().naive_local();
+    drop(db);
+    writer.stop();
+
+    let restored = restore_latest(&d, &t.path().join("restored"));
+    let rows = restored.sql("SELECT COUNT(*), MAX(id), MAX(t) FROM app.w");
+    let f: Vec<&str> = rows.split('\t').collect();
+    assert_eq!(f[0], f[1], "no row missing before the newest: {rows}");
+    let newest = chrono::NaiveDateTime::parse_from_str(f[2], "%Y-%m-%d %H:%M:%S%.3f").unwrap();
+    let loss = (killed_at - newest).num_milliseconds() as f64 / 1000.0;
+    println!("measured loss: {loss:.3} s of writes (max_lag {max_lag} s)");
+    assert!(
+        loss <= (max_lag + 2) as f64,
+        "rows committed {loss} s before the kill are missing\n{}",
+        d.log_text()
+    );
+    restored.stop();
+    d.stop();
+}
