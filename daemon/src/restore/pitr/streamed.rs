@@ -17,7 +17,7 @@ fn file_key(c: &CopyMeta) -> Option<FileKey> {
 
 /// The segments of one streamed file in order, as far as they follow each other from
 /// offset 0.
-fn contiguous<'a>(mut segments: Vec<&'a CopyMeta>) -> Vec<&'a CopyMeta> {
+fn contiguous(mut segments: Vec<&CopyMeta>) -> Vec<&CopyMeta> {
     segments.sort_by_key(|c| c.segment().map(|(_, s)| s.start));
     let mut end = 0;
     let mut out = Vec::new();
