@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use twindb_tests::mariadb::{self, mysql_config, MariaDb};
+use twindb_tests::servers::S3Server;
 use twindb_tests::*;
 
 const STREAM: &str = "[binlog]\nenabled = true\nmax_lag = \"1s\"\nsegment_size = \"8KiB\"\n";
@@ -175,7 +176,7 @@ impl Writer {
         use std::sync::atomic::Ordering;
         db.sql(
             "CREATE DATABASE IF NOT EXISTS app; \
-             CREATE TABLE app.w(id INT AUTO_INCREMENT PRIMARY KEY, t DATETIME(3)) ENGINE=InnoDB",
+             CREATE TABLE IF NOT EXISTS app.w(id INT AUTO_INCREMENT PRIMARY KEY, t DATETIME(3)) ENGINE=InnoDB",
         );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut client = Command::new("mariadb")
@@ -293,5 +294,140 @@ fn a_lost_server_loses_at_most_max_lag_of_writes() {
         d.log_text()
     );
     restored.stop();
+    d.stop();
+}
+
+fn soon(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::seconds(secs)
+}
+
+/// Once the stream holds a last row written now, the table restored to `--until
+/// latest` is the source's, row for row: no event lost, none replayed twice (a
+/// duplicate would also fail the replay on the primary key).
+fn assert_restores_the_source(d: &Daemon, db: &MariaDb, objects: &Path, dst: &Path) {
+    db.sql("INSERT INTO app.w(t) VALUES (NOW(3))");
+    wait_caught_up(d, objects, db);
+    let source = db.fingerprint(&["app.w"]);
+    let restored = restore_latest(d, dst);
+    assert_eq!(restored.fingerprint(&["app.w"]), source, "{}", d.log_text());
+    restored.stop();
+    assert!(!d.log_text().contains("gap"), "{}", d.log_text());
+}
+
+/// Waits until the stored segments reach the server's current position.
+fn wait_caught_up(d: &Daemon, objects: &Path, db: &MariaDb) {
+    let status = db.sql("SHOW MASTER STATUS");
+    let mut f = status.split('\t');
+    let (file, pos): (String, usize) =
+        (f.next().unwrap().into(), f.next().unwrap().parse().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while streamed_files(d, objects).get(&file).map_or(0, Vec::len) < pos {
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not reach {file}:{pos}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the daemon's log, past `from`, says `what`.
+fn wait_log(d: &Daemon, from: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !d.log_text().get(from..).unwrap_or_default().contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in the log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_stream_resumes_after_a_server_restart_and_a_destination_outage() {
+    if !mariadb::available() {
+        return;
+    }
+    let Some(mut s3) = S3Server::start() else {
+        return;
+    };
+    let db = MariaDb::start();
+    let t = scratch();
+    let config = stream_config(
+        t.path(),
+        &db,
+        "[binlog]\nenabled = true\nmax_lag = \"1s\"\n",
+    );
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "backup_destination = \"local\"",
+            "backup_destination = \"s3\"",
+        )
+        .replace(
+            &format!("[local]\npath = \"{}/backups\"\n", t.path().display()),
+            &s3.config_section(""),
+        );
+    fs::write(&config, text).unwrap();
+    let d = Daemon::start(&config);
+    let w = Writer::start(&db);
+    run_ok(&d, &["daily"]);
+    wait_window_past(&d, soon(2));
+
+    // The server restarts: the file it wrote ends with a STOP event, a new one begins.
+    w.stop();
+    let db = db.restart();
+    let w = Writer::start(&db);
+    wait_window_past(&d, soon(2));
+
+    // The destination goes away while events keep coming, then comes back.
+    let from = d.log_text().len();
+    s3.stop();
+    wait_log(&d, from, "binlog stream stopped; retrying");
+    s3.restart();
+    wait_window_past(&d, soon(2));
+    w.stop();
+    let objects = s3.root().join(twindb_tests::servers::BUCKET);
+    assert_restores_the_source(&d, &db, &objects, &t.path().join("restored"));
+    d.stop();
+}
+
+#[test]
+fn restarting_twindbd_neither_duplicates_nor_loses_events() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    let t = scratch();
+    let config = stream_config(
+        t.path(),
+        &db,
+        "[binlog]\nenabled = true\nmax_lag = \"1s\"\n",
+    );
+    let d = Daemon::start(&config);
+    let w = Writer::start(&db);
+    run_ok(&d, &["daily"]);
+    wait_window_past(&d, soon(2));
+    assert_eq!(d.stop(), 0, "SIGTERM");
+    let d = Daemon::start(&config);
+    wait_window_past(&d, soon(2));
+    d.stop();
+    // Killed (SIGKILL) mid-upload of a segment, once it is stored, and before it is
+    // recorded: the next start resumes from the last recorded segment.
+    for point in [
+        "store.mid-put",
+        "store.committed",
+        "binlog.segment.before-record",
+    ] {
+        let d = Daemon::start_with_env(&config, &[("TWINDB_CRASH_AT", point)]);
+        let code = d.wait_exit();
+        assert_eq!(code, -1, "{point}: killed by its signal");
+    }
+    let d = Daemon::start(&config);
+    wait_window_past(&d, soon(2));
+    w.stop();
+    let objects = t.path().join("backups");
+    assert_restores_the_source(&d, &db, &objects, &t.path().join("restored"));
     d.stop();
 }
