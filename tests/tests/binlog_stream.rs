@@ -152,6 +152,30 @@ fn streamed_segments_are_the_servers_files_byte_for_byte() {
     .to_string();
     assert!(last.contains("in the open file"), "{last}");
 
+    // `status` shows the streamer where the server writes.
+    let status = d.ctl(&["--json", "status"]).success().json();
+    let stream = &status["binlog_stream"];
+    assert_eq!(stream["state"], "running", "{status}");
+    assert_eq!(
+        stream["file"].as_str(),
+        names.last().map(String::as_str),
+        "{status}"
+    );
+    assert_eq!(
+        stream["position"].as_u64(),
+        Some(
+            fs::metadata(db.datadir.join(names.last().unwrap()))
+                .unwrap()
+                .len()
+        ),
+        "{status}"
+    );
+    let text = d.ctl(&["status"]).success().stdout;
+    assert!(
+        text.contains("binlog stream: running at mysql-bin."),
+        "{text}"
+    );
+
     // The periodic binlog job copies none of the files streamed whole.
     let out = d
         .ctl(&["--json", "run", "hourly", "--binlogs-only"])

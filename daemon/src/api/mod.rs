@@ -153,6 +153,17 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
             .filter(|j| j.state == twindb_proto::JobState::Queued)
             .collect(),
         run_types,
+        binlog_stream: engine.config.binlog.enabled.then(|| {
+            let b = app.binlog.get();
+            twindb_proto::BinlogStreamStatus {
+                state: if b.running { "running" } else { "retrying" }.into(),
+                file: b.file,
+                position: b.pos,
+                lag_seconds: app.binlog.lag().as_secs_f64(),
+                last_error: b.last_error,
+                last_error_at: b.last_error_at,
+            }
+        }),
     })
 }
 

@@ -198,6 +198,7 @@ impl Session<'_> {
         seg.commit(self.engine, c.gtid.render(), last).await?;
         spool.release();
         self.shared.lag_since(None);
+        self.shared.update(|s| s.last_error = None);
         self.engine.metrics.binlog_segment_stored(bytes);
         Ok(())
     }
