@@ -173,3 +173,116 @@ fn first_unstored(status: &Status, id: &ServerIdentity) -> String {
         .map(|(_, n)| n.clone())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+    use twindb_proto::CopyKind;
+
+    use super::*;
+    use crate::status::{BinlogMeta, SegmentMeta};
+
+    fn t0() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+    }
+
+    fn segment(name: &str, born_min: i64, start: u64, end: u64, last: bool) -> CopyMeta {
+        CopyMeta {
+            key: format!("h/binlog/stream/u/{name}/{start:020}"),
+            kind: CopyKind::Binlog,
+            run_type: None,
+            backup_type: None,
+            parent: None,
+            host: "h".into(),
+            source: String::new(),
+            started: t0(),
+            finished: t0(),
+            source_size: end - start,
+            size: end - start,
+            sha256: String::new(),
+            modifiers: vec![],
+            mysql: None,
+            binlog: Some(BinlogMeta {
+                name: name.into(),
+                first_event: t0() + Duration::minutes(born_min),
+                server_id: Some(1),
+                segment: Some(SegmentMeta {
+                    server_uuid: "u".into(),
+                    start,
+                    end,
+                    first_event_time: t0(),
+                    last_event_time: t0(),
+                    gtid: Some("0-1-7".into()),
+                    last,
+                }),
+            }),
+            local: None,
+            twindb: None,
+        }
+    }
+
+    fn server(names: &[&str]) -> ServerIdentity {
+        ServerIdentity {
+            server_uuid: "u".into(),
+            server_id: 1,
+            checksum_len: 4,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            dir: None,
+        }
+    }
+
+    fn status(copies: Vec<CopyMeta>) -> Status {
+        Status {
+            copies,
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn first_start_begins_at_the_oldest_file() {
+        let s = start(&status(vec![]), &server(&["b.000002", "b.000003"]), None);
+        assert_eq!((s.file.as_str(), s.pos, s.gap), ("b.000002", 4, None));
+    }
+
+    #[test]
+    fn resumes_after_the_newest_stored_byte_of_this_server() {
+        let st = status(vec![
+            segment("b.000002", 0, 0, 100, false),
+            segment("b.000002", 0, 100, 250, false),
+        ]);
+        let s = start(&st, &server(&["b.000002"]), None);
+        assert_eq!((s.file.as_str(), s.pos), ("b.000002", 250));
+        assert_eq!(s.file_id.unwrap().first_event, t0());
+        assert_eq!(s.gtid.render().as_deref(), Some("0-1-7"));
+        assert!(s.gap.is_none());
+        // Another server's segments are not this one's history.
+        let mut other = server(&["b.000002"]);
+        other.server_uuid = "v".into();
+        assert_eq!(start(&st, &other, None).pos, 4);
+    }
+
+    #[test]
+    fn a_file_stored_whole_goes_on_with_the_next() {
+        let st = status(vec![segment("b.000002", 0, 0, 300, true)]);
+        let s = start(&st, &server(&["b.000002", "b.000003"]), None);
+        assert_eq!((s.file.as_str(), s.pos, s.gap), ("b.000003", 4, None));
+    }
+
+    #[test]
+    fn a_position_the_server_no_longer_has_is_a_gap() {
+        let st = status(vec![segment("b.000002", 0, 0, 100, false)]);
+        let s = start(&st, &server(&["b.000005", "b.000006"]), None);
+        assert_eq!((s.file.as_str(), s.pos), ("b.000005", 4));
+        assert!(s.gap.unwrap().contains("no longer has b.000002"));
+        // The next file purged too, after a whole one.
+        let st = status(vec![segment("b.000002", 0, 0, 300, true)]);
+        let s = start(&st, &server(&["b.000004"]), None);
+        assert!(s.gap.is_some());
+        // A file of the same name that began at another time (RESET MASTER).
+        let st = status(vec![segment("b.000002", 0, 0, 100, false)]);
+        let other = start(&st, &server(&["b.000002"]), None).file_id.unwrap();
+        let s = start(&st, &server(&["b.000001", "b.000002"]), Some(&other));
+        assert_eq!((s.file.as_str(), s.pos), ("b.000001", 4));
+        assert!(s.gap.unwrap().contains("began at another time"));
+    }
+}

@@ -85,6 +85,8 @@ impl Validator<'_> {
 mod tests {
     use std::path::Path;
 
+    use super::super::{parse, Config, ConfigErrors};
+
     const BASE: &str = r#"
 [daemon]
 state_dir = "state"
@@ -101,18 +103,32 @@ backup_destination = "local"
 path = "/backups"
 "#;
 
-    fn parse(extra: &str) -> Result<super::super::Config, super::super::ConfigErrors> {
-        super::super::parse(Path::new("/etc/twindb/t.toml"), &format!("{BASE}{extra}"))
+    /// BASE, a `[mysql]` section with a defaults file that exists, then `extra`.
+    fn config(extra: &str) -> (String, Result<Config, ConfigErrors>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cnf = dir.path().join("my.cnf");
+        std::fs::write(&cnf, "[client]\nuser=root\n").unwrap();
+        let text = format!(
+            "{BASE}\n[mysql]\nmysql_defaults_file = \"{}\"\n{extra}",
+            cnf.display()
+        );
+        let parsed = parse(Path::new("/etc/twindb/t.toml"), &text);
+        (text, parsed)
+    }
+
+    fn line_of(text: &str, what: &str) -> usize {
+        text.lines().position(|l| l.starts_with(what)).unwrap() + 1
     }
 
     #[test]
     fn defaults_and_units() {
-        let c = parse("").unwrap();
+        let c = config("").1.unwrap();
         assert!(!c.binlog.enabled);
         assert_eq!(c.binlog.max_lag.as_secs(), 10);
         assert_eq!(c.binlog.segment_size, 16 << 20);
-        let c =
-            parse("[binlog]\nenabled = true\nmax_lag = \"2s\"\nsegment_size = \"1MiB\"\n").unwrap();
+        let c = config("[binlog]\nenabled = true\nmax_lag = \"2s\"\nsegment_size = \"1MiB\"\n")
+            .1
+            .unwrap();
         assert!(c.binlog.enabled);
         assert_eq!(c.binlog.max_lag.as_secs(), 2);
         assert_eq!(c.binlog.segment_size, 1 << 20);
@@ -120,14 +136,32 @@ path = "/backups"
 
     #[test]
     fn bad_values_name_key_and_line() {
-        let err = parse("[binlog]\nmax_lag = \"0s\"\nsegment_size = \"1k\"\n")
+        let (text, parsed) = config("[binlog]\nmax_lag = \"0s\"\nsegment_size = \"1k\"\n");
+        let err = parsed.unwrap_err().to_string();
+        let at = |key: &str| format!("t.toml:{}: [binlog] {key}", line_of(&text, key));
+        assert!(err.contains(&at("max_lag")), "{err}");
+        assert!(err.contains(&at("segment_size")), "{err}");
+        let err = config("[binlog]\nlag = \"1s\"\n")
+            .1
             .unwrap_err()
             .to_string();
-        assert!(err.contains("t.toml:17: [binlog] max_lag"), "{err}");
-        assert!(err.contains("t.toml:18: [binlog] segment_size"), "{err}");
-        let err = parse("[binlog]\nlag = \"1s\"\n").unwrap_err().to_string();
         assert!(
             err.contains("[binlog] lag") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn streaming_needs_mysql_backups() {
+        let text = BASE.replace("backup_mysql = true", "backup_dirs = [\"/etc\"]");
+        let err = parse(
+            Path::new("/etc/twindb/t.toml"),
+            &format!("{text}[binlog]\nenabled = true\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("[binlog] enabled") && err.contains("backup_mysql"),
             "{err}"
         );
     }

@@ -105,3 +105,83 @@ pub(super) fn parts(status: &Status, file: &CopyMeta) -> Vec<CopyMeta> {
         .cloned()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use twindb_proto::CopyKind;
+
+    use super::*;
+    use crate::status::BinlogMeta;
+
+    fn seg(name: &str, start: u64, end: u64) -> CopyMeta {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        CopyMeta {
+            key: format!("h/binlog/stream/u/{name}/{start:020}"),
+            kind: CopyKind::Binlog,
+            run_type: None,
+            backup_type: None,
+            parent: None,
+            host: "h".into(),
+            source: String::new(),
+            started: t,
+            finished: t,
+            source_size: end - start,
+            size: 1,
+            sha256: String::new(),
+            modifiers: vec![],
+            mysql: None,
+            binlog: Some(BinlogMeta {
+                name: name.into(),
+                first_event: t,
+                server_id: Some(1),
+                segment: Some(SegmentMeta {
+                    server_uuid: "u".into(),
+                    start,
+                    end,
+                    first_event_time: t,
+                    last_event_time: t + chrono::Duration::seconds(end as i64),
+                    gtid: None,
+                    last: false,
+                }),
+            }),
+            local: None,
+            twindb: None,
+        }
+    }
+
+    #[test]
+    fn a_streamed_file_is_its_segments_that_follow_each_other_from_zero() {
+        let status = Status {
+            // Out of order, and one after a hole (never replayed).
+            copies: vec![
+                seg("b.000002", 10, 20),
+                seg("b.000002", 0, 10),
+                seg("b.000002", 30, 40),
+            ],
+            ..Status::default()
+        };
+        let files = binlog_files(&status);
+        assert_eq!(files.len(), 1);
+        let (_, s) = files[0].segment().unwrap();
+        assert_eq!((s.start, s.end), (0, 20));
+        let starts: Vec<u64> = parts(&status, &files[0])
+            .iter()
+            .map(|c| c.segment().unwrap().1.start)
+            .collect();
+        assert_eq!(starts, [0, 10]);
+    }
+
+    #[test]
+    fn a_closed_file_copy_wins_over_the_stream_of_the_same_file() {
+        let mut closed = seg("b.000002", 0, 20);
+        closed.key = "h/binlog/b.000002-2026-11-25_10_00_00".into();
+        closed.binlog.as_mut().unwrap().segment = None;
+        let status = Status {
+            copies: vec![seg("b.000002", 0, 10), closed.clone()],
+            ..Status::default()
+        };
+        assert_eq!(binlog_files(&status), vec![closed.clone()]);
+        assert_eq!(parts(&status, &closed), vec![closed]);
+    }
+}
