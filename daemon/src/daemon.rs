@@ -349,6 +349,12 @@ pub fn keep_restart_only(old: &Config, mut new: Config) -> (Config, Vec<&'static
         kept.push("[destination] keep_local_path");
         new.keep_local_path = old.keep_local_path.clone();
     }
+    // The streamer is started (or not) with the daemon; the binlog job's choices follow
+    // whether it runs.
+    if old.binlog.enabled != new.binlog.enabled {
+        kept.push("[binlog] enabled");
+        new.binlog.enabled = old.binlog.enabled;
+    }
     (new, kept)
 }
 

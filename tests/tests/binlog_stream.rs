@@ -409,12 +409,29 @@ fn the_stream_resumes_after_a_server_restart_and_a_destination_outage() {
     let from = d.log_text().len();
     s3.stop();
     wait_log(&d, from, "binlog stream stopped; retrying");
+    // The events read and not stored age: the lag shows it while the destination is away.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&d, "twindb_binlog_lag_seconds") < 1.0 {
+        assert!(Instant::now() < deadline, "no lag shown:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     s3.restart();
     wait_window_past(&d, soon(2));
     w.stop();
     let objects = s3.root().join(twindb_tests::servers::BUCKET);
     assert_restores_the_source(&d, &db, &objects, &t.path().join("restored"));
+    assert_eq!(metric(&d, "twindb_binlog_gap"), 0.0);
+    assert!(metric(&d, "twindb_binlog_segments_total") > 0.0);
+    assert!(metric(&d, "twindb_binlog_bytes_total") > 0.0);
     d.stop();
+}
+
+/// The value of an unlabelled metric on /metrics.
+fn metric(d: &Daemon, name: &str) -> f64 {
+    let (_, _, body) = twindb_tests::sinks::unix_get(&d.socket, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
 }
 
 #[test]

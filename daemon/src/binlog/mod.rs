@@ -41,7 +41,7 @@ pub enum StreamError {
     NoBinlog,
     #[error("replication stream: {0}")]
     Replication(String),
-    #[error("neither mariadb-binlog nor mysqlbinlog is installed: binlog streaming runs one")]
+    #[error("no binlog reader is installed (mariadb-binlog for MariaDB, mysqlbinlog for MySQL): binlog streaming runs one")]
     NoReader,
     #[error("starting the binlog reader: {0}")]
     Spawn(std::io::Error),
@@ -152,11 +152,12 @@ async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
                 }
                 let text = format!("{e:#}");
                 tracing::warn!(error = %text, retry_in = ?delay, "binlog stream stopped; retrying");
+                // `unstored_since` stays: what was read and not stored is still not
+                // stored, and the lag keeps growing until a session stores it again.
                 shared.update(|s| {
                     s.running = false;
                     s.last_error = Some(text);
                     s.last_error_at = Some(Utc::now());
-                    s.unstored_since = None;
                 });
             }
         }
@@ -206,7 +207,12 @@ async fn session(
     tracing::info!(file = %start.file, pos = start.pos, server = %id.server_uuid, "binlog stream starting");
     let chain = crate::backup::backup_chain(engine).await?;
     server.disconnect().await;
-    let program = ["mariadb-binlog", "mysqlbinlog"]
+    // The vendor's own reader: each speaks its server's protocol and authentication.
+    let readers: &[&str] = match id.vendor {
+        crate::mysql::Vendor::Mariadb => &["mariadb-binlog", "mysqlbinlog"],
+        _ => &["mysqlbinlog"],
+    };
+    let program = readers
         .iter()
         .find_map(|p| crate::process::find_program(p))
         .ok_or(StreamError::NoReader)?;

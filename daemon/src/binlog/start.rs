@@ -22,6 +22,7 @@ pub struct ServerIdentity {
     pub names: Vec<String>,
     /// Where the files are, when on this machine (to tell stored closed files).
     pub dir: Option<PathBuf>,
+    pub vendor: crate::mysql::Vendor,
 }
 
 impl ServerIdentity {
@@ -64,6 +65,7 @@ impl ServerIdentity {
             },
             names,
             dir,
+            vendor: info.vendor,
         })
     }
 }
@@ -228,6 +230,7 @@ mod tests {
             checksum_len: 4,
             names: names.iter().map(|n| n.to_string()).collect(),
             dir: None,
+            vendor: crate::mysql::Vendor::Mariadb,
         }
     }
 
