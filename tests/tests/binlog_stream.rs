@@ -462,12 +462,36 @@ fn restarting_twindbd_neither_duplicates_nor_loses_events() {
         "binlog.segment.before-record",
     ] {
         let d = Daemon::start_with_env(&config, &[("TWINDB_CRASH_AT", point)]);
+
         let code = d.wait_exit();
         assert_eq!(code, -1, "{point}: killed by its signal");
     }
     let d = Daemon::start(&config);
     wait_window_past(&d, soon(2));
+    // A time inside the streamed window: exactly the rows committed before it.
+    let until = db.sql("SELECT NOW()");
+    wait_window_past(&d, soon(2));
     w.stop();
+    let dst = t.path().join("until-time");
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        "--until",
+        &until,
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
+    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
+    let restored = MariaDb::start_restored(&dst);
+    let before = db.sql(&format!("SELECT COUNT(*) FROM app.w WHERE t < '{until}'"));
+    assert_eq!(
+        restored.sql("SELECT COUNT(*) FROM app.w"),
+        before,
+        "--until {until}"
+    );
+    restored.stop();
+
     let objects = t.path().join("backups");
     assert_restores_the_source(&d, &db, &objects, &t.path().join("restored"));
     d.stop();

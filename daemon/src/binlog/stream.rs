@@ -24,6 +24,8 @@ use crate::pipeline::Cancel;
 
 /// How often the spool is looked at when it has nothing new.
 const POLL: Duration = Duration::from_millis(50);
+/// How long the reader may take to connect and send the first event.
+const FIRST_EVENT: Duration = Duration::from_secs(20);
 
 struct Cursor {
     file: String,
@@ -80,9 +82,18 @@ impl Session<'_> {
         stop: &Cancel,
     ) -> Result<(), StreamError> {
         let max_lag = self.engine.config.binlog.max_lag;
+        let began = Instant::now();
+        let mut read_any = false;
         loop {
             if stop.is_cancelled() {
                 return Ok(());
+            }
+            // The server sends the file's format description at once: a reader that
+            // shows nothing is stuck (connecting, or a hung server) and is restarted.
+            if !read_any && began.elapsed() > FIRST_EVENT {
+                return Err(StreamError::Replication(format!(
+                    "the binlog reader received nothing within {FIRST_EVENT:?}"
+                )));
             }
             if c.segment
                 .as_ref()
@@ -93,6 +104,7 @@ impl Session<'_> {
             // Listed before reading: if a next file exists now, the current one is whole.
             let next = spool.next_file_after(&c.file);
             if let Some(ev) = spool.next_event(&c.file).map_err(spool_error)? {
+                read_any = true;
                 self.on_event(c, ev, spool).await?;
                 continue;
             }
