@@ -1,8 +1,8 @@
 //! The binlog streamer: one per daemon, when `[binlog] enabled = true` (with
 //! `[source] backup_mysql`). It reads the server's binary log as it is written, as a
-//! replica does (the replication protocol, through mysql_async), and stores it in
-//! segments of at most `max_lag` of events or `segment_size` bytes (stream.rs,
-//! segment.rs), each recorded as a binlog copy with its place in its file.
+//! replica does (a supervised `mariadb-binlog --raw --stop-never`, spool.rs), and
+//! stores it in segments of at most `max_lag` of events or `segment_size` bytes
+//! (stream.rs, segment.rs), each recorded as a binlog copy with its place in its file.
 //!
 //! The supervisor here restarts a session that ends (the server restarted, the
 //! connection dropped, the destination failed) with a growing delay, each time from the
