@@ -97,7 +97,7 @@ enum Command {
     Takeover,
     /// Print a time-limited download link for a copy (S3 and GCS destinations).
     Share {
-        /// A key as `twindbctl ls` prints it.
+        /// A key as `twindbctl ls` prints it, a tail of one, or TwinDB's URL or path.
         copy: String,
         /// How long the link works: e.g. 30m, 12h, 7d (at most 7d).
         #[arg(long, default_value = "1d", value_parser = parse_expiry)]
@@ -150,7 +150,8 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum VerifyCommand {
-    /// COPY is a key as `ls` prints it, or `latest` (the default).
+    /// COPY is a key as `ls` prints it (or a tail of one, or TwinDB's URL or path), or
+    /// `latest` (the default).
     Mysql {
         copy: Option<String>,
         /// Restore here (absent or empty) and keep the result; default: a scratch folder.
@@ -185,7 +186,7 @@ enum CloneCommand {
 enum RestoreCommand {
     /// Restore a files copy into DIR (absent or empty).
     File {
-        /// A key as `twindbctl ls` prints it.
+        /// A key as `twindbctl ls` prints it, a tail of one, or TwinDB's URL or path.
         copy: String,
         #[arg(long)]
         dst: PathBuf,

@@ -150,6 +150,12 @@ fn outcome_lines(j: &JobInfo) {
     for w in &j.warnings {
         println!("  warning: {w}");
     }
+    for x in &j.excluded {
+        println!(
+            "  excluded from {}: {} entries matched by exclude, {} cache folders, {} mount points",
+            x.dir, x.entries, x.cache_dirs, x.mount_points
+        );
+    }
     if let Some(m) = &j.message {
         println!("  {m}");
     }

@@ -110,6 +110,7 @@ pub struct JobCtx {
     pub bytes_out: Arc<AtomicU64>,
     phase: Mutex<String>,
     warnings: Mutex<Vec<String>>,
+    excluded: Mutex<Vec<twindb_proto::ExcludedReport>>,
 }
 
 impl JobCtx {
@@ -128,6 +129,15 @@ impl JobCtx {
 
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.lock().expect("warnings lock").clone()
+    }
+
+    /// Records what a files copy left out on purpose, for the job report.
+    pub fn excluded(&self, report: twindb_proto::ExcludedReport) {
+        self.excluded.lock().expect("excluded lock").push(report);
+    }
+
+    pub fn exclusions(&self) -> Vec<twindb_proto::ExcludedReport> {
+        self.excluded.lock().expect("excluded lock").clone()
     }
 
     pub fn bytes(&self) -> (u64, u64) {

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod binlog;
 pub mod clone;
 pub mod config;
+pub mod copy_path;
 pub mod daemon;
 pub mod destination;
 pub mod engine;

@@ -192,6 +192,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            excluded: vec![],
         }
     }
 

@@ -207,6 +207,23 @@ pub struct JobInfo {
     /// The outcome of a verify job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
+    /// What files copies left out on purpose (`[source] exclude`, `exclude_caches`,
+    /// `one_file_system`), one entry per copy that left something out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ExcludedReport>,
+}
+
+/// What one files copy left out on purpose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedReport {
+    /// The backed-up folder.
+    pub dir: String,
+    /// Entries matched by an `exclude` pattern (a folder counts once, whatever it held).
+    pub entries: u64,
+    /// Folders holding a valid CACHEDIR.TAG, stored with their tag only.
+    pub cache_dirs: u64,
+    /// Folders on another file system, stored empty.
+    pub mount_points: u64,
 }
 
 /// What `twindbctl verify` prints: did the copy restore and start as a server?
@@ -257,7 +274,8 @@ pub struct RunResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRequest {
     pub kind: CopyKind,
-    /// A key as `ls` prints it.
+    /// A key as `ls` prints it, a tail of one, or TwinDB's URL or path (the daemon
+    /// resolves it to the key: docs/restore.md#naming-a-copy).
     pub copy: String,
     /// Absolute path; must be absent or empty.
     pub dst: String,

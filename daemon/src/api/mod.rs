@@ -381,7 +381,7 @@ async fn check(State(app): State<AppState>) -> Json<CheckResponse> {
     })
 }
 
-async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -> Response {
+async fn restore(State(app): State<AppState>, Json(mut req): Json<RestoreRequest>) -> Response {
     if !std::path::Path::new(&req.dst).is_absolute() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -410,7 +410,28 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
             "name the copy to restore (see `twindbctl ls`)".into(),
         );
     }
+    if !req.copy.is_empty() {
+        match resolve_copy(&app, &req.copy).await {
+            Ok(key) => req.copy = key,
+            Err(r) => return r,
+        }
+    }
     accepted(app.queue.enqueue_restore(req))
+}
+
+/// The key a `COPY` argument names (a key, a tail of one, TwinDB's URLs and paths),
+/// or the error response: one resolver for restore, verify and share.
+async fn resolve_copy(app: &AppState, given: &str) -> Result<String, Response> {
+    use crate::copy_path::CopyPathError;
+    crate::copy_path::resolve(&app.engine(), given)
+        .await
+        .map_err(|e| match e {
+            CopyPathError::NoMatch(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            CopyPathError::Status(_) => {
+                error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}"))
+            }
+            _ => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+        })
 }
 
 /// `202 Accepted` with a new (never coalesced) job, or the queue's refusal.
@@ -528,7 +549,7 @@ async fn retention(State(app): State<AppState>, Json(req): Json<RetentionRequest
     }
 }
 
-async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> Response {
+async fn verify(State(app): State<AppState>, Json(mut req): Json<VerifyRequest>) -> Response {
     if req
         .dst
         .as_deref()
@@ -546,6 +567,12 @@ async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> 
             "bad_request",
             "verify needs MySQL backups configured ([source] backup_mysql = true)".into(),
         );
+    }
+    if let Some(copy) = req.copy.as_deref().filter(|c| *c != "latest") {
+        match resolve_copy(&app, copy).await {
+            Ok(key) => req.copy = Some(key),
+            Err(r) => return r,
+        }
     }
     accepted(app.queue.enqueue_verify(req))
 }
@@ -573,8 +600,12 @@ async fn takeover(State(app): State<AppState>) -> Response {
     }
 }
 
-async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {
+async fn share(State(app): State<AppState>, Json(mut req): Json<ShareRequest>) -> Response {
     use crate::share::ShareError;
+    match resolve_copy(&app, &req.copy).await {
+        Ok(key) => req.copy = key,
+        Err(r) => return r,
+    }
     match crate::share::share(&app.engine(), &req.copy, req.expires_seconds).await {
         Ok((url, expires_at)) => Json(ShareResponse {
             copy: req.copy,

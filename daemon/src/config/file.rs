@@ -60,6 +60,13 @@ pub struct SourceSection {
     pub backup_dirs: Vec<String>,
     #[serde(default)]
     pub backup_mysql: bool,
+    /// Patterns of what files copies leave out (docs/config.md#excludes).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub exclude_caches: bool,
+    #[serde(default)]
+    pub one_file_system: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

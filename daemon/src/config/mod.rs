@@ -7,6 +7,7 @@
 
 mod binlog;
 mod clone;
+mod exclude;
 mod file;
 mod gcs;
 mod gpg;
@@ -87,6 +88,8 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub backup_dirs: Vec<PathBuf>,
+    /// What files copies leave out.
+    pub excludes: crate::source::Excludes,
 }
 
 #[derive(Debug, Clone)]

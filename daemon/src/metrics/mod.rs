@@ -475,6 +475,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            excluded: vec![],
         }
     }
 

@@ -142,6 +142,22 @@ impl Vendor {
         }
     }
 
+    /// What the backup tool gets on a Galera node (docs/mysql.md#galera has the table
+    /// and the reasons). `--galera-info` always: the copy records the node's
+    /// `uuid:seqno`, from which restore writes grastate.dat. `--no-backup-locks` only
+    /// for XtraBackup (as TwinDB passed it on PXC): there it makes XtraBackup take FLUSH
+    /// TABLES WITH READ LOCK, under which the Galera position it records is consistent
+    /// with the data ("--galera-info has no effect when backup locks are used").
+    /// mariabackup is not given it: MariaDB documents it as Percona Server's and not
+    /// supported with MariaDB Server, 10.11 lists it as obsolete (from 10.4 it locks with
+    /// BACKUP STAGE and still records the position), and Enterprise builds lack it.
+    pub fn galera_backup_options(self) -> &'static [&'static str] {
+        match self {
+            Vendor::Mariadb => &["--galera-info"],
+            Vendor::Percona | Vendor::Oracle => &["--galera-info", "--no-backup-locks"],
+        }
+    }
+
     pub fn mysqld(self) -> &'static str {
         match self {
             Vendor::Mariadb => "mariadbd",

@@ -251,6 +251,16 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
             array(c.source.backup_dirs.iter().map(|p| p.display().to_string()))
         }
         ("source", "backup_mysql") => base().mysql.is_some().to_string(),
+        ("source", "exclude") => array(
+            base()
+                .source
+                .excludes
+                .patterns
+                .iter()
+                .map(|p| p.as_str().to_string()),
+        ),
+        ("source", "exclude_caches") => base().source.excludes.caches.to_string(),
+        ("source", "one_file_system") => base().source.excludes.one_file_system.to_string(),
         ("mysql", "mysql_defaults_file") => path_default(with_mysql(""), |c| {
             c.mysql.as_ref().unwrap().defaults_file.clone()
         }),
