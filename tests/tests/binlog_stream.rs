@@ -496,3 +496,54 @@ fn restarting_twindbd_neither_duplicates_nor_loses_events() {
     assert_restores_the_source(&d, &db, &objects, &t.path().join("restored"));
     d.stop();
 }
+
+/// `RESET MASTER` under the stream: the stored position is gone from the server. The
+/// gap is counted and logged once, and the stream goes on with the new history.
+#[test]
+fn reset_master_is_a_gap_and_the_stream_goes_on() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE app; CREATE TABLE app.g(id INT PRIMARY KEY, v TEXT)");
+    let t = scratch();
+    let backups = t.path().join("backups");
+    let d = Daemon::start(&stream_config(t.path(), &db, STREAM));
+    for i in 0..50 {
+        db.sql(&format!("INSERT INTO app.g VALUES ({i}, REPEAT('x', 500))"));
+    }
+    wait_caught_up(&d, &backups, &db);
+    db.sql("RESET MASTER");
+    db.sql("INSERT INTO app.g VALUES (1000, 'after the reset')");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&d, "twindb_binlog_gap") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no gap counted:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        d.log_text().contains("binlog stream gap"),
+        "{}",
+        d.log_text()
+    );
+    // The new mysql-bin.000001 is streamed whole, under a key of its own.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let keys: Vec<String> = ls_keys(&d)
+            .into_iter()
+            .filter(|k| k.contains("/mysql-bin.000001-"))
+            .collect();
+        let files: std::collections::BTreeSet<&str> =
+            keys.iter().map(|k| k.rsplit('/').nth(1).unwrap()).collect();
+        if files.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{keys:?}\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&d, "twindb_binlog_gap"), 1.0, "{}", d.log_text());
+    d.stop();
+}

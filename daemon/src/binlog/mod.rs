@@ -230,6 +230,7 @@ async fn session(
         shared,
         id: &id,
         chain,
+        client: &client,
     };
     let result = session.run(spool, start, stop).await;
     if result.is_ok() {

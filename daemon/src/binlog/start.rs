@@ -20,6 +20,8 @@ pub struct ServerIdentity {
     pub checksum_len: usize,
     /// SHOW BINARY LOGS, oldest first.
     pub names: Vec<String>,
+    /// Their sizes, as SHOW BINARY LOGS gave them.
+    pub sizes: std::collections::HashMap<String, u64>,
     /// Where the files are, when on this machine (to tell stored closed files).
     pub dir: Option<PathBuf>,
     pub vendor: crate::mysql::Vendor,
@@ -47,7 +49,9 @@ impl ServerIdentity {
             .query_opt_string("SELECT @@global.binlog_checksum")
             .await?
             .unwrap_or_default();
-        let mut names = server.binary_logs().await?;
+        let listed = server.binary_log_sizes().await?;
+        let sizes = listed.iter().cloned().collect();
+        let mut names: Vec<String> = listed.into_iter().map(|(n, _)| n).collect();
         names.sort_by_key(|n| binlog_sequence(n));
         let dir = info.log_bin_basename.as_deref().map(|b| {
             Path::new(b)
@@ -64,6 +68,7 @@ impl ServerIdentity {
                 4
             },
             names,
+            sizes,
             dir,
             vendor: info.vendor,
         })
@@ -127,6 +132,14 @@ pub fn start(status: &Status, id: &ServerIdentity, not_after: Option<&FileId>) -
         )));
     }
     if !s.last {
+        // Shorter than what was stored: another file of that name (RESET MASTER).
+        if id.sizes.get(&b.name).is_some_and(|size| *size < s.end) {
+            return fresh(Some(format!(
+                "the server's {} is shorter than what was streamed of it (offset {}): RESET MASTER, \
+                 a rebuilt server or another server",
+                b.name, s.end
+            )));
+        }
         if id.names.contains(&b.name) {
             return Start {
                 file: b.name.clone(),
@@ -229,6 +242,7 @@ mod tests {
             server_id: 1,
             checksum_len: 4,
             names: names.iter().map(|n| n.to_string()).collect(),
+            sizes: names.iter().map(|n| (n.to_string(), 1000)).collect(),
             dir: None,
             vendor: crate::mysql::Vendor::Mariadb,
         }
@@ -287,5 +301,10 @@ mod tests {
         let s = start(&st, &server(&["b.000001", "b.000002"]), Some(&other));
         assert_eq!((s.file.as_str(), s.pos), ("b.000001", 4));
         assert!(s.gap.unwrap().contains("began at another time"));
+        // A file of the same name, shorter than what was stored of the old one.
+        let st = status(vec![segment("b.000001", 0, 0, 5000, false)]);
+        let s = start(&st, &server(&["b.000001"]), None);
+        assert_eq!((s.file.as_str(), s.pos), ("b.000001", 4));
+        assert!(s.gap.unwrap().contains("shorter than what was streamed"));
     }
 }

@@ -20,12 +20,15 @@ use super::start::{ServerIdentity, Start};
 use super::{Shared, StreamError};
 use crate::engine::Engine;
 use crate::modifier::ModifierSpec;
+use crate::mysql::{ClientOptions, Server};
 use crate::pipeline::Cancel;
 
 /// How often the spool is looked at when it has nothing new.
 const POLL: Duration = Duration::from_millis(50);
 /// How long the reader may take to connect and send the first event.
 const FIRST_EVENT: Duration = Duration::from_secs(20);
+/// How often the server's own list of binlogs is compared with where the stream is.
+const WATCH: Duration = Duration::from_secs(5);
 
 struct Cursor {
     file: String,
@@ -41,6 +44,8 @@ pub struct Session<'a> {
     pub shared: &'a Shared,
     pub id: &'a ServerIdentity,
     pub chain: Vec<ModifierSpec>,
+    /// For the watch's own connection.
+    pub client: &'a ClientOptions,
 }
 
 impl Session<'_> {
@@ -84,9 +89,15 @@ impl Session<'_> {
         let max_lag = self.engine.config.binlog.max_lag;
         let began = Instant::now();
         let mut read_any = false;
+        let mut next_watch = Instant::now() + WATCH;
+        let mut behind_at: Option<(String, u64)> = None;
         loop {
             if stop.is_cancelled() {
                 return Ok(());
+            }
+            if Instant::now() >= next_watch {
+                next_watch = Instant::now() + WATCH;
+                self.watch(c, &mut behind_at).await?;
             }
             // The server sends the file's format description at once: a reader that
             // shows nothing is stuck (connecting, or a hung server) and is restarted.
@@ -125,6 +136,57 @@ impl Session<'_> {
                 _ = stop.cancelled() => {}
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
                 _ = sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Compares the server's binlogs with the stream, on a connection of its own: a
+    /// reader keeps waiting on a file `RESET MASTER` deleted, or on a connection that
+    /// died without closing, and would never say so. The file being read shorter than
+    /// what was read of it, or gone, ends the session (the next start finds the gap);
+    /// the server ahead of the stream twice with no progress between ends it too.
+    async fn watch(
+        &self,
+        c: &Cursor,
+        behind_at: &mut Option<(String, u64)>,
+    ) -> Result<(), StreamError> {
+        if c.pos == 0 {
+            return Ok(());
+        }
+        // A server that cannot be asked now is the reader's to notice.
+        let Ok(Ok(mut server)) = tokio::time::timeout(WATCH, Server::connect(self.client)).await
+        else {
+            return Ok(());
+        };
+        let listed = tokio::time::timeout(WATCH, server.binary_log_sizes()).await;
+        server.disconnect().await;
+        let Ok(Ok(listed)) = listed else {
+            return Ok(());
+        };
+        let size = listed.iter().find(|(n, _)| *n == c.file).map(|(_, s)| *s);
+        match size {
+            None => Err(StreamError::Replication(format!(
+                "the server no longer has {} (purged or RESET MASTER)",
+                c.file
+            ))),
+            Some(size) if size < c.pos => Err(StreamError::Replication(format!(
+                "the server's {} is shorter than what was read of it ({size} < {}): RESET MASTER",
+                c.file, c.pos
+            ))),
+            Some(size) if size > c.pos => {
+                let here = (c.file.clone(), c.pos);
+                if behind_at.as_ref() == Some(&here) {
+                    return Err(StreamError::Replication(format!(
+                        "the reader is stuck at {}:{} while the server wrote up to {size}",
+                        c.file, c.pos
+                    )));
+                }
+                *behind_at = Some(here);
+                Ok(())
+            }
+            Some(_) => {
+                *behind_at = None;
+                Ok(())
             }
         }
     }
