@@ -205,7 +205,8 @@ enum RestoreCommand {
         #[arg(long)]
         cache: Option<PathBuf>,
         /// "YYYY-MM-DD HH:MM:SS" in the time zone of the host twindbd runs on; events at
-        /// or after it are not replayed (mysqlbinlog --stop-datetime).
+        /// or after it are not replayed (mysqlbinlog --stop-datetime). `latest`: every
+        /// backed-up event, streamed segments included.
         #[arg(long, group = "pitr")]
         until: Option<String>,
         /// MariaDB GTID list: replay up to and including it.

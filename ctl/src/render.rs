@@ -227,6 +227,18 @@ pub fn status(s: &StatusResponse) {
     for j in &s.queued {
         println!("queued:  job {} {}", j.id, j.title);
     }
+    if let Some(b) = &s.binlog_stream {
+        println!(
+            "binlog stream: {} at {}:{}, lag {:.1}s",
+            b.state,
+            b.file.as_deref().unwrap_or("-"),
+            b.position,
+            b.lag_seconds
+        );
+        if let (Some(e), Some(at)) = (&b.last_error, b.last_error_at) {
+            println!("  last error ({}): {e}", when(at));
+        }
+    }
     println!();
     println!(
         "{:<8}  {:<8}  {:<19}  {:<10}  {:>9}  {:>10}  NEXT RUN",

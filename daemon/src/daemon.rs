@@ -112,11 +112,18 @@ impl Daemon {
         let current = Current::new(engine);
         let state = Arc::new(StateStore::open(&config.daemon.state_dir));
         let queue = Queue::start(current.clone(), state.clone());
+        let binlog_state = Arc::new(crate::binlog::Shared::default());
+        let streamer = if claimed {
+            crate::binlog::Streamer::start(current.clone(), binlog_state.clone())
+        } else {
+            None
+        };
         let app = AppState {
             current: current.clone(),
             queue: queue.clone(),
             state: state.clone(),
             started_at: Utc::now(),
+            binlog: binlog_state,
         };
         // In the background: reading the status may list the destination (TwinDB's copies).
         let counted = current.get();
@@ -167,6 +174,10 @@ impl Daemon {
         tracing::info!("shutting down: cancelling queued and running jobs");
         systemd::stopping();
         scheduler.shutdown().await;
+        // The streamer stores what it read before the destination goes.
+        if let Some(streamer) = streamer {
+            streamer.stop(std::time::Duration::from_secs(60)).await;
+        }
         queue.shutdown().await;
         let _ = stop_tx.send(true);
         for t in tasks {
@@ -337,6 +348,12 @@ pub fn keep_restart_only(old: &Config, mut new: Config) -> (Config, Vec<&'static
     if old.keep_local_path != new.keep_local_path {
         kept.push("[destination] keep_local_path");
         new.keep_local_path = old.keep_local_path.clone();
+    }
+    // The streamer is started (or not) with the daemon; the binlog job's choices follow
+    // whether it runs.
+    if old.binlog.enabled != new.binlog.enabled {
+        kept.push("[binlog] enabled");
+        new.binlog.enabled = old.binlog.enabled;
     }
     (new, kept)
 }

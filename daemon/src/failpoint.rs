@@ -20,6 +20,8 @@ pub const POINTS: &[&str] = &[
     "store.mid-put",
     // backup::store: the destination committed the copy, not yet recorded
     "store.committed",
+    // binlog::segment: a streamed segment is stored, not yet recorded
+    "binlog.segment.before-record",
     // retention::apply: the deletions are recorded, no object deleted yet
     "retention.recorded",
     // retention::apply: one object deleted

@@ -71,6 +71,26 @@ pub fn binlog_key(
     )
 }
 
+/// A segment the binlog streamer stored: the bytes of binlog file `name` of the server
+/// `server_uuid` (begun at `first_event`) from offset `start` on. Four parts under
+/// `binlog/`, so it is never taken for a closed-file copy (`{host}/binlog/{name}...`,
+/// TwinDB's or twindb's); the file's first event tells a file from another of the same
+/// name (after `RESET MASTER`), and the zero-padded offset sorts a file's segments.
+pub fn binlog_segment_key(
+    host: &str,
+    server_uuid: &str,
+    name: &str,
+    first_event: DateTime<Utc>,
+    start: u64,
+    chain: &[ModifierSpec],
+) -> String {
+    format!(
+        "{host}/binlog/stream/{server_uuid}/{name}-{}/{start:020}{}",
+        timestamp(first_event),
+        suffixes(chain)
+    )
+}
+
 /// The time stamped in a key's file name, if any.
 pub fn parse_timestamp(key: &str) -> Option<DateTime<Utc>> {
     let name = key.rsplit('/').next()?;

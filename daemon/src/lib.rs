@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod binlog;
 pub mod clone;
 pub mod config;
 pub mod copy_path;

@@ -98,29 +98,67 @@ pub async fn notify(config: &NotifyConfig, host: &str, job: &JobInfo, metrics: &
     let Some(notice) = notice_for(config, host, job) else {
         return;
     };
+    send(config, host, &notice, Some(job), metrics).await;
+}
+
+/// A problem outside any job (a gap in the binlog stream), sent as a failure is:
+/// unless `on_failure = false`. `event` names it in the webhook's JSON.
+pub async fn notify_problem(
+    config: &NotifyConfig,
+    host: &str,
+    event: &'static str,
+    text: &str,
+    metrics: &Metrics,
+) {
+    if !config.on_failure {
+        return;
+    }
+    let notice = Notice {
+        event,
+        subject: format!("twindb on {host}: {}", event.replace('_', " ")),
+        text: format!(
+            "twindb on {host}: {text}
+
+Details: twindbctl status
+"
+        ),
+    };
+    send(config, host, &notice, None, metrics).await;
+}
+
+async fn send(
+    config: &NotifyConfig,
+    host: &str,
+    notice: &Notice,
+    job: Option<&JobInfo>,
+    metrics: &Metrics,
+) {
+    let id = job.map(|j| j.id);
     if let Some(email) = &config.email {
-        match send_email(email, host, &notice).await {
-            Ok(()) => tracing::info!(job = job.id, to = ?email.to, "notice sent by email"),
+        match send_email(email, host, notice).await {
+            Ok(()) => tracing::info!(job = ?id, to = ?email.to, "notice sent by email"),
             Err(e) => {
                 metrics.notification_failed("email");
-                tracing::error!(job = job.id, server = %email.server, error = %e, "could not send the email notice");
+                tracing::error!(job = ?id, server = %email.server, error = %e, "could not send the email notice");
             }
         }
     }
     if let Some(url) = &config.webhook {
-        let body = json!({
+        let mut body = json!({
             "event": notice.event,
             "host": host,
             "subject": notice.subject,
             "text": notice.text,
-            "job": job,
         });
+        if let Some(job) = job {
+            body["job"] = json!(job);
+        }
         let body = serde_json::to_vec(&body).expect("json");
         match crate::http::post_json(url, &[], body, TIMEOUT).await {
-            Ok(()) => tracing::info!(job = job.id, "notice sent to the webhook"),
+            Ok(()) => tracing::info!(job = ?id, "notice sent to the webhook"),
             Err(e) => {
                 metrics.notification_failed("webhook");
-                tracing::error!(job = job.id, error = %format!("{:#}", anyhow::Error::from(e)), "could not send the webhook notice");
+                tracing::error!(job = ?id, error = %format!("{:#}", anyhow::Error::from(e)), "could not send the webhook notice");
             }
         }
     }

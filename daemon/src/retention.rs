@@ -701,4 +701,46 @@ mod tests {
             .collect();
         assert!(plan(&left, &p, t0()).is_empty());
     }
+
+    /// Streamed segments go with their file: each is dated by the file's first event,
+    /// not by when it was stored, so a file the kept copy needs keeps all its segments
+    /// and an expired file loses all of them.
+    #[test]
+    fn streamed_segments_are_kept_or_expired_with_their_file() {
+        use crate::status::{BinlogMeta, SegmentMeta};
+        let mut copies = metas(&[
+            mysql("full", Daily, 24 * 10, None),
+            binlog("old-0", 24 * 12),
+            binlog("old-1", 24 * 11),
+            binlog("during-0", 24 * 10 + 1),
+            binlog("during-1", 24 * 8),
+            binlog("during-2", 1),
+        ]);
+        for c in copies.iter_mut().filter(|c| c.kind == CopyKind::Binlog) {
+            let (name, born) = if c.key.starts_with("old") {
+                ("mysql-bin.000001", 24 * 12)
+            } else {
+                ("mysql-bin.000002", 24 * 10 + 1)
+            };
+            c.binlog = Some(BinlogMeta {
+                name: name.into(),
+                first_event: t0() - Duration::hours(born),
+                server_id: Some(1),
+                segment: Some(SegmentMeta {
+                    server_uuid: "server-id-1".into(),
+                    start: 0,
+                    end: 1,
+                    first_event_time: c.started,
+                    last_event_time: c.started,
+                    gtid: None,
+                    last: false,
+                }),
+            });
+        }
+        let keys: Vec<String> = plan(&copies, &policy(0, 1, 0, 0, 0, Some(7)), t0())
+            .into_iter()
+            .map(|d| d.key)
+            .collect();
+        assert_eq!(keys, ["old-0", "old-1"]);
+    }
 }

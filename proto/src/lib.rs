@@ -446,6 +446,24 @@ pub struct StatusResponse {
     /// When the next drill fires (`[verify] schedule`), if drills are on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_drill: Option<DateTime<Utc>>,
+    /// The binlog streamer, when `[binlog] enabled = true`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_stream: Option<BinlogStreamStatus>,
+}
+
+/// What the binlog streamer does now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinlogStreamStatus {
+    /// "running" (connected, reading) or "retrying" (waiting to reconnect after an error).
+    pub state: String,
+    /// The server's binlog file being read, and the offset stored or being stored.
+    pub file: Option<String>,
+    pub position: u64,
+    /// Age of the oldest event read and not stored yet; 0 when caught up.
+    pub lag_seconds: f64,
+    /// The error that ended the last session, and when; absent once reading again.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -137,7 +137,13 @@ pub fn translate(source: &Path, text: &str) -> Result<Import, IniError> {
          TwinDB's cron entries did (@hourly ... @yearly), but in UTC where cron used the \
          host's time zone; set [daemon] schedule_* to change that.",
     );
-    out.comment("If cron also ran `twindb-backup backup --binlogs-only`, set in [daemon]:");
+    out.comment(
+        "If cron also ran `twindb-backup backup --binlogs-only`, stream the binary logs \
+         instead (a recovery point of seconds, not minutes; with [source] backup_mysql = true):",
+    );
+    out.comment("[binlog]");
+    out.comment("enabled = true");
+    out.comment("or keep copying closed binlogs on a schedule, in [daemon]:");
     out.comment("schedule_binlog = \"*/5 * * * *\"");
 
     let destination = ini

@@ -351,3 +351,25 @@ fn a_broken_ini_is_an_error_with_its_line() {
     let e = translate(Path::new("x.cfg"), "[source]\nbackup_dirs\n").unwrap_err();
     assert_eq!(e.line, 2);
 }
+
+/// TwinDB's `--binlogs-only` cron line has no INI key: the header says to stream the
+/// binary logs instead, as a comment, and the commented section is valid TOML.
+#[test]
+fn the_binlogs_only_cron_line_maps_to_binlog_streaming_in_a_comment() {
+    let (t, i) = import("[source]\nbackup_mysql=yes\n");
+    assert!(comments_say(&i, "--binlogs-only"), "{}", i.toml);
+    assert!(t.get("binlog").is_none(), "only a comment");
+    let commented: String = i
+        .toml
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .skip_while(|l| *l != "[binlog]")
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let table: Table = toml::from_str(&commented).unwrap();
+    assert_eq!(
+        get(&table, "binlog", "enabled"),
+        Some(&Value::Boolean(true))
+    );
+}

@@ -33,6 +33,8 @@ pub struct AppState {
     pub queue: Arc<Queue>,
     pub state: Arc<StateStore>,
     pub started_at: DateTime<Utc>,
+    /// The binlog streamer's state (idle when streaming is off).
+    pub binlog: Arc<crate::binlog::Shared>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     engine
         .metrics
         .refresh_drill(app.state.last_drill().as_ref());
+    engine.metrics.binlog_lag(app.binlog.lag());
     (
         [("content-type", crate::metrics::CONTENT_TYPE)],
         engine.metrics.render(),
@@ -161,6 +164,17 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
             .schedule
             .as_ref()
             .and_then(|s| crate::scheduler::next_fire(&s.cron, now)),
+        binlog_stream: engine.config.binlog.enabled.then(|| {
+            let b = app.binlog.get();
+            twindb_proto::BinlogStreamStatus {
+                state: if b.running { "running" } else { "retrying" }.into(),
+                file: b.file,
+                position: b.pos,
+                lag_seconds: app.binlog.lag().as_secs_f64(),
+                last_error: b.last_error,
+                last_error_at: b.last_error_at,
+            }
+        }),
     })
 }
 

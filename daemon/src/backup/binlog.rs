@@ -42,7 +42,11 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
         server.disconnect().await;
         return Ok(vec![]);
     };
-    server.exec("FLUSH BINARY LOGS").await?;
+    // With the streamer on, the open file is streamed: closing it early gains nothing.
+    let streaming = engine.config.binlog.enabled;
+    if !streaming {
+        server.exec("FLUSH BINARY LOGS").await?;
+    }
     let mut names = server.binary_logs().await?;
     server.disconnect().await;
     names.sort_by_key(|n| binlog_sequence(n));
@@ -70,7 +74,11 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
     }
     let mut keys = Vec::new();
     for (name, path, id) in files {
-        if status.copies.iter().any(|c| c.is_binlog_file(name, &id)) {
+        // Copied already, or the streamer stored it whole; with the streamer on, one
+        // it is storing is left to it.
+        if status.copies.iter().any(|c| c.is_binlog_file(name, &id))
+            || CopyMeta::streamed(&status.copies, name, &id, !streaming)
+        {
             continue;
         }
         ctx.set_phase(format!("copying binlog {name}"));
@@ -114,6 +122,7 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
                 name: name.clone(),
                 first_event,
                 server_id: Some(id.server_id),
+                segment: None,
             }),
         };
         engine.status.record(meta.clone(), writing).await?;

@@ -18,6 +18,7 @@ pub struct ConfigFile {
     pub ssh: Option<super::ssh::SshSection>,
     pub clone: Option<super::clone::CloneSection>,
     pub verify: Option<super::verify::VerifySection>,
+    pub binlog: Option<super::binlog::BinlogSection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub s3: Option<super::s3::S3Section>,
@@ -173,7 +174,8 @@ pub struct GpgSection {
 /// cannot drift from what `load` accepts; the docs tests compare it with docs/config.md.
 pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
     use super::{
-        clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection, verify::VerifySection,
+        binlog::BinlogSection, clone::CloneSection, gcs::GcsSection, s3::S3Section,
+        ssh::SshSection, verify::VerifySection,
     };
     vec![
         ("daemon", fields_of::<DaemonSection>()),
@@ -186,6 +188,7 @@ pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("ssh", fields_of::<SshSection>()),
         ("clone", fields_of::<CloneSection>()),
         ("verify", fields_of::<VerifySection>()),
+        ("binlog", fields_of::<BinlogSection>()),
         ("s3", fields_of::<S3Section>()),
         ("gcs", fields_of::<GcsSection>()),
         ("gpg", fields_of::<GpgSection>()),

@@ -5,6 +5,7 @@
 //! that the user fixes them all in one go. Every error names the file, the line and
 //! the key. Relative paths resolve against the config file's folder.
 
+mod binlog;
 mod clone;
 mod exclude;
 mod file;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::binlog::BinlogConfig;
 pub use self::clone::CloneConfig;
 pub use self::file::keys;
 pub use self::gcs::GcsConfig;
@@ -70,6 +72,8 @@ pub struct Config {
     pub clone: CloneConfig,
     /// `[verify]`: scheduled restore drills.
     pub verify: VerifyConfig,
+    /// `[binlog]`: continuous binlog streaming; off unless enabled with backup_mysql.
+    pub binlog: BinlogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +284,7 @@ impl Validator<'_> {
         let export = self.export(raw.export);
         let notify = self.notify(raw.notify, &daemon.hostname);
         let gpg = raw.gpg.and_then(|g| self.gpg(g));
+        let binlog = self.binlog(raw.binlog, backup_mysql);
         Config {
             file: self.file.to_path_buf(),
             daemon,
@@ -298,6 +303,7 @@ impl Validator<'_> {
             gpg,
             clone,
             verify,
+            binlog,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Names are documented in docs/operations.md; docs/grafana-dashboard.json and
 //! docs/prometheus-alerts.yml use them.
 
+mod binlog;
 pub mod datadog;
 pub mod statsd;
 
@@ -62,6 +63,7 @@ pub struct Metrics {
     retention_deleted_total: CounterVec,
     notification_failures_total: CounterVec,
     throttled_seconds_total: CounterVec,
+    binlog: binlog::BinlogMetrics,
     /// Every metric registered, with its label names: see [`Metrics::descriptions`].
     descriptions: Vec<(String, Vec<String>)>,
 }
@@ -220,6 +222,7 @@ impl Metrics {
                 "Seconds jobs waited for the bandwidth limits, by direction (upload: [daemon] max_upload_rate, read: max_read_rate).",
                 &["direction"],
             ),
+            binlog: binlog::BinlogMetrics::new(&gauge, &counter),
             registry: registry.clone(),
             descriptions: vec![],
         };

@@ -294,6 +294,19 @@ impl Server {
             .collect())
     }
 
+    /// Closed and current binary logs with their sizes, in the server's order.
+    pub async fn binary_log_sizes(&mut self) -> Result<Vec<(String, u64)>, MysqlError> {
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
+            .collect())
+    }
+
     /// User tables, `(schema, table)`.
     pub async fn tables(&mut self) -> Result<Vec<(String, String)>, MysqlError> {
         self.conn

@@ -87,9 +87,57 @@ pub struct BinlogMeta {
     /// recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_id: Option<u32>,
+    /// Set on a segment the binlog streamer stored (daemon/src/binlog/): the bytes
+    /// [start, end) of the file `name`, not the whole file. Absent on closed-file copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentMeta>,
+}
+
+/// Where a streamed segment sits in its binlog file, and what it holds. A file's
+/// segments, in `start` order, concatenate to the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// The server's `@@server_uuid`, or `server-id-{N}` when it has none (MariaDB):
+    /// with `name` and `BinlogMeta::first_event` it says whose history this is.
+    pub server_uuid: String,
+    /// Byte offsets in the file: the first segment of a file starts at 0 (the magic).
+    pub start: u64,
+    pub end: u64,
+    /// Timestamps of the first and last event the segment holds.
+    pub first_event_time: DateTime<Utc>,
+    pub last_event_time: DateTime<Utc>,
+    /// MariaDB `gtid_binlog_pos` after the segment's last event, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
+    /// The segment ends the file (its ROTATE or STOP event): `end` is the file's size.
+    #[serde(default)]
+    pub last: bool,
 }
 
 impl CopyMeta {
+    /// The segment record, when this is a streamed segment.
+    pub fn segment(&self) -> Option<(&BinlogMeta, &SegmentMeta)> {
+        let b = self.binlog.as_ref()?;
+        Some((b, b.segment.as_ref()?))
+    }
+
+    /// Whether the streamer stored (some of) the closed file `id` describes. With
+    /// `whole`, only when its segments reach the file's end (they start at 0 and
+    /// follow each other: the streamer stores no hole inside a file).
+    pub fn streamed(
+        copies: &[CopyMeta],
+        name: &str,
+        id: &crate::source::BinlogIdentity,
+        whole: bool,
+    ) -> bool {
+        copies.iter().filter_map(CopyMeta::segment).any(|(b, s)| {
+            b.name == name
+                && b.first_event == id.first_event
+                && b.server_id.is_none_or(|sid| sid == id.server_id)
+                && (!whole || s.end == id.size)
+        })
+    }
+
     /// Whether this is a copy of the closed binlog file `name` that `id` describes:
     /// same name, same first event, same server, same size. TwinDB Backup recorded
     /// only a name and a time no earlier than the file's start (its copy's).
@@ -97,7 +145,7 @@ impl CopyMeta {
         let Some(b) = self
             .binlog
             .as_ref()
-            .filter(|_| self.kind == CopyKind::Binlog)
+            .filter(|b| self.kind == CopyKind::Binlog && b.segment.is_none())
         else {
             return false;
         };

@@ -445,6 +445,7 @@ pub async fn scan(
                     name: info.source.clone(),
                     first_event: t,
                     server_id: None,
+                    segment: None,
                 });
             }
             CopyKind::Files => {}

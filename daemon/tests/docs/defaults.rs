@@ -280,6 +280,18 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 _ => return Err("no case in this test".into()),
             }
         }
+        ("binlog", k) => {
+            let c = with_mysql(&format!(
+                "[mysql]\nmysql_defaults_file = \"{}/my.cnf\"\n",
+                s.path().display()
+            ))?;
+            match k {
+                "enabled" => c.binlog.enabled.to_string(),
+                "max_lag" => format!("{}s", c.binlog.max_lag.as_secs()),
+                "segment_size" => mib(c.binlog.segment_size),
+                _ => return Err("no case in this test".into()),
+            }
+        }
         ("destination", "keep_local_path") => {
             some_or_none(base().keep_local_path.map(|p| p.display().to_string()))
         }

@@ -87,6 +87,7 @@ fn full_status() -> Status {
             name: "mysql-bin.000012".into(),
             first_event: t,
             server_id: Some(1),
+            segment: None,
         }),
         local: Some(LocalCopy {
             key: "db1/daily/mysql/mysql-2026-11-25_00_00_03.xbstream.zst".into(),

@@ -25,10 +25,9 @@ pub(super) struct History {
 /// another history and is never replayed after this one: names alone are reused.
 pub(super) fn history(status: &Status, start_file: &str, at: DateTime<Utc>) -> History {
     let prefix = |name: &str| name.rsplit_once('.').map(|(p, _)| p.to_string());
-    let all: Vec<(u64, &BinlogMeta, &CopyMeta)> = status
-        .copies
+    let files = super::streamed::binlog_files(status);
+    let all: Vec<(u64, &BinlogMeta, &CopyMeta)> = files
         .iter()
-        .filter(|c| c.kind == CopyKind::Binlog)
         .filter_map(|c| {
             let b = c.binlog.as_ref()?;
             (prefix(&b.name) == prefix(start_file)).then_some(())?;
@@ -222,6 +221,12 @@ pub(super) fn plan(
                 }
             }
             Target::Gtid(..) => out.push(copy.clone()),
+            Target::Latest => {
+                out.push(copy.clone());
+                if logs.range(n + 1..).next().is_none() {
+                    return Ok(out);
+                }
+            }
         }
         since = covered_until(logs, n).expect("present");
         n += 1;

@@ -15,6 +15,7 @@
 mod error;
 mod history;
 mod replay;
+mod streamed;
 mod target;
 
 use std::path::Path;
@@ -117,6 +118,7 @@ pub async fn restore_pitr(
         engine,
         &tools,
         &server.socket(),
+        &status,
         &binlogs,
         start_pos,
         &target,
@@ -218,6 +220,7 @@ mod tests {
             name,
             first_event: t0() + Duration::minutes(first),
             server_id: Some(1),
+            segment: None,
         });
         c
     }

@@ -8,12 +8,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::mysql::ToolError;
+
 use super::target::Target;
 use super::PitrError;
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::{find_program, Tool, Vendor};
 use crate::restore::{stream_copy, RestoreError};
-use crate::status::CopyMeta;
+use crate::status::{CopyMeta, Status};
 
 pub(super) struct ReplayTools {
     binlog: String,
@@ -47,6 +49,7 @@ pub(super) async fn replay(
     engine: &Engine,
     tools: &ReplayTools,
     socket: &Path,
+    status: &Status,
     binlogs: &[CopyMeta],
     start_pos: u64,
     target: &Target,
@@ -99,7 +102,7 @@ pub(super) async fn replay(
             Target::Position(file, pos) if *file == name => {
                 cmd.arg(format!("--stop-position={pos}"));
             }
-            Target::Position(..) => {}
+            Target::Position(..) | Target::Latest => {}
         }
         if vendor != Vendor::Mariadb {
             // The temporary server runs without GTID mode: SET GTID_NEXT would fail.
@@ -113,43 +116,16 @@ pub(super) async fn replay(
             }
         };
         cmd.arg("-").stdin(Stdio::piped()).stdout(Stdio::from(out));
-        let tail = Arc::new(Mutex::new(String::new()));
-        let tail_out = tail.clone();
-        let cancel = ctx.cancel.clone();
-        let streamed = stream_copy(engine, copy, ctx, move |bytes| {
-            let mut tool = Tool::spawn(cmd, &cancel)?;
-            let mut stdin = tool.take_stdin();
-            let copied = io::copy(bytes, &mut stdin).and_then(|_| stdin.flush());
-            drop(stdin);
-            match copied {
-                Ok(()) => {}
-                // mysqlbinlog stops reading at the stop point; the rest is drained
-                // (and checksummed) by stream_copy.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-                Err(e) => {
-                    tool.kill();
-                    return Err(e);
-                }
+        let streamed = replay_one(engine, status, copy, cmd, ctx).await;
+        let text = match streamed {
+            Ok(text) => text,
+            Err(e) => {
+                failure = Some(e);
+                break;
             }
-            let text = tool.wait_with_tail()?;
-            if let Some(line) = text.lines().find(|l| l.starts_with("ERROR")) {
-                return Err(io::Error::other(format!("mysqlbinlog: {line}")));
-            }
-            *tail_out.lock().expect("tail lock") = text;
-            Ok(())
-        })
-        .await;
-        if let Err(e) = streamed {
-            failure = Some(e);
-            break;
-        }
+        };
         last = name;
-        if !reached
-            && !tail
-                .lock()
-                .expect("tail lock")
-                .contains("Did not reach stop position")
-        {
+        if !reached && !text.contains("Did not reach stop position") {
             reached = true;
             break;
         }
@@ -183,4 +159,55 @@ pub(super) async fn replay(
         .into()),
         (Ok(()), None) => Ok(last),
     }
+}
+
+/// Streams one binlog file (a copy, or a streamed file's segments in order) into one
+/// `mysqlbinlog -`; returns what it printed on stderr.
+async fn replay_one(
+    engine: &Engine,
+    status: &Status,
+    copy: &CopyMeta,
+    cmd: Command,
+    ctx: &JobCtx,
+) -> Result<String, RestoreError> {
+    let binlog = cmd.get_program().to_string_lossy().into_owned();
+    let mut tool =
+        Tool::spawn(cmd, &ctx.cancel).map_err(|e| RestoreError::Io(binlog.clone(), e.into()))?;
+    let stdin = Arc::new(Mutex::new(Some(tool.take_stdin())));
+    for part in super::streamed::parts(status, copy) {
+        let stdin = stdin.clone();
+        let streamed = stream_copy(engine, &part, ctx, move |bytes| {
+            let mut guard = stdin.lock().expect("stdin lock");
+            let Some(w) = guard.as_mut() else {
+                return Ok(());
+            };
+            match io::copy(bytes, w).and_then(|_| w.flush()) {
+                Ok(_) => Ok(()),
+                // mysqlbinlog stops reading at the stop point; the rest is drained
+                // (and checksummed) by stream_copy.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    *guard = None;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+        if let Err(e) = streamed {
+            tool.kill();
+            return Err(e);
+        }
+    }
+    drop(stdin.lock().expect("stdin lock").take());
+    let text = tokio::task::spawn_blocking(move || tool.wait_with_tail())
+        .await
+        .map_err(|e| RestoreError::Internal(e.to_string()))?
+        .map_err(|e: ToolError| RestoreError::Io(binlog.clone(), e.into()))?;
+    if let Some(line) = text.lines().find(|l| l.starts_with("ERROR")) {
+        return Err(RestoreError::Io(
+            binlog,
+            io::Error::other(format!("mysqlbinlog: {line}")),
+        ));
+    }
+    Ok(text)
 }

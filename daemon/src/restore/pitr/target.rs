@@ -18,6 +18,8 @@ pub(super) enum Target {
     Time(String, DateTime<Utc>),
     Gtid(String, Gtids),
     Position(String, u64),
+    /// `--until latest`: every backed-up event after the copy (streamed ones too).
+    Latest,
 }
 
 /// A MariaDB GTID list: domain -> (server, sequence number).
@@ -39,6 +41,7 @@ pub(super) fn parse_gtids(s: &str) -> Option<Gtids> {
 impl Target {
     pub(super) fn parse(t: &PitrTarget) -> Result<Target, PitrError> {
         match t {
+            PitrTarget::Time(s) if s.trim().eq_ignore_ascii_case("latest") => Ok(Target::Latest),
             PitrTarget::Time(s) => {
                 let naive = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").map_err(
                     |cause| PitrError::BadTime {
@@ -77,6 +80,7 @@ impl Target {
         }
         match self {
             Target::Time(_, at) => copy.finished < *at,
+            Target::Latest => true,
             Target::Gtid(_, want) => m.gtid.as_deref().and_then(parse_gtids).is_some_and(|have| {
                 have.iter()
                     .all(|(d, n)| want.get(d).is_some_and(|w| n <= w))
@@ -94,6 +98,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Time(s, _) => f.write_str(s),
+            Target::Latest => f.write_str("the latest backed-up event"),
             Target::Gtid(g, _) => write!(f, "GTID {g}"),
             Target::Position(file, p) => write!(f, "{file}:{p}"),
         }
