@@ -66,6 +66,8 @@ pub struct SourceSection {
 pub struct DestinationSection {
     pub backup_destination: String,
     pub keep_local_path: Option<String>,
+    /// Ranges of a large object read at once from s3 and gcs.
+    pub download_ranges: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

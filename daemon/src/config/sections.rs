@@ -11,6 +11,10 @@ use super::{
     MysqlConfig, SourceConfig, Validator, DEFAULT_SOCKET, DEFAULT_STATE_DIR,
 };
 
+/// Ranges of one object read at once from an object store, by default and at most.
+pub const DEFAULT_DOWNLOAD_RANGES: usize = 4;
+pub const MAX_DOWNLOAD_RANGES: usize = 64;
+
 impl Validator<'_> {
     pub(super) fn daemon(&mut self, d: file::DaemonSection) -> DaemonConfig {
         let metrics_listen = self.metrics_listen(d.metrics_listen.as_deref());
@@ -140,7 +144,13 @@ impl Validator<'_> {
             }
             Some(p) => Some(self.path(p)),
         };
-        let destination = self.remote_destination(&d, local, ssh, s3, gcs);
+        let mut destination = self.remote_destination(&d, local, ssh, s3, gcs);
+        let ranges = self.download_ranges(d.download_ranges);
+        match &mut destination {
+            DestinationConfig::S3(c) => c.download_ranges = ranges,
+            DestinationConfig::Gcs(c) => c.download_ranges = ranges,
+            DestinationConfig::Local { .. } | DestinationConfig::Ssh(_) => {}
+        }
         if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
             if !path.as_os_str().is_empty() && (keep.starts_with(path) || path.starts_with(keep)) {
                 self.error(
@@ -155,6 +165,19 @@ impl Validator<'_> {
             }
         }
         (destination, keep_local_path)
+    }
+
+    /// `[destination] download_ranges`, 1..=64.
+    fn download_ranges(&mut self, value: Option<u32>) -> usize {
+        let n = value.map_or(DEFAULT_DOWNLOAD_RANGES, |n| n as usize);
+        if !(1..=MAX_DOWNLOAD_RANGES).contains(&n) {
+            self.error(
+                "destination",
+                "download_ranges",
+                format!("{n} is out of range 1..={MAX_DOWNLOAD_RANGES}"),
+            );
+        }
+        n.clamp(1, MAX_DOWNLOAD_RANGES)
     }
 
     pub(super) fn remote_destination(

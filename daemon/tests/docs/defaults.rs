@@ -267,6 +267,12 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 _ => return Err("no case in this test".into()),
             }
         }
+        ("destination", "download_ranges") => {
+            match s.ok("s3", "[s3]\nbucket = \"b\"\n").destination {
+                DestinationConfig::S3(c) => c.download_ranges.to_string(),
+                other => panic!("{other:?}"),
+            }
+        }
         ("destination", "keep_local_path") => {
             some_or_none(base().keep_local_path.map(|p| p.display().to_string()))
         }
