@@ -26,11 +26,11 @@ async fn gcs_passes_the_conformance_suite() {
 }
 
 /// The emulator tells no generation (real GCS does), so its reads are one stream, still
-/// byte-exact. No replacement mid-read here: the emulator serves one request at a time,
+/// byte-exact, also across a restart. No replacement mid-read here: the emulator serves one request at a time,
 /// so a write waits for the read that waits for it.
 #[tokio::test(flavor = "multi_thread")]
 async fn large_objects_read_byte_exact_with_several_ranges_configured() {
-    let Some(server) = GcsServer::start() else {
+    let Some(mut server) = GcsServer::start() else {
         return;
     };
     let dest = destination_with(
@@ -38,7 +38,8 @@ async fn large_objects_read_byte_exact_with_several_ranges_configured() {
         "download_ranges = 3",
         &server.config_section(SMALL_CHUNKS),
     );
-    ranged::byte_exact(dest, "ranged").await;
+    ranged::byte_exact(dest.clone(), "ranged").await;
+    ranged::resumes_after_restart(dest, "ranged", &mut || server.restart()).await;
 }
 
 /// A request that writes or reads object data: a media upload, a resumable session's

@@ -31,7 +31,7 @@ async fn s3_passes_the_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_objects_are_read_in_ranges_pinned_to_their_etag() {
-    let Some(server) = S3Server::start() else {
+    let Some(mut server) = S3Server::start() else {
         return;
     };
     let section = server.config_section(SMALL_PARTS);
@@ -41,6 +41,8 @@ async fn large_objects_are_read_in_ranges_pinned_to_their_etag() {
     }
     let dest = destination_with("s3", "download_ranges = 2", &section);
     ranged::replaced_mid_read(dest, "ranged").await;
+    let dest = destination_with("s3", "download_ranges = 3", &section);
+    ranged::resumes_after_restart(dest, "ranged", &mut || server.restart()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
