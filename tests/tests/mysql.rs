@@ -102,8 +102,17 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     let config = mysql_config(
         t.path(),
         &db,
-        &format!("config_files = [\"{}\"]", my_cnf[0].0.display()),
+        &format!(
+            "config_files = [\"{}\"]\nprepare_memory = \"200MiB\"",
+            my_cnf[0].0.display()
+        ),
     );
+    // Debug logs show every tool's command line.
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "run_at_start = false",
+        "run_at_start = false\nlog = \"info,twindb=debug\"",
+    );
+    fs::write(&config, text).unwrap();
     let d = Daemon::start(&config);
 
     batch(&db, 1);
@@ -169,6 +178,28 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     }
     // Both incrementals of full1 shared one cached, prepared full.
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+    // `[mysql] prepare_memory` reached every prepare (fulls and incrementals), and the
+    // extractor ran in parallel.
+    let log = d.log_text();
+    let starts = |tool: &str| {
+        log.lines()
+            .filter(|l| l.contains("starting") && l.contains(tool))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let prepares: Vec<String> = starts("mariabackup")
+        .into_iter()
+        .filter(|l| l.contains("--prepare"))
+        .collect();
+    assert!(prepares.len() >= 4, "{prepares:?}");
+    for l in &prepares {
+        assert!(l.contains("\"--use-memory=209715200\""), "{l}");
+    }
+    let extracts = starts("mbstream");
+    assert!(!extracts.is_empty(), "{log}");
+    for l in &extracts {
+        assert!(l.contains("\"--parallel="), "{l}");
+    }
 
     // Binary logs: closed ones are copied, the current one is not, and they decode.
     let binlogs = d
@@ -491,4 +522,44 @@ fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
         "0",
         "wsrep_desync must be OFF after a failed backup"
     );
+}
+
+#[test]
+fn a_bad_prepare_memory_fails_check_config_naming_the_key() {
+    let t = scratch();
+    let defaults = t.path().join("my.cnf");
+    fs::write(&defaults, "[client]\nuser = root\n").unwrap();
+    let config = t.path().join("twindb.toml");
+    for (value, want) in [
+        (
+            "\"lots\"",
+            "[mysql] prepare_memory: lots is not a size: use bytes or a string like \"16MiB\"",
+        ),
+        (
+            "\"1M\"",
+            "[mysql] prepare_memory: 1048576 bytes is less than the 16MiB",
+        ),
+    ] {
+        fs::write(
+            &config,
+            format!(
+                "[source]\nbackup_mysql = true\n\n[mysql]\nmysql_defaults_file = \"{}\"\n\
+                 prepare_memory = {value}\n\n[destination]\nbackup_destination = \"local\"\n\n\
+                 [local]\npath = \"{}/backups\"\n",
+                defaults.display(),
+                t.path().display()
+            ),
+        )
+        .unwrap();
+        let out = output_of(
+            Command::new(bin("twindbd"))
+                .arg("--check-config")
+                .arg("--config")
+                .arg(&config)
+                .output(),
+        );
+        assert_ne!(out.code, 0, "{out:?}");
+        let line = format!("{}:6: {want}", config.display());
+        assert!(out.stderr.contains(&line), "{line}\n{out:?}");
+    }
 }

@@ -106,6 +106,8 @@ pub struct MysqlSection {
     pub mysqld_binary: Option<String>,
     /// my.cnf files recorded with each copy (default: /etc/my.cnf, /etc/mysql/my.cnf).
     pub config_files: Option<Vec<String>>,
+    /// `--use-memory` of `--prepare` on restore, e.g. "2GiB".
+    pub prepare_memory: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -96,6 +96,9 @@ pub struct MysqlConfig {
     pub xbstream_binary: Option<String>,
     pub mysqld_binary: Option<String>,
     pub config_files: Vec<PathBuf>,
+    /// `--use-memory` of `--prepare` on restore; None: derived from the host's memory
+    /// when the restore runs ([`crate::mysql::default_prepare_memory`]).
+    pub prepare_memory: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

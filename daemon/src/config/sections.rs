@@ -14,6 +14,8 @@ use super::{
 /// Ranges of one object read at once from an object store, by default and at most.
 pub const DEFAULT_DOWNLOAD_RANGES: usize = 4;
 pub const MAX_DOWNLOAD_RANGES: usize = 64;
+/// The least `[mysql] prepare_memory` accepted.
+const MIN_PREPARE_MEMORY: u64 = 16 << 20;
 
 impl Validator<'_> {
     pub(super) fn daemon(&mut self, d: file::DaemonSection) -> DaemonConfig {
@@ -362,8 +364,17 @@ impl Validator<'_> {
                 PathBuf::from("/etc/mysql/my.cnf"),
             ],
         };
+        let prepare_memory = self.byte_size("mysql", "prepare_memory", m.prepare_memory);
+        if let Some(n) = prepare_memory.filter(|&n| n < MIN_PREPARE_MEMORY) {
+            self.error(
+                "mysql",
+                "prepare_memory",
+                format!("{n} bytes is less than the 16MiB mariabackup and xtrabackup need"),
+            );
+        }
         MysqlConfig {
             defaults_file,
+            prepare_memory,
             full_backup,
             expire_log_days: m.expire_log_days.unwrap_or(7),
             xtrabackup_binary: m.xtrabackup_binary,

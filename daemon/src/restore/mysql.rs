@@ -52,6 +52,8 @@ impl Mode {
 struct Tools {
     backup: String,
     stream: String,
+    /// `--use-memory` of every `--prepare`, in bytes.
+    prepare_memory: u64,
 }
 
 pub async fn restore_mysql(
@@ -100,6 +102,7 @@ pub async fn restore_mysql(
         ctx.set_phase("applying the incremental");
         let mut cmd = Command::new(&tools.backup);
         cmd.arg("--prepare")
+            .arg(format!("--use-memory={}", tools.prepare_memory))
             .arg(format!("--target-dir={}", datadir.display()))
             .arg(format!("--incremental-dir={}", inc_dir.display()));
         blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await?;
@@ -158,6 +161,9 @@ fn tools(engine: &Engine, m: &MysqlMeta) -> Result<Tools, RestoreError> {
     Ok(Tools {
         backup: resolve(&backup)?,
         stream: resolve(&stream)?,
+        prepare_memory: cfg
+            .and_then(|c| c.prepare_memory)
+            .unwrap_or_else(crate::mysql::default_prepare_memory),
     })
 }
 
@@ -211,7 +217,8 @@ async fn prepare(
     ctx: &JobCtx,
 ) -> Result<(), RestoreError> {
     let mut cmd = Command::new(&tools.backup);
-    cmd.arg("--prepare");
+    cmd.arg("--prepare")
+        .arg(format!("--use-memory={}", tools.prepare_memory));
     if apply_log_only {
         cmd.arg("--apply-log-only");
     }
@@ -219,7 +226,8 @@ async fn prepare(
     blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await
 }
 
-/// Streams the copy into `xbstream -x -C dir`; returns where its bytes came from.
+/// Streams the copy into `xbstream -x --parallel=N -C dir`; returns where its bytes
+/// came from. Both extractors write each file from one thread, so threads are safe.
 async fn extract(
     engine: &Engine,
     meta: &CopyMeta,
@@ -229,6 +237,7 @@ async fn extract(
 ) -> Result<&'static str, RestoreError> {
     let mut cmd = Command::new(&tools.stream);
     cmd.arg("-x")
+        .arg(format!("--parallel={}", crate::mysql::extract_threads()))
         .arg("-C")
         .arg(dir)
         .stdin(Stdio::piped())

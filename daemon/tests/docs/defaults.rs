@@ -264,6 +264,14 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 "full_backup" => m.full_backup.to_string(),
                 "expire_log_days" => m.expire_log_days.to_string(),
                 "config_files" => array(m.config_files.iter().map(|p| p.display().to_string())),
+                "prepare_memory" => {
+                    words("a quarter of the host's memory, at least 128 MiB, at most 4 GiB")?;
+                    // Worked out at restore time (twindb::mysql::default_prepare_memory).
+                    return match m.prepare_memory {
+                        None => Ok(String::new()),
+                        Some(n) => Err(n.to_string()),
+                    };
+                }
                 _ => return Err("no case in this test".into()),
             }
         }
