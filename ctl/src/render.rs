@@ -150,11 +150,22 @@ fn outcome_lines(j: &JobInfo) {
     for w in &j.warnings {
         println!("  warning: {w}");
     }
+    for p in &j.phases {
+        println!("  {}", phase_line(p));
+    }
     if let Some(m) = &j.message {
         println!("  {m}");
     }
     if let Some(e) = &j.error {
         println!("  error: {e}");
+    }
+}
+
+/// "time: prepare db1/daily/mysql/...: 12.3s".
+fn phase_line(p: &twindb_proto::PhaseTime) -> String {
+    match &p.copy {
+        Some(copy) => format!("time: {} {copy}: {:.1}s", p.phase, p.seconds),
+        None => format!("time: {}: {:.1}s", p.phase, p.seconds),
     }
 }
 

@@ -403,6 +403,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
         }
     }
 

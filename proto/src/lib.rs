@@ -207,6 +207,22 @@ pub struct JobInfo {
     /// The outcome of a verify job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
+    /// How long each phase of a MySQL restore took, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseTime>,
+}
+
+/// One phase of a MySQL restore and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    /// "download and extract" (one stream: the bytes are extracted as they arrive),
+    /// "copy from the cache", "prepare", "apply incremental", "store in the cache" or
+    /// "binlog replay".
+    pub phase: String,
+    /// The copy the phase worked on; none for the binlog replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+    pub seconds: f64,
 }
 
 /// What `twindbctl verify` prints: did the copy restore and start as a server?

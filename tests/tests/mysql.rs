@@ -168,6 +168,31 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
             &got, want,
             "{key} must restore to the state at its backup time"
         );
+        // Each phase's time, per copy: the base of an incremental, then the incremental.
+        let phases = match i {
+            1 => vec![
+                format!("time: download and extract {full1}: "),
+                format!("time: prepare {full1}: "),
+                format!("time: store in the cache {full1}: "),
+                format!("time: download and extract {inc1}: "),
+                format!("time: apply incremental {inc1}: "),
+            ],
+            2 => vec![
+                format!("time: copy from the cache {full1}: "),
+                format!("time: download and extract {inc2}: "),
+                format!("time: apply incremental {inc2}: "),
+            ],
+            _ => vec![
+                format!("time: download and extract {key}: "),
+                format!("time: prepare {key}: "),
+            ],
+        };
+        let mut at = 0;
+        for p in &phases {
+            let found = stdout[at..].find(p.as_str());
+            assert!(found.is_some(), "{p} after byte {at}: {stdout}");
+            at += found.unwrap();
+        }
         if key == &inc1 {
             // Restored after a newer full exists: it still uses its own parent.
             assert!(
@@ -178,6 +203,35 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     }
     // Both incrementals of full1 shared one cached, prepared full.
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+    // --json: the phases as data.
+    let dst = t.path().join("restored-json");
+    let out = d
+        .ctl(&[
+            "--json",
+            "restore",
+            "mysql",
+            &full2,
+            "--dst",
+            dst.to_str().unwrap(),
+        ])
+        .success();
+    let phases = out.json()[0]["phases"].clone();
+    let names: Vec<(&str, &str)> = phases
+        .as_array()
+        .unwrap_or_else(|| panic!("{phases}"))
+        .iter()
+        .map(|p| {
+            assert!(p["seconds"].as_f64().unwrap() >= 0.0, "{p}");
+            (p["phase"].as_str().unwrap(), p["copy"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("download and extract", full2.as_str()),
+            ("prepare", full2.as_str())
+        ]
+    );
     // `[mysql] prepare_memory` reached every prepare (fulls and incrementals), and the
     // extractor ran in parallel.
     let log = d.log_text();

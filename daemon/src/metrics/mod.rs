@@ -472,6 +472,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
         }
     }
 

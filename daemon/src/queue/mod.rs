@@ -358,6 +358,7 @@ impl Queue {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
         };
         Arc::new(Job {
             id,
@@ -487,11 +488,13 @@ impl Queue {
             return;
         }
         let warnings = job.ctx.warnings();
+        let phases = job.ctx.timings();
         job.update(|i| {
             i.state = state;
             i.finished_at = Some(Utc::now());
             i.error = error;
             i.warnings = warnings;
+            i.phases = phases;
         });
         job.reading.lock().expect("reading lock").take();
         let info = job.info();
