@@ -286,6 +286,34 @@ pub struct RestoreRequest {
     pub until: Option<PitrTarget>,
 }
 
+/// `POST /v1/cache/purge`: removes restore-cache entries (`restore mysql --cache`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachePurgeRequest {
+    /// The cache folder, an absolute path, as given to `restore mysql --cache`.
+    pub cache: String,
+    /// Only entries stored longer ago than this; all of them when absent.
+    #[serde(default)]
+    pub older_than_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachePurgeResponse {
+    pub cache: String,
+    pub removed: Vec<CacheEntry>,
+    /// Entries younger than `older_than_seconds`.
+    pub kept: Vec<CacheEntry>,
+}
+
+/// One prepared full copy in a restore cache (or what an interrupted restore left).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The folder's name in the cache.
+    pub name: String,
+    pub bytes: u64,
+    /// Since it was stored.
+    pub age_seconds: u64,
+}
+
 /// Where a point-in-time restore stops.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,6 +8,11 @@ use std::process::Command;
 use twindb_tests::mariadb::{self, batch, mysql_config, MariaDb};
 use twindb_tests::*;
 
+#[path = "mysql/cache.rs"]
+mod cache;
+#[path = "mysql/config.rs"]
+mod config;
+
 const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
 
 /// Runs one run type and returns the key of the MySQL copy it made.
@@ -301,6 +306,8 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["success"], true, "{report}");
     assert_eq!(report["copy"], inc2.as_str());
+
+    cache::purge_the_restore_cache(d, &config, t.path(), &cache, &inc2);
 }
 
 #[test]
@@ -576,44 +583,4 @@ fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
         "0",
         "wsrep_desync must be OFF after a failed backup"
     );
-}
-
-#[test]
-fn a_bad_prepare_memory_fails_check_config_naming_the_key() {
-    let t = scratch();
-    let defaults = t.path().join("my.cnf");
-    fs::write(&defaults, "[client]\nuser = root\n").unwrap();
-    let config = t.path().join("twindb.toml");
-    for (value, want) in [
-        (
-            "\"lots\"",
-            "[mysql] prepare_memory: lots is not a size: use bytes or a string like \"16MiB\"",
-        ),
-        (
-            "\"1M\"",
-            "[mysql] prepare_memory: 1048576 bytes is less than the 16MiB",
-        ),
-    ] {
-        fs::write(
-            &config,
-            format!(
-                "[source]\nbackup_mysql = true\n\n[mysql]\nmysql_defaults_file = \"{}\"\n\
-                 prepare_memory = {value}\n\n[destination]\nbackup_destination = \"local\"\n\n\
-                 [local]\npath = \"{}/backups\"\n",
-                defaults.display(),
-                t.path().display()
-            ),
-        )
-        .unwrap();
-        let out = output_of(
-            Command::new(bin("twindbd"))
-                .arg("--check-config")
-                .arg("--config")
-                .arg(&config)
-                .output(),
-        );
-        assert_ne!(out.code, 0, "{out:?}");
-        let line = format!("{}:6: {want}", config.display());
-        assert!(out.stderr.contains(&line), "{line}\n{out:?}");
-    }
 }

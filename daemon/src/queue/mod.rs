@@ -449,6 +449,24 @@ impl Queue {
             .collect()
     }
 
+    /// Queued and running restores that use the restore cache `cache`.
+    pub fn restores_using_cache(&self, cache: &std::path::Path) -> Vec<u64> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .filter(|j| match &j.work {
+                Work::Restore(r) => r
+                    .cache
+                    .as_deref()
+                    .is_some_and(|c| std::path::Path::new(c) == cache),
+                _ => false,
+            })
+            .filter(|j| !j.info().state.is_final())
+            .map(|j| j.id)
+            .collect()
+    }
+
     pub fn cancel(&self, id: u64) -> Result<JobInfo, QueueError> {
         let job = self.get(id).ok_or(QueueError::NoSuchJob(id))?;
         let info = job.info();
