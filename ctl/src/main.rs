@@ -76,7 +76,8 @@ enum Command {
         #[command(subcommand)]
         what: RestoreCommand,
     },
-    /// Restore a MySQL copy into a scratch folder, start a throwaway server on it, check it.
+    /// Restore a MySQL copy into a scratch folder, start a throwaway server on it, check
+    /// it; or run a restore drill now.
     Verify {
         #[command(subcommand)]
         what: VerifyCommand,
@@ -98,7 +99,7 @@ enum Command {
     Takeover,
     /// Print a time-limited download link for a copy (S3 and GCS destinations).
     Share {
-        /// A key as `twindbctl ls` prints it.
+        /// A key as `twindbctl ls` prints it, a tail of one, or TwinDB's URL or path.
         copy: String,
         /// How long the link works: e.g. 30m, 12h, 7d (at most 7d).
         #[arg(long, default_value = "1d", value_parser = parse_expiry)]
@@ -156,13 +157,17 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum VerifyCommand {
-    /// COPY is a key as `ls` prints it, or `latest` (the default).
+    /// COPY is a key as `ls` prints it (or a tail of one, or TwinDB's URL or path), or
+    /// `latest` (the default).
     Mysql {
         copy: Option<String>,
         /// Restore here (absent or empty) and keep the result; default: a scratch folder.
         #[arg(long)]
         dst: Option<PathBuf>,
     },
+    /// A restore drill now, as `[verify]` says: the latest MySQL copy and the latest
+    /// files copy of each folder, restored and checked, each with its recovery time.
+    Drill,
 }
 
 #[derive(Subcommand)]
@@ -191,7 +196,7 @@ enum CloneCommand {
 enum RestoreCommand {
     /// Restore a files copy into DIR (absent or empty).
     File {
-        /// A key as `twindbctl ls` prints it.
+        /// A key as `twindbctl ls` prints it, a tail of one, or TwinDB's URL or path.
         copy: String,
         #[arg(long)]
         dst: PathBuf,
@@ -392,6 +397,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
             let req = VerifyRequest {
                 copy,
                 dst: dst.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string()),
+                drill: false,
             };
             let enq: EnqueuedJob = client.post("/v1/verify", &req).await?;
             let bar = render::Display::new(true).follower();
@@ -401,11 +407,36 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 restore_seconds: 0.0,
                 success: false,
                 error: info.error.clone(),
+                kind: twindb_proto::CopyKind::Mysql,
+                rto_seconds: None,
+                checks: vec![],
             });
             // The report is the output, in JSON as TwinDB printed it, with or without --json.
             let _ = json;
             render::print_json(&report);
             Ok(if report.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify {
+            what: VerifyCommand::Drill,
+        } => {
+            let req = VerifyRequest {
+                copy: None,
+                dst: None,
+                drill: true,
+            };
+            let enq: EnqueuedJob = client.post("/v1/verify", &req).await?;
+            let bar = render::Display::new(json).follower();
+            let info = client.follow(enq.job.id, |i| bar.update(i)).await?;
+            if json {
+                render::print_json(&info.drill);
+            } else {
+                render::drill(&info);
+            }
+            Ok(if info.state == twindb_proto::JobState::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

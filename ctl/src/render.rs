@@ -153,6 +153,12 @@ fn outcome_lines(j: &JobInfo) {
     for p in &j.phases {
         println!("  {}", phase_line(p));
     }
+    for x in &j.excluded {
+        println!(
+            "  excluded from {}: {} entries matched by exclude, {} cache folders, {} mount points",
+            x.dir, x.entries, x.cache_dirs, x.mount_points
+        );
+    }
     if let Some(m) = &j.message {
         println!("  {m}");
     }
@@ -256,6 +262,45 @@ pub fn status(s: &StatusResponse) {
         );
         if let Some(e) = &r.last_error {
             println!("          last error: {e}");
+        }
+    }
+    match (&s.last_drill, s.next_drill) {
+        (None, None) => {}
+        (None, Some(next)) => println!("\nrestore drill: none yet, next {}", when(next)),
+        (Some(last), next) => {
+            let next = next
+                .map(|t| format!(", next {}", when(t)))
+                .unwrap_or_default();
+            let at = last.finished_at.map(when).unwrap_or_else(|| "-".into());
+            println!("\nrestore drill: {} {at}{next}", last.state);
+            drill_lines(&last.drill);
+        }
+    }
+}
+
+/// A drill's outcome: a line per copy, with its recovery time or its error.
+pub fn drill(info: &JobInfo) {
+    println!("restore drill {}", info.state);
+    drill_lines(&info.drill);
+    if info.drill.is_empty() {
+        if let Some(e) = &info.error {
+            println!("  {e}");
+        }
+    }
+}
+
+fn drill_lines(reports: &[twindb_proto::VerifyReport]) {
+    for r in reports {
+        match (&r.error, r.rto_seconds) {
+            (None, Some(rto)) => println!(
+                "  {:<6} {}: recovered in {rto:.1} s (restore {:.1} s); {}",
+                r.kind.as_str(),
+                r.copy,
+                r.restore_seconds,
+                r.checks.join("; ")
+            ),
+            (Some(e), _) => println!("  {:<6} {}: FAILED: {e}", r.kind.as_str(), r.copy),
+            (None, None) => println!("  {:<6} {}: ok", r.kind.as_str(), r.copy),
         }
     }
 }

@@ -112,6 +112,7 @@ pub struct JobCtx {
     warnings: Mutex<Vec<String>>,
     /// Phases that finished, with their times (MySQL restores).
     timings: Mutex<Vec<twindb_proto::PhaseTime>>,
+    excluded: Mutex<Vec<twindb_proto::ExcludedReport>>,
 }
 
 impl JobCtx {
@@ -148,6 +149,15 @@ impl JobCtx {
 
     pub fn timings(&self) -> Vec<twindb_proto::PhaseTime> {
         self.timings.lock().expect("timings lock").clone()
+    }
+
+    /// Records what a files copy left out on purpose, for the job report.
+    pub fn excluded(&self, report: twindb_proto::ExcludedReport) {
+        self.excluded.lock().expect("excluded lock").push(report);
+    }
+
+    pub fn exclusions(&self) -> Vec<twindb_proto::ExcludedReport> {
+        self.excluded.lock().expect("excluded lock").clone()
     }
 
     pub fn bytes(&self) -> (u64, u64) {

@@ -7,6 +7,7 @@ pub mod api;
 pub mod backup;
 pub mod clone;
 pub mod config;
+pub mod copy_path;
 pub mod daemon;
 pub mod destination;
 pub mod engine;

@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// What a notice says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    /// `backup_failed` or `backup_succeeded`.
+    /// `{backup,verify,clone}_{failed,succeeded}`.
     pub event: &'static str,
     pub subject: String,
     pub text: String,
@@ -33,12 +33,22 @@ pub fn notice_for(config: &NotifyConfig, host: &str, job: &JobInfo) -> Option<No
     if job.kind == JobKind::Restore {
         return None;
     }
-    let (event, outcome) = match job.state {
-        JobState::Failed if config.on_failure => ("backup_failed", "FAILED"),
-        JobState::Succeeded if config.on_success => ("backup_succeeded", "succeeded"),
+    let failed = match job.state {
+        JobState::Failed if config.on_failure => true,
+        JobState::Succeeded if config.on_success => false,
         // Cancelled jobs were cancelled by someone, or by a shutdown: no news.
         _ => return None,
     };
+    // A failed restore drill is not a failed backup: a receiver can route them apart.
+    let event = match (job.kind, failed) {
+        (JobKind::Verify, true) => "verify_failed",
+        (JobKind::Verify, false) => "verify_succeeded",
+        (JobKind::Clone, true) => "clone_failed",
+        (JobKind::Clone, false) => "clone_succeeded",
+        (_, true) => "backup_failed",
+        (_, false) => "backup_succeeded",
+    };
+    let outcome = if failed { "FAILED" } else { "succeeded" };
     let subject = format!("twindb on {host}: {} {outcome}", job.title);
     let mut text = format!(
         "twindb on {host}: job {} ({}) {outcome}.\n",
@@ -62,6 +72,15 @@ pub fn notice_for(config: &NotifyConfig, host: &str, job: &JobInfo) -> Option<No
     }
     for w in &job.warnings {
         text.push_str(&format!("Warning: {w}\n"));
+    }
+    for r in &job.drill {
+        match (&r.error, r.rto_seconds) {
+            (Some(e), _) => text.push_str(&format!("Drill: {} FAILED: {e}\n", r.copy)),
+            (None, Some(rto)) => {
+                text.push_str(&format!("Drill: {} recovered in {rto:.1} s\n", r.copy))
+            }
+            (None, None) => {}
+        }
     }
     text.push_str(&format!(
         "\nDetails: twindbctl job {}; twindbctl status\n",
@@ -155,6 +174,8 @@ mod tests {
             message: None,
             verify: None,
             phases: Vec::new(),
+            drill: vec![],
+            excluded: vec![],
         }
     }
 

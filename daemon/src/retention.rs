@@ -225,13 +225,17 @@ pub struct Applied {
 
 /// Plans over the destination's status and deletes the planned copies of `kinds`.
 ///
-/// The status changes first: the planned copies leave `copies` and their objects join
-/// `pending` in one write, and only then do the objects go. A crash or a failed delete
+/// The status changes first: the planned copies' objects become pending, then the
+/// copies leave the list, and only then do the objects go. A crash or a failed delete
 /// therefore leaves unlisted objects that the next sweep removes, never a listed copy
-/// whose bytes are gone. Objects left pending by earlier jobs are swept first.
+/// whose bytes are gone. Objects left pending by earlier jobs are swept first, and the
+/// status index catches up with the records.
 pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, StatusError> {
     if let Err(e) = engine.status.sweep().await {
         tracing::warn!(error = %format!("{e:#}"), "could not sweep unrecorded objects");
+    }
+    if let Err(e) = engine.status.compact().await {
+        tracing::warn!(error = %format!("{e:#}"), "could not rewrite the status index");
     }
     let status = engine.status.load().await?;
     let mut applied = Applied::default();
@@ -294,19 +298,11 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
         .iter()
         .filter_map(|d| copy_of(&d.key)?.local.as_ref().map(|l| l.key.clone()))
         .collect();
-    let own = engine
+    let local_gone: Vec<String> = local_gone.iter().map(|k| k.to_string()).collect();
+    let gone_list: Vec<String> = gone.iter().cloned().collect();
+    engine
         .status
-        .update(|s| {
-            s.copies.retain(|c| !gone.contains(&c.key));
-            for c in s
-                .copies
-                .iter_mut()
-                .filter(|c| local_gone.contains(c.key.as_str()))
-            {
-                c.local = None;
-            }
-            s.pending.extend(doomed.iter().cloned());
-        })
+        .retire(&gone_list, &local_gone, &doomed)
         .await?;
 
     crate::failpoint::point("retention.recorded");
@@ -339,19 +335,13 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
             }
         }
     }
-    if !done.is_empty() {
-        engine
-            .status
-            .update(|s| s.pending.retain(|p| !done.contains(&p.key)))
-            .await?;
-    }
-    // TwinDB Backup's copies are not in twindb's status file; count those left.
-    let theirs = status
+    engine.status.forget_pending(&done).await?;
+    let copies: Vec<CopyMeta> = status
         .copies
         .iter()
-        .filter(|c| c.twindb.is_some() && !gone.contains(&c.key))
-        .cloned();
-    let copies: Vec<CopyMeta> = own.copies.into_iter().chain(theirs).collect();
+        .filter(|c| !gone.contains(&c.key))
+        .cloned()
+        .collect();
     engine.metrics.set_copies("remote", &copies);
     applied.kept = copies.len();
     Ok(applied)

@@ -33,9 +33,12 @@ use crate::config::{Config, CronSpec};
 use crate::queue::Queue;
 use crate::state::RunRecord;
 
-/// The first time strictly after `after` that `cron` matches.
+/// The first time strictly after `after` that `cron` matches, in whole seconds (croner
+/// keeps `after`'s fraction of a second when the pattern names seconds).
 pub fn next_fire(cron: &Cron, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after, false).ok()
+    use chrono::Timelike;
+    let t = cron.find_next_occurrence(&after, false).ok()?;
+    Some(t.with_nanosecond(0).unwrap_or(t))
 }
 
 /// The shortest gap between the next few fires of `cron` after `from`.
@@ -125,6 +128,8 @@ pub fn next_runs(config: &Config, now: DateTime<Utc>) -> Vec<(RunType, DateTime<
 pub enum Fire {
     Run(RunType),
     Binlog,
+    /// A restore drill (`[verify] schedule`).
+    Drill,
 }
 
 /// The tokio-cron-scheduler jobs of the current config.
@@ -162,6 +167,9 @@ impl Scheduler {
             .collect();
         if let Some(spec) = &config.schedule.binlog {
             fires.push((Fire::Binlog, spec));
+        }
+        if let Some(spec) = &config.verify.schedule {
+            fires.push((Fire::Drill, spec));
         }
         let mut ids = Vec::new();
         for (fire, spec) in fires {
@@ -206,6 +214,12 @@ async fn on_fire(queue: &Queue, fire: Fire) {
             Some(spec) => (spec, None, queue.last_binlog_start()),
             None => return,
         },
+        // A drill already queued or running is not queued twice (enqueue_drill); a
+        // clock set back may repeat one, which costs time, not data.
+        Fire::Drill => match &config.verify.schedule {
+            Some(spec) => (spec, None, None),
+            None => return,
+        },
     };
     let window = guard_window(run_type, &spec.cron, now);
     let period = run_type.map_or(window * 2, |rt| {
@@ -218,6 +232,7 @@ async fn on_fire(queue: &Queue, fire: Fire) {
     let result = match fire {
         Fire::Run(rt) => queue.enqueue_run(rt).map(|v| v.len()),
         Fire::Binlog => queue.enqueue_binlog().map(|_| 1),
+        Fire::Drill => queue.enqueue_drill().map(|_| 1),
     };
     match result {
         Ok(n) => tracing::info!(fire = ?fire, jobs = n, "scheduled run queued"),

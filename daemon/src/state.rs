@@ -110,6 +110,10 @@ struct StateFile {
     kinds: Vec<KindRecord>,
     #[serde(default)]
     jobs: VecDeque<JobInfo>,
+    /// The last restore drill that finished: kept apart from the bounded history, so
+    /// that `status` shows it however many jobs ran since.
+    #[serde(default)]
+    last_drill: Option<JobInfo>,
 }
 
 #[derive(Debug)]
@@ -178,6 +182,10 @@ impl StateStore {
         self.lock().jobs.iter().cloned().collect()
     }
 
+    pub fn last_drill(&self) -> Option<JobInfo> {
+        self.lock().last_drill.clone()
+    }
+
     pub fn max_job_id(&self) -> u64 {
         self.lock().jobs.iter().map(|j| j.id).max().unwrap_or(0)
     }
@@ -207,6 +215,9 @@ impl StateStore {
                 };
                 s.kinds[i].record.record(job);
             }
+        }
+        if !job.drill.is_empty() && job.state.is_final() {
+            s.last_drill = Some(job.clone());
         }
         s.jobs.retain(|j| j.id != job.id);
         s.jobs.push_back(job.clone());
@@ -404,6 +415,8 @@ mod tests {
             message: None,
             verify: None,
             phases: Vec::new(),
+            drill: vec![],
+            excluded: vec![],
         }
     }
 

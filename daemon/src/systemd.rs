@@ -158,6 +158,8 @@ mod tests {
             message: None,
             verify: None,
             phases: Vec::new(),
+            drill: vec![],
+            excluded: vec![],
         }
     }
 

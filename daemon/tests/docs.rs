@@ -220,6 +220,10 @@ const FILE_KEYS: &[&str] = &[
 fn relocate(root: &Path, etc: &Path, key: &str, value: &mut toml::Value) {
     match value {
         toml::Value::Array(items) => items.iter_mut().for_each(|v| relocate(root, etc, key, v)),
+        // An absolute exclude pattern points into a backup dir, which moved under root.
+        toml::Value::String(s) if key == "exclude" && s.starts_with('/') => {
+            *s = format!("{}{s}", root.display());
+        }
         toml::Value::String(s) if FOLDER_KEYS.contains(&key) || FILE_KEYS.contains(&key) => {
             let path = match s.strip_prefix('/') {
                 Some(rest) => {
@@ -426,14 +430,15 @@ fn every_api_route_is_in_the_operations_api_table_and_back() {
 }
 
 /// The files a test path of docs/safety.md can be in: `a::b::tests::name` in
-/// daemon/src/a/b.rs (or a/b/mod.rs), `file::name` in tests/tests/file.rs or the
-/// harness's tests/src/file.rs.
+/// daemon/src/a/b.rs (or a/b/mod.rs, or a/b/tests.rs), `file::name` in
+/// tests/tests/file.rs or the harness's tests/src/file.rs.
 fn test_files(modules: &[&str]) -> Vec<PathBuf> {
     if let Some(i) = modules.iter().position(|m| *m == "tests") {
         let path = modules[..i].join("/");
         vec![
             repo().join(format!("daemon/src/{path}.rs")),
             repo().join(format!("daemon/src/{path}/mod.rs")),
+            repo().join(format!("daemon/src/{path}/tests.rs")),
         ]
     } else {
         let path = modules.join("/");

@@ -210,6 +210,13 @@ pub struct JobInfo {
     /// How long each phase of a MySQL restore took, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseTime>,
+    /// A restore drill's outcome: one report per copy it restored and checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drill: Vec<VerifyReport>,
+    /// What files copies left out on purpose (`[source] exclude`, `exclude_caches`,
+    /// `one_file_system`), one entry per copy that left something out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ExcludedReport>,
 }
 
 /// One phase of a MySQL restore and how long it took.
@@ -225,6 +232,19 @@ pub struct PhaseTime {
     pub seconds: f64,
 }
 
+/// What one files copy left out on purpose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExcludedReport {
+    /// The backed-up folder.
+    pub dir: String,
+    /// Entries matched by an `exclude` pattern (a folder counts once, whatever it held).
+    pub entries: u64,
+    /// Folders holding a valid CACHEDIR.TAG, stored with their tag only.
+    pub cache_dirs: u64,
+    /// Folders on another file system, stored empty.
+    pub mount_points: u64,
+}
+
 /// What `twindbctl verify` prints: did the copy restore and start as a server?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {
@@ -232,6 +252,21 @@ pub struct VerifyReport {
     pub restore_seconds: f64,
     pub success: bool,
     pub error: Option<String>,
+    /// `"mysql"` or `"files"`. Reports written before drills existed are MySQL's.
+    #[serde(default = "mysql_kind")]
+    pub kind: CopyKind,
+    /// The recovery time measured: seconds from the start of the restore until the
+    /// restored server accepted queries (MySQL), or until every file was restored
+    /// (files). Absent when the copy did not restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_seconds: Option<f64>,
+    /// What was checked beyond the restore, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+}
+
+fn mysql_kind() -> CopyKind {
+    CopyKind::Mysql
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +277,10 @@ pub struct VerifyRequest {
     /// Absolute path, absent or empty; a scratch folder in state_dir when absent.
     #[serde(default)]
     pub dst: Option<String>,
+    /// A restore drill: what `[verify]` says (the latest MySQL copy and the latest
+    /// files copy of each folder, with its checks) instead of one copy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 /// One line of `GET /v1/jobs/{id}/events` (newline-delimited JSON).
@@ -273,7 +312,8 @@ pub struct RunResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRequest {
     pub kind: CopyKind,
-    /// A key as `ls` prints it.
+    /// A key as `ls` prints it, a tail of one, or TwinDB's URL or path (the daemon
+    /// resolves it to the key: docs/restore.md#naming-a-copy).
     pub copy: String,
     /// Absolute path; must be absent or empty.
     pub dst: String,
@@ -444,6 +484,12 @@ pub struct StatusResponse {
     pub running: Vec<JobInfo>,
     pub queued: Vec<JobInfo>,
     pub run_types: Vec<RunTypeStatus>,
+    /// The last restore drill that finished, if any ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<JobInfo>,
+    /// When the next drill fires (`[verify] schedule`), if drills are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drill: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

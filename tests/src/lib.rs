@@ -360,7 +360,7 @@ pub fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
                 stack.push(path);
             } else {
                 let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                if !rel.contains("twindb-status.json") {
+                if !rel.contains("twindb-status") {
                     out.insert(rel);
                 }
             }

@@ -255,6 +255,13 @@ socket = "{root}/twindbd.sock"
 state_dir = "{root}/state"
 hostname = "dbhost"
 run_at_start = false
+# No scheduled run during a test: a fire at the top of an hour would add a copy the
+# test did not make (see files_config).
+schedule_hourly = "{never}"
+schedule_daily = "{never}"
+schedule_weekly = "{never}"
+schedule_monthly = "{never}"
+schedule_yearly = "{never}"
 
 [source]
 backup_mysql = true
@@ -274,6 +281,7 @@ path = "{root}/backups"
 program = "zstd"
 "#,
         root = root.display(),
+        never = crate::NEVER,
         defaults = db.defaults_file.display(),
     );
     let path = root.join("twindb.toml");

@@ -256,7 +256,7 @@ fn every_section_and_odd_case_gives_a_config_that_validates() {
     )
     .unwrap();
     let common = format!(
-        "[source]\nBACKUP_DIRS = \"{r}/data dir\"\nbackup_mysql: On\ntar_options = --exclude-caches\n\n\
+        "[source]\nBACKUP_DIRS = \"{r}/data dir\"\nbackup_mysql: On\ntar_options = --exclude-caches --exclude-vcs-ignores\n\n\
          [mysql]\nmysql_defaults_file = '{r}/my.cnf'\nfull_backup = weekly\nexpire_log_days = 3\nhostname = db1\n\n\
          [compression]\nprogram = \"bzip2\"\n\n\
          [retention_local]\ndaily_copies = 2\n\n\
@@ -283,6 +283,12 @@ fn every_section_and_odd_case_gives_a_config_that_validates() {
         assert_eq!(
             get(&t, "source", "backup_dirs"),
             Some(&toml::Value::from(vec![format!("{r}/data dir")])),
+            "{name}"
+        );
+        // What twindb can do is carried over and passes the check; the rest is dropped.
+        assert_eq!(
+            get(&t, "source", "exclude_caches").and_then(|v| v.as_bool()),
+            Some(true),
             "{name}"
         );
         for dropped in [

@@ -300,8 +300,10 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
         );
     }
 
-    // verify: a good copy succeeds.
-    let out = d.ctl(&["verify", "mysql", &inc2]);
+    // verify: a good copy succeeds. Named by its path under the local destination, as
+    // TwinDB's ls printed it: the report names the key it resolved to.
+    let by_path = t.path().join("backups").join(&inc2);
+    let out = d.ctl(&["verify", "mysql", by_path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["success"], true, "{report}");
@@ -534,6 +536,15 @@ fn galera_nodes_are_desynced_for_the_backup_and_always_resynced() {
         "wsrep_desync was ON during the backup"
     );
     assert_eq!(db.sql("SELECT @@wsrep_desync"), "0", "and OFF after it");
+    // The Galera options reached the tool (docs/mysql.md#galera): --galera-info, and
+    // not XtraBackup's --no-backup-locks, which MariaDB does not support.
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("running the backup tool"))
+        .unwrap_or_else(|| panic!("no tool command line in the log:\n{log}"));
+    assert!(line.contains(" --galera-info"), "{line}");
+    assert!(!line.contains("--no-backup-locks"), "{line}");
 
     // The restore writes grastate.dat from the copy's galera info.
     let dst = t.path().join("restored");

@@ -190,8 +190,9 @@ fn a_failed_local_write_fails_the_copy_and_nothing_is_kept_anywhere() {
     let error = out.json()[0]["error"].as_str().unwrap().to_string();
     assert!(error.contains(&kept.display().to_string()), "{error}");
     assert!(ls_keys(&d).is_empty());
-    // The status was written before the upload began: the host's folder exists.
-    assert!(server.root.join("testhost/twindb-status.json").is_file());
+    // The status was written before the upload began (the copy's pending marker):
+    // the host's folder exists.
+    assert!(server.root.join("testhost/twindb-status.d").is_dir());
     let on_server: Vec<_> = walk(&server.root.join("testhost"))
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains("twindb-status"))

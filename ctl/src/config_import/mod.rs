@@ -11,6 +11,7 @@
 
 mod ini;
 mod sections;
+mod tar_options;
 
 use std::path::Path;
 

@@ -37,10 +37,7 @@ pub(super) fn source_section(out: &mut Out, section: Option<&Section>) {
         }
     }
     if let Some(e) = keys.take("tar_options") {
-        out.drop(
-            e,
-            "twindb has no tar options or exclude patterns yet; copies will include what these options excluded",
-        );
+        super::tar_options::tar_options(out, e);
     }
     keys.drop_rest(out, "unknown key; TwinDB ignored it");
 }

@@ -47,10 +47,40 @@ fn source_splits_backup_dirs_like_a_shell_and_reads_booleans() {
     assert_eq!(get(&t, "source", "tar_options"), None);
     assert_eq!(i.dropped, ["[source] tar_options"]);
     assert!(comments_say(&i, "tar_options = \"--exclude-vcs-ignores\""));
+    assert!(comments_say(&i, "no equivalent for --exclude-vcs-ignores"));
 
     let (t, i) = import("[source]\nbackup_dirs=/etc\nbackup_mysql=maybe\n");
     assert_eq!(get(&t, "source", "backup_mysql"), None);
     assert_eq!(i.dropped, ["[source] backup_mysql"]);
+}
+
+#[test]
+fn tar_options_become_exclude_keys_and_a_comment_for_the_rest() {
+    let (t, i) = import(
+        "[source]\nbackup_dirs=/srv\ntar_options = --exclude=*.tmp --exclude var/cache --exclude-caches --one-file-system --exclude-vcs --sparse\n",
+    );
+    let exclude = get(&t, "source", "exclude").unwrap().as_array().unwrap();
+    assert_eq!(exclude[0], s("*.tmp"));
+    assert_eq!(exclude[1], s("**/var/cache"));
+    assert!(exclude.contains(&s(".git/")), "{exclude:?}");
+    assert_eq!(
+        get(&t, "source", "exclude_caches"),
+        Some(&Value::Boolean(true))
+    );
+    assert_eq!(
+        get(&t, "source", "one_file_system"),
+        Some(&Value::Boolean(true))
+    );
+    assert_eq!(i.dropped, ["[source] tar_options"]);
+    assert!(comments_say(&i, "no equivalent for --sparse"));
+
+    let (t, i) = import("[source]\nbackup_dirs=/srv\ntar_options = --exclude-caches-all\n");
+    assert_eq!(
+        get(&t, "source", "exclude_caches"),
+        Some(&Value::Boolean(true))
+    );
+    assert!(i.dropped.is_empty());
+    assert!(comments_say(&i, "--exclude-caches-all: twindb does what"));
 }
 
 #[test]

@@ -93,6 +93,9 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     engine
         .metrics
         .refresh(&app.state.kind_records(), &app.queue.active());
+    engine
+        .metrics
+        .refresh_drill(app.state.last_drill().as_ref());
     (
         [("content-type", crate::metrics::CONTENT_TYPE)],
         engine.metrics.render(),
@@ -152,6 +155,13 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
             .filter(|j| j.state == twindb_proto::JobState::Queued)
             .collect(),
         run_types,
+        last_drill: app.state.last_drill(),
+        next_drill: engine
+            .config
+            .verify
+            .schedule
+            .as_ref()
+            .and_then(|s| crate::scheduler::next_fire(&s.cron, now)),
     })
 }
 
@@ -369,7 +379,7 @@ async fn check(State(app): State<AppState>) -> Json<CheckResponse> {
     })
 }
 
-async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -> Response {
+async fn restore(State(app): State<AppState>, Json(mut req): Json<RestoreRequest>) -> Response {
     if !std::path::Path::new(&req.dst).is_absolute() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -398,7 +408,28 @@ async fn restore(State(app): State<AppState>, Json(req): Json<RestoreRequest>) -
             "name the copy to restore (see `twindbctl ls`)".into(),
         );
     }
+    if !req.copy.is_empty() {
+        match resolve_copy(&app, &req.copy).await {
+            Ok(key) => req.copy = key,
+            Err(r) => return r,
+        }
+    }
     accepted(app.queue.enqueue_restore(req))
+}
+
+/// The key a `COPY` argument names (a key, a tail of one, TwinDB's URLs and paths),
+/// or the error response: one resolver for restore, verify and share.
+async fn resolve_copy(app: &AppState, given: &str) -> Result<String, Response> {
+    use crate::copy_path::CopyPathError;
+    crate::copy_path::resolve(&app.engine(), given)
+        .await
+        .map_err(|e| match e {
+            CopyPathError::NoMatch(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            CopyPathError::Status(_) => {
+                error(StatusCode::BAD_GATEWAY, "destination", format!("{e:#}"))
+            }
+            _ => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+        })
 }
 
 /// `202 Accepted` with a new (never coalesced) job, or the queue's refusal.
@@ -516,7 +547,7 @@ async fn retention(State(app): State<AppState>, Json(req): Json<RetentionRequest
     }
 }
 
-async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> Response {
+async fn verify(State(app): State<AppState>, Json(mut req): Json<VerifyRequest>) -> Response {
     if req
         .dst
         .as_deref()
@@ -528,12 +559,29 @@ async fn verify(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> 
             "dst must be an absolute path".into(),
         );
     }
+    if req.drill {
+        let v = &app.engine().config.verify;
+        if !v.mysql && !v.files {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "a drill with nothing to restore: set [verify] mysql or files".into(),
+            );
+        }
+        return accepted(app.queue.enqueue_drill());
+    }
     if app.engine().config.mysql.is_none() {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "verify needs MySQL backups configured ([source] backup_mysql = true)".into(),
         );
+    }
+    if let Some(copy) = req.copy.as_deref().filter(|c| *c != "latest") {
+        match resolve_copy(&app, copy).await {
+            Ok(key) => req.copy = Some(key),
+            Err(r) => return r,
+        }
     }
     accepted(app.queue.enqueue_verify(req))
 }
@@ -561,8 +609,12 @@ async fn takeover(State(app): State<AppState>) -> Response {
     }
 }
 
-async fn share(State(app): State<AppState>, Json(req): Json<ShareRequest>) -> Response {
+async fn share(State(app): State<AppState>, Json(mut req): Json<ShareRequest>) -> Response {
     use crate::share::ShareError;
+    match resolve_copy(&app, &req.copy).await {
+        Ok(key) => req.copy = key,
+        Err(r) => return r,
+    }
     match crate::share::share(&app.engine(), &req.copy, req.expires_seconds).await {
         Ok((url, expires_at)) => Json(ShareResponse {
             copy: req.copy,

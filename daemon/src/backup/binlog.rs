@@ -116,7 +116,9 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
                 server_id: Some(id.server_id),
             }),
         };
-        status = engine.status.record(meta, writing).await?;
+        engine.status.record(meta.clone(), writing).await?;
+        // The next file's key must not take this one's.
+        status.copies.push(meta);
         keys.push(key);
     }
     Ok(keys)

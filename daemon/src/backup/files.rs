@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use tracing::Instrument;
-use twindb_proto::{CopyKind, RunType};
+use twindb_proto::{CopyKind, ExcludedReport, RunType};
 
 use super::{backup_chain, local_record, store, BackupError};
 use crate::engine::{Engine, JobCtx};
@@ -33,7 +33,7 @@ pub async fn backup_files(
         let stored = store(
             engine.dest.as_ref(),
             engine.keep_local.as_ref(),
-            Box::new(FileSource::new(dir)),
+            Box::new(FileSource::new(dir).with_excludes(engine.config.source.excludes.clone())),
             &chain,
             &env,
             &key,
@@ -43,6 +43,26 @@ pub async fn backup_files(
         .await?;
         for w in stored.report.warnings.clone() {
             ctx.warn(w);
+        }
+        let x = stored.report.excluded;
+        if !x.is_empty() {
+            span.in_scope(|| {
+                tracing::info!(
+                    entries = x.entries,
+                    cache_dirs = x.cache_dirs,
+                    mount_points = x.mount_points,
+                    "left out on purpose: {} entries matched by exclude, {} cache folders, {} mount points",
+                    x.entries,
+                    x.cache_dirs,
+                    x.mount_points
+                )
+            });
+            ctx.excluded(ExcludedReport {
+                dir: dir.display().to_string(),
+                entries: x.entries,
+                cache_dirs: x.cache_dirs,
+                mount_points: x.mount_points,
+            });
         }
         let meta = CopyMeta {
             key: key.clone(),

@@ -123,6 +123,7 @@ pub async fn backup_mysql(
             .and_then(|p| p.mysql.as_ref())
             .map(|m| m.to_lsn),
         galera: info.galera,
+        vendor: info.vendor,
         work_dir: work.path().to_path_buf(),
         cancel: ctx.cancel.clone(),
     };

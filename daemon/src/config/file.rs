@@ -17,6 +17,7 @@ pub struct ConfigFile {
     pub intervals: Option<IntervalsSection>,
     pub ssh: Option<super::ssh::SshSection>,
     pub clone: Option<super::clone::CloneSection>,
+    pub verify: Option<super::verify::VerifySection>,
     // Sections of features that later issues build. They are recognised so that a
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub s3: Option<super::s3::S3Section>,
@@ -59,6 +60,13 @@ pub struct SourceSection {
     pub backup_dirs: Vec<String>,
     #[serde(default)]
     pub backup_mysql: bool,
+    /// Patterns of what files copies leave out (docs/config.md#excludes).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub exclude_caches: bool,
+    #[serde(default)]
+    pub one_file_system: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,7 +171,9 @@ pub struct GpgSection {
 /// order of [`ConfigFile`]'s fields. Read from the serde structs themselves, so the list
 /// cannot drift from what `load` accepts; the docs tests compare it with docs/config.md.
 pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
-    use super::{clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection};
+    use super::{
+        clone::CloneSection, gcs::GcsSection, s3::S3Section, ssh::SshSection, verify::VerifySection,
+    };
     vec![
         ("daemon", fields_of::<DaemonSection>()),
         ("source", fields_of::<SourceSection>()),
@@ -174,6 +184,7 @@ pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("intervals", fields_of::<IntervalsSection>()),
         ("ssh", fields_of::<SshSection>()),
         ("clone", fields_of::<CloneSection>()),
+        ("verify", fields_of::<VerifySection>()),
         ("s3", fields_of::<S3Section>()),
         ("gcs", fields_of::<GcsSection>()),
         ("gpg", fields_of::<GpgSection>()),

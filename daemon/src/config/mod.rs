@@ -6,6 +6,7 @@
 //! the key. Relative paths resolve against the config file's folder.
 
 mod clone;
+mod exclude;
 mod file;
 mod gcs;
 mod gpg;
@@ -16,6 +17,7 @@ mod secret;
 mod sections;
 mod spans;
 mod ssh;
+mod verify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ pub use self::ops::{
 };
 pub use self::s3::{S3Config, S3Credentials};
 pub use self::ssh::SshConfig;
+pub use self::verify::VerifyConfig;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twindb/twindb.toml";
 pub const DEFAULT_SOCKET: &str = "/run/twindb/twindbd.sock";
@@ -65,6 +68,8 @@ pub struct Config {
     pub gpg: Option<GpgConfig>,
     /// `twindbctl clone mysql`: `[clone]`, with defaults when the section is absent.
     pub clone: CloneConfig,
+    /// `[verify]`: scheduled restore drills.
+    pub verify: VerifyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +88,8 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub backup_dirs: Vec<PathBuf>,
+    /// What files copies leave out.
+    pub excludes: crate::source::Excludes,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +255,7 @@ impl Validator<'_> {
         let daemon = self.daemon(raw.daemon);
         let backup_mysql = raw.source.as_ref().is_some_and(|s| s.backup_mysql);
         let source = self.source(raw.source);
+        let verify = self.verify(raw.verify, backup_mysql, !source.backup_dirs.is_empty());
         let mysql = backup_mysql.then(|| self.mysql(raw.mysql.unwrap_or_default()));
         let clone = self.clone_config(
             raw.clone,
@@ -285,6 +293,7 @@ impl Validator<'_> {
             warnings: Vec::new(),
             gpg,
             clone,
+            verify,
         }
     }
 }

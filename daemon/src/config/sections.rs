@@ -84,6 +84,7 @@ impl Validator<'_> {
             );
             return SourceConfig {
                 backup_dirs: vec![],
+                excludes: Default::default(),
             };
         };
         if s.backup_dirs.is_empty() && !s.backup_mysql {
@@ -114,7 +115,11 @@ impl Validator<'_> {
             }
             dirs.push(p);
         }
-        SourceConfig { backup_dirs: dirs }
+        let excludes = self.excludes(&s, &dirs);
+        SourceConfig {
+            backup_dirs: dirs,
+            excludes,
+        }
     }
 
     pub(super) fn destination(
@@ -238,7 +243,13 @@ impl Validator<'_> {
         };
         for path in local_dest.into_iter().chain(keep_local_path) {
             for dir in &source.backup_dirs {
-                if !path.as_os_str().is_empty() && path.starts_with(dir) {
+                // Left out by an exclude pattern (as TwinDB users did with tar's
+                // --exclude): the copies are not copied again.
+                let excluded = path
+                    .ancestors()
+                    .take_while(|a| a.starts_with(dir) && *a != dir.as_path())
+                    .any(|a| source.excludes.matches(dir, a, true));
+                if !path.as_os_str().is_empty() && path.starts_with(dir) && !excluded {
                     self.error(
                         "source",
                         "backup_dirs",

@@ -54,6 +54,9 @@ pub struct Metrics {
     queue_depth: GaugeVec,
     running: GaugeVec,
     last_verify_success: GaugeVec,
+    verify_last_success: GaugeVec,
+    verify_restore_seconds: GaugeVec,
+    verify_failures_total: CounterVec,
     restore_duration: GaugeVec,
     restores_total: CounterVec,
     retention_deleted_total: CounterVec,
@@ -175,6 +178,21 @@ impl Metrics {
                 "twindb_last_verify_success_timestamp_seconds",
                 "When the last successful verify (restore test) of a MySQL copy finished (Unix time).",
                 &["run_type"],
+            ),
+            verify_last_success: gauge(
+                "twindb_verify_last_success_timestamp_seconds",
+                "When the last verify or restore drill of this kind of copy (mysql, files) succeeded (Unix time).",
+                &["kind"],
+            ),
+            verify_restore_seconds: gauge(
+                "twindb_verify_restore_seconds",
+                "The recovery time the last successful verify or drill of this kind measured: seconds from the start of the restore until the server accepted queries (mysql) or every file was restored (files).",
+                &["kind"],
+            ),
+            verify_failures_total: counter(
+                "twindb_verify_failures_total",
+                "Verifies and drill items that failed since twindbd started, by kind of copy.",
+                &["kind"],
             ),
             restore_duration: gauge(
                 "twindb_last_restore_duration_seconds",
@@ -358,6 +376,46 @@ impl Metrics {
             .set(at.timestamp() as f64);
     }
 
+    /// For every verify and drill item: its outcome and measured recovery time.
+    pub fn verify_finished(&self, report: &twindb_proto::VerifyReport) {
+        let kind = [report.kind.as_str()];
+        if report.success {
+            self.verify_last_success
+                .with_label_values(&kind)
+                .set(chrono::Utc::now().timestamp() as f64);
+            if let Some(rto) = report.rto_seconds {
+                self.verify_restore_seconds
+                    .with_label_values(&kind)
+                    .set(rto);
+            }
+        } else {
+            self.verify_failures_total.with_label_values(&kind).inc();
+        }
+    }
+
+    /// The last drill as `state.json` kept it: the drill gauges survive a restart, so
+    /// "no successful drill in 8 days" does not start over with each start.
+    pub fn refresh_drill(&self, last: Option<&JobInfo>) {
+        let Some(job) = last else {
+            return;
+        };
+        let Some(at) = job.finished_at else {
+            return;
+        };
+        for r in job.drill.iter().filter(|r| r.success) {
+            let kind = [r.kind.as_str()];
+            let last = self.verify_last_success.with_label_values(&kind);
+            if last.get() < at.timestamp() as f64 {
+                last.set(at.timestamp() as f64);
+                if let Some(rto) = r.rto_seconds {
+                    self.verify_restore_seconds
+                        .with_label_values(&kind)
+                        .set(rto);
+                }
+            }
+        }
+    }
+
     /// Everything, in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -473,6 +531,8 @@ mod tests {
             message: None,
             verify: None,
             phases: Vec::new(),
+            drill: vec![],
+            excluded: vec![],
         }
     }
 

@@ -142,6 +142,22 @@ impl Vendor {
         }
     }
 
+    /// What the backup tool gets on a Galera node (docs/mysql.md#galera has the table
+    /// and the reasons). `--galera-info` always: the copy records the node's
+    /// `uuid:seqno`, from which restore writes grastate.dat. `--no-backup-locks` only
+    /// for XtraBackup (as TwinDB passed it on PXC): there it makes XtraBackup take FLUSH
+    /// TABLES WITH READ LOCK, under which the Galera position it records is consistent
+    /// with the data ("--galera-info has no effect when backup locks are used").
+    /// mariabackup is not given it: MariaDB documents it as Percona Server's and not
+    /// supported with MariaDB Server, 10.11 lists it as obsolete (from 10.4 it locks with
+    /// BACKUP STAGE and still records the position), and Enterprise builds lack it.
+    pub fn galera_backup_options(self) -> &'static [&'static str] {
+        match self {
+            Vendor::Mariadb => &["--galera-info"],
+            Vendor::Percona | Vendor::Oracle => &["--galera-info", "--no-backup-locks"],
+        }
+    }
+
     pub fn mysqld(self) -> &'static str {
         match self {
             Vendor::Mariadb => "mariadbd",
@@ -288,6 +304,29 @@ impl Server {
             )
             .await
             .map_err(|e| self.err(e))
+    }
+
+    /// `CHECK TABLE`'s verdict lines, `(Msg_type, Msg_text)`: a sound table has one
+    /// `status` line saying `OK` (warnings and notes may come before it).
+    pub async fn check_table(
+        &mut self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, MysqlError> {
+        let sql = format!(
+            "CHECK TABLE `{}`.`{}`",
+            schema.replace('`', "``"),
+            table.replace('`', "``")
+        );
+        let rows: Vec<(String, String, String, String)> =
+            self.conn.query(sql).await.map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(|(_, _, t, m)| (t, m)).collect())
+    }
+
+    /// How many rows `sql` returns (a drill's probe).
+    pub async fn count_rows(&mut self, sql: &str) -> Result<usize, MysqlError> {
+        let rows: Vec<mysql_async::Row> = self.conn.query(sql).await.map_err(|e| self.err(e))?;
+        Ok(rows.len())
     }
 
     pub async fn disconnect(self) {

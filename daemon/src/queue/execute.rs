@@ -85,14 +85,46 @@ pub(super) async fn execute(engine: &Engine, job: &Job) -> anyhow::Result<Outcom
             let message = crate::clone::clone_mysql(engine, req, &job.ctx).await?;
             Ok(done(vec![], Some(message)))
         }
+        (Work::Verify(req), _) if req.drill => {
+            let reports = crate::verify::run_drill(engine, &job.ctx).await;
+            for r in &reports {
+                engine.metrics.verify_finished(r);
+            }
+            let failures: Vec<String> = reports
+                .iter()
+                .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.copy)))
+                .collect();
+            let copies = reports.iter().map(|r| r.copy.clone()).collect();
+            let summary = reports
+                .iter()
+                .filter_map(|r| {
+                    r.rto_seconds
+                        .map(|s| format!("{} restored in {s:.1} s", r.kind.as_str()))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            job.update(|i| i.drill = reports);
+            if !failures.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "restore drill failed: {}",
+                    failures.join("; ")
+                ));
+            }
+            Ok(done(
+                copies,
+                Some(format!("restore drill passed: {summary}")),
+            ))
+        }
         (Work::Verify(req), _) => {
             let report = crate::verify::verify_mysql(
                 engine,
                 req.copy.as_deref(),
                 req.dst.as_deref().map(Path::new),
+                &crate::verify::ServerChecks::default(),
                 &job.ctx,
             )
             .await;
+            engine.metrics.verify_finished(&report);
             if let Some(e) = report.error.clone() {
                 // The job fails, and its info still carries the report.
                 job.update(|i| i.verify = Some(report));

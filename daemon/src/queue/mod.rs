@@ -235,10 +235,30 @@ impl Queue {
 
     pub fn enqueue_verify(&self, req: VerifyRequest) -> Result<Arc<Job>, QueueError> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        let title = format!("verify mysql {}", req.copy.as_deref().unwrap_or("latest"));
+        let title = if req.drill {
+            "restore drill".to_string()
+        } else {
+            format!("verify mysql {}", req.copy.as_deref().unwrap_or("latest"))
+        };
         let job = self.new_job(JobKind::Verify, None, title, Work::Verify(req));
         self.submit(&mut jobs, job.clone())?;
         Ok(job)
+    }
+
+    /// Enqueues a restore drill, unless one is already queued or running.
+    pub fn enqueue_drill(&self) -> Result<Arc<Job>, QueueError> {
+        if let Some(job) =
+            self.jobs.lock().expect("jobs lock").iter().find(|j| {
+                matches!(&j.work, Work::Verify(r) if r.drill) && !j.info().state.is_final()
+            })
+        {
+            return Ok(job.clone());
+        }
+        self.enqueue_verify(VerifyRequest {
+            copy: None,
+            dst: None,
+            drill: true,
+        })
     }
 
     /// Enqueues a binlog copy, or returns the one already queued.
@@ -359,6 +379,8 @@ impl Queue {
             message: None,
             verify: None,
             phases: Vec::new(),
+            drill: vec![],
+            excluded: vec![],
         };
         Arc::new(Job {
             id,
@@ -507,12 +529,14 @@ impl Queue {
         }
         let warnings = job.ctx.warnings();
         let phases = job.ctx.timings();
+        let excluded = job.ctx.exclusions();
         job.update(|i| {
             i.state = state;
             i.finished_at = Some(Utc::now());
             i.error = error;
             i.warnings = warnings;
             i.phases = phases;
+            i.excluded = excluded;
         });
         job.reading.lock().expect("reading lock").take();
         let info = job.info();

@@ -383,13 +383,24 @@ fn plain_components(path: &str) -> Option<(&str, Vec<&str>)> {
 /// grastate.dat from `xtrabackup_galera_info` (`uuid:seqno`), so the node can join its
 /// cluster with IST instead of a full SST.
 fn write_grastate(datadir: &Path, m: &MysqlMeta) -> Result<(), RestoreError> {
-    let info_path = datadir.join("xtrabackup_galera_info");
+    let info_path = galera_info_path(datadir);
     let info = std::fs::read_to_string(&info_path)
         .map_err(|e| RestoreError::Io(info_path.display().to_string(), e))?;
     let text = grastate(&info, m.wsrep_provider_version.as_deref())
         .ok_or_else(|| RestoreError::GaleraInfo(info_path.display().to_string()))?;
     let path: PathBuf = datadir.join("grastate.dat");
     std::fs::write(&path, text).map_err(|e| RestoreError::Io(path.display().to_string(), e))
+}
+
+/// MariaDB 11's mariadb-backup names the file `mariadb_backup_galera_info`; earlier
+/// versions and XtraBackup `xtrabackup_galera_info`.
+fn galera_info_path(datadir: &Path) -> PathBuf {
+    let new = datadir.join("mariadb_backup_galera_info");
+    if new.exists() {
+        new
+    } else {
+        datadir.join("xtrabackup_galera_info")
+    }
 }
 
 /// `version` is the grastate file format (2.1), as Galera writes it; the provider
@@ -466,6 +477,14 @@ mod tests {
         assert_eq!(std::fs::read(&written).unwrap(), b"[mysqld]\n");
         let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn galera_info_under_either_name() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(galera_info_path(t.path()).ends_with("xtrabackup_galera_info"));
+        std::fs::write(t.path().join("mariadb_backup_galera_info"), "u:1").unwrap();
+        assert!(galera_info_path(t.path()).ends_with("mariadb_backup_galera_info"));
     }
 
     #[test]

@@ -8,15 +8,26 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header, HeaderMode};
 
+use super::exclude::{is_cache_dir, Excludes, CACHEDIR_TAG};
 use super::{Source, SourceReport};
 
 pub struct FileSource {
     dir: PathBuf,
+    excludes: Excludes,
 }
 
 impl FileSource {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileSource { dir: dir.into() }
+        FileSource {
+            dir: dir.into(),
+            excludes: Excludes::default(),
+        }
+    }
+
+    /// Leaves out what `[source] exclude`, `exclude_caches` and `one_file_system` say.
+    pub fn with_excludes(mut self, excludes: Excludes) -> Self {
+        self.excludes = excludes;
+        self
     }
 }
 
@@ -31,7 +42,7 @@ impl Source for FileSource {
         builder.follow_symlinks(false);
         let mut report = SourceReport::default();
         // The top folder must exist: its absence is an error, not a warning.
-        fs::symlink_metadata(&self.dir)
+        let top = fs::symlink_metadata(&self.dir)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
         let mut stack = vec![self.dir.clone()];
         while let Some(path) = stack.pop() {
@@ -52,8 +63,27 @@ impl Source for FileSource {
                 }
             };
             let ft = meta.file_type();
+            if self.excludes.matches(&self.dir, &path, ft.is_dir()) {
+                tracing::debug!(path = %path.display(), "excluded by a pattern");
+                report.excluded.entries += 1;
+                continue;
+            }
             if ft.is_dir() {
                 append_dir(&mut builder, &name, &meta)?;
+                // As GNU tar: the folder itself is stored, what it holds is not.
+                if self.excludes.one_file_system && meta.dev() != top.dev() {
+                    tracing::info!(path = %path.display(), "another file system: contents left out");
+                    report.excluded.mount_points += 1;
+                    continue;
+                }
+                if self.excludes.caches && is_cache_dir(&path) {
+                    // GNU tar's --exclude-caches: the tag stays, so that the restored
+                    // folder still says it is a cache.
+                    tracing::info!(path = %path.display(), "cache folder (CACHEDIR.TAG): contents left out");
+                    report.excluded.cache_dirs += 1;
+                    stack.push(path.join(CACHEDIR_TAG));
+                    continue;
+                }
                 match sorted_children(&path) {
                     // Reverse so that popping visits children in name order.
                     Ok(children) => stack.extend(children.into_iter().rev()),
@@ -256,6 +286,52 @@ mod tests {
             ]
         );
         assert_eq!(seen[4].2, 0o600);
+    }
+
+    fn names(out: &[u8], root: &Path) -> Vec<String> {
+        let prefix = archive_name(root).to_string_lossy().into_owned();
+        tar::Archive::new(out)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path().unwrap().to_string_lossy().into_owned();
+                p.trim_start_matches(&prefix).to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn excludes_leave_out_matches_and_cache_contents_but_keep_the_tag() {
+        use crate::source::exclude::{Pattern, CACHEDIR_SIGNATURE};
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("data");
+        fs::create_dir_all(root.join("a/build")).unwrap();
+        fs::create_dir_all(root.join("cache/sub")).unwrap();
+        fs::write(root.join("a/build/x"), "x").unwrap();
+        fs::write(root.join("a/keep.txt"), "k").unwrap();
+        fs::write(root.join("a/drop.tmp"), "d").unwrap();
+        fs::write(root.join("cache/sub/big"), "b").unwrap();
+        fs::write(root.join("cache/CACHEDIR.TAG"), CACHEDIR_SIGNATURE).unwrap();
+        let excludes = Excludes {
+            patterns: vec![
+                Pattern::parse("*.tmp").unwrap(),
+                Pattern::parse("build/").unwrap(),
+            ],
+            caches: true,
+            one_file_system: true,
+        };
+        let mut out = Vec::new();
+        let report = FileSource::new(&root)
+            .with_excludes(excludes)
+            .write_to(&mut out)
+            .unwrap();
+        assert_eq!(
+            names(&out, &root),
+            ["/", "/a/", "/a/keep.txt", "/cache/", "/cache/CACHEDIR.TAG"]
+        );
+        assert_eq!(report.excluded.entries, 2);
+        assert_eq!(report.excluded.cache_dirs, 1);
+        assert_eq!(report.excluded.mount_points, 0);
     }
 
     #[test]

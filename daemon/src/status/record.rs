@@ -239,15 +239,22 @@ impl Status {
             updated: Utc::now(),
             sha256: hex::encode(Sha256::digest(copies.as_bytes())),
             copies: RawValue::from_string(copies).expect("valid json"),
-            pending: self.pending.clone(),
-            writer: self.writer.clone(),
+            // Version 2 keeps these in objects of their own (see layout.rs).
+            pending: vec![],
+            writer: None,
         };
         let mut out = serde_json::to_vec(&doc).expect("status serializes");
         out.push(b'\n');
         out
     }
 
+    /// The index's copies; pending and writer only from a version 1 file (version 2
+    /// keeps them in objects of their own).
     pub fn decode(bytes: &[u8]) -> Result<Status, StatusError> {
+        Self::decode_versioned(bytes).map(|(s, _)| s)
+    }
+
+    pub fn decode_versioned(bytes: &[u8]) -> Result<(Status, u32), StatusError> {
         let doc: Document = serde_json::from_slice(bytes)
             .map_err(|e| StatusError::Corrupt(format!("not a status document: {e}")))?;
         if doc.format != FORMAT {
@@ -268,13 +275,14 @@ impl Status {
         }
         let copies = serde_json::from_str(doc.copies.get())
             .map_err(|e| StatusError::Corrupt(format!("bad copy entry: {e}")))?;
-        Ok(Status {
+        let status = Status {
             generation: doc.generation,
             copies,
             pending: doc.pending,
             writer: doc.writer,
             problems: vec![],
-        })
+        };
+        Ok((status, doc.version))
     }
 }
 
@@ -286,8 +294,8 @@ struct Document {
     updated: DateTime<Utc>,
     sha256: String,
     copies: Box<RawValue>,
-    /// Outside the checksum: a twindb that predates it reads the copies as before
-    /// (and drops the list when it writes, which loses no copy).
+    /// Version 1 only. Outside the checksum: a twindb that predates it reads the
+    /// copies as before (and drops the list when it writes, which loses no copy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending: Vec<Pending>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,7 @@
 //! merged in every time the status is read, so what TwinDB wrote stays the only truth
 //! about them (see docs/migration.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -384,9 +384,16 @@ pub async fn scan(
     own: &Status,
 ) -> Result<(Vec<CopyMeta>, Vec<String>), StatusError> {
     let prefix = format!("{host}/");
-    let found: Vec<(Found, KeyInfo)> = group_parts(list_all(dest, &prefix).await?)
+    let records = format!("{host}/{}/", super::RECORDS);
+    let ours: HashSet<&str> = own.copies.iter().map(|c| c.key.as_str()).collect();
+    let listed = list_all(dest, &prefix)
+        .await?
         .into_iter()
-        .filter(|f| own.find(&f.key).is_none())
+        .filter(|o| !o.key.starts_with(&records))
+        .collect();
+    let found: Vec<(Found, KeyInfo)> = group_parts(listed)
+        .into_iter()
+        .filter(|f| !ours.contains(f.key.as_str()))
         .filter_map(|f| parse_key(host, &f.key).map(|k| (f, k)))
         .collect();
     if found.is_empty() {

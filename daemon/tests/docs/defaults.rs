@@ -251,6 +251,16 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
             array(c.source.backup_dirs.iter().map(|p| p.display().to_string()))
         }
         ("source", "backup_mysql") => base().mysql.is_some().to_string(),
+        ("source", "exclude") => array(
+            base()
+                .source
+                .excludes
+                .patterns
+                .iter()
+                .map(|p| p.as_str().to_string()),
+        ),
+        ("source", "exclude_caches") => base().source.excludes.caches.to_string(),
+        ("source", "one_file_system") => base().source.excludes.one_file_system.to_string(),
         ("mysql", "mysql_defaults_file") => path_default(with_mysql(""), |c| {
             c.mysql.as_ref().unwrap().defaults_file.clone()
         }),
@@ -595,6 +605,40 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                     return match c.start_command {
                         None => Ok(String::new()),
                         Some(cmd) => Err(cmd),
+                    };
+                }
+                _ => return Err("no case in this test".into()),
+            }
+        }
+        ("verify", k) => {
+            // An empty section: what a key left out gets (the same as no section).
+            let v = s.ok("local", "[verify]\n").verify;
+            match k {
+                "schedule" => some_or_none(v.schedule.map(|c| c.written)),
+                "mysql" => {
+                    words("`[source] backup_mysql`")?;
+                    let on = with_mysql(&format!(
+                        "[mysql]\nmysql_defaults_file = \"{}/my.cnf\"\n\n[verify]\n",
+                        s.path().display()
+                    ))?
+                    .verify
+                    .mysql;
+                    if v.mysql || !on {
+                        return Err(format!("without MySQL {}, with it {on}", v.mysql));
+                    }
+                    return Ok(String::new());
+                }
+                "files" => {
+                    words("`true` when `backup_dirs` is not empty")?;
+                    v.files.to_string()
+                }
+                "check_schemas" => array(v.check_schemas),
+                "probe_sql" => some_or_none(v.probe_sql),
+                "scratch_dir" => {
+                    words("`[daemon] state_dir`")?;
+                    return match v.scratch_dir {
+                        None => Ok(String::new()),
+                        Some(p) => Err(p.display().to_string()),
                     };
                 }
                 _ => return Err("no case in this test".into()),

@@ -149,6 +149,8 @@ fn job(kind: JobKind) -> JobInfo {
         message: None,
         verify: None,
         phases: Vec::new(),
+        drill: vec![],
+        excluded: vec![],
     }
 }
 

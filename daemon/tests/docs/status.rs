@@ -10,7 +10,7 @@ use twindb::modifier::ModifierSpec;
 use twindb::mysql::{ConfigFile, Vendor};
 use twindb::status::twindb::TwindbCopy;
 use twindb::status::{
-    BinlogMeta, CopyMeta, LocalCopy, MysqlMeta, Pending, Status, Writer, WriterId,
+    layout, BinlogMeta, CopyMeta, LocalCopy, MysqlMeta, Pending, Status, Writer, WriterId,
 };
 use twindb_proto::{CopyKind, RunType};
 
@@ -136,10 +136,19 @@ fn keys(v: &serde_json::Value, out: &mut BTreeSet<String>) {
 
 #[test]
 fn every_field_of_a_status_file_is_in_status_format_md() {
-    let encoded = full_status().encode();
-    let doc: serde_json::Value = serde_json::from_slice(&encoded).unwrap();
+    let status = full_status();
     let mut fields = BTreeSet::new();
-    keys(&doc, &mut fields);
+    // The index, a manifest, a pending marker and the writer object.
+    let objects = [
+        status.encode(),
+        layout::encode_manifest(&status.copies[0]),
+        layout::encode_pending(&status.pending[0]),
+        serde_json::to_vec(status.writer.as_ref().unwrap()).unwrap(),
+    ];
+    for bytes in objects {
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        keys(&doc, &mut fields);
+    }
     let page = page();
     let spans: BTreeSet<&str> = code_spans(&page).into_iter().collect();
     let missing: Vec<&String> = fields
@@ -159,6 +168,7 @@ fn json_examples_in_status_format_md_are_read_by_twindbd() {
     let blocks = code_blocks(&page).unwrap();
     let mut kinds = BTreeSet::new();
     let mut documents = 0;
+    let mut manifests = 0;
     let mut problems = Vec::new();
     for (line, _, body) in blocks.into_iter().filter(|b| b.1 == "json") {
         let value: serde_json::Value = match serde_json::from_str(&body) {
@@ -168,10 +178,30 @@ fn json_examples_in_status_format_md_are_read_by_twindbd() {
                 continue;
             }
         };
-        if value.get("format").is_some() {
+        let one_line: String = body.lines().map(str::trim_start).collect();
+        if value.get("format").and_then(|f| f.as_str()) == Some(layout::MANIFEST_FORMAT) {
+            let key = value["copy"]["key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match layout::decode_manifest(one_line.as_bytes(), &key) {
+                Ok(c) => {
+                    manifests += 1;
+                    kinds.insert(c.kind.as_str());
+                }
+                Err(e) => problems.push(format!("line {line}: {e}")),
+            }
+        } else if value.get("reason").is_some() {
+            if let Err(e) = serde_json::from_value::<Pending>(value) {
+                problems.push(format!("line {line}: not a pending marker: {e}"));
+            }
+        } else if value.get("machine").is_some() {
+            if let Err(e) = serde_json::from_value::<Writer>(value) {
+                problems.push(format!("line {line}: not a writer: {e}"));
+            }
+        } else if value.get("format").is_some() {
             // Written on several lines here; the file has them on one. Joining the
             // lines gives the exact bytes, so the example's checksum must be right.
-            let one_line: String = body.lines().map(str::trim_start).collect();
             match Status::decode(one_line.as_bytes()) {
                 Ok(s) => {
                     documents += 1;
@@ -189,7 +219,8 @@ fn json_examples_in_status_format_md_are_read_by_twindbd() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
-    assert!(documents >= 1, "no example of a whole status document");
+    assert!(documents >= 1, "no example of an index document");
+    assert!(manifests >= 1, "no example of a manifest");
     assert_eq!(
         kinds,
         BTreeSet::from(["binlog", "files", "mysql"]),
