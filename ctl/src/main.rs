@@ -5,6 +5,7 @@
 //! destination is unhealthy); 2 usage error; 69 twindbd is not running or refused us
 //! (EX_UNAVAILABLE).
 
+mod cache;
 mod client;
 mod config_import;
 mod man;
@@ -113,6 +114,11 @@ enum Command {
     Retention {
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The restore cache of `restore mysql --cache`.
+    Cache {
+        #[command(subcommand)]
+        what: cache::CacheCommand,
     },
     /// Work on config files (locally: no daemon needed).
     Config {
@@ -477,6 +483,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, ClientError> {
                 ExitCode::FAILURE
             })
         }
+        Command::Cache { what } => cache::run(&client, what, json).await,
         Command::Takeover => {
             let resp: twindb_proto::TakeoverResponse =
                 client.post("/v1/takeover", &serde_json::json!({})).await?;

@@ -150,6 +150,9 @@ fn outcome_lines(j: &JobInfo) {
     for w in &j.warnings {
         println!("  warning: {w}");
     }
+    for p in &j.phases {
+        println!("  {}", phase_line(p));
+    }
     for x in &j.excluded {
         println!(
             "  excluded from {}: {} entries matched by exclude, {} cache folders, {} mount points",
@@ -161,6 +164,14 @@ fn outcome_lines(j: &JobInfo) {
     }
     if let Some(e) = &j.error {
         println!("  error: {e}");
+    }
+}
+
+/// "time: prepare db1/daily/mysql/...: 12.3s".
+fn phase_line(p: &twindb_proto::PhaseTime) -> String {
+    match &p.copy {
+        Some(copy) => format!("time: {} {copy}: {:.1}s", p.phase, p.seconds),
+        None => format!("time: {}: {:.1}s", p.phase, p.seconds),
     }
 }
 

@@ -122,6 +122,8 @@ pub struct JobCtx {
     pub throttled: Arc<AtomicU64>,
     phase: Mutex<String>,
     warnings: Mutex<Vec<String>>,
+    /// Phases that finished, with their times (MySQL restores).
+    timings: Mutex<Vec<twindb_proto::PhaseTime>>,
     excluded: Mutex<Vec<twindb_proto::ExcludedReport>>,
 }
 
@@ -154,6 +156,24 @@ impl JobCtx {
 
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.lock().expect("warnings lock").clone()
+    }
+
+    /// Records that `phase` (of `copy`) ran from `since` until now.
+    pub fn took(&self, phase: &str, copy: Option<&str>, since: std::time::Instant) {
+        let seconds = since.elapsed().as_secs_f64();
+        tracing::info!(phase, copy, "took {seconds:.1} s");
+        self.timings
+            .lock()
+            .expect("timings lock")
+            .push(twindb_proto::PhaseTime {
+                phase: phase.to_string(),
+                copy: copy.map(str::to_string),
+                seconds,
+            });
+    }
+
+    pub fn timings(&self) -> Vec<twindb_proto::PhaseTime> {
+        self.timings.lock().expect("timings lock").clone()
     }
 
     /// Records what a files copy left out on purpose, for the job report.

@@ -414,6 +414,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
             drill: vec![],
             excluded: vec![],
         }

@@ -157,6 +157,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
             drill: vec![],
             excluded: vec![],
         }

@@ -507,6 +507,7 @@ fn check_request(route: &str, body: &str) -> Result<(), String> {
         "POST /v1/share" => roundtrip::<ShareRequest>(&doc),
         "POST /v1/verify" => roundtrip::<VerifyRequest>(&doc),
         "POST /v1/restore" => roundtrip::<RestoreRequest>(&doc),
+        "POST /v1/cache/purge" => roundtrip::<twindb_proto::CachePurgeRequest>(&doc),
         _ => return Err("no request type known for this route".into()),
     }?;
     let fields = doc.as_object().ok_or("not an object")?;

@@ -207,6 +207,9 @@ pub struct JobInfo {
     /// The outcome of a verify job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
+    /// How long each phase of a MySQL restore took, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseTime>,
     /// A restore drill's outcome: one report per copy it restored and checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drill: Vec<VerifyReport>,
@@ -214,6 +217,19 @@ pub struct JobInfo {
     /// `one_file_system`), one entry per copy that left something out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ExcludedReport>,
+}
+
+/// One phase of a MySQL restore and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    /// "download and extract" (one stream: the bytes are extracted as they arrive),
+    /// "copy from the cache", "prepare", "apply incremental", "store in the cache" or
+    /// "binlog replay".
+    pub phase: String,
+    /// The copy the phase worked on; none for the binlog replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+    pub seconds: f64,
 }
 
 /// What one files copy left out on purpose.
@@ -308,6 +324,34 @@ pub struct RestoreRequest {
     /// target is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<PitrTarget>,
+}
+
+/// `POST /v1/cache/purge`: removes restore-cache entries (`restore mysql --cache`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachePurgeRequest {
+    /// The cache folder, an absolute path, as given to `restore mysql --cache`.
+    pub cache: String,
+    /// Only entries stored longer ago than this; all of them when absent.
+    #[serde(default)]
+    pub older_than_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachePurgeResponse {
+    pub cache: String,
+    pub removed: Vec<CacheEntry>,
+    /// Entries younger than `older_than_seconds`.
+    pub kept: Vec<CacheEntry>,
+}
+
+/// One prepared full copy in a restore cache (or what an interrupted restore left).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The folder's name in the cache.
+    pub name: String,
+    pub bytes: u64,
+    /// Since it was stored.
+    pub age_seconds: u64,
 }
 
 /// Where a point-in-time restore stops.

@@ -9,6 +9,8 @@
 //!   and `share`. [`fault_suite!`] makes one test of each in a backend's test file;
 //!   each fault applies where the backend's [`Behaviour`] says it does.
 //!
+//! - Parallel ranged reads of the object stores: [`crate::ranged`].
+//!
 //! What only one backend has (credentials, host keys, checksums, encryption headers)
 //! is tested in that backend's own file.
 

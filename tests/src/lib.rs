@@ -10,6 +10,7 @@ pub mod gpg;
 pub mod mariadb;
 pub mod pause;
 pub mod proxy;
+pub mod ranged;
 pub mod servers;
 pub mod sinks;
 pub mod sshd;

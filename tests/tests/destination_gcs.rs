@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
 use twindb_tests::proxy::{Proxy, Seen};
-use twindb_tests::servers::{destination_from, GcsServer, TokenServer, BUCKET};
+use twindb_tests::ranged;
+use twindb_tests::servers::{destination_from, destination_with, GcsServer, TokenServer, BUCKET};
 
 /// 8 MiB chunks: the 200 MiB round trip takes 25 resumable-upload requests.
 const SMALL_CHUNKS: &str = "chunk_size = \"8MiB\"";
@@ -22,6 +23,23 @@ async fn gcs_passes_the_conformance_suite() {
     // The emulator sends no generation and ignores ifGenerationMatch: the writes
     // still work; the conflict itself is untested here (docs/safety.md).
     conformance::conditional_writes(dest, "conformance", false).await;
+}
+
+/// The emulator tells no generation (real GCS does), so its reads are one stream, still
+/// byte-exact, also across a restart. No replacement mid-read here: the emulator serves one request at a time,
+/// so a write waits for the read that waits for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_objects_read_byte_exact_with_several_ranges_configured() {
+    let Some(mut server) = GcsServer::start() else {
+        return;
+    };
+    let dest = destination_with(
+        "gcs",
+        "download_ranges = 3",
+        &server.config_section(SMALL_CHUNKS),
+    );
+    ranged::byte_exact(dest.clone(), "ranged").await;
+    ranged::resumes_after_restart(dest, "ranged", &mut || server.restart()).await;
 }
 
 /// A request that writes or reads object data: a media upload, a resumable session's
@@ -253,7 +271,15 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     let key_file = tokens.service_account_key(t.path());
     let section =
         server.config_section(&format!("gc_credentials_file = \"{}\"", key_file.display()));
+    // Larger than 3 download ranges, read 3 at once.
+    let big = 3 * twindb::destination::DOWNLOAD_RANGE_SIZE + 4321;
+    write_random_file(&src.join("big.bin"), big, 11);
     let config = files_config_to(t.path(), &[&src], "gzip", "gcs", &section);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "backup_destination = \"gcs\"\n",
+        "backup_destination = \"gcs\"\ndownload_ranges = 3\n",
+    );
+    std::fs::write(&config, text).unwrap();
     let d = Daemon::start(&config);
 
     let out = d.ctl(&["--json", "run", "daily"]).success();

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
 use twindb_tests::proxy::{Proxy, Seen};
-use twindb_tests::servers::{destination_from, S3Server, BUCKET};
+use twindb_tests::ranged;
+use twindb_tests::servers::{destination_from, destination_with, S3Server, BUCKET};
 
 /// 5 MiB parts (S3's minimum): the 200 MiB round trip takes 40 of them.
 const SMALL_PARTS: &str = "part_size = \"5MiB\"\nupload_concurrency = 4";
@@ -26,6 +27,22 @@ async fn s3_passes_the_conformance_suite() {
         "the failed put must abort its multipart upload: {:?}",
         server.pending_parts()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_objects_are_read_in_ranges_pinned_to_their_etag() {
+    let Some(mut server) = S3Server::start() else {
+        return;
+    };
+    let section = server.config_section(SMALL_PARTS);
+    for ranges in ["download_ranges = 3", "download_ranges = 1"] {
+        let dest = destination_with("s3", ranges, &section);
+        ranged::byte_exact(dest.clone(), "ranged").await;
+    }
+    let dest = destination_with("s3", "download_ranges = 2", &section);
+    ranged::replaced_mid_read(dest, "ranged").await;
+    let dest = destination_with("s3", "download_ranges = 3", &section);
+    ranged::resumes_after_restart(dest, "ranged", &mut || server.restart()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -58,7 +75,15 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     let t = scratch();
     let src = t.path().join("src");
     make_tree(&src);
+    // Larger than 3 download ranges, read 3 at once.
+    let big = 3 * twindb::destination::DOWNLOAD_RANGE_SIZE + 4321;
+    write_random_file(&src.join("big.bin"), big, 11);
     let config = files_config_to(t.path(), &[&src], "zstd", "s3", &server.config_section(""));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "backup_destination = \"s3\"\n",
+        "backup_destination = \"s3\"\ndownload_ranges = 3\n",
+    );
+    std::fs::write(&config, text).unwrap();
     let d = Daemon::start(&config);
 
     let out = d.ctl(&["--json", "run", "daily"]).success();
@@ -77,6 +102,10 @@ fn files_backup_through_twindbd_lists_restores_and_shares() {
     d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
         .success();
     assert_same_tree(&src, &dst);
+    assert!(
+        d.log_text().contains(" ranges, 3 at once"),
+        "not read in ranges"
+    );
 
     // A presigned link, fetched by a plain HTTP client, gives the stored bytes.
     let out = d

@@ -8,6 +8,11 @@ use std::process::Command;
 use twindb_tests::mariadb::{self, batch, mysql_config, MariaDb};
 use twindb_tests::*;
 
+#[path = "mysql/cache.rs"]
+mod cache;
+#[path = "mysql/config.rs"]
+mod config;
+
 const TABLES: [&str; 2] = ["shop.orders", "shop.notes"];
 
 /// Runs one run type and returns the key of the MySQL copy it made.
@@ -102,8 +107,17 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     let config = mysql_config(
         t.path(),
         &db,
-        &format!("config_files = [\"{}\"]", my_cnf[0].0.display()),
+        &format!(
+            "config_files = [\"{}\"]\nprepare_memory = \"200MiB\"",
+            my_cnf[0].0.display()
+        ),
     );
+    // Debug logs show every tool's command line.
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "run_at_start = false",
+        "run_at_start = false\nlog = \"info,twindb=debug\"",
+    );
+    fs::write(&config, text).unwrap();
     let d = Daemon::start(&config);
 
     batch(&db, 1);
@@ -159,6 +173,31 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
             &got, want,
             "{key} must restore to the state at its backup time"
         );
+        // Each phase's time, per copy: the base of an incremental, then the incremental.
+        let phases = match i {
+            1 => vec![
+                format!("time: download and extract {full1}: "),
+                format!("time: prepare {full1}: "),
+                format!("time: store in the cache {full1}: "),
+                format!("time: download and extract {inc1}: "),
+                format!("time: apply incremental {inc1}: "),
+            ],
+            2 => vec![
+                format!("time: copy from the cache {full1}: "),
+                format!("time: download and extract {inc2}: "),
+                format!("time: apply incremental {inc2}: "),
+            ],
+            _ => vec![
+                format!("time: download and extract {key}: "),
+                format!("time: prepare {key}: "),
+            ],
+        };
+        let mut at = 0;
+        for p in &phases {
+            let found = stdout[at..].find(p.as_str());
+            assert!(found.is_some(), "{p} after byte {at}: {stdout}");
+            at += found.unwrap();
+        }
         if key == &inc1 {
             // Restored after a newer full exists: it still uses its own parent.
             assert!(
@@ -169,6 +208,57 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     }
     // Both incrementals of full1 shared one cached, prepared full.
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+    // --json: the phases as data.
+    let dst = t.path().join("restored-json");
+    let out = d
+        .ctl(&[
+            "--json",
+            "restore",
+            "mysql",
+            &full2,
+            "--dst",
+            dst.to_str().unwrap(),
+        ])
+        .success();
+    let phases = out.json()[0]["phases"].clone();
+    let names: Vec<(&str, &str)> = phases
+        .as_array()
+        .unwrap_or_else(|| panic!("{phases}"))
+        .iter()
+        .map(|p| {
+            assert!(p["seconds"].as_f64().unwrap() >= 0.0, "{p}");
+            (p["phase"].as_str().unwrap(), p["copy"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("download and extract", full2.as_str()),
+            ("prepare", full2.as_str())
+        ]
+    );
+    // `[mysql] prepare_memory` reached every prepare (fulls and incrementals), and the
+    // extractor ran in parallel.
+    let log = d.log_text();
+    let starts = |tool: &str| {
+        log.lines()
+            .filter(|l| l.contains("starting") && l.contains(tool))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let prepares: Vec<String> = starts("mariabackup")
+        .into_iter()
+        .filter(|l| l.contains("--prepare"))
+        .collect();
+    assert!(prepares.len() >= 4, "{prepares:?}");
+    for l in &prepares {
+        assert!(l.contains("\"--use-memory=209715200\""), "{l}");
+    }
+    let extracts = starts("mbstream");
+    assert!(!extracts.is_empty(), "{log}");
+    for l in &extracts {
+        assert!(l.contains("\"--parallel="), "{l}");
+    }
 
     // Binary logs: closed ones are copied, the current one is not, and they decode.
     let binlogs = d
@@ -218,6 +308,8 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["success"], true, "{report}");
     assert_eq!(report["copy"], inc2.as_str());
+
+    cache::purge_the_restore_cache(d, &config, t.path(), &cache, &inc2);
 }
 
 #[test]

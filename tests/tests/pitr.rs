@@ -136,6 +136,10 @@ fn restore_to_a_time_a_gtid_and_a_position_then_refuse_a_gap() {
             "restored dbhost/hourly/mysql/".to_string()
         };
         assert!(out.stdout.contains(&base), "{target:?}: {out:?}");
+        // Each phase's time: the copy's, then the replay's.
+        for phase in ["time: download and extract ", "time: binlog replay: "] {
+            assert!(out.stdout.contains(phase), "{phase}: {out:?}");
+        }
         let (got, app, fp) = batches_in(&dst);
         assert_eq!(got, vec![1, 2, 3], "{target:?}: batches 1-3, not 4");
         assert_eq!(

@@ -2,6 +2,7 @@
 //! `twindb-proto`. Every connection's peer is checked with SO_PEERCRED: root, the
 //! daemon's own user and members of `socket_group` only.
 
+mod cache;
 mod peer;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/verify", post(verify))
         .route("/v1/check", get(check))
         .route("/v1/takeover", post(takeover))
+        .route("/v1/cache/purge", post(cache::purge))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
         .layer(axum::middleware::from_fn_with_state(allowed, peer::check))
         .with_state(app)

@@ -78,6 +78,8 @@ pub struct SourceSection {
 pub struct DestinationSection {
     pub backup_destination: String,
     pub keep_local_path: Option<String>,
+    /// Ranges of a large object read at once from s3 and gcs.
+    pub download_ranges: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +120,8 @@ pub struct MysqlSection {
     pub config_files: Option<Vec<String>>,
     /// Passed to the backup tool as `--throttle=N` (its own I/O limit).
     pub backup_throttle: Option<u32>,
+    /// `--use-memory` of `--prepare` on restore, e.g. "2GiB".
+    pub prepare_memory: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,6 +36,8 @@ pub struct GcsConfig {
     pub endpoint: Option<String>,
     /// Bytes sent per resumable-upload request, a multiple of 256 KiB.
     pub chunk_size: u64,
+    /// `[destination] download_ranges`: ranges of a large object read at once.
+    pub download_ranges: usize,
 }
 
 impl Validator<'_> {
@@ -94,6 +96,7 @@ impl Validator<'_> {
             } else {
                 DEFAULT_CHUNK_SIZE
             },
+            download_ranges: super::sections::DEFAULT_DOWNLOAD_RANGES,
         }
     }
 

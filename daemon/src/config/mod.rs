@@ -114,6 +114,9 @@ pub struct MysqlConfig {
     /// `--throttle=N` for the backup tool: at most N read-write pairs of its 10 MB
     /// chunks per second (xtrabackup and mariabackup alike).
     pub backup_throttle: Option<u32>,
+    /// `--use-memory` of `--prepare` on restore; None: derived from the host's memory
+    /// when the restore runs ([`crate::mysql::default_prepare_memory`]).
+    pub prepare_memory: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

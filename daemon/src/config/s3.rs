@@ -57,6 +57,8 @@ pub struct S3Config {
     pub part_size: u64,
     /// Parts uploaded at the same time.
     pub upload_concurrency: usize,
+    /// `[destination] download_ranges`: ranges of a large object read at once.
+    pub download_ranges: usize,
     /// "AES256", "aws:kms" or "aws:kms:dsse".
     pub server_side_encryption: Option<String>,
     pub sse_kms_key_id: Option<String>,
@@ -190,6 +192,7 @@ impl Validator<'_> {
             credentials,
             part_size: part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
             upload_concurrency: upload_concurrency.clamp(1, 64),
+            download_ranges: super::sections::DEFAULT_DOWNLOAD_RANGES,
             server_side_encryption: s.server_side_encryption,
             sse_kms_key_id: s.sse_kms_key_id,
             storage_class: s.storage_class,
@@ -264,6 +267,36 @@ mod tests {
         assert!(c.force_path_style, "an endpoint implies path style");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.part_size, 6 << 20);
+    }
+
+    #[test]
+    fn download_ranges_reach_s3_and_gcs_and_are_checked() {
+        for kind in ["s3", "gcs"] {
+            let parse = |ranges: &str| {
+                let text = format!(
+                    "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\n\
+                     backup_destination = \"{kind}\"\n{ranges}\n[{kind}]\nbucket = \"b\"\n"
+                );
+                parse(Path::new("/etc/twindb/t.toml"), &text)
+            };
+            let ranges = |c: crate::config::Config| match c.destination {
+                DestinationConfig::S3(s) => s.download_ranges,
+                DestinationConfig::Gcs(g) => g.download_ranges,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(ranges(parse("").unwrap()), 4);
+            assert_eq!(ranges(parse("download_ranges = 16\n").unwrap()), 16);
+            for bad in ["0", "65"] {
+                let err = parse(&format!("download_ranges = {bad}\n")).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "/etc/twindb/t.toml:6: [destination] download_ranges: {bad} is out of \
+                         range 1..=64"
+                    )
+                );
+            }
+        }
     }
 
     #[test]

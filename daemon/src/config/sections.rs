@@ -11,6 +11,12 @@ use super::{
     MysqlConfig, SourceConfig, Validator, DEFAULT_SOCKET, DEFAULT_STATE_DIR,
 };
 
+/// Ranges of one object read at once from an object store, by default and at most.
+pub const DEFAULT_DOWNLOAD_RANGES: usize = 4;
+pub const MAX_DOWNLOAD_RANGES: usize = 64;
+/// The least `[mysql] prepare_memory` accepted.
+const MIN_PREPARE_MEMORY: u64 = 16 << 20;
+
 impl Validator<'_> {
     pub(super) fn daemon(&mut self, d: file::DaemonSection) -> DaemonConfig {
         let metrics_listen = self.metrics_listen(d.metrics_listen.as_deref());
@@ -161,7 +167,13 @@ impl Validator<'_> {
             }
             Some(p) => Some(self.path(p)),
         };
-        let destination = self.remote_destination(&d, local, ssh, s3, gcs);
+        let mut destination = self.remote_destination(&d, local, ssh, s3, gcs);
+        let ranges = self.download_ranges(d.download_ranges);
+        match &mut destination {
+            DestinationConfig::S3(c) => c.download_ranges = ranges,
+            DestinationConfig::Gcs(c) => c.download_ranges = ranges,
+            DestinationConfig::Local { .. } | DestinationConfig::Ssh(_) => {}
+        }
         if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
             if !path.as_os_str().is_empty() && (keep.starts_with(path) || path.starts_with(keep)) {
                 self.error(
@@ -176,6 +188,19 @@ impl Validator<'_> {
             }
         }
         (destination, keep_local_path)
+    }
+
+    /// `[destination] download_ranges`, 1..=64.
+    fn download_ranges(&mut self, value: Option<u32>) -> usize {
+        let n = value.map_or(DEFAULT_DOWNLOAD_RANGES, |n| n as usize);
+        if !(1..=MAX_DOWNLOAD_RANGES).contains(&n) {
+            self.error(
+                "destination",
+                "download_ranges",
+                format!("{n} is out of range 1..={MAX_DOWNLOAD_RANGES}"),
+            );
+        }
+        n.clamp(1, MAX_DOWNLOAD_RANGES)
     }
 
     pub(super) fn remote_destination(
@@ -366,8 +391,17 @@ impl Validator<'_> {
                 PathBuf::from("/etc/mysql/my.cnf"),
             ],
         };
+        let prepare_memory = self.byte_size("mysql", "prepare_memory", m.prepare_memory);
+        if let Some(n) = prepare_memory.filter(|&n| n < MIN_PREPARE_MEMORY) {
+            self.error(
+                "mysql",
+                "prepare_memory",
+                format!("{n} bytes is less than the 16MiB mariabackup and xtrabackup need"),
+            );
+        }
         MysqlConfig {
             defaults_file,
+            prepare_memory,
             full_backup,
             expire_log_days: m.expire_log_days.unwrap_or(7),
             xtrabackup_binary: m.xtrabackup_binary,

@@ -8,8 +8,8 @@
 //!   the session how much it kept (308 + Range) and resends only the rest. The object
 //!   appears only when the last chunk finalizes it; a failed or cancelled upload
 //!   deletes its session.
-//! - `get` streams and resumes a broken read with a ranged GET pinned to the object's
-//!   generation.
+//! - `get` streams, a large object as `download_ranges` ranged GETs at once, and
+//!   resumes a broken read with a ranged GET pinned to the object's generation.
 //! - Tokens come from gcp_auth: the service account of `gc_credentials_file`, else
 //!   Application Default Credentials. With `endpoint` and no credentials file there is
 //!   no authentication at all (emulators).
@@ -73,6 +73,8 @@ pub struct Gcs {
     /// (key, sha256 of the key), both base64, for the x-goog-encryption-* headers.
     encryption: Option<Arc<(String, String)>>,
     chunk_size: usize,
+    /// How large objects are read: `[destination] download_ranges` at once.
+    download: client::Parallel,
 }
 
 impl fmt::Debug for Gcs {
@@ -109,6 +111,7 @@ impl Gcs {
             tokens: Arc::new(OnceCell::new()),
             encryption,
             chunk_size: c.chunk_size as usize,
+            download: client::Parallel::new(c.download_ranges),
         }
     }
 
@@ -262,7 +265,7 @@ impl Destination for Gcs {
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
         let key = Key::checked(&self.name, "reading", key)?;
-        client::download(self.clone(), &self.name, key).await
+        client::download(self.clone(), &self.name, key, self.download).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {

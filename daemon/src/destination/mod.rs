@@ -28,6 +28,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+/// Bytes of one ranged request when s3 and gcs read a large object in parallel.
+pub use self::client::RANGE_SIZE as DOWNLOAD_RANGE_SIZE;
 pub use self::error::{chain_text, BackendError, BoxError, DestinationError, ErrorKind};
 pub use self::gcs::Gcs;
 pub use self::key::{validate_key, Key};

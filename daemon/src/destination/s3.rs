@@ -7,8 +7,9 @@
 //!   The part size doubles every [`PARTS_PER_DOUBLING`] parts, so a stream of unknown
 //!   length can grow past 5 TiB within S3's 10,000 parts. A failed or cancelled upload
 //!   is aborted: S3 shows an object only once CompleteMultipartUpload succeeded.
-//! - `get` streams; when the connection breaks, reading resumes with a ranged GET
-//!   pinned to the object's ETag, so a retry never restarts or corrupts the stream.
+//! - `get` streams, a large object as `download_ranges` ranged GETs at once; when a
+//!   connection breaks, reading resumes with a ranged GET pinned to the object's ETag,
+//!   so a retry never restarts or corrupts the stream.
 //! - Parts are sent with UNSIGNED-PAYLOAD: the signature covers the headers, not the
 //!   bytes. Every part and single put carries a `Content-MD5` header (which the
 //!   signature covers), so the server refuses bytes damaged on the way; the copy's own
@@ -73,6 +74,8 @@ pub struct S3 {
     name: Arc<str>,
     part_size: u64,
     concurrency: usize,
+    /// How large objects are read: `[destination] download_ranges` at once.
+    download: client::Parallel,
     sse: Option<ServerSideEncryption>,
     kms_key_id: Option<String>,
     storage_class: Option<StorageClass>,
@@ -139,6 +142,7 @@ impl S3 {
             name: name.into(),
             part_size: c.part_size,
             concurrency: c.upload_concurrency,
+            download: client::Parallel::new(c.download_ranges),
             sse: c
                 .server_side_encryption
                 .as_deref()
@@ -316,7 +320,7 @@ impl Destination for S3 {
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
         let key = Key::checked(&self.name, "reading", key)?;
-        client::download(self.clone(), &self.name, key).await
+        client::download(self.clone(), &self.name, key, self.download).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
@@ -547,6 +551,7 @@ mod tests {
             credentials: S3Credentials::Environment,
             part_size: 5 << 20,
             upload_concurrency: 1,
+            download_ranges: 4,
             server_side_encryption: None,
             sse_kms_key_id: None,
             storage_class: None,

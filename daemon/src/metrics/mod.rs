@@ -550,6 +550,7 @@ mod tests {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
             drill: vec![],
             excluded: vec![],
         }

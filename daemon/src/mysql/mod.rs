@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::cnf::{read_config_files, ConfigFile};
 pub use self::throwaway::{mysqld_binary, Throwaway, ThrowawayError};
-pub use self::tool::{run_tool, Tool, ToolError};
+pub use self::tool::{default_prepare_memory, extract_threads, run_tool, Tool, ToolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MysqlError {

@@ -134,3 +134,41 @@ pub fn run_tool(mut cmd: Command, cancel: &Cancel) -> Result<(), ToolError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
     Tool::spawn(cmd, cancel)?.wait()
 }
+
+/// `--use-memory` of `--prepare` without `[mysql] prepare_memory`: a quarter of the
+/// host's memory, at least 128 MiB and at most 4 GiB (the tools' own default, 100 MB,
+/// makes the prepare of a large copy crawl; more than a few GiB rarely helps and would
+/// squeeze a server restored beside a running one).
+pub fn default_prepare_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_total(&text))
+        .unwrap_or(4 << 30);
+    (total / 4).clamp(128 << 20, 4 << 30)
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Threads of `xbstream`/`mbstream -x --parallel`: each writes files of its own.
+pub fn extract_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_memory_is_a_quarter_of_the_host_within_bounds() {
+        let text = "MemTotal:       16318412 kB\nMemFree:  1 kB\n";
+        assert_eq!(mem_total(text), Some(16318412 * 1024));
+        assert_eq!(mem_total("nothing"), None);
+        let d = default_prepare_memory();
+        assert!((128 << 20..=4 << 30).contains(&d), "{d}");
+    }
+}

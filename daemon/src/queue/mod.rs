@@ -378,6 +378,7 @@ impl Queue {
             copies: vec![],
             message: None,
             verify: None,
+            phases: Vec::new(),
             drill: vec![],
             excluded: vec![],
         };
@@ -470,6 +471,24 @@ impl Queue {
             .collect()
     }
 
+    /// Queued and running restores that use the restore cache `cache`.
+    pub fn restores_using_cache(&self, cache: &std::path::Path) -> Vec<u64> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .filter(|j| match &j.work {
+                Work::Restore(r) => r
+                    .cache
+                    .as_deref()
+                    .is_some_and(|c| std::path::Path::new(c) == cache),
+                _ => false,
+            })
+            .filter(|j| !j.info().state.is_final())
+            .map(|j| j.id)
+            .collect()
+    }
+
     pub fn cancel(&self, id: u64) -> Result<JobInfo, QueueError> {
         let job = self.get(id).ok_or(QueueError::NoSuchJob(id))?;
         let info = job.info();
@@ -517,12 +536,14 @@ impl Queue {
                 waited.as_secs_f64()
             ));
         }
+        let phases = job.ctx.timings();
         let excluded = job.ctx.exclusions();
         job.update(|i| {
             i.state = state;
             i.finished_at = Some(Utc::now());
             i.error = error;
             i.warnings = warnings;
+            i.phases = phases;
             i.excluded = excluded;
         });
         job.reading.lock().expect("reading lock").take();

@@ -6,6 +6,7 @@ mod cache;
 mod files;
 mod mysql;
 mod pitr;
+mod purge;
 
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub use self::files::restore_files;
 pub use self::mysql::{restore_mysql, MysqlRestore};
 pub use self::pitr::{restore_pitr, windows as pitr_windows, PitrRestore};
+pub use self::purge::purge_cache;
 use crate::destination::Destination;
 use crate::engine::{Engine, JobCtx};
 use crate::modifier::drain_all;

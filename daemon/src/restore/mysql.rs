@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use super::{cache, create_private_dir, find_copy, prepare_destination, stream_copy, RestoreError};
 use crate::engine::{Engine, JobCtx};
@@ -49,9 +50,15 @@ impl Mode {
     }
 }
 
+/// The phase that streams a copy from where it is stored into the extractor: the bytes
+/// are extracted as they arrive, so download and extraction are one time.
+const DOWNLOAD: &str = "download and extract";
+
 struct Tools {
     backup: String,
     stream: String,
+    /// `--use-memory` of every `--prepare`, in bytes.
+    prepare_memory: u64,
 }
 
 pub async fn restore_mysql(
@@ -96,22 +103,31 @@ pub async fn restore_mysql(
         let _cleanup = RemoveDir(inc_dir.clone());
         create_private_dir(&inc_dir)?;
         ctx.set_phase(format!("extracting incremental {}", meta.key));
+        let t = Instant::now();
         sources.push(extract(engine, &meta, &tools, &inc_dir, ctx).await?);
+        ctx.took(DOWNLOAD, Some(&meta.key), t);
         ctx.set_phase("applying the incremental");
+        let t = Instant::now();
         let mut cmd = Command::new(&tools.backup);
         cmd.arg("--prepare")
+            .arg(format!("--use-memory={}", tools.prepare_memory))
             .arg(format!("--target-dir={}", datadir.display()))
             .arg(format!("--incremental-dir={}", inc_dir.display()));
         blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await?;
         if mode == Mode::ApplyLogOnly {
             prepare(&tools, &datadir, false, ctx).await?;
         }
+        ctx.took("apply incremental", Some(&meta.key), t);
         format!("incremental on its full copy {}", parent.key)
     } else {
         ctx.set_phase(format!("extracting {}", meta.key));
+        let t = Instant::now();
         sources.push(extract(engine, &meta, &tools, &datadir, ctx).await?);
+        ctx.took(DOWNLOAD, Some(&meta.key), t);
         ctx.set_phase("preparing");
+        let t = Instant::now();
         prepare(&tools, &datadir, false, ctx).await?;
+        ctx.took("prepare", Some(&meta.key), t);
         "full copy".to_string()
     };
 
@@ -158,6 +174,9 @@ fn tools(engine: &Engine, m: &MysqlMeta) -> Result<Tools, RestoreError> {
     Ok(Tools {
         backup: resolve(&backup)?,
         stream: resolve(&stream)?,
+        prepare_memory: cfg
+            .and_then(|c| c.prepare_memory)
+            .unwrap_or_else(crate::mysql::default_prepare_memory),
     })
 }
 
@@ -175,6 +194,7 @@ async fn restore_base(
     let entry = cache.map(|c| cache::entry_path(c, &parent.key, mode.name()));
     if let Some(entry) = &entry {
         ctx.set_phase(format!("copying {} from the cache", parent.key));
+        let t = Instant::now();
         let (from, to, sha) = (entry.clone(), datadir.to_path_buf(), parent.sha256.clone());
         let cancel = ctx.cancel.clone();
         let loaded = blocking_io(move || Ok(cache::load(&from, &sha, &to, &cancel))).await?;
@@ -182,17 +202,25 @@ async fn restore_base(
             return Err(RestoreError::Cancelled);
         }
         match loaded {
-            Ok(()) => return Ok("the restore cache"),
+            Ok(()) => {
+                ctx.took("copy from the cache", Some(&parent.key), t);
+                return Ok("the restore cache");
+            }
             Err(cache::Miss::Absent) => {}
             Err(miss) => ctx.warn(format!("{miss}; preparing the full copy again")),
         }
     }
     ctx.set_phase(format!("extracting the full copy {}", parent.key));
+    let t = Instant::now();
     let source = extract(engine, parent, tools, datadir, ctx).await?;
+    ctx.took(DOWNLOAD, Some(&parent.key), t);
     ctx.set_phase("preparing the full copy");
+    let t = Instant::now();
     prepare(tools, datadir, mode == Mode::ApplyLogOnly, ctx).await?;
+    ctx.took("prepare", Some(&parent.key), t);
     if let Some(entry) = entry {
         ctx.set_phase(format!("storing the prepared {} in the cache", parent.key));
+        let t = Instant::now();
         let (from, sha) = (datadir.to_path_buf(), parent.sha256.clone());
         let cancel = ctx.cancel.clone();
         let stored = blocking_io(move || cache::store(&entry, &sha, &from, &cancel)).await;
@@ -200,6 +228,7 @@ async fn restore_base(
             return Err(RestoreError::Cancelled);
         }
         stored?;
+        ctx.took("store in the cache", Some(&parent.key), t);
     }
     Ok(source)
 }
@@ -211,7 +240,8 @@ async fn prepare(
     ctx: &JobCtx,
 ) -> Result<(), RestoreError> {
     let mut cmd = Command::new(&tools.backup);
-    cmd.arg("--prepare");
+    cmd.arg("--prepare")
+        .arg(format!("--use-memory={}", tools.prepare_memory));
     if apply_log_only {
         cmd.arg("--apply-log-only");
     }
@@ -219,7 +249,8 @@ async fn prepare(
     blocking(ctx, move |cancel| run_tool(cmd, &cancel)).await
 }
 
-/// Streams the copy into `xbstream -x -C dir`; returns where its bytes came from.
+/// Streams the copy into `xbstream -x --parallel=N -C dir`; returns where its bytes
+/// came from. Both extractors write each file from one thread, so threads are safe.
 async fn extract(
     engine: &Engine,
     meta: &CopyMeta,
@@ -229,6 +260,7 @@ async fn extract(
 ) -> Result<&'static str, RestoreError> {
     let mut cmd = Command::new(&tools.stream);
     cmd.arg("-x")
+        .arg(format!("--parallel={}", crate::mysql::extract_threads()))
         .arg("-C")
         .arg(dir)
         .stdin(Stdio::piped())

@@ -276,6 +276,14 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 "full_backup" => m.full_backup.to_string(),
                 "expire_log_days" => m.expire_log_days.to_string(),
                 "config_files" => array(m.config_files.iter().map(|p| p.display().to_string())),
+                "prepare_memory" => {
+                    words("a quarter of the host's memory, at least 128 MiB, at most 4 GiB")?;
+                    // Worked out at restore time (twindb::mysql::default_prepare_memory).
+                    return match m.prepare_memory {
+                        None => Ok(String::new()),
+                        Some(n) => Err(n.to_string()),
+                    };
+                }
                 "backup_throttle" => some_or_none(m.backup_throttle),
                 _ => return Err("no case in this test".into()),
             }
@@ -290,6 +298,12 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 "max_lag" => format!("{}s", c.binlog.max_lag.as_secs()),
                 "segment_size" => mib(c.binlog.segment_size),
                 _ => return Err("no case in this test".into()),
+            }
+        }
+        ("destination", "download_ranges") => {
+            match s.ok("s3", "[s3]\nbucket = \"b\"\n").destination {
+                DestinationConfig::S3(c) => c.download_ranges.to_string(),
+                other => panic!("{other:?}"),
             }
         }
         ("destination", "keep_local_path") => {

@@ -148,6 +148,7 @@ fn job(kind: JobKind) -> JobInfo {
         copies: vec![],
         message: None,
         verify: None,
+        phases: Vec::new(),
         drill: vec![],
         excluded: vec![],
     }

@@ -17,8 +17,13 @@ pub fn destination_from(
     kind: &str,
     section: &str,
 ) -> std::sync::Arc<dyn twindb::destination::Destination> {
+    destination_with(kind, "", section)
+}
+
+/// [`destination_from`] with more `[destination]` keys, e.g. `download_ranges = 3`.
+pub fn destination_with(kind: &str, keys: &str, section: &str) -> Arc<dyn Destination> {
     let text = format!(
-        "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"{kind}\"\n\n{section}\n"
+        "[source]\nbackup_dirs = [\"/tmp\"]\n\n[destination]\nbackup_destination = \"{kind}\"\n{keys}\n\n{section}\n"
     );
     let config = twindb::config::parse(Path::new("/tmp/twindb-test.toml"), &text)
         .unwrap_or_else(|e| panic!("config:\n{e}\n{text}"));

@@ -1,16 +1,22 @@
-//! [`download`]: a streamed read that survives broken connections.
+//! [`download`]: a streamed read that survives broken connections, in parallel ranges.
 //!
-//! The first request opens the object and learns its version (S3 ETag, GCS
-//! generation). When the body breaks (an error, or the connection closing before the
-//! length the server announced), the read resumes from the byte it reached with a
-//! ranged request pinned to that version, so the stream is never restarted, never
-//! repeats a byte, and never mixes two versions of an object. Each resume retries with
+//! The first request opens the object and learns its size and version (S3 ETag, GCS
+//! generation). An object larger than one range, whose answer told both, is then read
+//! as ranges of [`Parallel::range_size`] bytes, [`Parallel::ranges`] of them in flight
+//! and delivered in order (see [`super::ranges`]); every range is pinned to the version
+//! the first request saw, so an object replaced mid-read fails as
+//! [`ErrorKind::Conflict`] instead of mixing two versions. Anything else (one range, or
+//! a server that tells no size or no version) is read as one stream, as before.
+//!
+//! When a body breaks (an error, or the connection closing before the end of its
+//! range), the read resumes from the byte it reached with a ranged request pinned to
+//! the version, so a range is never restarted, never repeats a byte, and never mixes
+//! two versions of an object. Each resume retries with
 //! [`retry`](crate::destination::retry) backoff; [`ATTEMPTS`] breaks in a row without a
 //! byte in between fail the read as [`ErrorKind::Unreachable`].
 //!
-//! A backend supplies [`RangeRead::open`]. The reader is a state machine over one
-//! [`ByteRange`]: reading an object as N ranges in parallel (all pinned to the version
-//! the first request saw) is N of them, concatenated in order.
+//! A backend supplies [`RangeRead::open_range`]; [`Reader`] is the state machine over
+//! one [`ByteRange`].
 
 use std::io;
 
@@ -72,33 +78,71 @@ pub trait RangeRead: Clone + Send + Sync + 'static {
     ) -> Result<Opened, DestinationError>;
 }
 
+/// How a large object is read: `ranges` requests of `range_size` bytes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallel {
+    /// Ranges in flight; 1 reads every object as one stream.
+    pub ranges: usize,
+    pub range_size: u64,
+}
+
+/// 8 MiB: large enough that a request's round trip is small beside its transfer,
+/// small enough that `ranges` of them held in memory stay modest.
+pub const RANGE_SIZE: u64 = 8 << 20;
+
+impl Parallel {
+    /// `ranges` of [`RANGE_SIZE`].
+    pub fn new(ranges: usize) -> Self {
+        Parallel {
+            ranges: ranges.max(1),
+            range_size: RANGE_SIZE,
+        }
+    }
+}
+
 /// Streams the whole of `key` from `store` (named `destination` in errors), resuming
-/// broken reads. The first request is retried like any idempotent operation.
+/// broken reads, in parallel ranges when the object is large. The first request is
+/// retried like any idempotent operation.
 pub async fn download<R: RangeRead>(
     store: R,
     destination: &str,
     key: Key,
+    parallel: Parallel,
 ) -> Result<ByteStream, DestinationError> {
-    let range = ByteRange::from(0);
     let opened = retry(&format!("reading {key}"), || {
-        store.open_range(&key, range, None)
+        store.open_range(&key, ByteRange::from(0), None)
     })
     .await?;
-    let reader = Reader {
+    let mut reader = Reader {
         store,
         destination: destination.to_string(),
         key,
-        offset: range.start,
-        requested_end: range.end,
-        end: opened.length.map(|l| range.start + l),
+        offset: 0,
+        requested_end: None,
+        end: opened.length,
         version: opened.version,
-        body: opened.body,
+        body: Some(opened.body),
         resumes: 0,
     };
-    Ok(futures::stream::try_unfold(reader, |mut r| async move {
-        Ok(r.next().await?.map(|b| (b, r)))
-    })
-    .boxed())
+    match (opened.length, reader.version.is_some()) {
+        (Some(size), true) if parallel.ranges > 1 && size > parallel.range_size => {
+            // The first answer holds the whole object: its reader stops after the
+            // first range, the others read theirs.
+            reader.requested_end = Some(parallel.range_size);
+            reader.end = Some(parallel.range_size);
+            tracing::debug!(
+                key = %reader.key,
+                "reading {size} bytes in {} ranges, {} at once",
+                size.div_ceil(parallel.range_size),
+                parallel.ranges
+            );
+            Ok(super::ranges::in_order(reader, size, parallel))
+        }
+        _ => Ok(futures::stream::try_unfold(reader, |mut r| async move {
+            Ok(r.next().await?.map(|b| (b, r)))
+        })
+        .boxed()),
+    }
 }
 
 /// Reads a small object whole (a status file) with the version it was read at; `None`
@@ -132,29 +176,50 @@ pub async fn read_versioned<R: RangeRead>(
 }
 
 /// One range being read; resumes where it broke.
-struct Reader<R> {
-    store: R,
-    destination: String,
-    key: Key,
+pub(super) struct Reader<R> {
+    pub(super) store: R,
+    pub(super) destination: String,
+    pub(super) key: Key,
     /// The next byte to read.
-    offset: u64,
+    pub(super) offset: u64,
     /// Where the range asked for ends (`None`: at the object's end).
-    requested_end: Option<u64>,
-    /// Where the answer said it ends, when it said.
-    end: Option<u64>,
-    version: Option<String>,
-    body: Body,
+    pub(super) requested_end: Option<u64>,
+    /// Where the range ends, when known: the first answer's length, or the range's end.
+    pub(super) end: Option<u64>,
+    pub(super) version: Option<String>,
+    /// `None` until the range is opened (and after it broke).
+    pub(super) body: Option<Body>,
     /// Breaks since the last byte received.
-    resumes: u32,
+    pub(super) resumes: u32,
 }
 
 impl<R: RangeRead> Reader<R> {
-    async fn next(&mut self) -> io::Result<Option<Bytes>> {
+    /// The next bytes of the range, `None` at its end.
+    pub(super) async fn next(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            let failure: BoxError = match self.body.next().await {
-                Some(Ok(b)) => {
+            if self.requested_end.is_some_and(|e| self.offset >= e) {
+                return Ok(None);
+            }
+            let Some(body) = self.body.as_mut() else {
+                let range = ByteRange {
+                    start: self.offset,
+                    end: self.requested_end,
+                };
+                let pinned = self.version.as_deref();
+                let opened = open_pinned(&self.store, &self.destination, &self.key, range, pinned)
+                    .await
+                    .map_err(io::Error::other)?;
+                self.body = Some(opened.body);
+                continue;
+            };
+            let failure: BoxError = match body.next().await {
+                Some(Ok(mut b)) => {
                     if b.is_empty() {
                         continue;
+                    }
+                    if let Some(end) = self.requested_end {
+                        // An answer longer than the range (the first, whole-object one).
+                        b.truncate((end - self.offset).min(b.len() as u64) as usize);
                     }
                     self.offset += b.len() as u64;
                     self.resumes = 0;
@@ -164,6 +229,7 @@ impl<R: RangeRead> Reader<R> {
                 None if self.end.is_none_or(|end| self.offset >= end) => return Ok(None),
                 None => "the connection closed early".into(),
             };
+            self.body = None;
             let text = crate::destination::chain_text(failure.as_ref());
             self.resumes += 1;
             if self.resumes > ATTEMPTS {
@@ -183,19 +249,46 @@ impl<R: RangeRead> Reader<R> {
                 "reading broke at byte {}: {text}; resuming from there",
                 self.offset
             );
-            let range = ByteRange {
-                start: self.offset,
-                end: self.requested_end,
-            };
-            let what = format!("resuming {}", self.key);
-            let opened = retry(&what, || {
-                self.store
-                    .open_range(&self.key, range, self.version.as_deref())
-            })
-            .await
-            .map_err(io::Error::other)?;
-            self.body = opened.body;
         }
+    }
+}
+
+/// Opens the rest of the range, pinned to the version: a newer object fails the
+/// read as [`ErrorKind::Conflict`] (the server refuses, or answers with another
+/// version where it ignores the condition).
+async fn open_pinned<R: RangeRead>(
+    store: &R,
+    destination: &str,
+    key: &Key,
+    range: ByteRange,
+    pinned: Option<&str>,
+) -> Result<Opened, DestinationError> {
+    let what = format!("reading {key} from byte {}", range.start);
+    let replaced = |cause: Option<DestinationError>| {
+        let msg = format!(
+            "the object was replaced while it was read (version {} when the read started): \
+             read it again",
+            pinned.unwrap_or_default()
+        );
+        let cause = match cause {
+            Some(e) => BackendError::caused_by(msg, e),
+            None => BackendError::new(msg),
+        };
+        DestinationError::with_cause(
+            destination,
+            "reading",
+            Some(key),
+            ErrorKind::Conflict,
+            Box::new(cause),
+        )
+    };
+    match retry(&what, || store.open_range(key, range, pinned)).await {
+        Ok(o) if pinned.is_some() && o.version.is_some() && o.version.as_deref() != pinned => {
+            Err(replaced(None))
+        }
+        Ok(o) => Ok(o),
+        Err(e) if e.kind == ErrorKind::Conflict && pinned.is_some() => Err(replaced(Some(e))),
+        Err(e) => Err(e),
     }
 }
 
@@ -252,7 +345,7 @@ mod tests {
             seen: Arc::default(),
         };
         let key = Key::new("h/k").unwrap();
-        let got: Vec<Bytes> = download(store.clone(), "test:d", key)
+        let got: Vec<Bytes> = download(store.clone(), "test:d", key, Parallel::new(4))
             .await
             .unwrap()
             .try_collect()
@@ -273,7 +366,7 @@ mod tests {
             seen: Arc::default(),
         };
         let key = Key::new("h/k").unwrap();
-        let err = download(store, "test:d", key)
+        let err = download(store, "test:d", key, Parallel::new(4))
             .await
             .unwrap()
             .try_collect::<Vec<_>>()

@@ -3,8 +3,9 @@
 //! - [`Chunker`]: cuts the stream being stored into parts.
 //! - [`upload()`] over [`Multipart`]: one request for a short stream, else a multipart
 //!   (resumable) upload with an in-flight limit, aborted on error and on drop.
-//! - [`download()`] over [`RangeRead`]: a streamed read that resumes where it broke,
-//!   pinned to the object's version; [`read_versioned`] reads a small object whole.
+//! - [`download()`] over [`RangeRead`]: a streamed read in parallel ranges
+//!   ([`Parallel`]) that resumes where it broke, pinned to the object's version;
+//!   [`read_versioned`] reads a small object whole.
 //! - [`paginate`]: a listing of several requests as one stream.
 //!
 //! Errors come from [`crate::destination::error`], keys are
@@ -14,9 +15,10 @@
 mod chunker;
 mod download;
 mod paginate;
+mod ranges;
 mod upload;
 
 pub use chunker::Chunker;
-pub use download::{download, read_versioned, ByteRange, Opened, RangeRead};
+pub use download::{download, read_versioned, ByteRange, Opened, Parallel, RangeRead, RANGE_SIZE};
 pub use paginate::paginate;
 pub use upload::{upload, Multipart, PartInfo};

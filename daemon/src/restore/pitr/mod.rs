@@ -114,6 +114,7 @@ pub async fn restore_pitr(
         Throwaway::start(&binary, &work, &engine.config.daemon.state_dir, &ctx.cancel)
             .await
             .map_err(PitrError::from)?;
+    let t = std::time::Instant::now();
     let replayed = replay(
         engine,
         &tools,
@@ -135,6 +136,7 @@ pub async fn restore_pitr(
     let log = server.log_tail();
     let clean = server.shutdown(conn).await;
     let last = replayed?;
+    ctx.took("binlog replay", None, t);
     if !clean {
         return Err(PitrError::UncleanStop { log }.into());
     }
