@@ -547,3 +547,121 @@ fn reset_master_is_a_gap_and_the_stream_goes_on() {
     assert_eq!(metric(&d, "twindb_binlog_gap"), 1.0, "{}", d.log_text());
     d.stop();
 }
+
+/// `PURGE BINARY LOGS` of files the streamer never read (twindbd was down meanwhile):
+/// the gap is counted and notified, `ls --pitr` shows the windows on both sides of
+/// it, a target inside it is refused, and a copy taken after it restores to `--until
+/// latest`.
+#[test]
+fn purged_binlogs_are_a_gap_reported_and_refused() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE app; CREATE TABLE app.g(id INT PRIMARY KEY, v TEXT)");
+    let t = scratch();
+    let backups = t.path().join("backups");
+    let hook = twindb_tests::sinks::HttpSink::start();
+    let config = stream_config(
+        t.path(),
+        &db,
+        &format!(
+            "{STREAM}\n[notify]\nwebhook_url = \"{}\"\n",
+            hook.url("/hook")
+        ),
+    );
+    let d = Daemon::start(&config);
+    db.sql("INSERT INTO app.g VALUES (1, 'before')");
+    run_ok(&d, &["daily"]);
+    // Binlog events carry whole seconds: a write in a later second than the copy's
+    // end opens a window after it.
+    std::thread::sleep(Duration::from_millis(1100));
+    db.sql("INSERT INTO app.g VALUES (2, 'streamed')");
+    wait_caught_up(&d, &backups, &db);
+    assert_eq!(d.stop(), 0);
+
+    // While twindbd is down: writes in files that are purged before it is back.
+    std::thread::sleep(Duration::from_millis(1100));
+    db.sql("FLUSH BINARY LOGS");
+    db.sql("INSERT INTO app.g VALUES (3, 'lost')");
+    std::thread::sleep(Duration::from_millis(1100));
+    let inside = chrono::Local::now().naive_local();
+    std::thread::sleep(Duration::from_millis(1100));
+    db.sql("INSERT INTO app.g VALUES (4, 'lost too')");
+    db.sql("FLUSH BINARY LOGS");
+    let current = db.sql("SHOW MASTER STATUS");
+    let current = current.split('\t').next().unwrap().to_string();
+    // MariaDB keeps a file that crash recovery may still need (its binlog checkpoint)
+    // until InnoDB has caught up: purge until only the current file is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        db.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+        if server_binlogs(&db) == [current.clone()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", server_binlogs(&db));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let d = Daemon::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&d, "twindb_binlog_gap") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no gap counted:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let notice = twindb_tests::sinks::wait_for(Duration::from_secs(30), "the gap notice", || {
+        hook.requests()
+            .into_iter()
+            .map(|r| r.json())
+            .find(|b| b["event"] == "binlog_gap")
+    });
+    assert!(
+        notice["text"].as_str().unwrap().contains("mysql-bin"),
+        "{notice}"
+    );
+
+    // A copy after the gap, and more writes streamed after it.
+    run_ok(&d, &["daily"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    db.sql("INSERT INTO app.g VALUES (5, 'after')");
+    wait_caught_up(&d, &backups, &db);
+    let pitr = d.ctl(&["--json", "ls", "--pitr"]).success().json();
+    let windows = pitr["windows"].as_array().unwrap();
+    assert_eq!(
+        windows.len(),
+        2,
+        "one window on each side of the gap: {pitr}\n{}",
+        d.ctl(&["--json", "ls"]).stdout
+    );
+
+    let inside = inside.format("%Y-%m-%d %H:%M:%S").to_string();
+    let dst = t.path().join("inside");
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        "--until",
+        &inside,
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "a target inside the gap restored: {out:?}");
+    assert!(
+        out.stdout
+            .contains("binary log mysql-bin.000002 is not backed up"),
+        "{out:?}"
+    );
+    assert!(!dst.join("ibdata1").exists(), "nothing was restored");
+
+    let restored = restore_latest(&d, &t.path().join("latest"));
+    assert_eq!(
+        restored.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM app.g"),
+        "1,2,3,4,5"
+    );
+    restored.stop();
+    assert_eq!(metric(&d, "twindb_binlog_gap"), 1.0, "counted once");
+    d.stop();
+}
