@@ -79,6 +79,10 @@ fn a_scheduled_drill_restores_the_latest_copies_and_reports_their_rto() {
     d.ctl(&["run", "daily"]).success();
     batch(&db, 2);
     d.ctl(&["run", "hourly"]).success();
+    // After the last copy, in a binary log copied since: only a drill rolled forward
+    // with the binlogs finds it.
+    db.sql("INSERT INTO shop.orders VALUES (99999, 'after the last copy')");
+    d.ctl(&["run", "hourly", "--binlogs-only"]).success();
     assert!(drills(&d).is_empty(), "no drill before its schedule");
 
     // The drill's schedule: one second a little ahead, in UTC, so that it fires once.
@@ -88,7 +92,7 @@ fn a_scheduled_drill_restores_the_latest_copies_and_reports_their_rto() {
         &d,
         &config,
         &format!(
-            "\n[verify]\nschedule = \"{} {} {} * * *\"\ncheck_schemas = [\"shop\"]\nprobe_sql = \"SELECT id FROM shop.orders WHERE id = 2001\"\n",
+            "\n[verify]\nschedule = \"{} {} {} * * *\"\nroll_forward = true\ncheck_schemas = [\"shop\"]\nprobe_sql = \"SELECT id FROM shop.orders WHERE id = 99999\"\n",
             at.second(),
             at.minute(),
             at.hour()
@@ -128,6 +132,7 @@ fn a_scheduled_drill_restores_the_latest_copies_and_reports_their_rto() {
         "{checks}"
     );
     assert!(checks.contains("probe query: 1 rows"), "{checks}");
+    assert!(checks.contains("rolled forward"), "{checks}");
     // The latest copy: the hourly incremental, restored on its full.
     assert!(
         mysql["copy"].as_str().unwrap().contains("/hourly/mysql/"),

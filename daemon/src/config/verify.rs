@@ -17,6 +17,8 @@ pub struct VerifySection {
     /// Restore the latest files copy of each `backup_dirs` folder. Default: when
     /// there are folders.
     pub files: Option<bool>,
+    /// Roll the restored MySQL copy forward with the backed-up binlogs to their end.
+    pub roll_forward: Option<bool>,
     /// `CHECK TABLE` every table of these schemas on the restored server.
     #[serde(default)]
     pub check_schemas: Vec<String>,
@@ -33,6 +35,8 @@ pub struct VerifyConfig {
     pub schedule: Option<CronSpec>,
     pub mysql: bool,
     pub files: bool,
+    /// Replay the backed-up binlogs after the MySQL copy, to their last event.
+    pub roll_forward: bool,
     pub check_schemas: Vec<String>,
     pub probe_sql: Option<String>,
     /// None: `[daemon] state_dir`.
@@ -89,8 +93,12 @@ impl Validator<'_> {
                 );
             }
         }
-        if (!v.check_schemas.is_empty() || v.probe_sql.is_some()) && !mysql {
-            let key = if v.probe_sql.is_some() {
+        if (!v.check_schemas.is_empty() || v.probe_sql.is_some() || v.roll_forward == Some(true))
+            && !mysql
+        {
+            let key = if v.roll_forward == Some(true) {
+                "roll_forward"
+            } else if v.probe_sql.is_some() {
                 "probe_sql"
             } else {
                 "check_schemas"
@@ -116,6 +124,7 @@ impl Validator<'_> {
             schedule,
             mysql,
             files,
+            roll_forward: v.roll_forward.unwrap_or(false),
             check_schemas: v.check_schemas,
             probe_sql: v.probe_sql,
             scratch_dir,
@@ -155,6 +164,11 @@ mod tests {
         );
         let err = parse("[verify]\nfiles = false\nschedule = \"@daily\"\n").unwrap_err();
         assert!(err.contains("a drill with nothing to restore"), "{err}");
+        let err = parse("[verify]\nroll_forward = true\n").unwrap_err();
+        assert!(
+            err.contains("[verify] roll_forward: checks of the restored server"),
+            "{err}"
+        );
         let err = parse("[verify]\nretries = 3\n").unwrap_err();
         assert!(err.contains("retries"), "{err}");
     }

@@ -15,6 +15,7 @@ pub async fn run_drill(engine: &Engine, ctx: &JobCtx) -> Vec<VerifyReport> {
     let mut reports = Vec::new();
     if cfg.mysql {
         let checks = ServerChecks {
+            roll_forward: cfg.roll_forward,
             check_schemas: cfg.check_schemas.clone(),
             probe_sql: cfg.probe_sql.clone(),
         };

@@ -19,12 +19,14 @@ pub use self::drill::run_drill;
 use crate::engine::{Engine, JobCtx};
 use crate::mysql::{mysqld_binary, MysqlError, Server, Throwaway, Vendor};
 use crate::pipeline::Cancel;
-use crate::restore::{restore_mysql, MysqlRestore};
+use crate::restore::{restore_mysql, restore_pitr, MysqlRestore, PitrRestore};
 use crate::state::{Leftover, ScratchRecord};
 
 /// What to check on a restored server besides opening every table.
 #[derive(Debug, Clone, Default)]
 pub struct ServerChecks {
+    /// Roll the copy forward with the backed-up binlogs to their end first.
+    pub roll_forward: bool,
     /// `CHECK TABLE` every table of these schemas.
     pub check_schemas: Vec<String>,
     /// Must return at least one row.
@@ -50,16 +52,31 @@ pub async fn verify_mysql(
     };
     let datadir = scratch.path.clone();
     let started = Instant::now();
-    let restored = restore_mysql(
-        engine,
-        MysqlRestore {
-            key: &key,
-            dst: &datadir,
-            cache: None,
-        },
-        ctx,
-    )
-    .await;
+    let restored = if checks.roll_forward {
+        let latest = twindb_proto::PitrTarget::Time("latest".into());
+        restore_pitr(
+            engine,
+            PitrRestore {
+                target: &latest,
+                copy: Some(&key),
+                dst: &datadir,
+                cache: None,
+            },
+            ctx,
+        )
+        .await
+    } else {
+        restore_mysql(
+            engine,
+            MysqlRestore {
+                key: &key,
+                dst: &datadir,
+                cache: None,
+            },
+            ctx,
+        )
+        .await
+    };
     let restore_seconds = started.elapsed().as_secs_f64();
     if let Err(e) = restored {
         return failed(
@@ -94,14 +111,22 @@ pub async fn verify_mysql(
     };
     drop(scratch);
     match result {
-        Ok((rto, lines)) => VerifyReport {
+        Ok((rto, mut lines)) => VerifyReport {
             copy: key,
             restore_seconds,
             success: true,
             error: None,
             kind: CopyKind::Mysql,
             rto_seconds: Some(rto),
-            checks: lines,
+            checks: {
+                if checks.roll_forward {
+                    lines.insert(
+                        0,
+                        "rolled forward to the latest backed-up binlog event".into(),
+                    );
+                }
+                lines
+            },
         },
         Err(e) => failed(CopyKind::Mysql, &key, restore_seconds, e),
     }

@@ -648,6 +648,7 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                     v.files.to_string()
                 }
                 "check_schemas" => array(v.check_schemas),
+                "roll_forward" => v.roll_forward.to_string(),
                 "probe_sql" => some_or_none(v.probe_sql),
                 "scratch_dir" => {
                     words("`[daemon] state_dir`")?;
