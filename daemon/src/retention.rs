@@ -292,17 +292,16 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
             doomed.push(pending(key, if i == 0 { local.clone() } else { None }));
         }
     }
-    let gone: HashSet<String> = deletions.iter().map(|d| d.key.clone()).collect();
-    let local_gone: HashSet<&str> = local_only.iter().map(|d| d.key.as_str()).collect();
+    let gone_keys: Vec<String> = deletions.iter().map(|d| d.key.clone()).collect();
+    let gone: HashSet<&String> = gone_keys.iter().collect();
+    let local_gone: Vec<String> = local_only.iter().map(|d| d.key.clone()).collect();
     let local_doomed: Vec<String> = local_only
         .iter()
         .filter_map(|d| copy_of(&d.key)?.local.as_ref().map(|l| l.key.clone()))
         .collect();
-    let local_gone: Vec<String> = local_gone.iter().map(|k| k.to_string()).collect();
-    let gone_list: Vec<String> = gone.iter().cloned().collect();
     engine
         .status
-        .retire(&gone_list, &local_gone, &doomed)
+        .retire(&gone_keys, &local_gone, &doomed)
         .await?;
 
     crate::failpoint::point("retention.recorded");

@@ -426,6 +426,19 @@ fn the_stream_resumes_after_a_server_restart_and_a_destination_outage() {
     d.stop();
 }
 
+/// Waits until the streamer has counted a gap.
+fn wait_gap_counted(d: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(d, "twindb_binlog_gap") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no gap counted:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The value of an unlabelled metric on /metrics.
 fn metric(d: &Daemon, name: &str) -> f64 {
     let (_, _, body) = twindb_tests::sinks::unix_get(&d.socket, "/metrics");
@@ -515,15 +528,7 @@ fn reset_master_is_a_gap_and_the_stream_goes_on() {
     wait_caught_up(&d, &backups, &db);
     db.sql("RESET MASTER");
     db.sql("INSERT INTO app.g VALUES (1000, 'after the reset')");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&d, "twindb_binlog_gap") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no gap counted:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_gap_counted(&d);
     assert!(
         d.log_text().contains("binlog stream gap"),
         "{}",
@@ -604,15 +609,7 @@ fn purged_binlogs_are_a_gap_reported_and_refused() {
     }
 
     let d = Daemon::start(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&d, "twindb_binlog_gap") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no gap counted:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_gap_counted(&d);
     let notice = twindb_tests::sinks::wait_for(Duration::from_secs(30), "the gap notice", || {
         hook.requests()
             .into_iter()

@@ -334,62 +334,13 @@ async fn a_second_writer_is_refused_until_it_takes_over() {
     assert_eq!(b.load().await.unwrap().copies.len(), 3);
 }
 
-/// A destination that lets another daemon claim the host between this one's read of
-/// the writer and its write: the race two daemons starting at once would run.
-#[derive(Debug)]
-struct Racing {
-    inner: Local,
-    other: Mutex<Option<Bytes>>,
-}
-
-#[async_trait]
-impl Destination for Racing {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    async fn check(&self) -> Result<(), DestinationError> {
-        self.inner.check().await
-    }
-    async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        self.inner.get(key).await
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, DestinationError>> {
-        self.inner.list(prefix)
-    }
-    async fn delete(&self, key: &str) -> Result<(), DestinationError> {
-        self.inner.delete(key).await
-    }
-    async fn read_small_versioned(
-        &self,
-        key: &str,
-    ) -> Result<Option<(Bytes, Version)>, DestinationError> {
-        self.inner.read_small_versioned(key).await
-    }
-    async fn write_small_if(
-        &self,
-        key: &str,
-        data: Bytes,
-        expect: Option<&Version>,
-    ) -> Result<(), DestinationError> {
-        let theirs = self.other.lock().unwrap().take();
-        if let (Some(theirs), true) = (theirs, key.ends_with("writer.json")) {
-            self.inner.write_small(key, theirs).await?;
-        }
-        self.inner.write_small_if(key, data, expect).await
-    }
-}
-
+/// Another daemon's claim lands between this one's read of the writer and its write.
 #[tokio::test]
 async fn a_claim_racing_another_daemon_is_refused_and_theirs_stays() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = br#"{"id":"b","machine":"m2","pid":7,"at":"2026-11-01T00:00:00Z"}"#;
-    let dest = Arc::new(Racing {
-        inner: Local::new(dir.path()),
-        other: Mutex::new(Some(Bytes::from_static(theirs))),
-    });
+    let dest = Arc::new(Probe::new(dir.path()));
+    *dest.other_writer.lock().unwrap() = Some(Bytes::from_static(theirs));
     let a = StatusStore::new(dest, "h").with_writer(WriterId {
         id: "a".into(),
         machine: "m".into(),
@@ -411,15 +362,27 @@ async fn a_claim_racing_another_daemon_is_refused_and_theirs_stays() {
         .exists());
 }
 
-/// Counts the requests a store makes, by operation.
+/// A local destination that counts the requests a store makes, by operation, and can
+/// let another daemon claim the host between this one's read of the writer and its
+/// write (the race two daemons starting at once would run).
 #[derive(Debug)]
-struct Counting {
+struct Probe {
     inner: Local,
     calls: Mutex<BTreeMap<&'static str, usize>>,
     total: AtomicUsize,
+    /// Written to writer.json just before the next conditional write of it.
+    other_writer: Mutex<Option<Bytes>>,
 }
 
-impl Counting {
+impl Probe {
+    fn new(root: &std::path::Path) -> Probe {
+        Probe {
+            inner: Local::new(root),
+            calls: Mutex::default(),
+            total: AtomicUsize::new(0),
+            other_writer: Mutex::default(),
+        }
+    }
     fn count(&self, op: &'static str) {
         *self.calls.lock().unwrap().entry(op).or_default() += 1;
         self.total.fetch_add(1, Ordering::SeqCst);
@@ -430,7 +393,7 @@ impl Counting {
 }
 
 #[async_trait]
-impl Destination for Counting {
+impl Destination for Probe {
     fn name(&self) -> String {
         self.inner.name()
     }
@@ -476,6 +439,12 @@ impl Destination for Counting {
         expect: Option<&Version>,
     ) -> Result<(), DestinationError> {
         self.count("write_small_if");
+        if key.ends_with("writer.json") {
+            let theirs = self.other_writer.lock().unwrap().take();
+            if let Some(theirs) = theirs {
+                self.inner.write_small(key, theirs).await?;
+            }
+        }
         self.inner.write_small_if(key, data, expect).await
     }
 }
@@ -506,11 +475,7 @@ async fn recording_costs_the_same_whatever_the_history() {
     let mut per_load = Vec::new();
     for n in [10, 20_000] {
         let dir = tempfile::tempdir().unwrap();
-        let counting = Arc::new(Counting {
-            inner: Local::new(dir.path()),
-            calls: Mutex::default(),
-            total: AtomicUsize::new(0),
-        });
+        let counting = Arc::new(Probe::new(dir.path()));
         let store = StatusStore::new(counting.clone(), "h").with_writer(WriterId {
             id: "a".into(),
             machine: "m".into(),
