@@ -180,7 +180,7 @@ fn wait_caught_up(d: &Daemon, db: &MariaDb) {
         let (file, pos) = (cols.next().unwrap_or(""), cols.next().unwrap_or("0"));
         let status = d.ctl(&["--json", "status"]).json();
         let s = &status["binlog_stream"];
-        if s["file"] == file && s["position"].to_string() == pos && lag(d) == 0.0 {
+        if s["file"] == file && s["position"].as_u64() == pos.parse().ok() && lag(d) == 0.0 {
             return;
         }
         assert!(
