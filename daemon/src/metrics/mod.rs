@@ -288,12 +288,7 @@ impl Metrics {
                 self.last_written.with_label_values(&labels).set(b as f64);
             }
         }
-        for lane in [
-            JobKind::BackupFiles,
-            JobKind::BackupMysql,
-            JobKind::BackupBinlog,
-            JobKind::Restore,
-        ] {
+        for lane in JobKind::ALL {
             let in_lane = |state: JobState| {
                 active
                     .iter()
@@ -693,6 +688,8 @@ mod tests {
             "twindb_failures_total{kind=\"files\",run_type=\"daily\"} 1".into(),
             "twindb_read_bytes_total{kind=\"files\",run_type=\"daily\"} 1000".into(),
             "twindb_queue_depth{lane=\"backup_files\"} 1".into(),
+            "twindb_queue_depth{lane=\"clone\"} 0".into(),
+            "twindb_running_jobs{lane=\"verify\"} 0".into(),
             format!(
                 "twindb_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")
