@@ -373,11 +373,14 @@ impl Metrics {
             .inc();
     }
 
-    /// For the verify job: when a restore test of a MySQL copy of `run_type` succeeded.
-    pub fn verify_succeeded(&self, run_type: Option<RunType>, at: chrono::DateTime<chrono::Utc>) {
-        self.last_verify_success
-            .with_label_values(&[run_type_label(run_type)])
-            .set(at.timestamp() as f64);
+    /// When verifies of MySQL copies last succeeded, per run type (from state.json, so
+    /// the gauge survives a restart).
+    pub fn refresh_verified(&self, verified: &[crate::state::Verified]) {
+        for v in verified {
+            self.last_verify_success
+                .with_label_values(&[run_type_label(v.run_type)])
+                .set(v.at.timestamp() as f64);
+        }
     }
 
     /// The time jobs waited for the bandwidth limits, from the limiters' own totals.
@@ -580,7 +583,10 @@ mod tests {
         m.set_copies("remote", &[]);
         m.retention_deleted(CopyKind::Files, "remote");
         m.notification_failed("email");
-        m.verify_succeeded(Some(RunType::Daily), Utc::now());
+        m.refresh_verified(&[crate::state::Verified {
+            run_type: Some(RunType::Daily),
+            at: Utc::now(),
+        }]);
         m.refresh_throttle(&crate::throttle::Throttles::default());
         let report = |success| twindb_proto::VerifyReport {
             copy: "k".into(),
