@@ -342,7 +342,24 @@ impl Metrics {
     }
 
     /// Replaces the copy counts of `location` ("remote" or "local") with `copies`.
-    pub fn set_copies(&self, location: &str, copies: &[CopyMeta]) {
+    /// Counts the copies on the destination (`location="remote"`) and, with
+    /// `keep_local`, their twins in `keep_local_path` (`location="local"`).
+    pub fn set_copies(&self, copies: &[CopyMeta], keep_local: bool) {
+        let remote = |c: &CopyMeta| Some(c.size);
+        let local = |c: &CopyMeta| c.local.as_ref().map(|l| l.size);
+        self.set_location("remote", copies, &remote);
+        if keep_local {
+            self.set_location("local", copies, &local);
+        }
+    }
+
+    /// One location's gauges: `size` is a copy's stored size there, None when absent.
+    fn set_location(
+        &self,
+        location: &str,
+        copies: &[CopyMeta],
+        size: &dyn Fn(&CopyMeta) -> Option<u64>,
+    ) {
         for kind in [CopyKind::Files, CopyKind::Mysql, CopyKind::Binlog] {
             let run_types: Vec<Option<RunType>> = if kind == CopyKind::Binlog {
                 vec![None]
@@ -350,9 +367,12 @@ impl Metrics {
                 RunType::ALL.into_iter().map(Some).collect()
             };
             for rt in run_types {
-                let of = copies.iter().filter(|c| c.kind == kind && c.run_type == rt);
+                let of = copies
+                    .iter()
+                    .filter(|c| c.kind == kind && c.run_type == rt)
+                    .filter_map(size);
                 let labels = [kind.as_str(), run_type_label(rt), location];
-                let (n, bytes) = of.fold((0u64, 0u64), |(n, b), c| (n + 1, b + c.size));
+                let (n, bytes) = of.fold((0u64, 0u64), |(n, b), size| (n + 1, b + size));
                 self.copies.with_label_values(&labels).set(n as f64);
                 self.copies_bytes
                     .with_label_values(&labels)
@@ -580,7 +600,7 @@ mod tests {
             CopyKind::Files,
         );
         m.job_finished(&job(JobKind::Restore, JobState::Succeeded), CopyKind::Files);
-        m.set_copies("remote", &[]);
+        m.set_copies(&[], true);
         m.retention_deleted(CopyKind::Files, "remote");
         m.notification_failed("email");
         m.refresh_verified(&[crate::state::Verified {
