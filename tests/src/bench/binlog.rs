@@ -74,7 +74,8 @@ pub fn run(a: Args) {
     wait_caught_up(&daemon, &db);
     let pid = daemon.child.id();
     let reader = reader_pid(pid);
-    let cpu_before = cpu_secs(pid) + reader.map_or(0.0, cpu_secs);
+    let (own_before, reader_before) = (cpu_secs(pid), reader.map_or(0.0, cpu_secs));
+    let rss_idle = rss_kib(pid, "VmRSS:");
     let period = Duration::from_secs_f64(BATCH_BYTES / (a.rate_mib * 1024.0 * 1024.0));
     let steady = (a.seconds / period.as_secs_f64()).ceil() as u32;
     let loader = std::thread::spawn({
@@ -91,9 +92,11 @@ pub fn run(a: Args) {
     wait_caught_up(&daemon, &db);
     let tail = drained.elapsed().as_secs_f64();
     let reader_now = reader_pid(pid);
-    let cpu = cpu_secs(pid) + reader_now.map_or(0.0, cpu_secs) - cpu_before;
-    let rss_twindbd = peak_rss_kib(pid);
-    let rss_reader = reader_now.map_or(0, peak_rss_kib);
+    let own = cpu_secs(pid) - own_before;
+    let read = reader_now.map_or(0.0, cpu_secs) - reader_before;
+    let cpu = own + read;
+    let rss_twindbd = rss_kib(pid, "VmHWM:");
+    let rss_reader = reader_now.map_or(0, |p| rss_kib(p, "VmHWM:"));
     daemon.stop();
     lags.sort_by(f64::total_cmp);
     let pct = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
@@ -120,9 +123,13 @@ pub fn run(a: Args) {
         pct(1.0)
     );
     println!(
-        "  streamer CPU {cpu:.2} s ({:.0}% of one core); peak RSS twindbd {:.1} MiB, mariadb-binlog {:.1} MiB (target < 64 MiB)",
+        "  streamer CPU {cpu:.2} s ({:.0}% of one core): twindbd {own:.2} s, mariadb-binlog {read:.2} s",
         cpu / secs * 100.0,
+    );
+    println!(
+        "  peak RSS: twindbd {:.1} MiB ({:.1} MiB before the load), mariadb-binlog {:.1} MiB (target < 64 MiB)",
         rss_twindbd as f64 / 1024.0,
+        rss_idle as f64 / 1024.0,
         rss_reader as f64 / 1024.0
     );
 }
@@ -233,12 +240,13 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A `/proc/PID/status` size line (`VmRSS:`, `VmHWM:`) in KiB.
+fn rss_kib(pid: u32, line: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(line))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
