@@ -356,7 +356,8 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
     Ok(applied)
 }
 
-fn pending(key: String, local: Option<String>) -> Pending {
+/// An object about to be deleted, recorded as pending first.
+pub(crate) fn pending(key: String, local: Option<String>) -> Pending {
     Pending {
         key,
         local,
@@ -366,7 +367,7 @@ fn pending(key: String, local: Option<String>) -> Pending {
 }
 
 /// Deletes one pending object and its local twin.
-async fn delete_pending(
+pub(crate) async fn delete_pending(
     engine: &Engine,
     p: &Pending,
 ) -> Result<(), crate::destination::DestinationError> {
@@ -744,6 +745,7 @@ mod tests {
                     gtid: None,
                     last: false,
                 }),
+                consolidated: None,
             });
         }
         let keys: Vec<String> = plan(&copies, &policy(0, 1, 0, 0, 0, Some(7)), t0())

@@ -9,7 +9,11 @@
 //! last recorded position (start.rs): nothing is stored twice, nothing skipped. A
 //! stored position the server no longer has is a gap: warned about, counted
 //! (`twindb_binlog_gap`) and notified, and the stream goes on from what the server has.
+//!
+//! Beside the stream, a task of its own turns each file the stream stored whole into
+//! one closed-file copy and retires its segments (consolidate.rs).
 
+mod consolidate;
 mod event;
 mod segment;
 mod spool;
@@ -137,6 +141,12 @@ impl Streamer {
 }
 
 async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let consolidator = tokio::spawn(consolidate::run(
+        current.clone(),
+        wake.clone(),
+        stop.clone(),
+    ));
     let mut delay = FIRST_RETRY;
     // A file found to be another one than streamed: not resumed again.
     let mut not_after: Option<FileId> = None;
@@ -144,7 +154,7 @@ async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
         let engine = current.get();
         shared.update(|s| s.running = true);
         let began = Instant::now();
-        match session(&engine, &shared, &stop, not_after.as_ref()).await {
+        match session(&engine, &shared, &wake, &stop, not_after.as_ref()).await {
             Ok(()) => {}
             Err(e) => {
                 if let StreamError::OtherFile(f) = &e {
@@ -179,6 +189,8 @@ async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
         s.unstored_since = None;
     });
     engine_metrics_lag_zero(&current);
+    // Cancelled with the stream: what it was storing is swept as any unrecorded put.
+    let _ = consolidator.await;
 }
 
 fn engine_metrics_lag_zero(current: &Current) {
@@ -188,6 +200,7 @@ fn engine_metrics_lag_zero(current: &Current) {
 async fn session(
     engine: &Arc<Engine>,
     shared: &Shared,
+    wake: &tokio::sync::Notify,
     stop: &Cancel,
     not_after: Option<&FileId>,
 ) -> Result<(), StreamError> {
@@ -231,6 +244,7 @@ async fn session(
         id: &id,
         chain,
         client: &client,
+        consolidate: wake,
     };
     let result = session.run(spool, start, stop).await;
     if result.is_ok() {

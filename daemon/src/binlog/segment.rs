@@ -222,6 +222,7 @@ impl Segment {
                     gtid,
                     last,
                 }),
+                consolidated: None,
             }),
         };
         crate::failpoint::point("binlog.segment.before-record");
