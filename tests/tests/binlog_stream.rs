@@ -553,6 +553,19 @@ fn purged_binlogs_are_a_gap_reported_and_refused() {
         notice["text"].as_str().unwrap().contains("mysql-bin"),
         "{notice}"
     );
+    // `status` shows it for as long as twindbd runs, not only until the next read.
+    let status = d.ctl(&["--json", "status"]).success().json();
+    let gap = status["binlog_stream"]["last_gap"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(gap.starts_with("binlog stream gap: "), "{status}");
+    assert!(gap.contains("mysql-bin"), "{status}");
+    assert!(
+        status["binlog_stream"]["last_gap_at"].is_string(),
+        "{status}"
+    );
+    let text = d.ctl(&["status"]).success().stdout;
+    assert!(text.contains("  last gap ("), "{text}");
 
     // A copy after the gap, and more writes streamed after it.
     run_ok(&d, &["daily"]);

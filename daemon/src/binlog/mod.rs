@@ -71,6 +71,9 @@ pub struct StreamerState {
     pub last_error_at: Option<DateTime<Utc>>,
     /// When the oldest event not stored yet arrived; None when all are stored.
     pub unstored_since: Option<Instant>,
+    /// The last gap found since twindbd started, and when (`twindbctl status`).
+    pub last_gap: Option<String>,
+    pub last_gap_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Default)]
@@ -215,7 +218,7 @@ async fn session(
     let status = engine.status.load().await?;
     let start = start::start(&status, &id, not_after);
     if let Some(gap) = &start.gap {
-        report_gap(engine, gap).await;
+        report_gap(engine, shared, gap).await;
     }
     tracing::info!(file = %start.file, pos = start.pos, server = %id.server_uuid, "binlog stream starting");
     let chain = crate::backup::backup_chain(engine).await?;
@@ -267,12 +270,16 @@ fn replica_id(host: &str, server_id: u32) -> u32 {
     }
 }
 
-async fn report_gap(engine: &Engine, gap: &str) {
+async fn report_gap(engine: &Engine, shared: &Shared, gap: &str) {
     let text = format!(
         "binlog stream gap: {gap}. Point-in-time restore cannot replay across it: take a full \
          MySQL copy (`twindbctl run daily`)"
     );
     tracing::warn!("{text}");
+    shared.update(|s| {
+        s.last_gap = Some(format!("binlog stream gap: {gap}"));
+        s.last_gap_at = Some(Utc::now());
+    });
     engine.metrics.binlog_gap();
     if let Some(notify) = &engine.config.notify {
         crate::notify::notify_problem(notify, engine.host(), "binlog_gap", &text, &engine.metrics)
