@@ -141,24 +141,39 @@ pub async fn run(current: Arc<Current>, wake: Arc<Notify>, stop: Cancel) {
 }
 
 /// Consolidates every file stored whole and not consolidated yet, and retires the
-/// segments of every file a closed-file copy holds.
+/// segments of every file a closed-file copy holds. A file that fails is left as it
+/// is (its segments serve point-in-time restore) and the others go on.
 pub async fn pass(engine: &Arc<Engine>, stop: &Cancel) -> Result<(), ConsolidateError> {
     let mut status = engine.status.load().await?;
     for whole in plan(&status) {
         if stop.is_cancelled() {
             break;
         }
-        if whole.closed.is_none() {
-            let meta = consolidate(engine, &status, &whole.segments, stop).await?;
-            tracing::info!(key = %meta.key, segments = whole.segments.len(), "binlog file consolidated");
-            engine.metrics.binlog_consolidated();
-            // The next file's key must not take this one's.
-            status.copies.push(meta);
-            crate::failpoint::point("binlog.consolidated.before-retire");
+        if let Err(e) = one(engine, &mut status, &whole, stop).await {
+            if stop.is_cancelled() {
+                break;
+            }
+            tracing::warn!(error = %format!("{e:#}"), "a binlog file stays as its segments; the next pass retries");
         }
-        retire(engine, &whole.segments).await?;
     }
     Ok(())
+}
+
+async fn one(
+    engine: &Arc<Engine>,
+    status: &mut Status,
+    whole: &Whole,
+    stop: &Cancel,
+) -> Result<(), ConsolidateError> {
+    if whole.closed.is_none() {
+        let meta = consolidate(engine, status, &whole.segments, stop).await?;
+        tracing::info!(key = %meta.key, segments = whole.segments.len(), "binlog file consolidated");
+        engine.metrics.binlog_consolidated();
+        // The next file's key must not take this one's.
+        status.copies.push(meta);
+        crate::failpoint::point("binlog.consolidated.before-retire");
+    }
+    retire(engine, &whole.segments).await
 }
 
 /// Stores the file `segments` hold as one copy and records it.
