@@ -251,3 +251,45 @@ fn an_encrypted_consolidated_copy_decrypts_to_the_servers_file() {
     );
     d.stop();
 }
+
+/// With `keep_local_path`, the local twins of the segments go with them, and the
+/// consolidated copy has its own twin, the file.
+#[test]
+fn with_keep_local_the_segments_local_twins_go_too() {
+    if !mariadb::available() {
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t(id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB");
+    let t = scratch();
+    let backups = t.path().join("backups");
+    let local = t.path().join("local");
+    let config = stream_config(t.path(), &db, STREAM);
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "backup_destination = \"local\"",
+        &format!(
+            "backup_destination = \"local\"\nkeep_local_path = \"{}\"",
+            local.display()
+        ),
+    );
+    fs::write(&config, text).unwrap();
+    let d = Daemon::start(&config);
+    write_rows(&db, 0);
+    db.sql("FLUSH BINARY LOGS");
+    let name = server_binlogs(&db)[0].clone();
+    let whole = wait_consolidated(&d, &backups, std::slice::from_ref(&name));
+    let twins = files_under(&local.join("dbhost/binlog"));
+    assert!(
+        !twins
+            .iter()
+            .any(|f| f.contains(&format!("{name}-")) && f.starts_with("stream/")),
+        "{twins:?}"
+    );
+    let twin = local.join(&whole[0]);
+    assert!(
+        twindb_tests::binlog::unzstd(&twin) == fs::read(db.datadir.join(&name)).unwrap(),
+        "{} is not the server's {name}: {twins:?}",
+        twin.display()
+    );
+    d.stop();
+}
