@@ -21,15 +21,27 @@ pub fn stream_config(root: &Path, db: &MariaDb, binlog: &str) -> PathBuf {
     path
 }
 
-/// `zstd -d -c path`: how the test configs store copies.
-pub fn unzstd(path: &Path) -> Vec<u8> {
-    let out = Command::new("zstd")
+/// `zstd -d -c` of `bytes`: how the test configs store copies.
+pub fn unzstd(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("zstd")
         .args(["-d", "-c"])
-        .arg(path)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(out.status.success(), "zstd -d {}", path.display());
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "zstd -d of {} bytes", bytes.len());
     out.stdout
+}
+
+/// [`unzstd`] of a stored object.
+pub fn unzstd_file(path: &Path) -> Vec<u8> {
+    unzstd(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 /// `mysql-bin.000001-2026-11-25_10_00_00...` -> `mysql-bin.000001`
@@ -43,8 +55,22 @@ fn binlog_name(file: &str) -> String {
 pub fn stored_files(
     d: &Daemon,
     backups: &Path,
-    decode: &dyn Fn(&Path) -> Vec<u8>,
+    decode: &dyn Fn(&[u8]) -> Vec<u8>,
 ) -> BTreeMap<String, Vec<u8>> {
+    // Objects listed can be retired (consolidated) before they are read: list again.
+    for _ in 0..20 {
+        if let Some(files) = try_stored_files(d, backups, decode) {
+            return files;
+        }
+    }
+    panic!("listed segments kept vanishing before they were read");
+}
+
+fn try_stored_files(
+    d: &Daemon,
+    backups: &Path,
+    decode: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> Option<BTreeMap<String, Vec<u8>>> {
     let mut segments: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
     let mut whole = BTreeMap::new();
     for key in ls_keys(d) {
@@ -55,21 +81,28 @@ pub fn stored_files(
                 .or_default()
                 .push((segment.to_string(), backups.join(&key))),
             ["dbhost", "binlog", file] => {
-                whole.insert(binlog_name(file), decode(&backups.join(&key)));
+                whole.insert(
+                    binlog_name(file),
+                    decode(&fs::read(backups.join(&key)).ok()?),
+                );
             }
             _ => {}
         }
     }
-    let mut files: BTreeMap<String, Vec<u8>> = segments
-        .into_iter()
-        .map(|(name, mut parts)| {
-            parts.sort();
-            let bytes = parts.iter().flat_map(|(_, path)| decode(path)).collect();
-            (name, bytes)
-        })
-        .collect();
+    let mut files = BTreeMap::new();
+    for (name, mut parts) in segments {
+        if whole.contains_key(&name) {
+            continue;
+        }
+        parts.sort();
+        let mut bytes = Vec::new();
+        for (_, path) in parts {
+            bytes.extend(decode(&fs::read(path).ok()?));
+        }
+        files.insert(name, bytes);
+    }
     files.extend(whole);
-    files
+    Some(files)
 }
 
 /// [`stored_files`] of zstd copies.

@@ -137,7 +137,7 @@ fn a_rotated_file_becomes_one_copy_of_the_servers_file_and_its_segments_go() {
             .find(|k| k.contains(&format!("binlog/{name}-")))
             .unwrap();
         assert!(key.ends_with(".zst"), "{key}");
-        let stored = twindb_tests::binlog::unzstd(&backups.join(key));
+        let stored = twindb_tests::binlog::unzstd_file(&backups.join(key));
         assert!(
             stored == fs::read(db.datadir.join(name)).unwrap(),
             "{key} is not the server's {name}"
@@ -287,7 +287,7 @@ fn with_keep_local_the_segments_local_twins_go_too() {
     );
     let twin = local.join(&whole[0]);
     assert!(
-        twindb_tests::binlog::unzstd(&twin) == fs::read(db.datadir.join(&name)).unwrap(),
+        twindb_tests::binlog::unzstd_file(&twin) == fs::read(db.datadir.join(&name)).unwrap(),
         "{} is not the server's {name}: {twins:?}",
         twin.display()
     );
