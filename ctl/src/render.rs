@@ -249,6 +249,9 @@ pub fn status(s: &StatusResponse) {
         if let (Some(e), Some(at)) = (&b.last_error, b.last_error_at) {
             println!("  last error ({}): {e}", when(at));
         }
+        if let (Some(g), Some(at)) = (&b.last_gap, b.last_gap_at) {
+            println!("  last gap ({}): {g}", when(at));
+        }
     }
     println!();
     println!(

@@ -22,6 +22,9 @@ pub const POINTS: &[&str] = &[
     "store.committed",
     // binlog::segment: a streamed segment is stored, not yet recorded
     "binlog.segment.before-record",
+    // binlog::consolidate: a rotated file is recorded as one copy, its segments not
+    // retired yet
+    "binlog.consolidated.before-retire",
     // retention::apply: the deletions are recorded, no object deleted yet
     "retention.recorded",
     // retention::apply: one object deleted

@@ -45,6 +45,11 @@ impl Cancel {
     pub fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
     }
+    /// A flag set when this one is, that can also be set alone (one step of a longer
+    /// task stopped without stopping the task).
+    pub fn child(&self) -> Cancel {
+        Cancel(self.0.child_token())
+    }
     /// Resolves once the flag is set (at once if it is already).
     pub async fn cancelled(&self) {
         self.0.cancelled().await

@@ -356,7 +356,8 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
     Ok(applied)
 }
 
-fn pending(key: String, local: Option<String>) -> Pending {
+/// An object about to be deleted, recorded as pending first.
+pub(crate) fn pending(key: String, local: Option<String>) -> Pending {
     Pending {
         key,
         local,
@@ -366,7 +367,7 @@ fn pending(key: String, local: Option<String>) -> Pending {
 }
 
 /// Deletes one pending object and its local twin.
-async fn delete_pending(
+pub(crate) async fn delete_pending(
     engine: &Engine,
     p: &Pending,
 ) -> Result<(), crate::destination::DestinationError> {
@@ -713,7 +714,8 @@ mod tests {
 
     /// Streamed segments go with their file: each is dated by the file's first event,
     /// not by when it was stored, so a file the kept copy needs keeps all its segments
-    /// and an expired file loses all of them.
+    /// and an expired file loses all of them. A file consolidated into one copy (here
+    /// beside segments left by a crash) is dated the same way.
     #[test]
     fn streamed_segments_are_kept_or_expired_with_their_file() {
         use crate::status::{BinlogMeta, SegmentMeta};
@@ -744,7 +746,12 @@ mod tests {
                     gtid: None,
                     last: false,
                 }),
+                consolidated: None,
             });
+            if c.key.ends_with("-1") {
+                let b = c.binlog.as_mut().expect("set above");
+                b.consolidated = b.segment.take();
+            }
         }
         let keys: Vec<String> = plan(&copies, &policy(0, 1, 0, 0, 0, Some(7)), t0())
             .into_iter()

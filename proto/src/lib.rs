@@ -521,6 +521,12 @@ pub struct BinlogStreamStatus {
     /// The error that ended the last session, and when; absent once reading again.
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// The last gap found in the stream since twindbd started (a stored position the
+    /// server no longer had), and when: it stays, a gap is not mended by reading on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_gap: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_gap_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! Binaries come from the workspace's target folder (`cargo nextest run --workspace`
 //! builds them). Servers the later suites need are started here too, on 127.0.0.1.
 
+pub mod binlog;
 pub mod chain;
 pub mod conformance;
 pub mod fuse;

@@ -3,68 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use twindb_tests::mariadb::{self, mysql_config, MariaDb};
+use twindb_tests::binlog::{as_closed, metric, server_binlogs, stream_config, streamed_files};
+use twindb_tests::mariadb::{self, MariaDb};
 use twindb_tests::servers::S3Server;
 use twindb_tests::*;
 
 const STREAM: &str = "[binlog]\nenabled = true\nmax_lag = \"1s\"\nsegment_size = \"8KiB\"\n";
-
-/// The config of [`mysql_config`] with `[binlog]` streaming on.
-fn stream_config(root: &Path, db: &MariaDb, binlog: &str) -> PathBuf {
-    let path = mysql_config(root, db, "");
-    let mut text = fs::read_to_string(&path).unwrap();
-    text.push('\n');
-    text.push_str(binlog);
-    fs::write(&path, text).unwrap();
-    path
-}
-
-/// The stored segments, per binlog file directory (`{name}-{first event}`), decoded
-/// (zstd) and concatenated in offset order.
-fn streamed_files(d: &Daemon, backups: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
-    for key in ls_keys(d) {
-        let parts: Vec<&str> = key.split('/').collect();
-        if let ["dbhost", "binlog", "stream", _server, file, segment] = parts[..] {
-            files
-                .entry(file.to_string())
-                .or_default()
-                .push((segment.to_string(), backups.join(&key)));
-        }
-    }
-    files
-        .into_iter()
-        .map(|(file, mut segments)| {
-            segments.sort();
-            let mut bytes = Vec::new();
-            for (_, path) in segments {
-                let out = Command::new("zstd")
-                    .args(["-d", "-c"])
-                    .arg(&path)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "zstd -d {}", path.display());
-                bytes.extend_from_slice(&out.stdout);
-            }
-            // `mysql-bin.000001-2026-...` -> `mysql-bin.000001`
-            let name = file.split('-').take(2).collect::<Vec<_>>().join("-");
-            (name, bytes)
-        })
-        .collect()
-}
-
-/// The server's file as it is once closed: the format description's "in use" flag
-/// (byte 21) is cleared when the server closes it.
-fn as_closed(mut file: Vec<u8>) -> Vec<u8> {
-    if file.len() > 21 {
-        file[21] &= !1;
-    }
-    file
-}
 
 /// Waits until the streamed bytes of every file in `names` equal the server's file.
 fn wait_streamed(
@@ -94,13 +42,6 @@ fn wait_streamed(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn server_binlogs(db: &MariaDb) -> Vec<String> {
-    db.sql("SHOW BINARY LOGS")
-        .lines()
-        .map(|l| l.split('\t').next().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -439,14 +380,6 @@ fn wait_gap_counted(d: &Daemon) {
     }
 }
 
-/// The value of an unlabelled metric on /metrics.
-fn metric(d: &Daemon, name: &str) -> f64 {
-    let (_, _, body) = twindb_tests::sinks::unix_get(&d.socket, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
-}
-
 #[test]
 fn restarting_twindbd_neither_duplicates_nor_loses_events() {
     if !mariadb::available() {
@@ -620,6 +553,19 @@ fn purged_binlogs_are_a_gap_reported_and_refused() {
         notice["text"].as_str().unwrap().contains("mysql-bin"),
         "{notice}"
     );
+    // `status` shows it for as long as twindbd runs, not only until the next read.
+    let status = d.ctl(&["--json", "status"]).success().json();
+    let gap = status["binlog_stream"]["last_gap"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(gap.starts_with("binlog stream gap: "), "{status}");
+    assert!(gap.contains("mysql-bin"), "{status}");
+    assert!(
+        status["binlog_stream"]["last_gap_at"].is_string(),
+        "{status}"
+    );
+    let text = d.ctl(&["status"]).success().stdout;
+    assert!(text.contains("  last gap ("), "{text}");
 
     // A copy after the gap, and more writes streamed after it.
     run_ok(&d, &["daily"]);

@@ -176,6 +176,8 @@ async fn status(State(app): State<AppState>) -> Json<StatusResponse> {
                 lag_seconds: app.binlog.lag().as_secs_f64(),
                 last_error: b.last_error,
                 last_error_at: b.last_error_at,
+                last_gap: b.last_gap,
+                last_gap_at: b.last_gap_at,
             }
         }),
     })

@@ -123,6 +123,7 @@ pub async fn backup_binlogs(engine: &Engine, ctx: &JobCtx) -> Result<Vec<String>
                 first_event,
                 server_id: Some(id.server_id),
                 segment: None,
+                consolidated: None,
             }),
         };
         engine.status.record(meta.clone(), writing).await?;

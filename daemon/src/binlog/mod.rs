@@ -9,7 +9,11 @@
 //! last recorded position (start.rs): nothing is stored twice, nothing skipped. A
 //! stored position the server no longer has is a gap: warned about, counted
 //! (`twindb_binlog_gap`) and notified, and the stream goes on from what the server has.
+//!
+//! Beside the stream, a task of its own turns each file the stream stored whole into
+//! one closed-file copy and retires its segments (consolidate.rs).
 
+mod consolidate;
 mod event;
 mod segment;
 mod spool;
@@ -67,6 +71,9 @@ pub struct StreamerState {
     pub last_error_at: Option<DateTime<Utc>>,
     /// When the oldest event not stored yet arrived; None when all are stored.
     pub unstored_since: Option<Instant>,
+    /// The last gap found since twindbd started, and when (`twindbctl status`).
+    pub last_gap: Option<String>,
+    pub last_gap_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +144,12 @@ impl Streamer {
 }
 
 async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let consolidator = tokio::spawn(consolidate::run(
+        current.clone(),
+        wake.clone(),
+        stop.clone(),
+    ));
     let mut delay = FIRST_RETRY;
     // A file found to be another one than streamed: not resumed again.
     let mut not_after: Option<FileId> = None;
@@ -144,7 +157,7 @@ async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
         let engine = current.get();
         shared.update(|s| s.running = true);
         let began = Instant::now();
-        match session(&engine, &shared, &stop, not_after.as_ref()).await {
+        match session(&engine, &shared, &wake, &stop, not_after.as_ref()).await {
             Ok(()) => {}
             Err(e) => {
                 if let StreamError::OtherFile(f) = &e {
@@ -179,6 +192,8 @@ async fn supervise(current: Arc<Current>, shared: Arc<Shared>, stop: Cancel) {
         s.unstored_since = None;
     });
     engine_metrics_lag_zero(&current);
+    // Cancelled with the stream: what it was storing is swept as any unrecorded put.
+    let _ = consolidator.await;
 }
 
 fn engine_metrics_lag_zero(current: &Current) {
@@ -188,6 +203,7 @@ fn engine_metrics_lag_zero(current: &Current) {
 async fn session(
     engine: &Arc<Engine>,
     shared: &Shared,
+    wake: &tokio::sync::Notify,
     stop: &Cancel,
     not_after: Option<&FileId>,
 ) -> Result<(), StreamError> {
@@ -202,7 +218,7 @@ async fn session(
     let status = engine.status.load().await?;
     let start = start::start(&status, &id, not_after);
     if let Some(gap) = &start.gap {
-        report_gap(engine, gap).await;
+        report_gap(engine, shared, gap).await;
     }
     tracing::info!(file = %start.file, pos = start.pos, server = %id.server_uuid, "binlog stream starting");
     let chain = crate::backup::backup_chain(engine).await?;
@@ -231,6 +247,7 @@ async fn session(
         id: &id,
         chain,
         client: &client,
+        consolidate: wake,
     };
     let result = session.run(spool, start, stop).await;
     if result.is_ok() {
@@ -253,12 +270,16 @@ fn replica_id(host: &str, server_id: u32) -> u32 {
     }
 }
 
-async fn report_gap(engine: &Engine, gap: &str) {
+async fn report_gap(engine: &Engine, shared: &Shared, gap: &str) {
     let text = format!(
         "binlog stream gap: {gap}. Point-in-time restore cannot replay across it: take a full \
          MySQL copy (`twindbctl run daily`)"
     );
     tracing::warn!("{text}");
+    shared.update(|s| {
+        s.last_gap = Some(format!("binlog stream gap: {gap}"));
+        s.last_gap_at = Some(Utc::now());
+    });
     engine.metrics.binlog_gap();
     if let Some(notify) = &engine.config.notify {
         crate::notify::notify_problem(notify, engine.host(), "binlog_gap", &text, &engine.metrics)

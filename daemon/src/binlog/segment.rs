@@ -226,6 +226,7 @@ impl Segment {
                     gtid,
                     last,
                 }),
+                consolidated: None,
             }),
         };
         crate::failpoint::point("binlog.segment.before-record");

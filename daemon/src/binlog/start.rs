@@ -89,17 +89,18 @@ pub struct Start {
     pub gap: Option<String>,
 }
 
-/// The newest segment stored of this server.
+/// The newest part of this server's binlog the stream stored: a segment, or a file
+/// consolidated from its segments (whose segments are gone then).
 pub fn newest_segment<'a>(status: &'a Status, server_uuid: &str) -> Option<&'a CopyMeta> {
     status
         .copies
         .iter()
         .filter(|c| {
-            c.segment()
+            c.streamed_part()
                 .is_some_and(|(_, s)| s.server_uuid == server_uuid)
         })
         .max_by_key(|c| {
-            let (b, s) = c.segment().expect("filtered");
+            let (b, s) = c.streamed_part().expect("filtered");
             (b.first_event, binlog_sequence(&b.name), s.end)
         })
 }
@@ -115,7 +116,7 @@ pub fn start(status: &Status, id: &ServerIdentity, not_after: Option<&FileId>) -
     let Some(newest) = newest_segment(status, &id.server_uuid) else {
         return fresh(None);
     };
-    let (b, s) = newest.segment().expect("a segment");
+    let (b, s) = newest.streamed_part().expect("a stored part");
     let file_id = FileId {
         server_uuid: s.server_uuid.clone(),
         name: b.name.clone(),
@@ -230,6 +231,7 @@ mod tests {
                     gtid: Some("0-1-7".into()),
                     last,
                 }),
+                consolidated: None,
             }),
             local: None,
             twindb: None,
@@ -283,6 +285,18 @@ mod tests {
         let st = status(vec![segment("b.000002", 0, 0, 300, true)]);
         let s = start(&st, &server(&["b.000002", "b.000003"]), None);
         assert_eq!((s.file.as_str(), s.pos, s.gap), ("b.000003", 4, None));
+    }
+
+    #[test]
+    fn a_file_consolidated_from_its_segments_goes_on_with_the_next() {
+        let mut whole = segment("b.000002", 0, 0, 300, true);
+        whole.key = "h/binlog/b.000002-2026-11-25_10_00_00".into();
+        let b = whole.binlog.as_mut().unwrap();
+        b.consolidated = b.segment.take();
+        let st = status(vec![segment("b.000001", -5, 0, 100, true), whole]);
+        let s = start(&st, &server(&["b.000002", "b.000003"]), None);
+        assert_eq!((s.file.as_str(), s.pos, s.gap), ("b.000003", 4, None));
+        assert_eq!(s.gtid.render().as_deref(), Some("0-1-7"));
     }
 
     #[test]

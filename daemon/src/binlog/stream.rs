@@ -46,6 +46,8 @@ pub struct Session<'a> {
     pub chain: Vec<ModifierSpec>,
     /// For the watch's own connection.
     pub client: &'a ClientOptions,
+    /// Told when a file ends: it can be consolidated (consolidate.rs).
+    pub consolidate: &'a tokio::sync::Notify,
 }
 
 impl Session<'_> {
@@ -270,6 +272,9 @@ impl Session<'_> {
         };
         let bytes = seg.len();
         seg.commit(self.engine, c.gtid.render(), last).await?;
+        if last {
+            self.consolidate.notify_one();
+        }
         spool.release();
         self.shared.lag_since(None);
         self.shared.update(|s| s.last_error = None);

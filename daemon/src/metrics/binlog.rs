@@ -11,6 +11,7 @@ pub(super) struct BinlogMetrics {
     bytes: CounterVec,
     segments: CounterVec,
     gaps: CounterVec,
+    consolidated: CounterVec,
 }
 
 impl BinlogMetrics {
@@ -39,12 +40,18 @@ impl BinlogMetrics {
                 "Gaps found in the binlog stream since twindbd started: a stored position the server no longer had.",
                 &[],
             ),
+            consolidated: counter(
+                "twindb_binlog_consolidated_total",
+                "Rotated binlog files the streamer stored as segments and consolidated into one copy since twindbd started.",
+                &[],
+            ),
         };
         // Present in every scrape from the start, so that rate() and alerts see 0.
         m.lag.with_label_values(&[] as &[&str]).set(0.0);
         m.bytes.with_label_values(&[] as &[&str]).inc_by(0.0);
         m.segments.with_label_values(&[] as &[&str]).inc_by(0.0);
         m.gaps.with_label_values(&[] as &[&str]).inc_by(0.0);
+        m.consolidated.with_label_values(&[] as &[&str]).inc_by(0.0);
         m
     }
 }
@@ -67,5 +74,12 @@ impl Metrics {
 
     pub fn binlog_gap(&self) {
         self.binlog.gaps.with_label_values(&[] as &[&str]).inc();
+    }
+
+    pub fn binlog_consolidated(&self) {
+        self.binlog
+            .consolidated
+            .with_label_values(&[] as &[&str])
+            .inc();
     }
 }

@@ -91,6 +91,12 @@ pub struct BinlogMeta {
     /// [start, end) of the file `name`, not the whole file. Absent on closed-file copies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<SegmentMeta>,
+    /// Set on a closed-file copy the streamer made of a file's segments once the file
+    /// was complete (daemon/src/binlog/consolidate.rs): what they said of the whole
+    /// file (`start` 0, `end` its size, `last`), so the stream resumes after it and
+    /// point-in-time restore knows until when it holds every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consolidated: Option<SegmentMeta>,
 }
 
 /// Where a streamed segment sits in its binlog file, and what it holds. A file's
@@ -119,6 +125,16 @@ impl CopyMeta {
     pub fn segment(&self) -> Option<(&BinlogMeta, &SegmentMeta)> {
         let b = self.binlog.as_ref()?;
         Some((b, b.segment.as_ref()?))
+    }
+
+    /// What the streamer stored of this server's file: a segment, or a whole file it
+    /// consolidated from its segments.
+    pub fn streamed_part(&self) -> Option<(&BinlogMeta, &SegmentMeta)> {
+        let b = self
+            .binlog
+            .as_ref()
+            .filter(|_| self.kind == CopyKind::Binlog)?;
+        Some((b, b.segment.as_ref().or(b.consolidated.as_ref())?))
     }
 
     /// Whether the streamer stored (some of) the closed file `id` describes. With

@@ -446,6 +446,7 @@ pub async fn scan(
                     first_event: t,
                     server_id: None,
                     segment: None,
+                    consolidated: None,
                 });
             }
             CopyKind::Files => {}

@@ -10,7 +10,8 @@ use twindb::modifier::ModifierSpec;
 use twindb::mysql::{ConfigFile, Vendor};
 use twindb::status::twindb::TwindbCopy;
 use twindb::status::{
-    layout, BinlogMeta, CopyMeta, LocalCopy, MysqlMeta, Pending, Status, Writer, WriterId,
+    layout, BinlogMeta, CopyMeta, LocalCopy, MysqlMeta, Pending, SegmentMeta, Status, Writer,
+    WriterId,
 };
 use twindb_proto::{CopyKind, RunType};
 
@@ -88,6 +89,15 @@ fn full_status() -> Status {
             first_event: t,
             server_id: Some(1),
             segment: None,
+            consolidated: Some(SegmentMeta {
+                server_uuid: "server-id-1".into(),
+                start: 0,
+                end: 1,
+                first_event_time: t,
+                last_event_time: t,
+                gtid: Some("0-1-10".into()),
+                last: true,
+            }),
         }),
         local: Some(LocalCopy {
             key: "db1/daily/mysql/mysql-2026-11-25_00_00_03.xbstream.zst".into(),

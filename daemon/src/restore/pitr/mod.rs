@@ -223,6 +223,7 @@ mod tests {
             first_event: t0() + Duration::minutes(first),
             server_id: Some(1),
             segment: None,
+            consolidated: None,
         });
         c
     }

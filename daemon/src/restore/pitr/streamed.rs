@@ -41,6 +41,15 @@ pub(super) fn binlog_files(status: &Status) -> Vec<CopyMeta> {
         .iter()
         .filter(|c| c.kind == twindb_proto::CopyKind::Binlog && c.segment().is_none())
         .cloned()
+        .map(|mut c| {
+            // A file consolidated from its segments covers, as they did, until its
+            // last event; not until it was consolidated (later events are in the next
+            // file, maybe not stored yet).
+            if let Some(s) = c.binlog.as_ref().and_then(|b| b.consolidated.as_ref()) {
+                c.started = s.last_event_time;
+            }
+            c
+        })
         .collect();
     let mut by_file: BTreeMap<FileKey, Vec<&CopyMeta>> = BTreeMap::new();
     for c in &status.copies {
@@ -144,6 +153,7 @@ mod tests {
                     gtid: None,
                     last: false,
                 }),
+                consolidated: None,
             }),
             local: None,
             twindb: None,
