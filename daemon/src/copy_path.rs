@@ -207,6 +207,7 @@ fn dest_name(dest: &DestinationConfig) -> &'static str {
         DestinationConfig::Ssh(_) => "ssh",
         DestinationConfig::S3(_) => "s3",
         DestinationConfig::Gcs(_) => "gcs",
+        DestinationConfig::Az(_) => "az",
     }
 }
 
