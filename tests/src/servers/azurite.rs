@@ -64,6 +64,18 @@ impl AzServer {
         self.dir.path().join("data").join("__blobstorage__")
     }
 
+    /// Bytes of block data Azurite holds, committed or not.
+    pub fn stored_bytes(&self) -> u64 {
+        let Ok(dir) = std::fs::read_dir(self.extents()) else {
+            return 0;
+        };
+        dir.flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Stops it with SIGTERM, which breaks the requests in flight as an outage would
     /// but lets it save its metadata (it keeps that in memory and saves it every few
     /// seconds): what was committed stays across the restart. SIGKILL after 10 s.
