@@ -168,4 +168,83 @@ fn files_backup_through_twindbd_restores_and_shares_by_sas() {
     assert_eq!(d.stop(), 0);
 }
 
+/// keep_local_path beside az: both copies written, a restore from either; retention
+/// deletes the older copy's blob in Azure and its local twin.
+#[test]
+fn keep_local_and_retention_with_az() {
+    use twindb_tests::*;
+    let Some(server) = AzServer::start() else {
+        return;
+    };
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let kept = t.path().join("kept");
+    let sections = format!(
+        "{}\n[retention]\ndaily_copies = 1\n\n[retention_local]\ndaily_copies = 1\n",
+        server.config_section("")
+    );
+    let config = files_config_to(t.path(), &[&src], "zstd", "az", &sections);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "backup_destination = \"az\"\n",
+        &format!(
+            "backup_destination = \"az\"\nkeep_local_path = \"{}\"\n",
+            kept.display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start(&config);
+    d.ctl(&["check"]).success();
+    let dest = destination_from("az", &server.config_section(""));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let blobs = || -> Vec<String> {
+        rt.block_on(keys(dest.as_ref(), "testhost/"))
+            .into_iter()
+            .filter(|k| !k.contains("twindb-status"))
+            .collect()
+    };
+
+    d.ctl(&["run", "daily"]).success();
+    // One key, listed twice: remote and local.
+    let mut first = ls_keys(&d);
+    first.dedup();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let key = first[0].clone();
+    let ls = d.ctl(&["--json", "ls"]).success().json();
+    assert_eq!(ls["copies"].as_array().unwrap().len(), 2, "{ls}");
+    assert_eq!(blobs(), [key.clone()]);
+    assert!(kept.join(&key).is_file());
+
+    // Both there: the local copy is used; without it, the blob in Azure.
+    let dst = t.path().join("r1");
+    let out = d
+        .ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert!(out.stdout.contains("from the local copy"), "{out:?}");
+    assert_same_tree(&src, &dst);
+    std::fs::remove_file(kept.join(&key)).unwrap();
+    let dst = t.path().join("r2");
+    let out = d
+        .ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert!(out.stdout.contains("from the destination"), "{out:?}");
+    assert_same_tree(&src, &dst);
+
+    // Keys have a one-second resolution.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    d.ctl(&["run", "daily"]).success();
+    d.ctl(&["retention"]).success();
+    let mut after = ls_keys(&d);
+    after.dedup();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0], key);
+    assert_eq!(blobs(), after, "the older blob is deleted in Azure");
+    assert!(kept.join(&after[0]).is_file());
+    let dst = t.path().join("r3");
+    d.ctl(&["restore", "file", &after[0], "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&src, &dst);
+    assert_eq!(d.stop(), 0);
+}
+
 twindb_tests::fault_suite!(twindb_tests::servers::AzHarness::start());
