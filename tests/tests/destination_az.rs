@@ -94,6 +94,24 @@ async fn copies_live_under_remote_path() {
     assert!(under.name().contains("/backups/twindb"), "{}", under.name());
     under.delete("h/daily/files/a.tar").await.unwrap();
     assert!(keys(bare.as_ref(), "").await.is_empty());
+
+    // Names are stored as they are, not percent-encoded: TwinDB's names stay readable.
+    let odd = "h/daily/files/_srv_a b [1] #x%y~z-2026-11-25_10_37_50.tar.gz";
+    let (stream, want) = generated(1000, 100, 6);
+    bare.put(odd, stream).await.unwrap();
+    assert_eq!(keys(bare.as_ref(), "h/").await, [odd]);
+    assert_eq!(sha256_of(bare.as_ref(), odd).await.0, want);
+    // object_store would sign the escaped name, which Azure refuses: said, not linked.
+    let err = bare
+        .share(odd, std::time::Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("characters a URL escapes"),
+        "{err}"
+    );
+    bare.delete(odd).await.unwrap();
+    assert!(keys(bare.as_ref(), "").await.is_empty());
 }
 
 #[test]

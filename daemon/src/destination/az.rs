@@ -109,8 +109,19 @@ impl Az {
         }
     }
 
-    fn path(&self, key: &str) -> Path {
-        Path::from(format!("{}{key}", self.root))
+    /// The blob of `key`, its name as it is: `Path::parse` keeps '%', '#', '[', '~'...
+    /// where `Path::from` would percent-encode them into another name than TwinDB's.
+    fn path(&self, action: &'static str, key: &str) -> Result<Path, DestinationError> {
+        Path::parse(format!("{}{key}", self.root)).map_err(|e| {
+            let cause = BackendError::caused_by(format!("not a blob name: {e}"), e);
+            DestinationError::with_cause(
+                &self.name,
+                action,
+                Some(key),
+                ErrorKind::Other,
+                Box::new(cause),
+            )
+        })
     }
 
     /// `e` as a [`DestinationError`] of `action` on `key`.
@@ -138,7 +149,7 @@ impl Az {
         data: Bytes,
         mode: PutMode,
     ) -> Result<(), DestinationError> {
-        let path = self.path(key);
+        let path = self.path("storing", key)?;
         retry(&format!("storing {key}"), || async {
             let opts = PutOptions {
                 mode: mode.clone(),
@@ -211,7 +222,7 @@ impl client::Multipart for Az {
         part: PartInfo,
         data: Bytes,
     ) -> Result<PartId, DestinationError> {
-        let path = self.path(key);
+        let path = self.path("storing", key)?;
         let id = String::new();
         let index = part.number as usize - 1;
         retry(
@@ -232,7 +243,7 @@ impl client::Multipart for Az {
         _: &(),
         parts: Vec<PartId>,
     ) -> Result<(), DestinationError> {
-        let path = self.path(key);
+        let path = self.path("storing", key)?;
         let id = String::new();
         retry(&format!("committing the blocks of {key}"), || async {
             self.store
@@ -271,7 +282,7 @@ impl client::RangeRead for Az {
         };
         let got = self
             .store
-            .get_opts(&self.path(key), opts)
+            .get_opts(&self.path("reading", key)?, opts)
             .await
             .map_err(|e| self.error("reading", Some(key), e))?;
         let length = Some(got.range.end - got.range.start);
@@ -361,7 +372,7 @@ impl Destination for Az {
 
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
         Key::checked(&self.name, "deleting", key)?;
-        let path = self.path(key);
+        let path = self.path("deleting", key)?;
         retry(&format!("deleting {key}"), || async {
             match self.store.delete(&path).await {
                 Ok(()) => Ok(()),
@@ -417,7 +428,7 @@ impl Destination for Az {
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {
         Key::checked(&self.name, "sharing", key)?;
-        let path = self.path(key);
+        let path = self.path("sharing", key)?;
         // A link to nothing helps no one: make sure the blob is there.
         retry(&format!("sharing {key}"), || async {
             self.store
@@ -432,6 +443,21 @@ impl Destination for Az {
             .signed_url(hyper::Method::GET, &path, expires)
             .await
             .map_err(|e| self.error("sharing", Some(key), e))?;
+        // object_store signs the name as the URL escapes it, Azure checks it unescaped:
+        // a name with a space, '#', '%'... would get a link Azure refuses (403).
+        let decoded = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
+        if decoded != url.path() {
+            return Err(DestinationError::with_cause(
+                &self.name,
+                "sharing",
+                Some(key),
+                ErrorKind::Other,
+                Box::new(BackendError::new(
+                    "Azure refuses share links for blob names with characters a URL \
+                     escapes (space, '#', '%'...): restore the copy with twindbctl instead",
+                )),
+            ));
+        }
         Ok(url.to_string())
     }
 }
