@@ -230,7 +230,7 @@ fn keep_local_and_retention_with_az() {
     let key = first[0].clone();
     let ls = d.ctl(&["--json", "ls"]).success().json();
     assert_eq!(ls["copies"].as_array().unwrap().len(), 2, "{ls}");
-    assert_eq!(blobs(), [key.clone()]);
+    assert_eq!(blobs(), std::slice::from_ref(&key));
     assert!(kept.join(&key).is_file());
 
     // Both there: the local copy is used; without it, the blob in Azure.
