@@ -460,6 +460,10 @@ fn remote_tree_on_az_under_remote_path() {
     let section = az.config_section("remote_path = \"/twindb-backups\"");
     let d = Daemon::start(&config(t.path(), "az", &section, None));
     check_every_copy(&d, Tree::Remote, t.path());
+    // A TwinDB runbook's line: the copy as TwinDB's ls printed it, its blob name.
+    let name = format!("twindb-backups/{}", FILES_COMMON[0]);
+    let message = check_files_restore(&d, &name, &t.path().join("by-name"));
+    assert!(message.contains(FILES_COMMON[0]), "{message}");
     assert_eq!(d.stop(), 0);
 }
 
