@@ -6,6 +6,7 @@
 use sha2::{Digest, Sha256};
 use twindb::destination::ErrorKind;
 use twindb_tests::conformance::{self, generated, keys, sha256_of};
+use twindb_tests::proxy::{Proxy, Seen};
 use twindb_tests::ranged;
 use twindb_tests::servers::{
     destination_from, destination_with, AzServer, AZ_KEY, AZ_SMALL_BLOCKS, BUCKET,
@@ -36,6 +37,50 @@ async fn large_blobs_are_read_in_ranges_pinned_to_their_etag() {
     ranged::replaced_mid_read(dest, "ranged").await;
     let dest = destination_with("az", "download_ranges = 3", &section);
     ranged::resumes_after_restart(dest, "ranged", &mut || server.restart()).await;
+}
+
+/// A 503 (Azure's ServerBusy) is retried: on a block, which is sent again under a new
+/// id and committed once, and on the block list. Through a proxy that refuses once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_server_is_retried_and_a_resent_block_is_stored_once() {
+    let Some(server) = AzServer::start() else {
+        return;
+    };
+    let proxy = Proxy::start(server.port());
+    let section = server.config_section(AZ_SMALL_BLOCKS).replace(
+        &format!("127.0.0.1:{}", server.port()),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
+    let dest = destination_from("az", &section);
+    let is_block = |r: &Seen| r.method == "PUT" && r.target.contains("comp=block&");
+    proxy.refuse_once(move |r| is_block(r) && r.body.len() == 4 << 20);
+    let (stream, want) = generated(18 << 20, 1 << 20, 8);
+    dest.put("h/daily/files/busy.tar", stream).await.unwrap();
+    let seen = proxy.seen();
+    let blocks: Vec<&Seen> = seen.iter().filter(|r| is_block(r)).collect();
+    assert_eq!(blocks.len(), 6, "5 blocks, one sent twice: {blocks:?}");
+    assert_eq!(
+        blocks.iter().filter(|r| r.answer.contains("503")).count(),
+        1
+    );
+    assert_eq!(
+        sha256_of(dest.as_ref(), "h/daily/files/busy.tar").await,
+        (want, 18 << 20)
+    );
+
+    proxy.refuse_once(|r| r.method == "PUT" && r.target.contains("comp=blocklist"));
+    let (stream, want) = generated(9 << 20, 1 << 20, 9);
+    dest.put("h/daily/files/busy2.tar", stream).await.unwrap();
+    let commits = proxy
+        .seen()
+        .iter()
+        .filter(|r| r.target.contains("comp=blocklist") && r.target.contains("busy2"))
+        .count();
+    assert_eq!(commits, 2, "the block list sent again");
+    assert_eq!(
+        sha256_of(dest.as_ref(), "h/daily/files/busy2.tar").await.0,
+        want
+    );
 }
 
 /// Azurite checks the signature: a wrong key is a permission error that names the

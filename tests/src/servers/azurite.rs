@@ -46,6 +46,10 @@ impl AzServer {
         Some(s)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `http://127.0.0.1:PORT/devstoreaccount1`
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{AZ_ACCOUNT}", self.port)
