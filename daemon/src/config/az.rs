@@ -128,7 +128,11 @@ fn resolve(text: &str) -> Result<(String, String, String), String> {
             format!("{protocol}://{account}.blob.{suffix}")
         }
     };
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+    let is_url = (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        && endpoint
+            .parse::<hyper::Uri>()
+            .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()));
+    if !is_url {
         return Err(format!(
             "the connection string's blob endpoint {endpoint:?} is not an http(s) URL"
         ));
@@ -346,6 +350,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("AccountKey is not base64"), "{err}");
+        let err = az(&format!(
+            "[az]\nconnection_string = \"AccountName=a;AccountKey={KEY};BlobEndpoint=http://a b\"\n\
+             container_name = \"abc\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not an http(s) URL"), "{err}");
         assert!(!err.contains("%%%secret"), "{err}");
 
         let err = az("[az]\ncontainer_name = \"abc\"\n")
