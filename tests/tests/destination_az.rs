@@ -190,6 +190,10 @@ fn files_backup_through_twindbd_restores_and_shares_by_sas() {
     d.ctl(&["restore", "file", key, "--dst", dst.to_str().unwrap()])
         .success();
     assert_same_tree(&src, &dst);
+    assert!(
+        d.log_text().contains(" ranges, 3 at once"),
+        "not read in ranges"
+    );
 
     // A SAS link, fetched by a plain HTTP client, gives the stored bytes.
     let out = d
