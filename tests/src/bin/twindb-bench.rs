@@ -20,10 +20,10 @@ use twindb_tests::servers::{S3Server, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY};
 use twindb_tests::{files_config, files_config_to, write_random_file, Daemon};
 
 // Outside src/bin so cargo does not take it for a binary of its own.
-#[path = "../bench/binlog.rs"]
-mod binlog;
 #[path = "../bench/az.rs"]
 mod az;
+#[path = "../bench/binlog.rs"]
+mod binlog;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
