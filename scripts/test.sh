@@ -61,7 +61,7 @@ if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked
 fi
 
-# Object-store servers for the s3 and gcs tests (tests/src/servers.rs).
+# Object-store servers for the s3, gcs and az tests (tests/src/servers/).
 # s3s-fs checks SigV4 signatures; 0.14.1 is the last release that builds with Rust 1.95.
 if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
   cargo install s3s-fs --version 0.14.1 --features binary --locked
@@ -70,6 +70,12 @@ if ! command -v gcp-storage-emulator >/dev/null; then
   # Debian's own python refuses system-wide pip installs without this (PEP 668).
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q gcp-storage-emulator==2026.7.19
   command -v pyenv >/dev/null && pyenv rehash || true
+fi
+# Azurite, Azure Blob Storage's emulator, for the az tests. 3.36+ need Node 21; Debian
+# 12's is 20.
+if ! command -v azurite-blob >/dev/null; then
+  command -v npm >/dev/null || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 nodejs npm; }
+  $SUDO npm install -g --no-fund --no-audit azurite@3.35.0
 fi
 
 cargo fmt --all -- --check

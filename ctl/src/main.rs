@@ -97,7 +97,7 @@ enum Command {
     /// Make this twindbd the writer of its host's copies after the daemon that wrote
     /// them is gone for good (this host replaces it). Refused writes name that daemon.
     Takeover,
-    /// Print a time-limited download link for a copy (S3 and GCS destinations).
+    /// Print a time-limited download link for a copy (S3, GCS and Azure destinations).
     Share {
         /// A key as `twindbctl ls` prints it, a tail of one, or TwinDB's URL or path.
         copy: String,

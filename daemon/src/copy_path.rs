@@ -1,6 +1,7 @@
 //! The `COPY` argument of restore, verify and share: a key as `ls` prints it, or what
 //! TwinDB's `ls` printed and runbooks hold (`s3://bucket/KEY`, `gs://bucket/KEY`,
-//! `user@host:/backup_dir/KEY`, a path under the local destination or keep_local_path),
+//! `user@host:/backup_dir/KEY`, a path under the local destination or keep_local_path,
+//! an Azure blob name `remote_path/KEY`),
 //! or the tail of a key. Resolved here, once, to the key of one listed copy, as TwinDB
 //! did: by suffix match against the listed copies. docs/restore.md#naming-a-copy.
 
@@ -124,6 +125,17 @@ fn strip(
         }
         return key_part(given, key).map(Wanted::Key);
     }
+    if let DestinationConfig::Az(a) = dest {
+        // TwinDB's ls printed Azure copies as their blob names, `remote_path/KEY`.
+        let name = given_trimmed.trim_start_matches('/');
+        let prefix = format!("{}/", a.remote_path);
+        if let Some(key) = name
+            .strip_prefix(&prefix)
+            .filter(|_| !a.remote_path.is_empty())
+        {
+            return key_part(given, key).map(Wanted::Key);
+        }
+    }
     if let Some((user_host, path)) = ssh_form(given_trimmed) {
         let host = user_host.rsplit('@').next().unwrap_or(user_host);
         let DestinationConfig::Ssh(s) = dest else {
@@ -207,6 +219,7 @@ fn dest_name(dest: &DestinationConfig) -> &'static str {
         DestinationConfig::Ssh(_) => "ssh",
         DestinationConfig::S3(_) => "s3",
         DestinationConfig::Gcs(_) => "gcs",
+        DestinationConfig::Az(_) => "az",
     }
 }
 
@@ -263,6 +276,26 @@ mod tests {
             "{e}"
         );
         assert!(s("/var/backup/db1/../x").is_err());
+    }
+
+    #[test]
+    fn azure_blob_names_lose_their_remote_path() {
+        let text =
+            "[source]\nbackup_dirs = [\"/tmp\"]\n[destination]\nbackup_destination = \"az\"\n\
+                    [az]\nconnection_string = \"AccountName=a;AccountKey=a2V5\"\n\
+                    container_name = \"abc\"\nremote_path = \"/twindb-backups\"\n";
+        let c = crate::config::parse(Path::new("/t.toml"), text).unwrap();
+        let s = |g: &str| strip(g, &c.destination, None).map_err(|e| e.to_string());
+        let key = |k: &str| Ok::<_, String>(Wanted::Key(k.into()));
+        assert_eq!(
+            s("twindb-backups/db1/daily/files/x.tar"),
+            key("db1/daily/files/x.tar")
+        );
+        assert_eq!(
+            s("/twindb-backups/db1/daily/files/x.tar"),
+            key("db1/daily/files/x.tar")
+        );
+        assert_eq!(s("db1/daily/files/x.tar"), key("db1/daily/files/x.tar"));
     }
 
     #[test]

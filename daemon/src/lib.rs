@@ -1,4 +1,4 @@
-//! twindb: backups of folders and MySQL to local, SSH, S3 and GCS destinations.
+//! twindb: backups of folders and MySQL to local, SSH, S3, GCS and Azure destinations.
 //!
 //! The engine (sources, modifiers, destinations, status) and the `twindbd` daemon that
 //! runs it (queue, API). See design.md for the architecture.

@@ -16,7 +16,7 @@ use twindb::daemon::{init_logging, shutdown_signal, Daemon};
     version,
     about = "twindb backup daemon",
     long_about = "twindb backup daemon: backs up folders and MySQL/MariaDB servers on its own \
-                  schedule to a local folder, an SSH server, S3 or GCS, and restores them. \
+                  schedule to a local folder, an SSH server, S3, GCS or Azure, and restores them. \
                   twindbctl(1) talks to it over a Unix socket; twindb.toml(5) is its config."
 )]
 struct Args {

@@ -125,15 +125,34 @@ pub fn files_config_to(
 
 /// GET `url` with a plain HTTP/1.1 client (no TLS, no redirects): status and body.
 pub fn fetch_url(url: &str) -> (u16, Vec<u8>) {
-    use std::io::Read;
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut s = std::net::TcpStream::connect(host).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    raw_http(
+        host,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
     )
-    .expect("send");
+}
+
+/// The status of a GET of `url`, whatever the body (an error's may be chunked).
+pub fn status_of(url: &str) -> u16 {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut s, &mut head).expect("status line");
+    String::from_utf8_lossy(&head[9..12])
+        .parse()
+        .expect("status code")
+}
+
+/// Sends `request` (whole, with `Connection: close`) to `host` (HOST:PORT); the
+/// status and the body of the answer.
+pub fn raw_http(host: &str, request: &str) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.write_all(request.as_bytes()).expect("send");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read answer");
     let end = raw

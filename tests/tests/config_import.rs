@@ -261,7 +261,6 @@ fn every_section_and_odd_case_gives_a_config_that_validates() {
          [compression]\nprogram = \"bzip2\"\n\n\
          [retention_local]\ndaily_copies = 2\n\n\
          [intervals]\nrun_hourly = no\nrun_daily = yes\n\n\
-         [az]\nconnection_string = \"AccountKey=x\"\n\n\
          [Retention]\nhourly_copies = 1\n"
     );
     let s3 = format!(
@@ -274,7 +273,13 @@ fn every_section_and_odd_case_gives_a_config_that_validates() {
          [gcs]\nGCS_CREDENTIALS_FILE = {r}/gcs.json\nGC_ENCRYPTION_KEY = abc\nBUCKET = b\n\n\
          [export]\ntransport = statsd\nstatsd_host = 127.0.0.1\nstatsd_port = 8125\napi_key = API\n"
     );
-    for (name, text) in [("s3.cfg", s3), ("gcs.cfg", gcs)] {
+    let az = format!(
+        "{common}\n[destination]\nbackup_destination = az\n\n\
+         [az]\nconnection_string = \"DefaultEndpointsProtocol=https;AccountName=acct;\
+         AccountKey=a2V5;EndpointSuffix=core.windows.net\"\ncontainer_name = backups\n\
+         remote_path = /\nchunk_size = 4194304\n"
+    );
+    for (name, text) in [("s3.cfg", s3), ("gcs.cfg", gcs), ("az.cfg", az)] {
         let sub = dir.path().join(name.trim_end_matches(".cfg"));
         fs::create_dir_all(&sub).unwrap();
         let cfg = sub.join(name);
@@ -291,11 +296,16 @@ fn every_section_and_odd_case_gives_a_config_that_validates() {
             Some(true),
             "{name}"
         );
+        let az_dropped = if name == "az.cfg" {
+            "[az] chunk_size"
+        } else {
+            "[Retention] hourly_copies"
+        };
         for dropped in [
             "[source] tar_options",
             "[mysql] hostname",
-            "[az] connection_string",
             "[Retention] hourly_copies",
+            az_dropped,
         ] {
             assert!(
                 out.stderr.contains(dropped),
@@ -304,7 +314,9 @@ fn every_section_and_odd_case_gives_a_config_that_validates() {
             );
         }
         assert!(
-            !out.stderr.contains("API") && !out.stderr.contains("se%cret"),
+            !out.stderr.contains("API")
+                && !out.stderr.contains("se%cret")
+                && !out.stderr.contains("AccountKey"),
             "{}",
             out.stderr
         );

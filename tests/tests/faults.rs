@@ -4,7 +4,8 @@
 //! destination once it is back, and the next run succeeds and restores byte-exact.
 //!
 //! The faults are real: "fills up" is a small tmpfs under the destination's storage
-//! (the local path, the sshd's backup_dir, s3s-fs's data folder), which the kernel
+//! (the local path, the sshd's backup_dir, s3s-fs's data folder, Azurite's block
+//! folder), which the kernel
 //! fills with ENOSPC because it has less room than the copy; "dies" kills the server
 //! once the copy's bytes are seen arriving on it. Nothing depends on how fast a copy
 //! goes.
@@ -14,7 +15,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use twindb_tests::servers::{destination_from, GcsServer, S3Server, BUCKET};
+use twindb_tests::servers::{destination_from, AzServer, GcsServer, S3Server, BUCKET};
 use twindb_tests::sshd::Sshd;
 use twindb_tests::tmpfs::Tmpfs;
 use twindb_tests::*;
@@ -377,4 +378,78 @@ fn a_gcs_destination_that_dies_mid_copy_fails_the_copy_and_the_next_run_works() 
             .filter(|k| !k.contains("twindb-status"))
             .collect()
     });
+}
+
+/// What Azurite lists under the host: the committed blobs but the status.
+fn az_copies(server: &AzServer) -> BTreeSet<String> {
+    let dest = destination_from("az", &server.config_section(""));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(conformance::keys(dest.as_ref(), "testhost/"))
+        .into_iter()
+        .filter(|k| !k.contains("twindb-status"))
+        .collect()
+}
+
+/// Azurite's folder on a small tmpfs: storing a block fails with ENOSPC on the server,
+/// which answers `500 Internal Server Error` with no message: the error gives that.
+#[test]
+fn a_full_az_destination_fails_the_copy_and_the_next_run_works() {
+    let Some(mut server) = AzServer::start() else {
+        return;
+    };
+    server.stop();
+    let Some(fs_) = Tmpfs::mount(&server.extents(), SMALL_FS) else {
+        return;
+    };
+    server.restart();
+    let s = setup("az", &server.config_section("block_size = \"4MiB\""));
+    let d = Daemon::start(&s.config);
+    let before = first_copy(&d);
+    s.add_big_file();
+
+    let id = start_run(&d);
+    let error = failed_job(&d, id, Duration::from_secs(120));
+    assert_names(
+        &error,
+        &format!("az://devstoreaccount1/{BUCKET}"),
+        &["500 Internal Server Error"],
+    );
+    assert_eq!(listed(&d), before);
+
+    fs_.resize(LARGE_FS);
+    next_run_succeeds(&s, &d, &before, || az_copies(&server));
+}
+
+/// Azurite is stopped once blocks of the copy are stored.
+#[test]
+fn an_az_destination_that_dies_mid_copy_fails_the_copy_and_the_next_run_works() {
+    let Some(mut server) = AzServer::start() else {
+        return;
+    };
+    let s = setup("az", &server.config_section("block_size = \"4MiB\""));
+    let d = Daemon::start(&s.config);
+    let before = first_copy(&d);
+    s.add_big_file();
+
+    let id = start_run(&d);
+    wait_for(
+        "blocks of the copy on the server",
+        Duration::from_secs(60),
+        || server.stored_bytes() >= 8 << 20,
+    );
+    server.stop();
+    let error = failed_job(&d, id, Duration::from_secs(60));
+    let dest = format!("az://devstoreaccount1/{BUCKET}");
+    assert_names(
+        &error,
+        &dest,
+        &[
+            "connection",
+            "Connection",
+            "connect",
+            "error sending request",
+        ],
+    );
+    down_then_back(&d, &dest, || server.restart(), &before);
+    next_run_succeeds(&s, &d, &before, || az_copies(&server));
 }

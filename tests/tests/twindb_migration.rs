@@ -1,6 +1,7 @@
 //! A repository written by TwinDB Backup 3.3.0 (tests/fixtures/twindb-3.3, see its
 //! FACTS.md), read and restored by twindbd and twindbctl: every copy, from the remote
-//! tree served by a real destination (local, ssh, s3, gcs with TwinDB's chunk layout)
+//! tree served by a real destination (local, ssh, s3, gcs with TwinDB's chunk layout,
+//! az under TwinDB's `remote_path`)
 //! and from the keep-local tree; TwinDB's damaged status files; and twindb taking
 //! over the host (a new incremental on TwinDB's full, TwinDB's files untouched).
 
@@ -12,7 +13,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use twindb_tests::mariadb::{self, MariaDb};
-use twindb_tests::servers::{destination_from, GcsServer, S3Server, TokenServer, BUCKET};
+use twindb_tests::servers::{destination_from, AzServer, GcsServer, S3Server, TokenServer, BUCKET};
 use twindb_tests::sshd::Sshd;
 use twindb_tests::*;
 
@@ -432,6 +433,37 @@ fn remote_tree_on_gcs_in_twindb_chunk_layout() {
     let out = d.ctl(&["share", FULL]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("GCS layout"), "{out:?}");
+    assert_eq!(d.stop(), 0);
+}
+
+/// TwinDB 3.x's Azure destination stored each copy as one blob named `remote_path/key`:
+/// the tree uploaded so, read through `[az] remote_path`, every copy restored.
+#[test]
+fn remote_tree_on_az_under_remote_path() {
+    if !programs_or_skip("remote_tree_on_az_under_remote_path") {
+        return;
+    }
+    let Some(az) = AzServer::start() else {
+        return;
+    };
+    let bare = destination_from("az", &az.config_section(""));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let remote = fixtures().join("remote");
+    for (rel, _) in hashes(&remote) {
+        let data = fs::read(remote.join(&rel)).unwrap();
+        let stream =
+            futures::StreamExt::boxed(futures::stream::once(async move { Ok(data.into()) }));
+        rt.block_on(bare.put(&format!("twindb-backups/{rel}"), stream))
+            .unwrap();
+    }
+    let t = scratch();
+    let section = az.config_section("remote_path = \"/twindb-backups\"");
+    let d = Daemon::start(&config(t.path(), "az", &section, None));
+    check_every_copy(&d, Tree::Remote, t.path());
+    // A TwinDB runbook's line: the copy as TwinDB's ls printed it, its blob name.
+    let name = format!("twindb-backups/{}", FILES_COMMON[0]);
+    let message = check_files_restore(&d, &name, &t.path().join("by-name"));
+    assert!(message.contains(FILES_COMMON[0]), "{message}");
     assert_eq!(d.stop(), 0);
 }
 

@@ -54,12 +54,6 @@ pub(super) fn destination_section(out: &mut Out, section: Option<&Section>) {
     let mut keys = Keys::of(section);
     if let Some(e) = keys.take("backup_destination") {
         if let Some(d) = out.string(e) {
-            if d == "az" {
-                out.comment(
-                    "backup_destination: twindb cannot store copies in Azure Blob Storage; \
-                     choose ssh, s3, gcs or local. --check-config fails until you do.",
-                );
-            }
             out.set("backup_destination", d, None);
         }
     }
@@ -200,13 +194,27 @@ pub(super) fn gcs(out: &mut Out, section: Option<&Section>) {
 
 pub(super) fn az(out: &mut Out, section: Option<&Section>) {
     let Some(section) = section else { return };
-    out.text.push('\n');
-    out.section = "az".into();
-    out.comment(&format!(
-        "[az] (line {}): twindb has no Azure Blob Storage destination.",
-        section.line
-    ));
-    Keys::of(section).drop_rest(out, "no Azure destination in twindb");
+    out.header("az");
+    let mut keys = Keys::of(section);
+    if let Some(v) = keys.take("connection_string").and_then(|e| out.string(e)) {
+        out.secret("connection_string", v);
+    }
+    for key in ["container_name", "remote_path"] {
+        if let Some(v) = keys.take(key).and_then(|e| out.string(e)) {
+            out.set(key, v, None);
+        }
+    }
+    if let Some(e) = keys.take("chunk_size") {
+        out.drop(
+            e,
+            "TwinDB failed whenever chunk_size was set; twindb's block size is block_size \
+             (default 16MiB)",
+        );
+    }
+    keys.drop_rest(
+        out,
+        "unknown key: twindb has no such [az] key (TwinDB refused it too, with a TypeError)",
+    );
 }
 
 pub(super) fn mysql(out: &mut Out, section: Option<&Section>) {

@@ -170,14 +170,19 @@ fn gcs_maps_the_sample_spelling_and_leaves_out_the_unused_encryption_key() {
 }
 
 #[test]
-fn az_is_not_carried_over() {
-    let (t, i) = import(
-        "[destination]\nbackup_destination=az\n[az]\nconnection_string=\"AccountKey=k\"\ncontainer_name=c\n",
-    );
-    assert!(t.get("az").is_none());
-    assert_eq!(i.dropped, ["[az] connection_string", "[az] container_name"]);
-    assert!(!i.toml.contains("AccountKey"));
+fn az_section() {
+    let conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5Cg==;EndpointSuffix=core.windows.net";
+    let (t, i) = import(&format!(
+        "[destination]\nbackup_destination=az\n[az]\nconnection_string=\"{conn}\"\n\
+         container_name=backups\nremote_path=/twindb\nchunk_size=4194304\n"
+    ));
     assert_eq!(get(&t, "destination", "backup_destination"), Some(&s("az")));
+    assert_eq!(get(&t, "az", "connection_string"), Some(&s(conn)));
+    assert_eq!(get(&t, "az", "container_name"), Some(&s("backups")));
+    assert_eq!(get(&t, "az", "remote_path"), Some(&s("/twindb")));
+    assert_eq!(i.secrets, ["[az] connection_string"]);
+    assert_eq!(i.dropped, ["[az] chunk_size"]);
+    assert!(i.toml.contains("block_size"), "{}", i.toml);
 }
 
 #[test]

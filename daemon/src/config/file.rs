@@ -23,6 +23,7 @@ pub struct ConfigFile {
     // TwinDB user gets "not supported yet" rather than "unknown section".
     pub s3: Option<super::s3::S3Section>,
     pub gcs: Option<super::gcs::GcsSection>,
+    pub az: Option<super::az::AzSection>,
     pub gpg: Option<GpgSection>,
     pub retention: Option<RetentionSection>,
     pub retention_local: Option<RetentionSection>,
@@ -78,7 +79,7 @@ pub struct SourceSection {
 pub struct DestinationSection {
     pub backup_destination: String,
     pub keep_local_path: Option<String>,
-    /// Ranges of a large object read at once from s3 and gcs.
+    /// Ranges of a large object read at once from s3, gcs and az.
     pub download_ranges: Option<u32>,
 }
 
@@ -178,7 +179,7 @@ pub struct GpgSection {
 /// cannot drift from what `load` accepts; the docs tests compare it with docs/config.md.
 pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
     use super::{
-        binlog::BinlogSection, clone::CloneSection, gcs::GcsSection, s3::S3Section,
+        az::AzSection, binlog::BinlogSection, clone::CloneSection, gcs::GcsSection, s3::S3Section,
         ssh::SshSection, verify::VerifySection,
     };
     vec![
@@ -195,6 +196,7 @@ pub fn keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("binlog", fields_of::<BinlogSection>()),
         ("s3", fields_of::<S3Section>()),
         ("gcs", fields_of::<GcsSection>()),
+        ("az", fields_of::<AzSection>()),
         ("gpg", fields_of::<GpgSection>()),
         ("retention", fields_of::<RetentionSection>()),
         ("retention_local", fields_of::<RetentionSection>()),

@@ -5,6 +5,7 @@
 //! that the user fixes them all in one go. Every error names the file, the line and
 //! the key. Relative paths resolve against the config file's folder.
 
+mod az;
 mod binlog;
 mod clone;
 mod exclude;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
+pub use self::az::{AzConfig, MAX_BLOCK_SIZE as AZ_MAX_BLOCK_SIZE};
 pub use self::binlog::BinlogConfig;
 pub use self::clone::CloneConfig;
 pub use self::file::keys;
@@ -125,6 +127,7 @@ pub enum DestinationConfig {
     Ssh(SshConfig),
     S3(S3Config),
     Gcs(GcsConfig),
+    Az(AzConfig),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -274,7 +277,7 @@ impl Validator<'_> {
             mysql.as_ref().map(|m| m.defaults_file.clone()),
         );
         let (destination, keep_local_path) =
-            self.destination(raw.destination, raw.local, raw.ssh, raw.s3, raw.gcs);
+            self.destination(raw.destination, raw.local, raw.ssh, raw.s3, raw.gcs, raw.az);
         self.no_backup_of_backups(&source, &destination, keep_local_path.as_deref());
         let compression = self.compression(raw.compression.unwrap_or_default());
         let enabled_run_types = self.intervals(raw.intervals.unwrap_or_default());

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use twindb_proto::RunType;
 
 use super::{
-    file, gcs, is_valid_host, s3, ssh, Compression, DaemonConfig, DestinationConfig, ModifierSpec,
-    MysqlConfig, SourceConfig, Validator, DEFAULT_SOCKET, DEFAULT_STATE_DIR,
+    az, file, gcs, is_valid_host, s3, ssh, Compression, DaemonConfig, DestinationConfig,
+    ModifierSpec, MysqlConfig, SourceConfig, Validator, DEFAULT_SOCKET, DEFAULT_STATE_DIR,
 };
 
 /// Ranges of one object read at once from an object store, by default and at most.
@@ -145,6 +145,7 @@ impl Validator<'_> {
         ssh: Option<ssh::SshSection>,
         s3: Option<s3::S3Section>,
         gcs: Option<gcs::GcsSection>,
+        az: Option<az::AzSection>,
     ) -> (DestinationConfig, Option<PathBuf>) {
         let Some(d) = d else {
             self.error("destination", "", "missing section: set backup_destination");
@@ -167,11 +168,12 @@ impl Validator<'_> {
             }
             Some(p) => Some(self.path(p)),
         };
-        let mut destination = self.remote_destination(&d, local, ssh, s3, gcs);
+        let mut destination = self.remote_destination(&d, local, ssh, s3, gcs, az);
         let ranges = self.download_ranges(d.download_ranges);
         match &mut destination {
             DestinationConfig::S3(c) => c.download_ranges = ranges,
             DestinationConfig::Gcs(c) => c.download_ranges = ranges,
+            DestinationConfig::Az(c) => c.download_ranges = ranges,
             DestinationConfig::Local { .. } | DestinationConfig::Ssh(_) => {}
         }
         if let (DestinationConfig::Local { path }, Some(keep)) = (&destination, &keep_local_path) {
@@ -210,6 +212,7 @@ impl Validator<'_> {
         ssh: Option<ssh::SshSection>,
         s3: Option<s3::S3Section>,
         gcs: Option<gcs::GcsSection>,
+        az: Option<az::AzSection>,
     ) -> DestinationConfig {
         match d.backup_destination.as_str() {
             "local" => {
@@ -233,11 +236,12 @@ impl Validator<'_> {
             "ssh" => DestinationConfig::Ssh(self.ssh(ssh)),
             "s3" => DestinationConfig::S3(self.s3(s3)),
             "gcs" => DestinationConfig::Gcs(self.gcs(gcs)),
+            "az" => DestinationConfig::Az(self.az(az)),
             other => {
                 self.error(
                     "destination",
                     "backup_destination",
-                    format!("unknown destination {other:?}: expected local, ssh, s3 or gcs"),
+                    format!("unknown destination {other:?}: expected local, ssh, s3, gcs or az"),
                 );
                 DestinationConfig::Local {
                     path: PathBuf::new(),

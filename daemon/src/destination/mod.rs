@@ -5,9 +5,10 @@
 //! - [`Destination`] is the contract; [`DestinationError`] and [`ErrorKind`] its errors.
 //! - [`Key`] is a key checked once, where an operation starts.
 //! - [`retry`] is the one retry layer; [`guard::OnDrop`] the one cleanup-on-drop guard.
-//! - `client` is the machinery the object stores (s3, gcs) share: chunker, upload
+//! - `client` is the machinery the object stores (s3, gcs, az) share: chunker, upload
 //!   driver, resumable download, paginator. A backend writes only its requests.
 
+mod az;
 mod client;
 mod error;
 mod gcs;
@@ -28,7 +29,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
-/// Bytes of one ranged request when s3 and gcs read a large object in parallel.
+pub use self::az::Az;
+/// Bytes of one ranged request when s3, gcs and az read a large object in parallel.
 pub use self::client::RANGE_SIZE as DOWNLOAD_RANGE_SIZE;
 pub use self::error::{chain_text, BackendError, BoxError, DestinationError, ErrorKind};
 pub use self::gcs::Gcs;
@@ -47,6 +49,7 @@ pub fn build(config: &DestinationConfig) -> Arc<dyn Destination> {
         DestinationConfig::Ssh(ssh) => Arc::new(Ssh::new(ssh.clone())),
         DestinationConfig::S3(c) => Arc::new(S3::new(c)),
         DestinationConfig::Gcs(c) => Arc::new(Gcs::new(c)),
+        DestinationConfig::Az(c) => Arc::new(Az::new(c)),
     }
 }
 
@@ -126,7 +129,7 @@ pub trait Destination: Send + Sync + fmt::Debug {
             &self.name(),
             "sharing",
             Some(key),
-            io::Error::other("this destination cannot make share links (s3 and gcs can)"),
+            io::Error::other("this destination cannot make share links (s3, gcs and az can)"),
         )
         .with_kind(ErrorKind::Other))
     }

@@ -58,13 +58,6 @@ pub fn part_size(base: u64, number: u32) -> u64 {
     base.saturating_mul(1 << doublings).min(MAX_PART_SIZE)
 }
 
-/// Parts uploaded at once: `concurrency`, fewer once parts outgrow the memory that
-/// `concurrency` first-size parts take, never less than one.
-fn in_flight_limit(concurrency: usize, base: u64, current: u64) -> usize {
-    let budget = concurrency as u64 * base;
-    ((budget / current.max(1)) as usize).clamp(1, concurrency)
-}
-
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
 #[derive(Clone)]
@@ -536,6 +529,7 @@ mod tests {
 
     #[test]
     fn in_flight_parts_shrink_as_parts_grow() {
+        use crate::destination::client::in_flight_limit;
         assert_eq!(in_flight_limit(4, 16 << 20, 16 << 20), 4);
         assert_eq!(in_flight_limit(4, 16 << 20, 32 << 20), 2);
         assert_eq!(in_flight_limit(4, 16 << 20, 1 << 30), 1);

@@ -404,6 +404,22 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 _ => return Err("no case in this test".into()),
             }
         }
+        ("az", k) => {
+            let section = "[az]\nconnection_string = \"AccountName=a;AccountKey=a2V5\"\n\
+                           container_name = \"abc\"\n";
+            let c = match s.ok("az", section).destination {
+                DestinationConfig::Az(c) => c,
+                other => panic!("{other:?}"),
+            };
+            match k {
+                // The inline string was read; there is no file.
+                "connection_string_file" => "none".into(),
+                "remote_path" => c.remote_path,
+                "block_size" => mib(c.block_size),
+                "upload_concurrency" => c.upload_concurrency.to_string(),
+                _ => return Err("no case in this test".into()),
+            }
+        }
         ("compression", "program") => match base().compression.spec {
             Some(spec) => spec.name().to_string(),
             None => "none".into(),

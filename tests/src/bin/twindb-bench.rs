@@ -4,6 +4,9 @@
 //! cargo build --release --workspace && target/release/twindb-bench files [--size-gib 2] [--data DIR]
 //! target/release/twindb-bench s3 [--size-gib 2] [--data DIR] [--s3-extra 'upload_concurrency = 8;part_size = "8MiB"']
 //!   (needs s3s-fs and the AWS CLI; --s3-extra adds `;`-separated lines to twindb's [s3])
+//! target/release/twindb-bench az [--size-gib 2] [--data DIR] [--az-extra 'upload_concurrency = 8']
+//!   (needs azurite and `pip install azure-storage-blob`; --az-extra adds `;`-separated
+//!   lines to twindb's [az])
 //! target/release/twindb-bench chains [--size-gib 1] [--data DIR] [--only zstd,zstd+gpg]
 //! target/release/twindb-bench binlog [--rate-mib 20] [--seconds 30] [--max-lag 10s] [--rounds 2]
 
@@ -17,6 +20,8 @@ use twindb_tests::servers::{S3Server, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY};
 use twindb_tests::{files_config, files_config_to, write_random_file, Daemon};
 
 // Outside src/bin so cargo does not take it for a binary of its own.
+#[path = "../bench/az.rs"]
+mod az;
 #[path = "../bench/binlog.rs"]
 mod binlog;
 
@@ -34,6 +39,11 @@ fn main() {
             data,
             flag(&args, "--s3-extra").unwrap_or_default(),
         ),
+        "az" => az::az(
+            size_gib,
+            data,
+            flag(&args, "--az-extra").unwrap_or_default(),
+        ),
         "chains" => chains(
             flag(&args, "--size-gib").map_or(1.0, |s| s.parse().expect("--size-gib number")),
             data,
@@ -48,7 +58,7 @@ fn main() {
             rounds: flag(&args, "--rounds").map_or(2, |s| s.parse().expect("--rounds number")),
         }),
         other => {
-            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, chains, binlog");
+            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, az, chains, binlog");
             std::process::exit(2);
         }
     }

@@ -5,12 +5,14 @@
 //!   credentials really fail. Objects are plain files under `root()/BUCKET/`.
 //! - [`GcsServer`]: gcp-storage-emulator (PyPI), the JSON API incl. resumable uploads,
 //!   stored on disk so a restart keeps what was finalized.
+//! - [`AzServer`]: Azurite (npm), Azure Blob Storage's emulator; it checks SharedKey
+//!   signatures, so a wrong account key really fails.
 //! - [`TokenServer`]: an OAuth token endpoint for service-account keys that verifies
 //!   each signed grant.
 //! - [`S3Harness`], [`GcsHarness`], [`LocalHarness`], [`SshHarness`]: each backend as
 //!   a [`TestServer`](crate::conformance::TestServer) of the conformance suite's faults (stop, restart, leftovers).
 //!
-//! scripts/test.sh installs both servers. When one is missing a test fails under
+//! scripts/test.sh installs the servers. When one is missing a test fails under
 //! `CI=true` and says "skipped" otherwise (see [`require`]).
 
 use std::net::{TcpListener, TcpStream};
@@ -18,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod azurite;
 mod harness;
 mod token;
 
+pub use self::azurite::*;
 pub use self::harness::*;
 pub use self::token::TokenServer;
 use crate::in_ci;

@@ -7,6 +7,7 @@
 //!   ([`Parallel`]) that resumes where it broke, pinned to the object's version;
 //!   [`read_versioned`] reads a small object whole.
 //! - [`paginate`]: a listing of several requests as one stream.
+//! - [`https_client`]: hyper + rustls (ring) for the backends that speak HTTP themselves.
 //!
 //! Errors come from [`crate::destination::error`], keys are
 //! [`Key`](crate::destination::Key)s, retries go through [`crate::destination::retry`]
@@ -14,11 +15,13 @@
 
 mod chunker;
 mod download;
+mod https;
 mod paginate;
 mod ranges;
 mod upload;
 
 pub use chunker::Chunker;
 pub use download::{download, read_versioned, ByteRange, Opened, Parallel, RangeRead, RANGE_SIZE};
+pub use https::{https_client, Https};
 pub use paginate::paginate;
-pub use upload::{upload, Multipart, PartInfo};
+pub use upload::{in_flight_limit, upload, Multipart, PartInfo};

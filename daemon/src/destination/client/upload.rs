@@ -107,6 +107,13 @@ pub trait Multipart: Clone + Send + Sync + 'static {
     }
 }
 
+/// Parts uploaded at once: `concurrency`, fewer once parts outgrow the memory that
+/// `concurrency` first-size parts take, never less than one.
+pub fn in_flight_limit(concurrency: usize, base: u64, current: u64) -> usize {
+    let budget = concurrency as u64 * base;
+    ((budget / current.max(1)) as usize).clamp(1, concurrency)
+}
+
 /// Stores `data` under `key`; returns the stored size.
 pub async fn upload<M: Multipart>(
     store: &M,

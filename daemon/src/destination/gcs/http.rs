@@ -1,43 +1,19 @@
 //! The gcs destination's HTTP: the client, tokens, one request, and what errors mean.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use gcp_auth::TokenProvider;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::{Gcs, HttpClient, REQUEST_TIMEOUT, SCOPE};
 use crate::destination::{chain_text, DestinationError, ErrorKind};
 
 /// An HTTPS (or plain HTTP, for emulators) client; ring for crypto, the system's roots.
 pub(super) fn http_client() -> HttpClient {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!("no CA certificates found ({e}): only http:// endpoints will work");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_connect_timeout(Some(Duration::from_secs(10)));
-    tcp.set_nodelay(true);
-    let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
-    Client::builder(TokioExecutor::new()).build(connector)
+    crate::destination::client::https_client()
 }
 
 impl Gcs {

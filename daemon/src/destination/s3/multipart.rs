@@ -6,7 +6,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{content_md5, in_flight_limit, part_size, MAX_PARTS, S3};
+use super::{content_md5, part_size, MAX_PARTS, S3};
+use crate::destination::client::in_flight_limit;
 use crate::destination::client::{ByteRange, Multipart, Opened, PartInfo, RangeRead};
 use crate::destination::retry::retry_as as retry;
 use crate::destination::{DestinationError, ErrorKind, Key};
