@@ -315,3 +315,35 @@ fn keep_local_and_retention_with_az() {
 }
 
 twindb_tests::fault_suite!(twindb_tests::servers::AzHarness::start());
+
+/// `[az] access_tier`: every copy is set to it once stored, a one-block blob and a
+/// block-list one alike; status files keep the account's default.
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_take_the_configured_access_tier() {
+    let Some(server) = AzServer::start() else {
+        return;
+    };
+    let dest = destination_from(
+        "az",
+        &server.config_section(&format!("{AZ_SMALL_BLOCKS}\naccess_tier = \"Cool\"")),
+    );
+    for (key, size) in [
+        ("h/daily/files/small.tar", 1000),
+        ("h/daily/files/large.tar", 9 << 20),
+    ] {
+        let (stream, want) = generated(size, 1 << 20, 3);
+        dest.put(key, stream).await.unwrap();
+        assert_eq!(server.blob_tier(key).as_deref(), Some("Cool"), "{key}");
+        assert_eq!(sha256_of(dest.as_ref(), key).await, (want, size));
+    }
+    dest.write_small(
+        "h/twindb-status.d/writer.json",
+        bytes::Bytes::from_static(b"{}"),
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        server.blob_tier("h/twindb-status.d/writer.json").as_deref(),
+        Some("Cool")
+    );
+}

@@ -22,6 +22,27 @@ pub struct AzSection {
     pub remote_path: Option<String>,
     pub block_size: Option<toml::Value>,
     pub upload_concurrency: Option<u32>,
+    pub access_tier: Option<String>,
+}
+
+/// The tier each copy is set to once stored. Archive is not offered: an archived blob
+/// cannot be read until Azure rehydrates it (hours), so restores, verifies and drills
+/// would fail; a lifecycle rule can still archive old copies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AccessTier {
+    Hot,
+    Cool,
+    Cold,
+}
+
+impl AccessTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTier::Hot => "Hot",
+            AccessTier::Cool => "Cool",
+            AccessTier::Cold => "Cold",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +60,8 @@ pub struct AzConfig {
     pub block_size: u64,
     /// Blocks uploaded at the same time.
     pub upload_concurrency: usize,
+    /// Set on each copy after it is stored; None: the account's default tier.
+    pub access_tier: Option<AccessTier>,
     /// `[destination] download_ranges`: ranges of a large object read at once.
     pub download_ranges: usize,
 }
@@ -218,7 +241,31 @@ impl Validator<'_> {
                 format!("{upload_concurrency} is out of range 1..=64"),
             );
         }
+        let access_tier = match s.access_tier.as_deref() {
+            None => None,
+            Some(t) if t.eq_ignore_ascii_case("hot") => Some(AccessTier::Hot),
+            Some(t) if t.eq_ignore_ascii_case("cool") => Some(AccessTier::Cool),
+            Some(t) if t.eq_ignore_ascii_case("cold") => Some(AccessTier::Cold),
+            Some(t) if t.eq_ignore_ascii_case("archive") => {
+                self.error(
+                    "az",
+                    "access_tier",
+                    "\"Archive\" is refused: an archived copy cannot be read until Azure rehydrates it, \
+                     so restores and drills would fail; archive old copies with a lifecycle rule",
+                );
+                None
+            }
+            Some(t) => {
+                self.error(
+                    "az",
+                    "access_tier",
+                    format!("{t:?}: expected \"Hot\", \"Cool\" or \"Cold\""),
+                );
+                None
+            }
+        };
         AzConfig {
+            access_tier,
             account,
             account_key: Secret(account_key),
             blob_endpoint,
@@ -371,6 +418,27 @@ mod tests {
         .to_string();
         assert!(
             err.contains("set connection_string or connection_string_file, not both"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn access_tier_is_hot_cool_or_cold_and_archive_is_refused() {
+        let with = |tier: &str| {
+            az(&format!(
+                "[az]\nconnection_string = \"AccountName=a;AccountKey={KEY}\"\ncontainer_name = \"abc\"\naccess_tier = \"{tier}\"\n"
+            ))
+        };
+        assert_eq!(with("cool").unwrap().access_tier, Some(AccessTier::Cool));
+        assert_eq!(with("Cold").unwrap().access_tier, Some(AccessTier::Cold));
+        let err = with("Archive").unwrap_err().to_string();
+        assert!(
+            err.contains(":10: [az] access_tier: \"Archive\" is refused"),
+            "{err}"
+        );
+        let err = with("Premium").unwrap_err().to_string();
+        assert!(
+            err.contains("[az] access_tier: \"Premium\": expected"),
             "{err}"
         );
     }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use twindb_proto::RunType;
 
-pub use self::az::{AzConfig, MAX_BLOCK_SIZE as AZ_MAX_BLOCK_SIZE};
+pub use self::az::{AccessTier, AzConfig, MAX_BLOCK_SIZE as AZ_MAX_BLOCK_SIZE};
 pub use self::binlog::BinlogConfig;
 pub use self::clone::CloneConfig;
 pub use self::file::keys;

@@ -15,6 +15,7 @@
 
 mod errors;
 mod http;
+mod tier;
 
 use std::fmt;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct Az {
     concurrency: usize,
     /// How large objects are read: `[destination] download_ranges` at once.
     download: client::Parallel,
+    /// `[az] access_tier`: set on every copy once stored.
+    tier: Option<Arc<tier::Tier>>,
 }
 
 impl fmt::Debug for Az {
@@ -106,6 +109,15 @@ impl Az {
             block_size: c.block_size,
             concurrency: c.upload_concurrency,
             download: client::Parallel::new(c.download_ranges),
+            tier: c.access_tier.map(|t| {
+                Arc::new(tier::Tier::new(
+                    t,
+                    &c.account,
+                    c.account_key.expose(),
+                    &c.blob_endpoint,
+                    &c.container,
+                ))
+            }),
         }
     }
 
@@ -324,7 +336,19 @@ impl Destination for Az {
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
         let key = Key::checked(&self.name, "storing", key)?;
-        client::upload(self, &key, data).await
+        let size = client::upload(self, &key, data).await?;
+        if let Some(t) = &self.tier {
+            // After the commit: the blob exists only once its block list is. Status
+            // files are written by put_if and keep the account's default tier.
+            let name = format!("{}{key}", self.root);
+            retry(&format!("setting the tier of {key}"), || async {
+                t.set(&name)
+                    .await
+                    .map_err(|e| tier::error(&self.name, &key, e))
+            })
+            .await?;
+        }
+        Ok(size)
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {

@@ -417,6 +417,9 @@ fn code_default(s: &Scratch, section: &str, key: &str, cell: &str) -> Result<Str
                 "remote_path" => c.remote_path,
                 "block_size" => mib(c.block_size),
                 "upload_concurrency" => c.upload_concurrency.to_string(),
+                "access_tier" => c
+                    .access_tier
+                    .map_or("none".into(), |t| t.as_str().to_string()),
                 _ => return Err("no case in this test".into()),
             }
         }

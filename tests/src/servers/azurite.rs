@@ -151,6 +151,42 @@ impl AzServer {
         );
     }
 
+    /// A blob's access tier as Get Blob Properties answers it (`x-ms-access-tier`),
+    /// signed with the account key; the name is plain (letters, digits, '/', '.', '_').
+    pub fn blob_tier(&self, name: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let version = "2021-12-02";
+        let path = format!("/{AZ_ACCOUNT}/{BUCKET}/{name}");
+        let to_sign = format!(
+            "HEAD\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZ_ACCOUNT}{path}"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = b64.decode(AZ_KEY).unwrap();
+        let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
+        let request = format!(
+            "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\n\
+             x-ms-version: {version}\r\nAuthorization: SharedKey {AZ_ACCOUNT}:{signature}\r\n\
+             Connection: close\r\n\r\n",
+            self.port
+        );
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut head = String::new();
+        s.read_to_string(&mut head).unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "Get Blob Properties: {head}"
+        );
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-ms-access-tier")
+                .then(|| v.trim().to_string())
+        })
+    }
+
     /// An `[az]` section for this Azurite; `extra` is appended.
     pub fn config_section(&self, extra: &str) -> String {
         self.config_section_with_key(AZ_KEY, extra)
