@@ -5,6 +5,11 @@
 //! target/release/twindb-bench s3 [--size-gib 2] [--data DIR] [--s3-extra 'upload_concurrency = 8;part_size = "8MiB"']
 //!   (needs s3s-fs and the AWS CLI; --s3-extra adds `;`-separated lines to twindb's [s3])
 //! target/release/twindb-bench chains [--size-gib 1] [--data DIR] [--only zstd,zstd+gpg]
+//! target/release/twindb-bench files --to ssh [--size-gib 1]   (backup to a local OpenSSH)
+//! target/release/twindb-bench restore --from local|ssh|s3 [--size-gib 1] [--data DIR]
+//! target/release/twindb-bench restore --mysql [--size-gib 1]
+//!   (files --to ssh and restore take --before PATH: an earlier twindbd, timed in the
+//!   same rounds)
 
 use std::fs;
 use std::io::Write;
@@ -15,15 +20,35 @@ use std::time::Instant;
 use twindb_tests::servers::{S3Server, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY};
 use twindb_tests::{files_config, files_config_to, write_random_file, Daemon};
 
+#[path = "../bench/mod.rs"]
+mod bench;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map(String::as_str).unwrap_or("files");
     let size_gib: f64 =
         flag(&args, "--size-gib").map_or(2.0, |s| s.parse().expect("--size-gib number"));
     let data = flag(&args, "--data").map(PathBuf::from);
+    // Another twindbd binary to run beside this build's (same rounds, same data).
+    let before = flag(&args, "--before").map(PathBuf::from);
     match what {
+        "files" if flag(&args, "--to").as_deref() == Some("ssh") => bench::ssh::files_to_ssh(
+            flag(&args, "--size-gib").map_or(1.0, |s| s.parse().expect("--size-gib number")),
+            data,
+            before,
+        ),
         "files" => files(size_gib, data),
         "mysql" => mysql(size_gib),
+        "restore" => {
+            let size_gib =
+                flag(&args, "--size-gib").map_or(1.0, |s| s.parse().expect("--size-gib number"));
+            if args.iter().any(|a| a == "--mysql") {
+                bench::restore::mysql(size_gib, before)
+            } else {
+                let from = flag(&args, "--from").unwrap_or_else(|| "local".into());
+                bench::restore::files(size_gib, data, &from, before)
+            }
+        }
         "s3" => s3(
             size_gib,
             data,
@@ -35,7 +60,7 @@ fn main() {
             flag(&args, "--only"),
         ),
         other => {
-            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, chains");
+            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, chains, restore");
             std::process::exit(2);
         }
     }
@@ -510,22 +535,7 @@ fn chains(size_gib: f64, data: Option<PathBuf>, only: Option<String>) {
 fn mysql(size_gib: f64) {
     use twindb_tests::mariadb::MariaDb;
     let db = MariaDb::start();
-    let rows_per_batch = 100_000u64;
-    // ~1 KiB a row: 512 B of text, 512 B of random bytes.
-    let batches = ((size_gib * (1u64 << 30) as f64) / 1024.0 / rows_per_batch as f64).ceil() as u64;
-    eprintln!("loading about {size_gib} GiB into MariaDB ({batches} batches)");
-    db.sql("CREATE DATABASE bench; CREATE TABLE bench.t(id BIGINT PRIMARY KEY, txt VARCHAR(600), bin VARBINARY(600)) ENGINE=InnoDB");
-    for b in 0..batches {
-        let from = b * rows_per_batch + 1;
-        let to = from + rows_per_batch - 1;
-        db.sql(&format!(
-            "USE bench; INSERT INTO t SELECT seq, REPEAT(CONCAT('order ', seq % 977, ' customer ', seq % 50000, ';'), 16), \
-             RANDOM_BYTES(512) FROM seq_{from}_to_{to}"
-        ));
-    }
-    // The load wrote about as much binlog as data; twindb's run would copy those binlogs in a
-    // parallel job, which mariabackup alone does not. Binlog copies are not what this measures.
-    db.sql("RESET MASTER");
+    load(&db, size_gib);
     let datadir_bytes = dir_bytes(&db.datadir);
     let scratch = tempfile::Builder::new()
         .prefix("twbench")
@@ -637,6 +647,26 @@ fn mysql(size_gib: f64) {
         base_secs / secs
     );
     println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+}
+
+/// Loads about `size_gib` of InnoDB data into `bench.t`, then drops the binlogs.
+fn load(db: &twindb_tests::mariadb::MariaDb, size_gib: f64) {
+    let rows_per_batch = 100_000u64;
+    // ~1 KiB a row: 512 B of text, 512 B of random bytes.
+    let batches = ((size_gib * (1u64 << 30) as f64) / 1024.0 / rows_per_batch as f64).ceil() as u64;
+    eprintln!("loading about {size_gib} GiB into MariaDB ({batches} batches)");
+    db.sql("CREATE DATABASE bench; CREATE TABLE bench.t(id BIGINT PRIMARY KEY, txt VARCHAR(600), bin VARBINARY(600)) ENGINE=InnoDB");
+    for b in 0..batches {
+        let from = b * rows_per_batch + 1;
+        let to = from + rows_per_batch - 1;
+        db.sql(&format!(
+            "USE bench; INSERT INTO t SELECT seq, REPEAT(CONCAT('order ', seq % 977, ' customer ', seq % 50000, ';'), 16), \
+             RANDOM_BYTES(512) FROM seq_{from}_to_{to}"
+        ));
+    }
+    // The load wrote about as much binlog as data; twindb's run would copy those binlogs in a
+    // parallel job, which mariabackup alone does not. Binlog copies are not what this measures.
+    db.sql("RESET MASTER");
 }
 
 /// Seconds between a job's `started_at` and `finished_at` as twindbd recorded them.
