@@ -31,6 +31,21 @@ pub fn ssh_command(sshd: &Sshd) -> String {
     )
 }
 
+/// Waits until `sshd` has started no command for a second (at most 30 s): twindbd's
+/// start-up work in the background (the sweep of unrecorded objects, the copy count)
+/// runs once per daemon start, not once per job, and must not be timed as the job's.
+pub fn wait_quiet(sshd: &Sshd) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let (mut last, mut since) = (sshd.commands(), Instant::now());
+    while Instant::now() < deadline && since.elapsed().as_secs_f64() < 1.0 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = sshd.commands();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+}
+
 /// A twindbd binary under test: the workspace's, or an earlier build given with
 /// `--before PATH`, run in the same rounds so that a change is measured in one run.
 pub struct Build {
@@ -63,7 +78,19 @@ impl Build {
 
     /// Starts this build's twindbd on `config`, times `job` against it, and stops it.
     pub fn time(&mut self, config: &Path, job: impl FnOnce(&Daemon)) -> f64 {
+        self.time_after(config, || {}, job)
+    }
+
+    /// Same as [`Build::time`], with `started` called before the clock starts (to let
+    /// the daemon's start-up work end first).
+    pub fn time_after(
+        &mut self,
+        config: &Path,
+        started: impl FnOnce(),
+        job: impl FnOnce(&Daemon),
+    ) -> f64 {
         let daemon = Daemon::start_exe(&self.exe, config);
+        started();
         let sampler = ThreadCpu::start(daemon.child.id());
         let t = Instant::now();
         job(&daemon);

@@ -15,7 +15,7 @@ use twindb_tests::sshd::Sshd;
 use twindb_tests::{files_config, files_config_to, Daemon};
 
 use super::ssh::zstd3;
-use super::{builds, print, ssh_command};
+use super::{builds, print, ssh_command, wait_quiet};
 use crate::{dir_bytes, dir_size, generate};
 
 /// Where the copy is stored, and how the shell reads it back.
@@ -144,16 +144,25 @@ pub fn files(size_gib: f64, data: Option<PathBuf>, from: &str, before: Option<Pa
         let mut line = format!("  round {round}: pipe {:.2} s", base[round - 1]);
         for b in &mut builds {
             settle(&dst);
-            let before = place.commands();
-            let secs = b.time(&config, |d| {
-                let out = d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()]);
-                assert_eq!(out.code, 0, "twindb restore failed: {out:?}");
-            });
+            let mut before = None;
+            let secs = b.time_after(
+                &config,
+                || {
+                    if let Place::Ssh(sshd) = &place {
+                        wait_quiet(sshd);
+                    }
+                    before = place.commands();
+                },
+                |d| {
+                    let out = d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()]);
+                    assert_eq!(out.code, 0, "twindb restore failed: {out:?}");
+                },
+            );
             assert_restored(&dst, &data, input);
             line += &format!(", {} {secs:.2} s", b.label);
             if let Some(before) = before {
                 line += &format!(
-                    " ({} remote commands, start-up included)",
+                    " ({} remote commands)",
                     place.commands().unwrap_or(0) - before
                 );
             }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use twindb_tests::files_config_to;
 use twindb_tests::sshd::Sshd;
 
-use super::{builds, print, ssh_command};
+use super::{builds, print, ssh_command, wait_quiet};
 use crate::{dir_size, generate, warm_cache};
 
 pub fn files_to_ssh(size_gib: f64, data: Option<PathBuf>, before: Option<PathBuf>) {
@@ -56,14 +56,21 @@ pub fn files_to_ssh(size_gib: f64, data: Option<PathBuf>, before: Option<PathBuf
         let mut line = format!("  round {round}: pipe {:.2} s", base[round - 1]);
         for b in &mut builds {
             warm_cache(&data);
-            let before = sshd.commands();
-            let secs = b.time(&config, |d| {
-                let run = d.ctl(&["--json", "run", "daily"]);
-                assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
-                stored = run.json()[0]["progress"]["bytes_out"].as_u64().unwrap_or(0);
-            });
+            let mut before = 0;
+            let secs = b.time_after(
+                &config,
+                || {
+                    wait_quiet(&sshd);
+                    before = sshd.commands();
+                },
+                |d| {
+                    let run = d.ctl(&["--json", "run", "daily"]);
+                    assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
+                    stored = run.json()[0]["progress"]["bytes_out"].as_u64().unwrap_or(0);
+                },
+            );
             line += &format!(
-                ", {} {secs:.2} s ({} remote commands, start-up included)",
+                ", {} {secs:.2} s ({} remote commands)",
                 b.label,
                 sshd.commands() - before
             );
