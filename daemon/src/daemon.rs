@@ -223,7 +223,9 @@ async fn count_copies(engine: &Engine, claimed: bool) {
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot sweep unrecorded objects"),
     }
     match engine.status.load().await {
-        Ok(status) => engine.metrics.set_copies("remote", &status.copies),
+        Ok(status) => engine
+            .metrics
+            .set_copies(&status.copies, engine.keep_local.is_some()),
         Err(e) => tracing::warn!(error = %e, "cannot read the status to count copies"),
     }
 }

@@ -270,7 +270,9 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
         local_only.clear();
     }
     if deletions.is_empty() && local_only.is_empty() {
-        engine.metrics.set_copies("remote", &status.copies);
+        engine
+            .metrics
+            .set_copies(&status.copies, engine.keep_local.is_some());
         applied.kept = status.copies.len();
         return Ok(applied);
     }
@@ -340,8 +342,16 @@ pub async fn apply(engine: &Engine, kinds: &[CopyKind]) -> Result<Applied, Statu
         .iter()
         .filter(|c| !gone.contains(&c.key))
         .cloned()
+        .map(|mut c| {
+            if local_gone.contains(&c.key) {
+                c.local = None;
+            }
+            c
+        })
         .collect();
-    engine.metrics.set_copies("remote", &copies);
+    engine
+        .metrics
+        .set_copies(&copies, engine.keep_local.is_some());
     applied.kept = copies.len();
     Ok(applied)
 }

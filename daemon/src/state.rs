@@ -114,6 +114,16 @@ struct StateFile {
     /// that `status` shows it however many jobs ran since.
     #[serde(default)]
     last_drill: Option<JobInfo>,
+    /// When a verify of a copy of each run type last succeeded.
+    #[serde(default)]
+    verified: Vec<Verified>,
+}
+
+/// The last successful verify of copies of one run type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    pub run_type: Option<RunType>,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -182,6 +192,10 @@ impl StateStore {
         self.lock().jobs.iter().cloned().collect()
     }
 
+    pub fn verified(&self) -> Vec<Verified> {
+        self.lock().verified.clone()
+    }
+
     pub fn last_drill(&self) -> Option<JobInfo> {
         self.lock().last_drill.clone()
     }
@@ -214,6 +228,16 @@ impl StateStore {
                     }
                 };
                 s.kinds[i].record.record(job);
+            }
+        }
+        if job.kind == JobKind::Verify && job.drill.is_empty() && job.state == JobState::Succeeded {
+            let v = Verified {
+                run_type: job.run_type,
+                at: job.finished_at.unwrap_or_else(Utc::now),
+            };
+            match s.verified.iter_mut().find(|v| v.run_type == job.run_type) {
+                Some(old) => *old = v,
+                None => s.verified.push(v),
             }
         }
         if !job.drill.is_empty() && job.state.is_final() {
@@ -418,6 +442,46 @@ mod tests {
             drill: vec![],
             excluded: vec![],
         }
+    }
+
+    /// The last successful verify per run type is kept across a restart (it feeds
+    /// `twindb_last_verify_success_timestamp_seconds`); a failed one or a drill does
+    /// not move it.
+    #[test]
+    fn the_last_successful_verify_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let verify = |id, state, drill: bool| {
+            let mut j = job(id, state);
+            j.kind = JobKind::Verify;
+            j.finished_at = Some(Utc::now());
+            if drill {
+                j.drill = vec![twindb_proto::VerifyReport {
+                    copy: "k".into(),
+                    restore_seconds: 1.0,
+                    success: true,
+                    error: None,
+                    kind: CopyKind::Mysql,
+                    rto_seconds: Some(1.0),
+                    checks: vec![],
+                }];
+            }
+            j
+        };
+        let first = verify(1, JobState::Succeeded, false);
+        {
+            let store = StateStore::open(dir.path());
+            store.record_job(&first, false);
+            store.record_job(&verify(2, JobState::Failed, false), false);
+            store.record_job(&verify(3, JobState::Succeeded, true), false);
+        }
+        let store = StateStore::open(dir.path());
+        assert_eq!(
+            store.verified(),
+            vec![Verified {
+                run_type: Some(RunType::Daily),
+                at: first.finished_at.unwrap()
+            }]
+        );
     }
 
     /// A job that was running when twindbd died is recorded as failed at the next

@@ -124,6 +124,19 @@ pub enum JobKind {
     Clone,
 }
 
+impl JobKind {
+    /// Every kind, so every lane: the queue starts one worker each, the metrics export
+    /// each one's depth.
+    pub const ALL: [JobKind; 6] = [
+        JobKind::BackupFiles,
+        JobKind::BackupMysql,
+        JobKind::BackupBinlog,
+        JobKind::Restore,
+        JobKind::Verify,
+        JobKind::Clone,
+    ];
+}
+
 impl fmt::Display for JobKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

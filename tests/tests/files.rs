@@ -203,3 +203,49 @@ fn another_hosts_copies_list_and_restore() {
     assert!(bad.stderr.contains("not a host name"), "{bad:?}");
     assert_eq!(d.stop(), 0);
 }
+
+/// Hard links are stored once and restored as links again (as GNU tar does), and a
+/// restore drill checks the restored names share one file. A file whose other link
+/// is outside the folder is stored whole.
+#[test]
+fn hard_links_restore_as_links() {
+    use std::os::unix::fs::MetadataExt;
+    let t = scratch();
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    write_random_file(&src.join("a"), 300_000, 1);
+    fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    fs::hard_link(src.join("a"), src.join("sub/c")).unwrap();
+    let outside = t.path().join("outside");
+    write_random_file(&outside, 1000, 2);
+    fs::hard_link(&outside, src.join("y")).unwrap();
+    let config = files_config(t.path(), &[&src], "none", "\n[verify]\nfiles = true\n");
+    let d = Daemon::start(&config);
+    let key = d.ctl(&["--json", "run", "daily"]).success().json()[0]["copies"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Stored once: the copy is about one file's size, not three.
+    let stored = fs::metadata(t.path().join("backups").join(&key))
+        .unwrap()
+        .len();
+    assert!(stored < 2 * 300_000, "{stored} bytes stored");
+
+    let dst = t.path().join("restored");
+    d.ctl(&["restore", "file", &key, "--dst", dst.to_str().unwrap()])
+        .success();
+    assert_same_tree(&src, &dst);
+    let inode = |p: &str| {
+        fs::metadata(restored_path(&dst, &src).join(p))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(inode("a"), inode("b"));
+    assert_eq!(inode("a"), inode("sub/c"));
+    assert_ne!(inode("a"), inode("y"));
+
+    let drill = d.ctl(&["--json", "verify", "drill"]).success().json();
+    assert_eq!(drill[0]["success"], true, "{drill}");
+    assert_eq!(d.stop(), 0);
+}

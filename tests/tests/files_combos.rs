@@ -75,6 +75,19 @@ fn keep_local_with_gpg_keeps_the_local_copy_plain_and_restores_from_either() {
         remote[0]
     );
     assert_eq!(&local[..2], &[0x1f, 0x8b], "the local copy is plain gzip");
+    // Both places counted, each with its own stored size.
+    let (_, _, metrics) = twindb_tests::sinks::unix_get(&d.socket, "/metrics");
+    for (location, size) in [("remote", remote.len()), ("local", local.len())] {
+        let labels = format!("{{kind=\"files\",location=\"{location}\",run_type=\"daily\"}}");
+        assert!(
+            metrics.contains(&format!("twindb_copies{labels} 1\n")),
+            "{location}: {metrics}"
+        );
+        assert!(
+            metrics.contains(&format!("twindb_copies_bytes{labels} {size}\n")),
+            "{location} {size}: {metrics}"
+        );
+    }
     let remote_file = t.path().join("remote.gpg");
     fs::write(&remote_file, &remote).unwrap();
     let decrypted = gpg.gpg(&["--decrypt", remote_file.to_str().unwrap()]);

@@ -308,6 +308,16 @@ fn full_and_incremental_copies_restore_to_the_state_at_backup_time() {
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["success"], true, "{report}");
     assert_eq!(report["copy"], inc2.as_str());
+    // The success shows in its gauge, labelled with the copy's run type (state.json
+    // keeps it across restarts: state.rs's tests).
+    let (_, _, metrics) = twindb_tests::sinks::unix_get(&d.socket, "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("twindb_last_verify_success_timestamp_seconds{run_type=\"hourly\"}")),
+        "{metrics}"
+    );
 
     cache::purge_the_restore_cache(d, &config, t.path(), &cache, &inc2);
 }

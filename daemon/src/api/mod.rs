@@ -96,6 +96,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         .metrics
         .refresh(&app.state.kind_records(), &app.queue.active());
     engine.metrics.refresh_throttle(&engine.throttle);
+    engine.metrics.refresh_verified(&app.state.verified());
     engine
         .metrics
         .refresh_drill(app.state.last_drill().as_ref());

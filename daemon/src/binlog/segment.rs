@@ -99,7 +99,11 @@ impl Segment {
             let (engine, ctx, chain, key) =
                 (engine.clone(), ctx.clone(), chain.to_vec(), key.clone());
             tokio::spawn(async move {
-                let env = engine.modifier_env();
+                // One compression thread: a segment is small and closes within
+                // max_lag, and libzstd's workers would each hold a job buffer of
+                // several MiB (tens of MiB in all) for every segment the stream opens.
+                let mut env = engine.modifier_env();
+                env.threads = 1;
                 store(
                     engine.dest.as_ref(),
                     engine.keep_local.as_ref(),

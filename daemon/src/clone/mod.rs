@@ -31,7 +31,7 @@ use std::time::Duration;
 use twindb_proto::CloneRequest;
 
 use self::host::Host;
-use self::replica::{change_master, prepare, wait_for_replication, wait_for_server};
+use self::replica::{change_master, prepare, wait_for_replication, wait_for_server, Syntax};
 use self::stream::{empty_datadir, relay, stream_commands};
 use crate::config::CloneConfig;
 use crate::engine::{Engine, JobCtx};
@@ -94,6 +94,9 @@ fn host_port(s: &str) -> Result<(String, u16), CloneError> {
 /// What the source is.
 struct SourceInfo {
     vendor: Vendor,
+    /// Which replication statements the servers take (the clone runs the source's
+    /// version).
+    syntax: Syntax,
     server_id: u64,
     gtid_mode: bool,
 }
@@ -218,9 +221,9 @@ async fn run(
     wait_for_server(dst, ctx).await?;
 
     ctx.set_phase("configuring replication");
-    let change = change_master(req, src, &info, &coords);
+    let change = change_master(req, (&src.name, src.mysql_port), &info, &coords);
     dst.sql("configuring replication", &change, "").await?;
-    let threads = wait_for_replication(dst, ctx).await?;
+    let threads = wait_for_replication(dst, info.syntax, ctx).await?;
     Ok(format!(
         "cloned {} into {}:{} ({bytes} bytes streamed, server_id {}); replicating from {} {}; {threads}",
         req.source,
@@ -263,6 +266,7 @@ async fn source_info(src: &Host) -> Result<SourceInfo, CloneError> {
     };
     Ok(SourceInfo {
         vendor,
+        syntax: Syntax::of(vendor, version),
         server_id: server_id.parse().unwrap_or(0),
         gtid_mode,
     })

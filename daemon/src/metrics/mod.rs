@@ -288,12 +288,7 @@ impl Metrics {
                 self.last_written.with_label_values(&labels).set(b as f64);
             }
         }
-        for lane in [
-            JobKind::BackupFiles,
-            JobKind::BackupMysql,
-            JobKind::BackupBinlog,
-            JobKind::Restore,
-        ] {
+        for lane in JobKind::ALL {
             let in_lane = |state: JobState| {
                 active
                     .iter()
@@ -347,7 +342,24 @@ impl Metrics {
     }
 
     /// Replaces the copy counts of `location` ("remote" or "local") with `copies`.
-    pub fn set_copies(&self, location: &str, copies: &[CopyMeta]) {
+    /// Counts the copies on the destination (`location="remote"`) and, with
+    /// `keep_local`, their twins in `keep_local_path` (`location="local"`).
+    pub fn set_copies(&self, copies: &[CopyMeta], keep_local: bool) {
+        let remote = |c: &CopyMeta| Some(c.size);
+        let local = |c: &CopyMeta| c.local.as_ref().map(|l| l.size);
+        self.set_location("remote", copies, &remote);
+        if keep_local {
+            self.set_location("local", copies, &local);
+        }
+    }
+
+    /// One location's gauges: `size` is a copy's stored size there, None when absent.
+    fn set_location(
+        &self,
+        location: &str,
+        copies: &[CopyMeta],
+        size: &dyn Fn(&CopyMeta) -> Option<u64>,
+    ) {
         for kind in [CopyKind::Files, CopyKind::Mysql, CopyKind::Binlog] {
             let run_types: Vec<Option<RunType>> = if kind == CopyKind::Binlog {
                 vec![None]
@@ -355,9 +367,12 @@ impl Metrics {
                 RunType::ALL.into_iter().map(Some).collect()
             };
             for rt in run_types {
-                let of = copies.iter().filter(|c| c.kind == kind && c.run_type == rt);
+                let of = copies
+                    .iter()
+                    .filter(|c| c.kind == kind && c.run_type == rt)
+                    .filter_map(size);
                 let labels = [kind.as_str(), run_type_label(rt), location];
-                let (n, bytes) = of.fold((0u64, 0u64), |(n, b), c| (n + 1, b + c.size));
+                let (n, bytes) = of.fold((0u64, 0u64), |(n, b), size| (n + 1, b + size));
                 self.copies.with_label_values(&labels).set(n as f64);
                 self.copies_bytes
                     .with_label_values(&labels)
@@ -378,11 +393,14 @@ impl Metrics {
             .inc();
     }
 
-    /// For the verify job: when a restore test of a MySQL copy of `run_type` succeeded.
-    pub fn verify_succeeded(&self, run_type: Option<RunType>, at: chrono::DateTime<chrono::Utc>) {
-        self.last_verify_success
-            .with_label_values(&[run_type_label(run_type)])
-            .set(at.timestamp() as f64);
+    /// When verifies of MySQL copies last succeeded, per run type (from state.json, so
+    /// the gauge survives a restart).
+    pub fn refresh_verified(&self, verified: &[crate::state::Verified]) {
+        for v in verified {
+            self.last_verify_success
+                .with_label_values(&[run_type_label(v.run_type)])
+                .set(v.at.timestamp() as f64);
+        }
     }
 
     /// The time jobs waited for the bandwidth limits, from the limiters' own totals.
@@ -582,10 +600,13 @@ mod tests {
             CopyKind::Files,
         );
         m.job_finished(&job(JobKind::Restore, JobState::Succeeded), CopyKind::Files);
-        m.set_copies("remote", &[]);
+        m.set_copies(&[], true);
         m.retention_deleted(CopyKind::Files, "remote");
         m.notification_failed("email");
-        m.verify_succeeded(Some(RunType::Daily), Utc::now());
+        m.refresh_verified(&[crate::state::Verified {
+            run_type: Some(RunType::Daily),
+            at: Utc::now(),
+        }]);
         m.refresh_throttle(&crate::throttle::Throttles::default());
         let report = |success| twindb_proto::VerifyReport {
             copy: "k".into(),
@@ -693,6 +714,8 @@ mod tests {
             "twindb_failures_total{kind=\"files\",run_type=\"daily\"} 1".into(),
             "twindb_read_bytes_total{kind=\"files\",run_type=\"daily\"} 1000".into(),
             "twindb_queue_depth{lane=\"backup_files\"} 1".into(),
+            "twindb_queue_depth{lane=\"clone\"} 0".into(),
+            "twindb_running_jobs{lane=\"verify\"} 0".into(),
             format!(
                 "twindb_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")

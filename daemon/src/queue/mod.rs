@@ -150,15 +150,6 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(20);
 #[error("it did not stop within {} s; what it still ran was left behind", STOP_LIMIT.as_secs())]
 struct LeftBehind;
 
-const LANES: [JobKind; 6] = [
-    JobKind::BackupFiles,
-    JobKind::BackupMysql,
-    JobKind::BackupBinlog,
-    JobKind::Restore,
-    JobKind::Verify,
-    JobKind::Clone,
-];
-
 impl Queue {
     /// Creates the queue and starts one worker per lane.
     pub fn start(engine: Arc<Current>, state: Arc<StateStore>) -> Arc<Queue> {
@@ -174,7 +165,7 @@ impl Queue {
         });
         let mut lanes = HashMap::new();
         let mut workers = Vec::new();
-        for lane in LANES {
+        for lane in JobKind::ALL {
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.insert(lane, tx);
             workers.push(tokio::spawn(worker(queue.clone(), rx)));

@@ -1,6 +1,9 @@
 //! A directory as a tar stream, as `tar cf - DIR` would write it: members are named by
 //! the absolute path without its leading '/', so TwinDB and twindb copies restore alike.
+//! As GNU tar, a file with several hard links is stored once and its other names as
+//! hard-link entries to the first, so a restore links them again.
 
+use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -45,6 +48,9 @@ impl Source for FileSource {
         let top = fs::symlink_metadata(&self.dir)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
         let mut stack = vec![self.dir.clone()];
+        // (device, inode) of each stored file that has other hard links, and the name it
+        // was stored under: only those files, as GNU tar keeps them.
+        let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
         while let Some(path) = stack.pop() {
             let name = archive_name(&path);
             let meta = match fs::symlink_metadata(&path) {
@@ -102,7 +108,19 @@ impl Source for FileSource {
                         .push(format!("{}: vanished or unreadable: {e}", path.display())),
                 }
             } else if ft.is_file() {
-                append_file(&mut builder, &path, &name, &mut report)?;
+                let id = (meta.dev(), meta.ino());
+                match linked.get(&id) {
+                    Some(first) if meta.nlink() > 1 => {
+                        let mut h = header(&meta, EntryType::Link);
+                        builder.append_link(&mut h, &name, first)?;
+                    }
+                    _ => {
+                        let stored = append_file(&mut builder, &path, &name, &mut report)?;
+                        if stored && meta.nlink() > 1 {
+                            linked.insert(id, name);
+                        }
+                    }
+                }
             } else {
                 report.warnings.push(format!(
                     "{}: skipped: not a regular file, folder or symlink",
@@ -149,20 +167,20 @@ fn append_file<W: Write>(
     path: &Path,
     name: &Path,
     report: &mut SourceReport,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             report
                 .warnings
                 .push(format!("{}: vanished during the backup", path.display()));
-            return Ok(());
+            return Ok(false);
         }
         Err(e) => {
             report
                 .warnings
                 .push(format!("{}: skipped: {e}", path.display()));
-            return Ok(());
+            return Ok(false);
         }
     };
     // Metadata of the open file, so that size and content belong to the same inode.
@@ -196,7 +214,7 @@ fn append_file<W: Write>(
             ));
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Yields exactly `remaining` bytes: the tar header promised that many, whatever the

@@ -80,7 +80,7 @@ async fn compare(engine: &Engine, key: &str, root: PathBuf, ctx: &JobCtx) -> Res
             let mut entry = entry?;
             let path = entry.path()?.into_owned();
             let on_disk = root.join(&path);
-            let verdict = check_entry(&mut entry, &on_disk);
+            let verdict = check_entry(&mut entry, &on_disk, &root);
             let mut t = out.lock().expect("tally lock");
             match verdict {
                 Ok(true) => t.files += 1,
@@ -98,9 +98,32 @@ async fn compare(engine: &Engine, key: &str, root: PathBuf, ctx: &JobCtx) -> Res
 
 /// Whether the entry is a regular file that matches (`true`), another entry that is
 /// present as it should be (`false`), or why it does not match.
-fn check_entry<R: Read>(entry: &mut tar::Entry<R>, on_disk: &Path) -> Result<bool, String> {
+fn check_entry<R: Read>(
+    entry: &mut tar::Entry<R>,
+    on_disk: &Path,
+    root: &Path,
+) -> Result<bool, String> {
     let kind = entry.header().entry_type();
     let meta = std::fs::symlink_metadata(on_disk).map_err(|e| format!("not restored ({e})"))?;
+    if kind == tar::EntryType::Link {
+        // A hard link: the same inode as the file it names, whose bytes were checked
+        // when its own entry came by.
+        let first = entry
+            .link_name()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default()
+            .into_owned();
+        let target = std::fs::symlink_metadata(root.join(&first)).map_err(|e| {
+            format!(
+                "hard link to {}, which is not restored ({e})",
+                first.display()
+            )
+        })?;
+        use std::os::unix::fs::MetadataExt;
+        return (meta.ino() == target.ino() && meta.dev() == target.dev())
+            .then_some(false)
+            .ok_or_else(|| format!("not a hard link to {}", first.display()));
+    }
     if kind.is_dir() {
         return meta
             .is_dir()

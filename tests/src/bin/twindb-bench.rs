@@ -5,6 +5,7 @@
 //! target/release/twindb-bench s3 [--size-gib 2] [--data DIR] [--s3-extra 'upload_concurrency = 8;part_size = "8MiB"']
 //!   (needs s3s-fs and the AWS CLI; --s3-extra adds `;`-separated lines to twindb's [s3])
 //! target/release/twindb-bench chains [--size-gib 1] [--data DIR] [--only zstd,zstd+gpg]
+//! target/release/twindb-bench binlog [--rate-mib 20] [--seconds 30] [--max-lag 10s] [--rounds 2]
 //! target/release/twindb-bench files --to ssh [--size-gib 1]   (backup to a local OpenSSH)
 //! target/release/twindb-bench restore --from local|ssh|s3 [--size-gib 1] [--data DIR]
 //! target/release/twindb-bench restore --mysql [--size-gib 1]
@@ -22,6 +23,10 @@ use twindb_tests::{files_config, files_config_to, write_random_file, Daemon};
 
 #[path = "../bench/mod.rs"]
 mod bench;
+
+// Outside src/bin so cargo does not take it for a binary of its own.
+#[path = "../bench/binlog.rs"]
+mod binlog;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,8 +64,18 @@ fn main() {
             data,
             flag(&args, "--only"),
         ),
+        "binlog" => binlog::run(binlog::Args {
+            rate_mib: flag(&args, "--rate-mib")
+                .map_or(20.0, |s| s.parse().expect("--rate-mib number")),
+            seconds: flag(&args, "--seconds")
+                .map_or(30.0, |s| s.parse().expect("--seconds number")),
+            max_lag: flag(&args, "--max-lag").unwrap_or_else(|| "10s".into()),
+            rounds: flag(&args, "--rounds").map_or(2, |s| s.parse().expect("--rounds number")),
+        }),
         other => {
-            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, chains, restore");
+            eprintln!(
+                "unknown benchmark {other:?}; known: files, mysql, s3, chains, restore, binlog"
+            );
             std::process::exit(2);
         }
     }
