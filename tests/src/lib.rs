@@ -195,6 +195,14 @@ impl Daemon {
         Self::spawn(cmd, config, env)
     }
 
+    /// Same as [`Daemon::start`], with another twindbd binary (a benchmark comparing
+    /// two builds in one run).
+    pub fn start_exe(exe: &Path, config: &Path) -> Daemon {
+        let mut cmd = Command::new(exe);
+        cmd.arg("--config").arg(config);
+        Self::spawn(cmd, config, &[])
+    }
+
     /// Same as [`Daemon::start`], run with the umask `umask` (e.g. "000"), as a DBA
     /// starting twindbd by hand from a shell might.
     pub fn start_with_umask(config: &Path, umask: &str) -> Daemon {

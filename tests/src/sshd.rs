@@ -257,6 +257,23 @@ impl Sshd {
         self.restart();
     }
 
+    /// Restarts the server logging every command it starts, for [`Sshd::commands`].
+    pub fn log_commands(&mut self) {
+        self.add_config("LogLevel VERBOSE");
+    }
+
+    /// Restarts the server with `line` appended to its sshd_config.
+    pub fn add_config(&mut self, line: &str) {
+        self.extra_config.push_str(line);
+        self.extra_config.push('\n');
+        self.restart();
+    }
+
+    /// Commands (exec channels) started since [`Sshd::log_commands`].
+    pub fn commands(&self) -> usize {
+        self.log().matches("Starting session: command").count()
+    }
+
     /// Starts the same server (same port, host key and files) again.
     pub fn restart(&mut self) {
         self.stop();

@@ -407,3 +407,61 @@ twindb_tests::fault_suite!(twindb_tests::servers::SshHarness::start("ssh_fault_s
     clean_partials_after_a_kill,
     share,
 );
+
+/// The cipher the server logged for the client's traffic (sshd at LogLevel DEBUG1).
+fn negotiated_cipher(server: &Sshd) -> String {
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("kex: client->server cipher:"))
+        .unwrap_or_else(|| panic!("no cipher in the sshd log:\n{log}"));
+    line.split("cipher: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// On a CPU with AES instructions twindb asks for AES-GCM (several times the bytes per
+/// CPU second of chacha20-poly1305 there, on both ends); a server that allows only
+/// chacha20-poly1305 or only AES-GCM still gets byte-exact copies.
+#[tokio::test(flavor = "multi_thread")]
+async fn aes_gcm_is_preferred_on_aes_hardware_and_any_openssh_cipher_works() {
+    let Some(mut server) = Sshd::start_or_skip("aes_gcm_is_preferred") else {
+        return;
+    };
+    server.add_config("LogLevel DEBUG1");
+    let cpu = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpu
+        .lines()
+        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let aes = flags.contains(&"aes") && (flags.contains(&"pclmulqdq") || flags.contains(&"pmull"));
+    let round_trip = |server: &Sshd, key: &'static str| {
+        let d = server.destination();
+        async move {
+            let (stream, want) = generated(3 << 20, 64 << 10, 9);
+            d.put(key, stream).await.unwrap();
+            assert_eq!(sha256_of(&d, key).await, (want, 3 << 20));
+        }
+    };
+    round_trip(&server, "h/default").await;
+    let want = if aes {
+        "aes128-gcm@openssh.com"
+    } else {
+        "chacha20-poly1305@openssh.com"
+    };
+    assert_eq!(negotiated_cipher(&server), want);
+
+    for only in [
+        "chacha20-poly1305@openssh.com",
+        "aes256-gcm@openssh.com",
+        "aes128-ctr",
+    ] {
+        let mut restricted = Sshd::start();
+        restricted.add_config(&format!("LogLevel DEBUG1\nCiphers {only}"));
+        round_trip(&restricted, "h/restricted").await;
+        assert_eq!(negotiated_cipher(&restricted), only);
+    }
+}

@@ -609,7 +609,8 @@ const CONFLICT: &str = "twindb-conflict";
 struct Reader {
     ch: Exec,
     state: Output,
-    /// Small SSH packets are gathered into pipeline-sized chunks.
+    /// SSH packets (32 KiB) are gathered into pipeline-sized chunks: a quarter of the
+    /// hand-offs between the download task and the checksum thread.
     pending: BytesMut,
     done: bool,
     ssh: Ssh,
@@ -622,7 +623,7 @@ impl Reader {
             return None;
         }
         loop {
-            if self.pending.len() >= CHUNK / 4 {
+            if self.pending.len() >= CHUNK {
                 let chunk = self.pending.split().freeze();
                 return Some((Ok(chunk), self));
             }

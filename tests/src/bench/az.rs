@@ -9,7 +9,7 @@ use std::time::Instant;
 use twindb_tests::servers::{destination_from, AzServer, AZURITE_INSTALL, BUCKET};
 use twindb_tests::{files_config_to, Daemon};
 
-use super::{dir_size, generate, mib_s, peak_rss_kib, warm_cache};
+use crate::{dir_size, generate, mib_s, peak_rss_kib, warm_cache};
 
 /// The baseline: the stream on stdin uploaded as 16 MiB blocks, 4 at once (twindb's
 /// defaults), by the official Python SDK.

@@ -9,6 +9,11 @@
 //!   lines to twindb's [az])
 //! target/release/twindb-bench chains [--size-gib 1] [--data DIR] [--only zstd,zstd+gpg]
 //! target/release/twindb-bench binlog [--rate-mib 20] [--seconds 30] [--max-lag 10s] [--rounds 2]
+//! target/release/twindb-bench files --to ssh [--size-gib 1]   (backup to a local OpenSSH)
+//! target/release/twindb-bench restore --from local|ssh|s3 [--size-gib 1] [--data DIR]
+//! target/release/twindb-bench restore --mysql [--size-gib 1]
+//!   (files --to ssh and restore take --before PATH: an earlier twindbd, timed in the
+//!   same rounds)
 
 use std::fs;
 use std::io::Write;
@@ -19,11 +24,9 @@ use std::time::Instant;
 use twindb_tests::servers::{S3Server, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY};
 use twindb_tests::{files_config, files_config_to, write_random_file, Daemon};
 
-// Outside src/bin so cargo does not take it for a binary of its own.
-#[path = "../bench/az.rs"]
-mod az;
-#[path = "../bench/binlog.rs"]
-mod binlog;
+// Outside src/bin so cargo does not take its files for binaries of their own.
+#[path = "../bench/mod.rs"]
+mod bench;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,15 +34,32 @@ fn main() {
     let size_gib: f64 =
         flag(&args, "--size-gib").map_or(2.0, |s| s.parse().expect("--size-gib number"));
     let data = flag(&args, "--data").map(PathBuf::from);
+    // Another twindbd binary to run beside this build's (same rounds, same data).
+    let before = flag(&args, "--before").map(PathBuf::from);
     match what {
+        "files" if flag(&args, "--to").as_deref() == Some("ssh") => bench::ssh::files_to_ssh(
+            flag(&args, "--size-gib").map_or(1.0, |s| s.parse().expect("--size-gib number")),
+            data,
+            before,
+        ),
         "files" => files(size_gib, data),
         "mysql" => mysql(size_gib),
+        "restore" => {
+            let size_gib =
+                flag(&args, "--size-gib").map_or(1.0, |s| s.parse().expect("--size-gib number"));
+            if args.iter().any(|a| a == "--mysql") {
+                bench::restore::mysql(size_gib, before)
+            } else {
+                let from = flag(&args, "--from").unwrap_or_else(|| "local".into());
+                bench::restore::files(size_gib, data, &from, before)
+            }
+        }
         "s3" => s3(
             size_gib,
             data,
             flag(&args, "--s3-extra").unwrap_or_default(),
         ),
-        "az" => az::az(
+        "az" => bench::az::az(
             size_gib,
             data,
             flag(&args, "--az-extra").unwrap_or_default(),
@@ -49,7 +69,7 @@ fn main() {
             data,
             flag(&args, "--only"),
         ),
-        "binlog" => binlog::run(binlog::Args {
+        "binlog" => bench::binlog::run(bench::binlog::Args {
             rate_mib: flag(&args, "--rate-mib")
                 .map_or(20.0, |s| s.parse().expect("--rate-mib number")),
             seconds: flag(&args, "--seconds")
@@ -58,7 +78,9 @@ fn main() {
             rounds: flag(&args, "--rounds").map_or(2, |s| s.parse().expect("--rounds number")),
         }),
         other => {
-            eprintln!("unknown benchmark {other:?}; known: files, mysql, s3, az, chains, binlog");
+            eprintln!(
+                "unknown benchmark {other:?}; known: files, mysql, s3, az, chains, restore, binlog"
+            );
             std::process::exit(2);
         }
     }
@@ -533,22 +555,7 @@ fn chains(size_gib: f64, data: Option<PathBuf>, only: Option<String>) {
 fn mysql(size_gib: f64) {
     use twindb_tests::mariadb::MariaDb;
     let db = MariaDb::start();
-    let rows_per_batch = 100_000u64;
-    // ~1 KiB a row: 512 B of text, 512 B of random bytes.
-    let batches = ((size_gib * (1u64 << 30) as f64) / 1024.0 / rows_per_batch as f64).ceil() as u64;
-    eprintln!("loading about {size_gib} GiB into MariaDB ({batches} batches)");
-    db.sql("CREATE DATABASE bench; CREATE TABLE bench.t(id BIGINT PRIMARY KEY, txt VARCHAR(600), bin VARBINARY(600)) ENGINE=InnoDB");
-    for b in 0..batches {
-        let from = b * rows_per_batch + 1;
-        let to = from + rows_per_batch - 1;
-        db.sql(&format!(
-            "USE bench; INSERT INTO t SELECT seq, REPEAT(CONCAT('order ', seq % 977, ' customer ', seq % 50000, ';'), 16), \
-             RANDOM_BYTES(512) FROM seq_{from}_to_{to}"
-        ));
-    }
-    // The load wrote about as much binlog as data; twindb's run would copy those binlogs in a
-    // parallel job, which mariabackup alone does not. Binlog copies are not what this measures.
-    db.sql("RESET MASTER");
+    load(&db, size_gib);
     let datadir_bytes = dir_bytes(&db.datadir);
     let scratch = tempfile::Builder::new()
         .prefix("twbench")
@@ -660,6 +667,26 @@ fn mysql(size_gib: f64) {
         base_secs / secs
     );
     println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+}
+
+/// Loads about `size_gib` of InnoDB data into `bench.t`, then drops the binlogs.
+fn load(db: &twindb_tests::mariadb::MariaDb, size_gib: f64) {
+    let rows_per_batch = 100_000u64;
+    // ~1 KiB a row: 512 B of text, 512 B of random bytes.
+    let batches = ((size_gib * (1u64 << 30) as f64) / 1024.0 / rows_per_batch as f64).ceil() as u64;
+    eprintln!("loading about {size_gib} GiB into MariaDB ({batches} batches)");
+    db.sql("CREATE DATABASE bench; CREATE TABLE bench.t(id BIGINT PRIMARY KEY, txt VARCHAR(600), bin VARBINARY(600)) ENGINE=InnoDB");
+    for b in 0..batches {
+        let from = b * rows_per_batch + 1;
+        let to = from + rows_per_batch - 1;
+        db.sql(&format!(
+            "USE bench; INSERT INTO t SELECT seq, REPEAT(CONCAT('order ', seq % 977, ' customer ', seq % 50000, ';'), 16), \
+             RANDOM_BYTES(512) FROM seq_{from}_to_{to}"
+        ));
+    }
+    // The load wrote about as much binlog as data; twindb's run would copy those binlogs in a
+    // parallel job, which mariabackup alone does not. Binlog copies are not what this measures.
+    db.sql("RESET MASTER");
 }
 
 /// Seconds between a job's `started_at` and `finished_at` as twindbd recorded them.
