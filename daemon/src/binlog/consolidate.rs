@@ -212,7 +212,11 @@ async fn consolidate(
     let put = {
         let (engine, ctx, chain, key) = (engine.clone(), ctx.clone(), chain.clone(), key.clone());
         tokio::spawn(async move {
-            let env = engine.modifier_env();
+            // One compression thread, as for the segments: libzstd's workers would hold
+            // tens of MiB of job buffers, and this runs beside the live stream, which
+            // must keep its CPU.
+            let mut env = engine.modifier_env();
+            env.threads = 1;
             store(
                 engine.dest.as_ref(),
                 engine.keep_local.as_ref(),
