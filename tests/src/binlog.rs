@@ -57,13 +57,15 @@ pub fn stored_files(
     backups: &Path,
     decode: &dyn Fn(&[u8]) -> Vec<u8>,
 ) -> BTreeMap<String, Vec<u8>> {
-    // Objects listed can be retired (consolidated) before they are read: list again.
-    for _ in 0..20 {
+    // Objects listed can be retired (consolidated) before they are read: list again,
+    // a little later (a retirement of many segments deletes them one by one).
+    for _ in 0..50 {
         if let Some(files) = try_stored_files(d, backups, decode) {
             return files;
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("listed segments kept vanishing before they were read");
+    panic!("listed segments kept vanishing before they were read (5 s)");
 }
 
 fn try_stored_files(
