@@ -10,6 +10,9 @@ use std::process::Command;
 use crate::mariadb::{mysql_config, MariaDb};
 use crate::{ls_keys, Daemon};
 
+/// Streaming with a short `max_lag` and small segments, so that tests see several.
+pub const STREAM: &str = "[binlog]\nenabled = true\nmax_lag = \"1s\"\nsegment_size = \"8KiB\"\n";
+
 /// The config of [`mysql_config`] with `binlog` (a `[binlog]` section, and any other
 /// section) appended.
 pub fn stream_config(root: &Path, db: &MariaDb, binlog: &str) -> PathBuf {
@@ -135,4 +138,50 @@ pub fn metric(d: &Daemon, name: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+/// Waits until the streamed bytes of every file in `names` equal the server's file.
+pub fn wait_streamed(
+    d: &Daemon,
+    backups: &Path,
+    db: &MariaDb,
+    names: &[String],
+) -> BTreeMap<String, Vec<u8>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let streamed = streamed_files(d, backups);
+        let same = names.iter().all(|n| {
+            let server = as_closed(fs::read(db.datadir.join(n)).unwrap());
+            streamed.get(n) == Some(&server)
+        });
+        if same {
+            return streamed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream did not catch up within 60 s: {:?}\n{}",
+            streamed
+                .iter()
+                .map(|(k, v)| (k, v.len()))
+                .collect::<Vec<_>>(),
+            d.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Restores the newest full copy plus the stored binlogs to `--until latest` into
+/// `dst` and starts a server on it.
+pub fn restore_latest(d: &Daemon, dst: &Path) -> MariaDb {
+    let out = d.ctl(&[
+        "restore",
+        "mysql",
+        "--until",
+        "latest",
+        "--dst",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
+    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
+    MariaDb::start_restored(dst)
 }

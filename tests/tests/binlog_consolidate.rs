@@ -8,12 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use twindb_tests::binlog::{as_closed, metric, server_binlogs, stored_files, stream_config};
+use twindb_tests::binlog::{
+    metric, restore_latest, server_binlogs, stream_config, wait_streamed, STREAM,
+};
 use twindb_tests::gpg::{have_programs, GpgKey};
 use twindb_tests::mariadb::{self, MariaDb};
 use twindb_tests::*;
-
-const STREAM: &str = "[binlog]\nenabled = true\nmax_lag = \"1s\"\nsegment_size = \"8KiB\"\n";
 
 /// Rows larger than a segment, so that each file has several.
 fn write_rows(db: &MariaDb, from: u32) {
@@ -70,17 +70,7 @@ fn wait_consolidated(d: &Daemon, backups: &Path, names: &[String]) -> Vec<String
 /// Restores the newest full copy plus the binlogs to `--until latest` into `dst` and
 /// checks the server started on it has the source's rows (`CHECKSUM TABLE`).
 fn assert_restores_latest(d: &Daemon, db: &MariaDb, dst: &Path) {
-    let out = d.ctl(&[
-        "restore",
-        "mysql",
-        "--until",
-        "latest",
-        "--dst",
-        dst.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
-    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
-    let restored = MariaDb::start_restored(dst);
+    let restored = restore_latest(d, dst);
     assert_eq!(
         restored.fingerprint(&["shop.t"]),
         db.fingerprint(&["shop.t"]),
@@ -93,20 +83,7 @@ fn assert_restores_latest(d: &Daemon, db: &MariaDb, dst: &Path) {
 /// Waits until the stored bytes of the server's current file reach its end.
 fn wait_caught_up(d: &Daemon, backups: &Path, db: &MariaDb) {
     let current = server_binlogs(db).pop().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let on_server = as_closed(fs::read(db.datadir.join(&current)).unwrap());
-        let stored = stored_files(d, backups, &twindb_tests::binlog::unzstd);
-        if stored.get(&current) == Some(&on_server) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{current} not streamed\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_streamed(d, backups, db, &[current]);
 }
 
 #[test]

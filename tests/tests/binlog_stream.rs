@@ -1,48 +1,17 @@
 //! The binlog streamer against a real MariaDB: the stored segments are the server's
 //! files byte for byte, and the stream resumes without a gap or a duplicate.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use twindb_tests::binlog::{as_closed, metric, server_binlogs, stream_config, streamed_files};
+use twindb_tests::binlog::{
+    metric, restore_latest, server_binlogs, stream_config, streamed_files, wait_streamed, STREAM,
+};
 use twindb_tests::mariadb::{self, MariaDb};
 use twindb_tests::servers::S3Server;
 use twindb_tests::*;
-
-const STREAM: &str = "[binlog]\nenabled = true\nmax_lag = \"1s\"\nsegment_size = \"8KiB\"\n";
-
-/// Waits until the streamed bytes of every file in `names` equal the server's file.
-fn wait_streamed(
-    d: &Daemon,
-    backups: &Path,
-    db: &MariaDb,
-    names: &[String],
-) -> BTreeMap<String, Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let streamed = streamed_files(d, backups);
-        let same = names.iter().all(|n| {
-            let server = as_closed(fs::read(db.datadir.join(n)).unwrap());
-            streamed.get(n) == Some(&server)
-        });
-        if same {
-            return streamed;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stream did not catch up within 60 s: {:?}\n{}",
-            streamed
-                .iter()
-                .map(|(k, v)| (k, v.len()))
-                .collect::<Vec<_>>(),
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn streamed_segments_are_the_servers_files_byte_for_byte() {
@@ -206,22 +175,6 @@ fn run_ok(d: &Daemon, args: &[&str]) {
     for j in d.ctl(&all).success().json().as_array().unwrap() {
         assert_eq!(j["state"], "succeeded", "{j}");
     }
-}
-
-/// Restores the newest full copy plus the stream to `--until latest` into `dst` and
-/// starts a server on it.
-fn restore_latest(d: &Daemon, dst: &Path) -> MariaDb {
-    let out = d.ctl(&[
-        "restore",
-        "mysql",
-        "--until",
-        "latest",
-        "--dst",
-        dst.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{out:?}\n{}", d.log_text());
-    let _ = fs::rename(dst.join("_config"), dst.with_extension("config"));
-    MariaDb::start_restored(dst)
 }
 
 #[test]

@@ -341,10 +341,8 @@ impl Destination for Az {
             // After the commit: the blob exists only once its block list is. Status
             // files are written by put_if and keep the account's default tier.
             let name = format!("{}{key}", self.root);
-            retry(&format!("setting the tier of {key}"), || async {
-                t.set(&name)
-                    .await
-                    .map_err(|e| tier::error(&self.name, &key, e))
+            retry(&format!("setting the tier of {key}"), || {
+                t.set(&self.name, &key, &name)
             })
             .await?;
         }
@@ -439,15 +437,8 @@ impl Destination for Az {
             }),
             None => PutMode::Create,
         };
-        match self.put_opts(key, data.clone(), mode).await {
-            Err(e) if e.kind == ErrorKind::Conflict => {
-                match self.read_small_versioned(key).await? {
-                    Some((now, _)) if now == data => Ok(()),
-                    _ => Err(e),
-                }
-            }
-            other => other,
-        }
+        let written = self.put_opts(key, data.clone(), mode).await;
+        client::unless_ours(self, key, &data, written).await
     }
 
     async fn share(&self, key: &str, expires: Duration) -> Result<String, DestinationError> {

@@ -252,15 +252,8 @@ impl Destination for Gcs {
             Some(Version::Known(g)) => g.as_str(),
             None => "0",
         };
-        match self.put_media_if(key, data.clone(), Some(generation)).await {
-            Err(e) if e.kind == ErrorKind::Conflict => {
-                match self.read_small_versioned(key).await? {
-                    Some((now, _)) if now == data => Ok(()),
-                    _ => Err(e),
-                }
-            }
-            other => other,
-        }
+        let written = self.put_media_if(key, data.clone(), Some(generation)).await;
+        client::unless_ours(self, key, &data, written).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {

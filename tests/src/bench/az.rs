@@ -7,9 +7,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use twindb_tests::servers::{destination_from, AzServer, AZURITE_INSTALL, BUCKET};
-use twindb_tests::{files_config_to, Daemon};
 
-use crate::{dir_size, generate, mib_s, peak_rss_kib, warm_cache};
+use crate::{dir_size, generate, mib_s, warm_cache};
 
 /// The baseline: the stream on stdin uploaded as 16 MiB blocks, 4 at once (twindb's
 /// defaults), by the official Python SDK.
@@ -76,22 +75,8 @@ pub fn az(size_gib: f64, data: Option<PathBuf>, az_extra: String) {
         .expect("delete the baseline blob");
 
     // twindb: a real twindbd, started by twindbctl run.
-    warm_cache(&data);
-    let config = files_config_to(
-        scratch.path(),
-        &[&data],
-        "none",
-        "az",
-        &server.config_section(&az_extra.replace(';', "\n")),
-    );
-    let daemon = Daemon::start(&config);
-    let t = Instant::now();
-    let run = daemon.ctl(&["--json", "run", "daily"]);
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
-    let stored = run.json()[0]["progress"]["bytes_out"].as_u64().unwrap_or(0);
-    let rss = peak_rss_kib(daemon.child.id());
-    daemon.stop();
+    let section = server.config_section(&az_extra.replace(';', "\n"));
+    let (secs, stored, rss) = crate::timed_upload(scratch.path(), &data, "az", &section);
 
     let base = mib_s(input, base_secs);
     let ours = mib_s(input, secs);

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use twindb_tests::mariadb::{mysql_config, MariaDb};
 use twindb_tests::Daemon;
 
+use crate::{cpu_secs, peak_rss_kib, status_kib};
+
 /// Rows per batch: 1000 rows of about 1 KiB (512 B of text, 512 B of random bytes), so
 /// one batch is about 1 MiB of row events in the binlog.
 const ROWS: u32 = 1000;
@@ -75,7 +77,7 @@ pub fn run(a: Args) {
     let pid = daemon.child.id();
     let reader = reader_pid(pid);
     let (own_before, reader_before) = (cpu_secs(pid), reader.map_or(0.0, cpu_secs));
-    let rss_idle = rss_kib(pid, "VmRSS:");
+    let rss_idle = status_kib(pid, "VmRSS:");
     let period = Duration::from_secs_f64(BATCH_BYTES / (a.rate_mib * 1024.0 * 1024.0));
     let steady = (a.seconds / period.as_secs_f64()).ceil() as u32;
     let loader = std::thread::spawn({
@@ -95,8 +97,8 @@ pub fn run(a: Args) {
     let own = cpu_secs(pid) - own_before;
     let read = reader_now.map_or(0.0, cpu_secs) - reader_before;
     let cpu = own + read;
-    let rss_twindbd = rss_kib(pid, "VmHWM:");
-    let rss_reader = reader_now.map_or(0, |p| rss_kib(p, "VmHWM:"));
+    let rss_twindbd = peak_rss_kib(pid);
+    let rss_reader = reader_now.map_or(0, peak_rss_kib);
     daemon.stop();
     lags.sort_by(f64::total_cmp);
     let pct = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
@@ -225,29 +227,4 @@ fn reader_pid(twindbd: u32) -> Option<u32> {
             fs::read_to_string(format!("/proc/{p}/comm"))
                 .is_ok_and(|c| c.trim().starts_with("mariadb-binlog") || c.trim() == "mysqlbinlog")
         })
-}
-
-/// User + system CPU seconds of a process (its own, not its children's).
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11) // fields 14 and 15: utime, stime
-        .take(2)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
-}
-
-/// A `/proc/PID/status` size line (`VmRSS:`, `VmHWM:`) in KiB.
-fn rss_kib(pid: u32, line: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(line))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -285,22 +285,8 @@ fn s3(size_gib: f64, data: Option<PathBuf>, s3_extra: String) {
         .unwrap_or_default();
 
     // twindb: a real twindbd, started by twindbctl run.
-    warm_cache(&data);
-    let config = files_config_to(
-        scratch.path(),
-        &[&data],
-        "none",
-        "s3",
-        &server.config_section(&s3_extra.replace(';', "\n")),
-    );
-    let daemon = Daemon::start(&config);
-    let t = Instant::now();
-    let run = daemon.ctl(&["--json", "run", "daily"]);
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
-    let stored = run.json()[0]["progress"]["bytes_out"].as_u64().unwrap_or(0);
-    let rss = peak_rss_kib(daemon.child.id());
-    daemon.stop();
+    let section = server.config_section(&s3_extra.replace(';', "\n"));
+    let (secs, stored, rss) = timed_upload(scratch.path(), &data, "s3", &section);
     server.stop();
 
     let base = mib_s(input, base_secs);
@@ -329,6 +315,23 @@ fn s3(size_gib: f64, data: Option<PathBuf>, s3_extra: String) {
     println!("  twindbd peak RSS: {:.1} MiB", rss as f64 / 1024.0);
 }
 
+/// One uncompressed files backup of `data` through a real twindbd to `destination`
+/// (its section `section`): seconds of `twindbctl run daily`, bytes stored, and
+/// twindbd's peak RSS in KiB.
+fn timed_upload(scratch: &Path, data: &Path, destination: &str, section: &str) -> (f64, u64, u64) {
+    warm_cache(data);
+    let config = files_config_to(scratch, &[data], "none", destination, section);
+    let daemon = Daemon::start(&config);
+    let t = Instant::now();
+    let run = daemon.ctl(&["--json", "run", "daily"]);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "twindb backup failed: {run:?}");
+    let stored = run.json()[0]["progress"]["bytes_out"].as_u64().unwrap_or(0);
+    let rss = peak_rss_kib(daemon.child.id());
+    daemon.stop();
+    (secs, stored, rss)
+}
+
 /// User + system CPU seconds of a process and of the children it waited for.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -351,11 +354,16 @@ fn bash_secs(v: &str) -> Option<f64> {
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A size line of `/proc/PID/status` (`VmRSS:`, `VmHWM:`) in KiB; 0 when gone.
+fn status_kib(pid: u32, line: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(line))
                 .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)

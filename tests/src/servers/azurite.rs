@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use twindb::destination::Destination;
 
 use super::{destination_from, free_port, require, wait_listening, BUCKET};
@@ -120,67 +119,58 @@ impl AzServer {
         self.child = Some(child);
     }
 
-    /// Create Container, signed with the account key (SharedKey).
-    pub fn create_container(&self, name: &str) {
-        let date = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        let version = "2021-08-06";
-        let path = format!("/{AZ_ACCOUNT}/{name}");
-        // Path-style (emulator) URLs put the account in the path too.
-        let to_sign = format!(
-            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n\
-             /{AZ_ACCOUNT}{path}\nrestype:container"
-        );
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let key = b64.decode(AZ_KEY).unwrap();
-        let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
-        let request = format!(
-            "PUT {path}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-             x-ms-date: {date}\r\nx-ms-version: {version}\r\n\
-             Authorization: SharedKey {AZ_ACCOUNT}:{signature}\r\nContent-Length: 0\r\n\
-             Connection: close\r\n\r\n",
-            self.port
-        );
-        let (status, body) = crate::raw_http(&format!("127.0.0.1:{}", self.port), &request);
-        assert_eq!(
-            status,
-            201,
-            "create container: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-
-    /// A blob's access tier as Get Blob Properties answers it (`x-ms-access-tier`),
-    /// signed with the account key; the name is plain (letters, digits, '/', '.', '_').
-    pub fn blob_tier(&self, name: &str) -> Option<String> {
+    /// A request to Azurite signed with the account key (SharedKey), with no body and
+    /// no headers but the date and version: `path` starts with the account (Azurite's
+    /// path-style URLs), `query` is `name=value` or empty. Returns the raw answer.
+    fn signed(&self, verb: &str, path: &str, query: &str) -> String {
         use std::io::{Read, Write};
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
         let version = "2021-12-02";
-        let path = format!("/{AZ_ACCOUNT}/{BUCKET}/{name}");
-        let to_sign = format!(
-            "HEAD\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZ_ACCOUNT}{path}"
+        // Path-style (emulator) URLs put the account in the path too.
+        let mut to_sign = format!(
+            "{verb}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZ_ACCOUNT}{path}"
         );
+        let mut target = path.to_string();
+        if let Some((name, value)) = query.split_once('=') {
+            to_sign.push_str(&format!("\n{name}:{value}"));
+            target.push_str(&format!("?{query}"));
+        }
         let b64 = base64::engine::general_purpose::STANDARD;
-        let key = b64.decode(AZ_KEY).unwrap();
-        let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(AZ_KEY).unwrap());
+        let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()));
         let request = format!(
-            "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\n\
+            "{verb} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\n\
              x-ms-version: {version}\r\nAuthorization: SharedKey {AZ_ACCOUNT}:{signature}\r\n\
-             Connection: close\r\n\r\n",
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
         );
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.write_all(request.as_bytes()).unwrap();
-        let mut head = String::new();
-        s.read_to_string(&mut head).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// Create Container.
+    pub fn create_container(&self, name: &str) {
+        let answer = self.signed("PUT", &format!("/{AZ_ACCOUNT}/{name}"), "restype=container");
         assert!(
-            head.starts_with("HTTP/1.1 200"),
-            "Get Blob Properties: {head}"
+            answer.starts_with("HTTP/1.1 201"),
+            "create container: {answer}"
         );
-        head.lines().find_map(|l| {
+    }
+
+    /// A blob's access tier as Get Blob Properties answers it (`x-ms-access-tier`);
+    /// the name is plain (letters, digits, '/', '.', '_').
+    pub fn blob_tier(&self, name: &str) -> Option<String> {
+        let answer = self.signed("HEAD", &format!("/{AZ_ACCOUNT}/{BUCKET}/{name}"), "");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "Get Blob Properties: {answer}"
+        );
+        answer.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case("x-ms-access-tier")
                 .then(|| v.trim().to_string())
@@ -204,26 +194,6 @@ impl Drop for AzServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// HMAC-SHA256 (RFC 2104), for the one request the harness signs itself.
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
 }
 
 /// The fault suite's view of Azurite: uploads in progress are block data in its

@@ -67,9 +67,23 @@ impl Tier {
         }
     }
 
-    /// Sets the tier of the blob `name` (its full name, `remote_path` included).
-    /// Errors are returned as they are for the caller's retry to classify.
-    pub(super) async fn set(&self, name: &str) -> Result<(), BackendError> {
+    /// Sets the tier of the blob `name` (its full name, `remote_path` included), the
+    /// copy `key` of `destination`; the error's kind tells the caller's retry what to do.
+    pub(super) async fn set(
+        &self,
+        destination: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<(), DestinationError> {
+        let fail = |kind: ErrorKind, e: BackendError| {
+            DestinationError::with_cause(
+                destination,
+                "setting the access tier of",
+                Some(key),
+                kind,
+                Box::new(e),
+            )
+        };
         let escaped = utf8_percent_encode(name, PATH).to_string();
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
@@ -88,11 +102,22 @@ impl Tier {
             )
             .header("content-length", "0")
             .body(Full::new(Bytes::new()))
-            .map_err(|e| BackendError::caused_by("building Set Blob Tier", e))?;
+            .map_err(|e| {
+                fail(
+                    ErrorKind::Other,
+                    BackendError::caused_by("building Set Blob Tier", e),
+                )
+            })?;
         let answer = tokio::time::timeout(TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| BackendError::new("no answer to Set Blob Tier within 60 s"))?
-            .map_err(|e| BackendError::caused_by("sending Set Blob Tier", e))?;
+            .map_err(|_| {
+                let e = BackendError::new("no answer to Set Blob Tier within 60 s");
+                fail(ErrorKind::Unreachable, e)
+            })?
+            .map_err(|e| {
+                let e = BackendError::caused_by("sending Set Blob Tier", e);
+                fail(ErrorKind::Unreachable, e)
+            })?;
         let status = answer.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -110,18 +135,8 @@ impl Tier {
             .split_once("<Code>")
             .and_then(|(_, r)| r.split_once("</Code>"))
             .map_or("", |(c, _)| c);
-        Err(BackendError::new(format!(
-            "Set Blob Tier {tier}: HTTP {status} {code}"
-        )))
-    }
-
-    /// How a failure of [`Tier::set`] is retried.
-    pub(super) fn kind(e: &BackendError) -> ErrorKind {
-        let text = e.to_string();
-        match text.split_once("HTTP ").and_then(|(_, r)| r.get(..3)) {
-            Some(code) => code.parse().map_or(ErrorKind::Other, by_status),
-            None => ErrorKind::Unreachable,
-        }
+        let e = BackendError::new(format!("Set Blob Tier {tier}: HTTP {status} {code}"));
+        Err(fail(by_status(status), e))
     }
 }
 
@@ -138,18 +153,6 @@ fn string_to_sign(date: &str, tier: &str, resource: &str) -> String {
 fn sign(key: &[u8], text: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, text.as_bytes()))
-}
-
-/// A failure of Set Blob Tier as the destination's error.
-pub(super) fn error(destination: &str, key: &str, e: BackendError) -> DestinationError {
-    let kind = Tier::kind(&e);
-    DestinationError::with_cause(
-        destination,
-        "setting the access tier of",
-        Some(key),
-        kind,
-        Box::new(e),
-    )
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`download()`] over [`RangeRead`]: a streamed read in parallel ranges
 //!   ([`Parallel`]) that resumes where it broke, pinned to the object's version;
 //!   [`read_versioned`] reads a small object whole.
+//! - [`unless_ours`]: a conditional write's conflict that is our own retried write.
 //! - [`paginate`]: a listing of several requests as one stream.
 //! - [`https_client`]: hyper + rustls (ring) for the backends that speak HTTP themselves.
 //!
@@ -14,6 +15,7 @@
 //! and cleanups through [`crate::destination::guard::OnDrop`].
 
 mod chunker;
+mod conditional;
 mod download;
 mod https;
 mod paginate;
@@ -21,6 +23,7 @@ mod ranges;
 mod upload;
 
 pub use chunker::Chunker;
+pub use conditional::unless_ours;
 pub use download::{download, read_versioned, ByteRange, Opened, Parallel, RangeRead, RANGE_SIZE};
 pub use https::{https_client, Https};
 pub use paginate::paginate;
