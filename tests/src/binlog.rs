@@ -62,20 +62,27 @@ pub fn stored_files(
 ) -> BTreeMap<String, Vec<u8>> {
     // Objects listed can be retired (consolidated) before they are read: list again,
     // a little later (a retirement of many segments deletes them one by one).
+    let mut missing = PathBuf::new();
     for _ in 0..50 {
-        if let Some(files) = try_stored_files(d, backups, decode) {
-            return files;
+        match try_stored_files(d, backups, decode) {
+            Ok(files) => return files,
+            Err(path) => missing = path,
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("listed segments kept vanishing before they were read (5 s)");
+    panic!(
+        "listed objects kept vanishing before they were read (5 s), the last {}; listed:\n{}\nlog:\n{}",
+        missing.display(),
+        ls_keys(d).join("\n"),
+        d.log_text()
+    );
 }
 
 fn try_stored_files(
     d: &Daemon,
     backups: &Path,
     decode: &dyn Fn(&[u8]) -> Vec<u8>,
-) -> Option<BTreeMap<String, Vec<u8>>> {
+) -> Result<BTreeMap<String, Vec<u8>>, PathBuf> {
     let mut segments: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
     let mut whole = BTreeMap::new();
     for key in ls_keys(d) {
@@ -86,10 +93,8 @@ fn try_stored_files(
                 .or_default()
                 .push((segment.to_string(), backups.join(&key))),
             ["dbhost", "binlog", file] => {
-                whole.insert(
-                    binlog_name(file),
-                    decode(&fs::read(backups.join(&key)).ok()?),
-                );
+                let path = backups.join(&key);
+                whole.insert(binlog_name(file), decode(&read(&path)?));
             }
             _ => {}
         }
@@ -102,12 +107,17 @@ fn try_stored_files(
         parts.sort();
         let mut bytes = Vec::new();
         for (_, path) in parts {
-            bytes.extend(decode(&fs::read(path).ok()?));
+            bytes.extend(decode(&read(&path)?));
         }
         files.insert(name, bytes);
     }
     files.extend(whole);
-    Some(files)
+    Ok(files)
+}
+
+/// The object's bytes, or its path when it is gone.
+fn read(path: &Path) -> Result<Vec<u8>, PathBuf> {
+    fs::read(path).map_err(|_| path.to_path_buf())
 }
 
 /// [`stored_files`] of zstd copies.

@@ -319,8 +319,20 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        let exited = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what twindbd said (CI keeps only the test's output).
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            eprintln!(
+                "--- twindbd ({}) log, last {} lines ---\n{tail}",
+                exited.map_or("running".to_string(), |s| s.to_string()),
+                lines.len().min(80)
+            );
+        }
     }
 }
 

@@ -46,9 +46,8 @@ pub struct StatusStore {
     /// host's copies at a time, so none appear while twindbd runs, and a host that
     /// never had TwinDB does not pay for the listing at every read.
     no_twindb: Arc<AtomicBool>,
-    /// Keys being stored right now and not yet recorded: a listing would otherwise show
-    /// them as TwinDB's copies (same names), and retention could count them.
-    writing: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Keys being stored right now and not yet recorded, and keys the sweep is removing.
+    puts: Arc<std::sync::Mutex<Puts>>,
     readers: Arc<std::sync::Mutex<Readers>>,
     /// This daemon, when it writes (another host's status is only read).
     writer: Option<WriterId>,
@@ -77,15 +76,46 @@ impl Drop for Reading {
     }
 }
 
+/// The keys this process is storing or sweeping; a key is in at most one set.
+#[derive(Debug, Default)]
+struct Puts {
+    /// Stored and not yet recorded: a listing would otherwise show them as TwinDB's
+    /// copies (same names), and the sweep would take them for unrecorded leftovers.
+    writing: HashSet<String>,
+    /// Being removed by the sweep: a put of one of them (a segment stored again under
+    /// the key of one that failed) waits, or the sweep would delete the new object.
+    sweeping: HashSet<String>,
+}
+
 /// A key being stored; forgotten when dropped (recorded, or the job failed).
 pub struct Writing {
-    keys: Arc<std::sync::Mutex<HashSet<String>>>,
+    puts: Arc<std::sync::Mutex<Puts>>,
     key: String,
 }
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        self.keys.lock().expect("writing lock").remove(&self.key);
+        self.puts
+            .lock()
+            .expect("puts lock")
+            .writing
+            .remove(&self.key);
+    }
+}
+
+/// A key the sweep is removing; released when dropped.
+struct Sweeping {
+    puts: Arc<std::sync::Mutex<Puts>>,
+    key: String,
+}
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        self.puts
+            .lock()
+            .expect("puts lock")
+            .sweeping
+            .remove(&self.key);
     }
 }
 
@@ -115,7 +145,7 @@ impl StatusStore {
             claim_lock: Arc::new(Mutex::new(())),
             keep_local: None,
             no_twindb: Arc::default(),
-            writing: Arc::default(),
+            puts: Arc::default(),
             readers: Arc::default(),
             writer: None,
             current: Arc::default(),
@@ -155,12 +185,19 @@ impl StatusStore {
     pub async fn begin_put(&self, key: &str, local: Option<&str>) -> Result<Writing, StatusError> {
         // In memory first: a sweep running beside this job must never see the pending
         // marker without knowing that it is live.
-        self.writing
-            .lock()
-            .expect("writing lock")
-            .insert(key.to_string());
+        loop {
+            {
+                let mut puts = self.puts.lock().expect("puts lock");
+                if !puts.sweeping.contains(key) {
+                    puts.writing.insert(key.to_string());
+                    break;
+                }
+            }
+            // The sweep is deleting an earlier, failed put of this key: a few requests.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let guard = Writing {
-            keys: self.writing.clone(),
+            puts: self.puts.clone(),
             key: key.to_string(),
         };
         self.prepare(false).await?;
@@ -239,11 +276,11 @@ impl StatusStore {
     pub async fn sweep(&self) -> Result<Vec<String>, StatusError> {
         let status = self.load_own().await?;
         let stale: Vec<Pending> = {
-            let writing = self.writing.lock().expect("writing lock");
+            let puts = self.puts.lock().expect("puts lock");
             status
                 .pending
                 .iter()
-                .filter(|p| !writing.contains(&p.key))
+                .filter(|p| !puts.writing.contains(&p.key))
                 .cloned()
                 .collect()
         };
@@ -254,19 +291,48 @@ impl StatusStore {
         self.prepare(false).await?;
         let mut done = Vec::new();
         for p in stale {
-            let ours = p.key.starts_with(&format!("{}/", self.host));
-            let recorded = status.find(&p.key).is_some();
-            if ours && !recorded {
-                if let Err(e) = self.delete_pending(&p).await {
+            let Some(_claim) = self.claim_for_sweep(&p.key) else {
+                continue;
+            };
+            match self.sweep_one(&p, &status).await {
+                Ok(()) => done.push(p.key),
+                Err(e) => {
                     tracing::warn!(key = %p.key, error = %format!("{e:#}"), "could not remove an unrecorded object; the next sweep retries");
-                    continue;
                 }
-                tracing::info!(key = %p.key, reason = %p.reason, "removed an unrecorded object");
             }
-            done.push(p.key);
         }
-        self.forget_pending(&done).await?;
         Ok(done)
+    }
+
+    /// Keeps puts of `key` from starting until the claim is dropped; `None` when one
+    /// started since the sweep's load (it owns the key now).
+    fn claim_for_sweep(&self, key: &str) -> Option<Sweeping> {
+        let mut puts = self.puts.lock().expect("puts lock");
+        if puts.writing.contains(key) {
+            return None;
+        }
+        puts.sweeping.insert(key.to_string());
+        Some(Sweeping {
+            puts: self.puts.clone(),
+            key: key.to_string(),
+        })
+    }
+
+    /// Deletes one pending object unless it is recorded, and forgets its marker. The
+    /// load is a snapshot: a put that ended after its listing recorded its copy since,
+    /// so the manifest is read again (under the claim, no put of the key can start).
+    async fn sweep_one(&self, p: &Pending, loaded: &Status) -> Result<(), StatusError> {
+        let ours = p.key.starts_with(&format!("{}/", self.host));
+        if ours && loaded.find(&p.key).is_none() && !self.is_recorded(&p.key).await? {
+            self.delete_pending(p).await?;
+            tracing::info!(key = %p.key, reason = %p.reason, "removed an unrecorded object");
+        }
+        self.forget_pending(std::slice::from_ref(&p.key)).await
+    }
+
+    async fn is_recorded(&self, key: &str) -> Result<bool, StatusError> {
+        let manifest = self.layout.record(Record::Copy, key)?;
+        Ok(self.dest.read_small(&manifest).await?.is_some())
     }
 
     /// Deletes a pending object and what its put may have left beside it: a put cut
@@ -302,8 +368,8 @@ impl StatusStore {
         .await?;
         {
             // Ours, not TwinDB's: same names, but being stored or never recorded.
-            let writing = self.writing.lock().expect("writing lock");
-            theirs.retain(|c| !writing.contains(&c.key) && !status.is_pending(&c.key));
+            let puts = self.puts.lock().expect("puts lock");
+            theirs.retain(|c| !puts.writing.contains(&c.key) && !status.is_pending(&c.key));
         }
         if theirs.is_empty() && problems.is_empty() {
             self.no_twindb.store(true, Ordering::Relaxed);

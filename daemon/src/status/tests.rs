@@ -226,6 +226,79 @@ async fn a_sweep_never_deletes_a_recorded_copy() {
     assert_eq!((s.copies.len(), s.pending.len()), (1, 0));
 }
 
+/// A copy recorded while a sweep runs (the sweep listed its pending marker but not yet
+/// its manifest, and its put ended before the sweep looked at the puts in progress)
+/// is never deleted: the binlog streamer records a segment every second, beside the
+/// sweep of every retention run.
+#[tokio::test]
+async fn a_copy_recorded_during_a_sweep_is_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "h/binlog/stream/u/mysql-bin.000001/00000000000000000000.zst";
+    let probe = Arc::new(Probe::new(dir.path()));
+    let store = StatusStore::new(probe.clone(), "h");
+    let w = store.begin_put(key, None).await.unwrap();
+    std::fs::create_dir_all(dir.path().join(key).parent().unwrap()).unwrap();
+    std::fs::write(dir.path().join(key), b"segment").unwrap();
+
+    // The sweep's load reads the writer after its listing.
+    let writer = layout::Layout::new("h").writer();
+    let (reached, release) = probe.pause("read_small_versioned", &writer);
+    let sweeping = tokio::spawn({
+        let store = store.clone();
+        async move { store.sweep().await }
+    });
+    reached.notified().await;
+    store.record(copy(key), w).await.unwrap();
+    release.notify_one();
+    sweeping.await.unwrap().unwrap();
+
+    assert!(
+        dir.path().join(key).exists(),
+        "the sweep deleted a recorded copy"
+    );
+    let s = store.load().await.unwrap();
+    assert_eq!((keys(&s), s.pending.len()), (vec![key], 0));
+}
+
+/// A put of a key the sweep is removing (the streamer retries a segment that failed
+/// under the same key) waits until the sweep is done with it: the sweep never deletes
+/// the retry's object nor forgets its marker.
+#[tokio::test]
+async fn a_put_of_a_key_being_swept_waits_for_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "h/binlog/stream/u/mysql-bin.000001/00000000000000000000.zst";
+    let probe = Arc::new(Probe::new(dir.path()));
+    let store = StatusStore::new(probe.clone(), "h");
+    // A put that failed: its marker stays, part of the object too.
+    drop(store.begin_put(key, None).await.unwrap());
+    std::fs::create_dir_all(dir.path().join(key).parent().unwrap()).unwrap();
+    std::fs::write(dir.path().join(key), b"partial").unwrap();
+
+    let (reached, release) = probe.pause("delete", key);
+    let sweeping = tokio::spawn({
+        let store = store.clone();
+        async move { store.sweep().await }
+    });
+    reached.notified().await;
+    let retry = tokio::spawn({
+        let store = store.clone();
+        let root = dir.path().to_path_buf();
+        async move {
+            let w = store.begin_put(key, None).await.unwrap();
+            std::fs::write(root.join(key), b"segment").unwrap();
+            store.record(copy(key), w).await.unwrap();
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    release.notify_one();
+    assert_eq!(sweeping.await.unwrap().unwrap(), vec![key.to_string()]);
+    retry.await.unwrap();
+
+    assert_eq!(std::fs::read(dir.path().join(key)).unwrap(), b"segment");
+    let s = store.load().await.unwrap();
+    assert_eq!((keys(&s), s.pending.len()), (vec![key], 0));
+}
+
 /// A status written by twindb before version 2 (one document) reads as it was, and
 /// the first write turns it into records without losing a copy, a pending object or
 /// the writer; the old document stays as `.prev`.
@@ -372,6 +445,17 @@ struct Probe {
     total: AtomicUsize,
     /// Written to writer.json just before the next conditional write of it.
     other_writer: Mutex<Option<Bytes>>,
+    /// Holds the next request of one kind for one key (see [`Probe::pause`]).
+    paused: Mutex<Option<Pause>>,
+}
+
+/// A request held until the test releases it.
+#[derive(Debug)]
+struct Pause {
+    op: &'static str,
+    key: String,
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl Probe {
@@ -381,6 +465,36 @@ impl Probe {
             calls: Mutex::default(),
             total: AtomicUsize::new(0),
             other_writer: Mutex::default(),
+            paused: Mutex::default(),
+        }
+    }
+    /// The next `op` request for `key` waits: returns (reached, release).
+    fn pause(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
+        let pause = Pause {
+            op,
+            key: key.to_string(),
+            reached: Arc::default(),
+            release: Arc::default(),
+        };
+        let handles = (pause.reached.clone(), pause.release.clone());
+        *self.paused.lock().unwrap() = Some(pause);
+        handles
+    }
+    async fn held(&self, op: &'static str, key: &str) {
+        let pause = {
+            let mut paused = self.paused.lock().unwrap();
+            match &*paused {
+                Some(p) if p.op == op && p.key == key => paused.take(),
+                _ => None,
+            }
+        };
+        if let Some(p) = pause {
+            p.reached.notify_one();
+            p.release.notified().await;
         }
     }
     fn count(&self, op: &'static str) {
@@ -415,6 +529,7 @@ impl Destination for Probe {
     }
     async fn delete(&self, key: &str) -> Result<(), DestinationError> {
         self.count("delete");
+        self.held("delete", key).await;
         self.inner.delete(key).await
     }
     async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
@@ -430,6 +545,7 @@ impl Destination for Probe {
         key: &str,
     ) -> Result<Option<(Bytes, Version)>, DestinationError> {
         self.count("read_small_versioned");
+        self.held("read_small_versioned", key).await;
         self.inner.read_small_versioned(key).await
     }
     async fn write_small_if(

@@ -28,6 +28,8 @@ pub struct AzServer {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// When it last began to listen (see [`AzServer::stop`]).
+    started: Instant,
 }
 
 impl AzServer {
@@ -39,6 +41,7 @@ impl AzServer {
             dir: crate::scratch(),
             port: free_port(),
             child: None,
+            started: Instant::now(),
         };
         s.restart();
         s.create_container(BUCKET);
@@ -80,17 +83,28 @@ impl AzServer {
     }
 
     /// Stops it with SIGTERM, which breaks the requests in flight as an outage would
-    /// but lets it save its metadata (it keeps that in memory and saves it every few
-    /// seconds): what was committed stays across the restart. SIGKILL after 10 s.
+    /// but lets it save its metadata (it keeps that in memory and saves it every 5 s):
+    /// what was committed stays across the restart. SIGKILL after 10 s.
+    ///
+    /// Azurite handles SIGTERM only some time after it listens; one sent before that
+    /// kills it unsaved (a container created just before was gone after the restart,
+    /// 1 stop in 15 on a loaded machine), so it is sent at least 1 s after the start.
     pub fn stop(&mut self) {
         let Some(mut c) = self.child.take() else {
             return;
         };
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(self.started.elapsed()));
         let pid = nix::unistd::Pid::from_raw(c.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
+            if let Ok(Some(status)) = c.try_wait() {
+                use std::os::unix::process::ExitStatusExt;
+                assert!(
+                    status.signal().is_none() || std::thread::panicking(),
+                    "azurite-blob was killed by SIGTERM before it handled it: it lost \
+                     what it had not saved yet"
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -110,12 +124,14 @@ impl AzServer {
             .arg(self.port.to_string())
             .arg("--location")
             .arg(&data)
-            .args(["--skipApiVersionCheck", "--silent"])
+            // Telemetry would try the network this machine does not have.
+            .args(["--skipApiVersionCheck", "--silent", "--disableTelemetry"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn azurite-blob");
         wait_listening(self.port, &mut child, &log, "azurite-blob");
+        self.started = Instant::now();
         self.child = Some(child);
     }
 
@@ -191,8 +207,12 @@ impl AzServer {
 }
 
 impl Drop for AzServer {
+    /// Nothing needs saving once the test is done.
     fn drop(&mut self) {
-        self.stop();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
