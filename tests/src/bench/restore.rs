@@ -1,7 +1,9 @@
-//! `twindb-bench restore --from local|ssh|s3` and `twindb-bench restore --mysql`: a copy
-//! made once by a real twindbd, then restored by `twindbctl restore` (sha256 checked, as
-//! always) beside the shell pipe that reads the same stored object:
-//! `cat|ssh cat|aws s3 cp - | zstd -d -T0 | tar -x` for files, `zstd -d | mbstream -x`
+//! `twindb-bench restore --from local|ssh|s3|gcs|az` and `twindb-bench restore --mysql`:
+//! a copy made once by a real twindbd, then restored by `twindbctl restore` (sha256
+//! checked, as always) beside the shell pipe that reads the same stored object with a
+//! common client: `cat`, `ssh cat`, `aws s3 cp -`, curl of the GCS emulator's JSON API
+//! media download (`?alt=media`) or `azure-storage-blob`'s `download_blob().readinto`
+//! to stdout, each piped into `zstd -d -T0 | tar -x` for files; `zstd -d | mbstream -x`
 //! then `mariabackup --prepare` per copy for MySQL (a full copy, and an incremental on
 //! its full).
 
@@ -10,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use twindb_tests::servers::{S3Server, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY};
+use twindb_tests::servers::{
+    AzServer, GcsServer, S3Server, AZURITE_INSTALL, AZ_KEY, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY,
+};
 use twindb_tests::sshd::Sshd;
 use twindb_tests::{files_config, files_config_to, Daemon};
 
@@ -18,11 +22,25 @@ use super::ssh::zstd3;
 use super::{builds, print, ssh_command, wait_quiet};
 use crate::{dir_bytes, dir_size, generate};
 
+/// The az baseline: the blob named by `AZ_BLOB` written to stdout by Microsoft's SDK
+/// (`pip install azure-storage-blob`). One connection: `readinto` refuses a stream that
+/// cannot seek (a pipe) when `max_concurrency` is above 1 ("Target stream handle must
+/// be seekable"), and `chunks()` reads one chunk at a time too.
+const AZ_DOWNLOAD: &str = r#"
+import os, sys
+from azure.storage.blob import BlobClient
+blob = BlobClient.from_connection_string(
+    os.environ["AZ_CONN"], os.environ["AZ_CONTAINER"], os.environ["AZ_BLOB"])
+blob.download_blob().readinto(sys.stdout.buffer)
+"#;
+
 /// Where the copy is stored, and how the shell reads it back.
 enum Place {
     Local,
     Ssh(Sshd),
     S3(S3Server),
+    Gcs(GcsServer),
+    Az(AzServer),
 }
 
 impl Place {
@@ -37,31 +55,35 @@ impl Place {
             "s3" => Place::S3(S3Server::start().expect(
                 "s3s-fs is missing: cargo install s3s-fs --version 0.14.1 --features binary --locked",
             )),
+            "gcs" => Place::Gcs(GcsServer::start().expect(
+                "gcp-storage-emulator is missing: pip install gcp-storage-emulator==2026.7.19",
+            )),
+            "az" => Place::Az(
+                AzServer::start()
+                    .unwrap_or_else(|| panic!("azurite is missing: {AZURITE_INSTALL}")),
+            ),
             other => {
-                eprintln!("unknown --from {other:?}; known: local, ssh, s3");
+                eprintln!("unknown --from {other:?}; known: local, ssh, s3, gcs, az");
                 std::process::exit(2);
             }
         }
     }
 
     fn config(&self, root: &Path, data: &Path) -> PathBuf {
-        match self {
-            Place::Local => files_config(root, &[data], "zstd", "level = 3"),
-            Place::Ssh(s) => zstd3(files_config_to(
-                root,
-                &[data],
-                "zstd",
-                "ssh",
-                &s.config_section(),
-            )),
-            Place::S3(s) => zstd3(files_config_to(
-                root,
-                &[data],
-                "zstd",
-                "s3",
-                &s.config_section(""),
-            )),
-        }
+        let (destination, section) = match self {
+            Place::Local => return files_config(root, &[data], "zstd", "level = 3"),
+            Place::Ssh(s) => ("ssh", s.config_section()),
+            Place::S3(s) => ("s3", s.config_section("")),
+            Place::Gcs(s) => ("gcs", s.config_section("")),
+            Place::Az(s) => ("az", s.config_section("")),
+        };
+        zstd3(files_config_to(
+            root,
+            &[data],
+            "zstd",
+            destination,
+            &section,
+        ))
     }
 
     /// Commands the ssh server started so far.
@@ -72,26 +94,81 @@ impl Place {
         }
     }
 
-    /// The shell command that writes the stored object `key` to stdout.
-    fn fetch(&self, root: &Path, key: &str) -> (String, &'static str) {
+    /// The target ratio (docs/benchmarks.md): 1.00x from an object store, 0.95x from a
+    /// file or over ssh.
+    fn target(&self) -> f64 {
+        match self {
+            Place::Local | Place::Ssh(_) => 0.95,
+            Place::S3(_) | Place::Gcs(_) | Place::Az(_) => 1.0,
+        }
+    }
+
+    /// The shell command that writes the stored object `key` to stdout, its label, and
+    /// the environment it needs (credentials; `root` holds the AWS CLI's empty config).
+    fn fetch(&self, root: &Path, key: &str) -> (String, &'static str, Vec<(&str, String)>) {
         match self {
             Place::Local => (
                 format!("cat {}", root.join("backups").join(key).display()),
                 "cat | zstd -d -T0 | tar -x",
+                vec![],
             ),
             Place::Ssh(s) => (
                 format!("{} 'cat {}'", ssh_command(s), s.root.join(key).display()),
                 "ssh cat | zstd -d -T0 | tar -x",
+                vec![],
             ),
-            Place::S3(s) => (
+            Place::S3(s) => {
+                let aws_config = root.join("aws-config");
+                fs::write(&aws_config, "[default]\n").unwrap();
+                (
+                    format!(
+                        "aws s3 cp s3://{BUCKET}/{key} - --endpoint-url {} --only-show-errors",
+                        s.endpoint()
+                    ),
+                    "aws s3 cp - | zstd -d -T0 | tar -x",
+                    vec![
+                        ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
+                        ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.into()),
+                        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+                        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
+                    ],
+                )
+            }
+            // The JSON API's media download; the emulator serves it by the same handler
+            // as the `/storage/v1/…?alt=media` that twindb reads.
+            Place::Gcs(s) => (
                 format!(
-                    "aws s3 cp s3://{BUCKET}/{key} - --endpoint-url {} --only-show-errors",
-                    s.endpoint()
+                    "curl -sSf '{}/download/storage/v1/b/{BUCKET}/o/{}?alt=media'",
+                    s.endpoint(),
+                    url_encode(key)
                 ),
-                "aws s3 cp - | zstd -d -T0 | tar -x",
+                "curl | zstd -d -T0 | tar -x",
+                vec![],
+            ),
+            Place::Az(s) => (
+                format!("python3 -c '{AZ_DOWNLOAD}'"),
+                "readinto | zstd -d -T0 | tar -x",
+                vec![
+                    ("AZ_CONN", s.connection_string(AZ_KEY)),
+                    ("AZ_CONTAINER", BUCKET.into()),
+                    ("AZ_BLOB", key.into()),
+                ],
             ),
         }
     }
+}
+
+/// `s` as one URL path segment: every byte but RFC 3986's unreserved ones as `%XX`
+/// (a key's `/` too, as the JSON API wants its object names).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub fn files(size_gib: f64, data: Option<PathBuf>, from: &str, before: Option<PathBuf>) {
@@ -115,9 +192,7 @@ pub fn files(size_gib: f64, data: Option<PathBuf>, from: &str, before: Option<Pa
     let stored = run.json()[0]["progress"]["bytes_out"].as_u64().unwrap_or(0);
     daemon.stop();
 
-    let (fetch, baseline) = place.fetch(scratch.path(), &key);
-    let aws_config = scratch.path().join("aws-config");
-    fs::write(&aws_config, "[default]\n").unwrap();
+    let (fetch, baseline, env) = place.fetch(scratch.path(), &key);
     let dst = scratch.path().join("restored");
     let mut base = Vec::new();
     let mut builds = builds(before);
@@ -132,10 +207,7 @@ pub fn files(size_gib: f64, data: Option<PathBuf>, from: &str, before: Option<Pa
                 "set -o pipefail; {fetch} | zstd -q -d -T0 | tar -x -C {}",
                 dst.display()
             ))
-            .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", &aws_config)
+            .envs(env.iter().cloned())
             .status()
             .unwrap();
         assert!(status.success(), "baseline pipe failed");
@@ -175,8 +247,7 @@ pub fn files(size_gib: f64, data: Option<PathBuf>, from: &str, before: Option<Pa
         input as f64 / (1u64 << 30) as f64,
         stored as f64 / (1 << 20) as f64
     );
-    let target = if from == "s3" { 1.0 } else { 0.95 };
-    print(baseline, base, &builds, input, target);
+    print(baseline, base, &builds, input, place.target());
 }
 
 /// Removes the last restore and flushes its dirty pages, so that the next run does not

@@ -10,7 +10,9 @@
 //! target/release/twindb-bench chains [--size-gib 1] [--data DIR] [--only zstd,zstd+gpg]
 //! target/release/twindb-bench binlog [--rate-mib 20] [--seconds 30] [--max-lag 10s] [--rounds 2]
 //! target/release/twindb-bench files --to ssh [--size-gib 1]   (backup to a local OpenSSH)
-//! target/release/twindb-bench restore --from local|ssh|s3 [--size-gib 1] [--data DIR]
+//! target/release/twindb-bench restore --from local|ssh|s3|gcs|az [--size-gib 1] [--data DIR]
+//!   (s3 needs s3s-fs and the AWS CLI, gcs gcp-storage-emulator and curl, az azurite
+//!   and `pip install azure-storage-blob`)
 //! target/release/twindb-bench restore --mysql [--size-gib 1]
 //!   (files --to ssh and restore take --before PATH: an earlier twindbd, timed in the
 //!   same rounds)
