@@ -261,3 +261,42 @@ fn walk(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The login shell starts once per stream, not once per status file: a backup job's
+/// status reads and writes, commit, listing and retention run in the connection's
+/// long-lived shells (the code before ran 30 commands per job, each starting the
+/// account's shell and its rc files), and so do a restore's.
+#[test]
+fn a_job_starts_a_remote_command_per_stream_not_per_status_file() {
+    let Some(mut server) = Sshd::start_or_skip("a_job_starts_a_remote_command_per_stream") else {
+        return;
+    };
+    server.log_commands();
+    let t = scratch();
+    let src = t.path().join("src");
+    make_tree(&src);
+    let config = server.files_config(t.path(), &[&src], "zstd", "");
+    let d = Daemon::start(&config);
+    d.ctl(&["run", "daily"]).success();
+
+    let before = server.commands();
+    d.ctl(&["run", "daily"]).success();
+    let backup = server.commands() - before;
+    let key = ls_keys(&d).pop().unwrap();
+    let before = server.commands();
+    restore(&d, &key, &t.path().join("restored")).success();
+    let restored = server.commands() - before;
+    assert_same_tree(&src, &t.path().join("restored"));
+    // One stream each, and a shell if the connection had to be opened again.
+    assert!(
+        backup <= 2,
+        "{backup} remote commands for a backup:\n{}",
+        server.log()
+    );
+    assert!(
+        restored <= 2,
+        "{restored} remote commands for a restore:\n{}",
+        server.log()
+    );
+    assert_eq!(d.stop(), 0);
+}

@@ -1,10 +1,13 @@
 //! A folder on an SSH server, through the [`crate::ssh`] client.
 //!
-//! Every operation is one exec channel running a short POSIX shell command (`cat`,
-//! `mv`, `rm`, `find`) on one SSH connection that is kept open and shared by all
-//! operations of this destination; a dropped connection is re-established on the next
-//! operation. The server therefore needs a POSIX shell with coreutils and GNU find
-//! (`-printf`), as any Linux has.
+//! Every operation is a short POSIX shell command (`cat`, `mv`, `rm`, `find`) on one
+//! SSH connection that is kept open and shared by all operations of this destination;
+//! a dropped connection is re-established on the next operation. Streams (a copy's
+//! upload, a read) run on an exec channel of their own; everything else (status files,
+//! listings, commits, deletes) runs in the connection's long-lived shells
+//! ([`Client::run`]), so a job starts the account's login shell twice, not thirty
+//! times. The server therefore needs a POSIX shell with coreutils (`base64`, `mktemp`)
+//! and GNU find (`-printf`), as any Linux has.
 //!
 //! - `put` streams the bytes into `cat`, writing `.NAME.twindb-partial.PID.N` beside
 //!   the final name (opened by the shell before any byte is sent), checks `cat`'s exit
@@ -29,7 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::retry::{retry, Backoff};
 use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
@@ -175,17 +178,19 @@ impl Ssh {
             .map_err(|e| self.err(action, key, e))
     }
 
-    /// Runs `command` to its end; its stdout when it exits with status 0.
+    /// Runs `command` to its end with `input` on its stdin; its stdout when it exits
+    /// with status 0.
     async fn run_once(
         &self,
         action: &'static str,
         key: Option<&str>,
         command: &str,
+        input: &[u8],
     ) -> Result<Vec<u8>, DestinationError> {
         let out = self
             .inner
             .client
-            .output(command, b"")
+            .run(command, input)
             .await
             .and_then(|out| out.result().map(|()| out.stdout))
             .map_err(|e| self.err(action, key, e))?;
@@ -200,7 +205,7 @@ impl Ssh {
         command: &str,
     ) -> Result<Vec<u8>, DestinationError> {
         retry(&self.inner.tuning.backoff, || {
-            self.run_once(action, key, command)
+            self.run_once(action, key, command, b"")
         })
         .await
     }
@@ -287,24 +292,12 @@ impl Ssh {
         Ok(objects)
     }
 
-    /// Stores `data` under `key` (temp file, size check, sync, rename). With `expect`
-    /// (a version as [`Destination::read_small_versioned`] reads it, or `absent`), the
-    /// rename happens only if the object is still that, checked under `flock` on
-    /// `.NAME.twindb-lock` beside it; else the remote command exits 75 (a conflict).
-    async fn put_stream(
-        &self,
-        key: &str,
-        mut data: ByteStream,
-        expect: Option<&str>,
-    ) -> Result<u64, DestinationError> {
+    /// Streams `data` into a temp file beside `key`, then [`Self::commit`]s it.
+    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, DestinationError> {
         let fail = |e| self.err("storing", Some(key), e);
         let path = self.path(key).map_err(fail)?;
-        let (dir, file_name) = path.rsplit_once('/').expect("an absolute path");
-        let temp = format!(
-            "{dir}/.{file_name}{PARTIAL}.{}.{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let (dir, _) = path.rsplit_once('/').expect("an absolute path");
+        let temp = Self::temp_of(&path);
         // Copies hold whole folders, secrets included: readable by the login user only.
         // The shell opens the temp file before it says it is ready, so that removing
         // the temp file after a failure can never come before its creation.
@@ -396,11 +389,32 @@ impl Ssh {
             return Err(fail(e));
         }
 
-        // Commit: the size must match what was sent; flush to disk before the rename
-        // makes the copy visible, then flush the folder so the rename itself is durable.
-        // A failed flush fails the copy: before the rename the temp file goes, after it
-        // the object goes too (it may vanish at a crash, so it must not look stored).
-        // Not retried: after a lost answer the rename may or may not have happened.
+        let commit = self.commit(key, &temp, size, None).map_err(fail)?;
+        match self.run_once("storing", Some(key), &commit, b"").await {
+            Ok(_) => {
+                guard.disarm();
+                Ok(size)
+            }
+            Err(e) => {
+                guard.remove().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Ssh {
+    /// The command that commits the upload in `temp` as `key`: the size must match what
+    /// was sent; flush to disk before the rename makes the copy visible, then flush the
+    /// folder so the rename itself is durable. A failed flush fails the copy: before the
+    /// rename the temp file goes, after it the object goes too (it may vanish at a
+    /// crash, so it must not look stored). With `expect` (a version as
+    /// [`Destination::read_small_versioned`] reads it, or `absent`), the rename happens
+    /// only if the object is still that, checked under `flock` on `.NAME.twindb-lock`
+    /// beside it; else the command exits 75 (a conflict). Not retried: after a lost
+    /// answer the rename may or may not have happened.
+    fn commit(&self, key: &str, temp: &str, size: u64, expect: Option<&str>) -> io::Result<String> {
+        let path = self.path(key)?;
         let condition = match expect {
             None => String::new(),
             Some(v) => {
@@ -412,29 +426,55 @@ impl Ssh {
                     lock = quote(&format!("{dir}/.{name}.twindb-lock")),
                     p = quote(&path),
                     v = quote(v),
-                    t = quote(&temp),
+                    t = quote(temp),
                 )
             }
         };
-        let commit = format!(
+        Ok(format!(
             "{condition}t={t}; [ \"$(wc -c < \"$t\")\" -eq {size} ] || {{ echo \"stored size differs from the {size} bytes sent\" >&2; exit 1; }}; \
              sync -- \"$t\" || {{ echo \"sync of the stored file failed\" >&2; exit 1; }}; \
              mv -f -- \"$t\" {p} || exit 1; \
              sync -- {dirs} || {{ rm -f -- {p}; echo \"sync of the folders of the copy failed\" >&2; exit 1; }}",
-            t = quote(&temp),
+            t = quote(temp),
             p = quote(&path),
             dirs = self.folders_of(key).iter().map(|d| quote(d)).collect::<Vec<_>>().join(" "),
+        ))
+    }
+
+    /// A temp file name beside `path` for one put.
+    fn temp_of(path: &str) -> String {
+        let (dir, file_name) = path.rsplit_once('/').expect("an absolute path");
+        format!(
+            "{dir}/.{file_name}{PARTIAL}.{}.{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Stores the small `data` under `key` in one remote command: written to a temp
+    /// file, then [`Self::commit`]ted; on any failure the temp file goes.
+    async fn write_small_once(
+        &self,
+        key: &str,
+        data: &[u8],
+        expect: Option<&str>,
+    ) -> Result<(), DestinationError> {
+        let fail = |e| self.err("storing", Some(key), e);
+        let path = self.path(key).map_err(fail)?;
+        let temp = Self::temp_of(&path);
+        let (dir, _) = path.rsplit_once('/').expect("an absolute path");
+        let commit = self
+            .commit(key, &temp, data.len() as u64, expect)
+            .map_err(fail)?;
+        // The commit runs in a subshell of its own: its `exit` must not skip the cleanup.
+        let command = format!(
+            "umask 077 && mkdir -p -- {d} && cat > {t} && ( {commit} ) || {{ s=$?; rm -f -- {t}; exit $s; }}",
+            d = quote(dir),
+            t = quote(&temp),
         );
-        match self.run_once("storing", Some(key), &commit).await {
-            Ok(_) => {
-                guard.disarm();
-                Ok(size)
-            }
-            Err(e) => {
-                guard.remove().await;
-                Err(e)
-            }
-        }
+        self.run_once("storing", Some(key), &command, data)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -453,7 +493,7 @@ impl Destination for Ssh {
     }
 
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64, DestinationError> {
-        self.put_stream(key, data, None).await
+        self.put_stream(key, data).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, DestinationError> {
@@ -515,19 +555,21 @@ impl Destination for Ssh {
     }
 
     async fn read_small(&self, key: &str) -> Result<Option<Bytes>, DestinationError> {
-        retry(&self.inner.tuning.backoff, || async {
-            let stream = match self.open_read(key).await {
-                Ok(s) => s,
-                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let chunks: Vec<Bytes> = stream.try_collect().await.map_err(|e| {
-                let kind = e.kind();
-                self.err("reading", Some(key), io::Error::new(kind, e))
-            })?;
-            Ok(Some(Bytes::from(chunks.concat())))
-        })
-        .await
+        let path = self
+            .path(key)
+            .map_err(|e| self.err("reading", Some(key), e))?;
+        match self
+            .run(
+                "reading",
+                Some(key),
+                &format!("exec cat -- {}", quote(&path)),
+            )
+            .await
+        {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn write_small(&self, key: &str, data: Bytes) -> Result<(), DestinationError> {
@@ -580,12 +622,7 @@ impl Destination for Ssh {
         };
         // Unlike a streamed put, the bytes are at hand: the whole write can be repeated.
         let written = retry(&self.inner.tuning.backoff, || {
-            let data = data.clone();
-            self.put_stream(
-                key,
-                futures::stream::once(async move { Ok(data) }).boxed(),
-                expect,
-            )
+            self.write_small_once(key, &data, expect)
         })
         .await;
         match written {
@@ -690,7 +727,7 @@ async fn remove_temp(ssh: Ssh, temp: String) {
     let command = format!("rm -f -- {}", quote(&temp));
     let removed = tokio::time::timeout(
         CLEANUP_TIMEOUT,
-        ssh.run_once("removing a partial upload", None, &command),
+        ssh.run_once("removing a partial upload", None, &command, b""),
     )
     .await;
     if !matches!(removed, Ok(Ok(_))) {

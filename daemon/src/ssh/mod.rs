@@ -12,7 +12,8 @@
 //!   unless `accept_new_host_keys`, a changed key always; both errors show the SHA256
 //!   fingerprint the server offered. The private key must have no passphrase.
 //! - [`Client::exec`] starts a command on a channel of its own; [`Client::output`] runs one
-//!   to its end and returns its [`Output`]: stdout, exit status or signal, and the
+//!   to its end and [`Client::run`] runs a short one in a long-lived shell of the
+//!   connection ([`shell`]); both return its [`Output`]: stdout, exit status or signal, and the
 //!   [`Tail`](crate::process::Tail) of its stderr. [`Output::result`] turns an unsuccessful
 //!   end into an `io::Error` whose kind reflects the cause (missing file, permission,
 //!   full disk, lost connection). A caller that stops waiting for [`Client::output`] (a
@@ -27,6 +28,7 @@
 mod command;
 pub mod host_key;
 mod session;
+mod shell;
 
 pub use self::command::Output;
 pub use self::session::{Client, Exec, Limits, Target, CONNECT_TIMEOUT, IDLE_CLOSE};

@@ -12,7 +12,8 @@ use russh::keys::PrivateKeyWithHashAlg;
 use russh::Channel;
 
 use super::host_key::HostKeyCheck;
-use super::{connection_kind, lost};
+use super::shell::{Lease, Shell, SHELLS};
+use super::{connection_kind, lost, Output};
 
 /// TCP connect, key exchange and authentication together.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -63,11 +64,15 @@ struct Inner {
     name: String,
     limits: Limits,
     session: tokio::sync::Mutex<Option<Session>>,
+    /// Shells in use or idle, at most [`SHELLS`].
+    shells: Arc<tokio::sync::Semaphore>,
 }
 
 struct Session {
     handle: Arc<Handle<HostKeyCheck>>,
     last_used: Instant,
+    /// Idle shells of this connection ([`Client::run`]), closed with it.
+    shells: Vec<Shell>,
 }
 
 impl fmt::Debug for Client {
@@ -86,6 +91,7 @@ impl Client {
                 name,
                 limits,
                 session: tokio::sync::Mutex::new(None),
+                shells: Arc::new(tokio::sync::Semaphore::new(SHELLS)),
             }),
         }
     }
@@ -109,6 +115,63 @@ impl Client {
                 Err(lost("starting a remote command", &e))
             }
         }
+    }
+
+    /// Runs a short `command` with `input` on its stdin in one of the connection's
+    /// long-lived shells ([`super::shell`]): the account's login shell starts once per
+    /// shell, not once per command. Same answer as [`Client::output`]; the command's
+    /// output is held in memory on both ends, so it is for status files, listings and
+    /// commits, not for copies. Dropping the future (a cancelled job) closes the shell.
+    pub async fn run(&self, command: &str, input: &[u8]) -> io::Result<Output> {
+        let mut lease = self.lease().await?;
+        let out = lease.shell.request(self, command, input).await?;
+        let mut session = self.inner.session.lock().await;
+        if let Some(s) = session.as_mut() {
+            if Arc::ptr_eq(&s.handle, &lease.handle) {
+                s.shells.push(lease.shell);
+            }
+        }
+        Ok(out)
+    }
+
+    /// An idle shell of the connection, or a new one.
+    async fn lease(&self) -> io::Result<Lease> {
+        let permit = self
+            .inner
+            .shells
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let handle = self.handle().await?;
+        let idle = {
+            let mut session = self.inner.session.lock().await;
+            session
+                .as_mut()
+                .filter(|s| Arc::ptr_eq(&s.handle, &handle))
+                .and_then(|s| s.shells.pop())
+        };
+        let shell = match idle {
+            Some(shell) => shell,
+            None => {
+                let started = async {
+                    let ch = handle.channel_open_session().await?;
+                    Shell::start(ch).await
+                };
+                match started.await {
+                    Ok(shell) => shell,
+                    Err(e) => {
+                        self.forget(&handle).await;
+                        return Err(lost("starting a remote shell", &e));
+                    }
+                }
+            }
+        };
+        Ok(Lease {
+            shell,
+            handle,
+            _permit: permit,
+        })
     }
 
     /// `fut`, unless the server makes no progress for the stall limit: then the
@@ -143,6 +206,7 @@ impl Client {
         *session = Some(Session {
             handle: handle.clone(),
             last_used: Instant::now(),
+            shells: Vec::new(),
         });
         tokio::spawn(close_when_idle(
             Arc::downgrade(&self.inner),
