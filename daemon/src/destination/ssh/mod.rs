@@ -25,27 +25,25 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use super::retry::{retry, Backoff};
 use super::{validate_key, Destination, DestinationError, ErrorKind, ObjectMeta, Version};
 use crate::config::SshConfig;
-use crate::pipeline::{ByteStream, CHUNK};
-use crate::ssh::{lost, quote, Client, Exec, Limits, Output, Target, IDLE_CLOSE};
+use crate::pipeline::ByteStream;
+use crate::ssh::{quote, Client, Exec, Limits, Target, IDLE_CLOSE};
+
+mod read;
+mod write;
 
 /// Marks an upload in progress; `list` never shows such names (they start with '.').
 const PARTIAL: &str = ".twindb-partial";
-/// What the upload command prints on stderr once it holds the temp file open.
-const READY: &str = "twindb-ready";
-/// Removing a temp file after a failure must not hold up the error report for long.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server that accepts or sends nothing for this long while a command runs is declared
 /// stuck (a hung disk or NFS mount behind it: keepalives still get answers). Without
 /// it a job could wait forever and never see its cancel or timeout.
@@ -68,8 +66,6 @@ impl Default for Tuning {
         }
     }
 }
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The ssh destination. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -210,51 +206,6 @@ impl Ssh {
         .await
     }
 
-    /// Starts `cat` on the object and waits for its first byte (or its end), so that a
-    /// missing object fails here rather than in the middle of the stream.
-    async fn open_read(&self, key: &str) -> Result<ByteStream, DestinationError> {
-        let path = self
-            .path(key)
-            .map_err(|e| self.err("reading", Some(key), e))?;
-        let mut ch = self
-            .exec(
-                "reading",
-                Some(key),
-                &format!("exec cat -- {}", quote(&path)),
-            )
-            .await?;
-        let mut state = Output::default();
-        let first = loop {
-            let msg = self
-                .unstalled(ch.wait())
-                .await
-                .map_err(|e| self.err("reading", Some(key), e))?;
-            match msg {
-                Some(msg) => {
-                    if let Some(data) = state.take(msg) {
-                        break Some(data);
-                    }
-                }
-                None => break None,
-            }
-        };
-        let Some(first) = first else {
-            state
-                .result()
-                .map_err(|e| self.err("reading", Some(key), e))?;
-            return Ok(futures::stream::empty().boxed());
-        };
-        let reader = Reader {
-            ch,
-            state,
-            pending: BytesMut::from(&first[..]),
-            done: false,
-            ssh: self.clone(),
-            key: key.to_string(),
-        };
-        Ok(futures::stream::unfold(reader, Reader::next).boxed())
-    }
-
     async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectMeta>, DestinationError> {
         let fail = |e| self.err("listing", Some(prefix), e);
         let dir = prefix.rfind('/').map_or("", |i| &prefix[..i]);
@@ -290,191 +241,6 @@ impl Ssh {
             }
         }
         Ok(objects)
-    }
-
-    /// Streams `data` into a temp file beside `key`, then [`Self::commit`]s it.
-    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64, DestinationError> {
-        let fail = |e| self.err("storing", Some(key), e);
-        let path = self.path(key).map_err(fail)?;
-        let (dir, _) = path.rsplit_once('/').expect("an absolute path");
-        let temp = Self::temp_of(&path);
-        // Copies hold whole folders, secrets included: readable by the login user only.
-        // The shell opens the temp file before it says it is ready, so that removing
-        // the temp file after a failure can never come before its creation.
-        let command = format!(
-            "umask 077 && mkdir -p -- {} && exec > {} && echo {READY} >&2 && exec cat",
-            quote(dir),
-            quote(&temp)
-        );
-        let ch = retry(&self.inner.tuning.backoff, || {
-            self.exec("storing", Some(key), &command)
-        })
-        .await?;
-        let guard = TempGuard(Some((self.clone(), temp.clone())));
-        let (mut rd, wr) = ch.split();
-
-        let mut state = Output::default();
-        while !state.stderr.take_line(READY) {
-            let msg = match self.unstalled(rd.wait()).await {
-                Ok(msg) => msg,
-                Err(e) => {
-                    guard.remove().await;
-                    return Err(fail(e));
-                }
-            };
-            match msg {
-                Some(msg) => {
-                    state.take(msg);
-                }
-                None => {
-                    guard.remove().await;
-                    return Err(fail(state.result().err().unwrap_or_else(|| {
-                        io::Error::other("the remote command ended before it was ready")
-                    })));
-                }
-            }
-        }
-        let mut size = 0u64;
-        let pump = async {
-            while let Some(chunk) = data.next().await {
-                let chunk = chunk.map_err(|e| {
-                    let mut err = fail(e);
-                    err.kind = ErrorKind::Input;
-                    err
-                })?;
-                size += chunk.len() as u64;
-                self.unstalled(wr.data_bytes(chunk))
-                    .await
-                    .map_err(fail)?
-                    .map_err(|e| fail(lost("while sending", &e)))?;
-            }
-            Ok(())
-        };
-        let pumped = {
-            tokio::pin!(pump);
-            // Watch the channel while writing: if `cat` dies (disk full) or the
-            // connection drops, the writer would otherwise wait for window space forever.
-            loop {
-                tokio::select! {
-                    r = &mut pump => break r,
-                    msg = rd.wait() => match msg {
-                        Some(msg) => { state.take(msg); }
-                        None => {
-                            break Err(fail(state.result().err().unwrap_or_else(|| {
-                                io::Error::new(io::ErrorKind::BrokenPipe, "the remote cat stopped reading")
-                            })));
-                        }
-                    },
-                }
-            }
-        };
-        if let Err(e) = pumped {
-            // No EOF: `cat` must not see a clean end of a truncated stream. The temp
-            // file is removed either way.
-            let _ = wr.close().await;
-            guard.remove().await;
-            return Err(e);
-        }
-        let finished = async {
-            wr.eof()
-                .await
-                .map_err(|e| lost("at the end of the upload", &e))?;
-            while let Some(msg) = self.unstalled(rd.wait()).await? {
-                state.take(msg);
-            }
-            state.result()
-        };
-        if let Err(e) = finished.await {
-            guard.remove().await;
-            return Err(fail(e));
-        }
-
-        let commit = self.commit(key, &temp, size, None).map_err(fail)?;
-        match self.run_once("storing", Some(key), &commit, b"").await {
-            Ok(_) => {
-                guard.disarm();
-                Ok(size)
-            }
-            Err(e) => {
-                guard.remove().await;
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Ssh {
-    /// The command that commits the upload in `temp` as `key`: the size must match what
-    /// was sent; flush to disk before the rename makes the copy visible, then flush the
-    /// folder so the rename itself is durable. A failed flush fails the copy: before the
-    /// rename the temp file goes, after it the object goes too (it may vanish at a
-    /// crash, so it must not look stored). With `expect` (a version as
-    /// [`Destination::read_small_versioned`] reads it, or `absent`), the rename happens
-    /// only if the object is still that, checked under `flock` on `.NAME.twindb-lock`
-    /// beside it; else the command exits 75 (a conflict). Not retried: after a lost
-    /// answer the rename may or may not have happened.
-    fn commit(&self, key: &str, temp: &str, size: u64, expect: Option<&str>) -> io::Result<String> {
-        let path = self.path(key)?;
-        let condition = match expect {
-            None => String::new(),
-            Some(v) => {
-                let (dir, name) = path.rsplit_once('/').expect("an absolute path");
-                format!(
-                    "exec 9>> {lock} && flock 9 || exit 1; \
-                     [ \"$(stat -c %i-%s-%Z -- {p} 2>/dev/null || echo absent)\" = {v} ] || \
-                     {{ rm -f -- {t}; echo \"{CONFLICT}: it changed since it was read\" >&2; exit 75; }}; ",
-                    lock = quote(&format!("{dir}/.{name}.twindb-lock")),
-                    p = quote(&path),
-                    v = quote(v),
-                    t = quote(temp),
-                )
-            }
-        };
-        Ok(format!(
-            "{condition}t={t}; [ \"$(wc -c < \"$t\")\" -eq {size} ] || {{ echo \"stored size differs from the {size} bytes sent\" >&2; exit 1; }}; \
-             sync -- \"$t\" || {{ echo \"sync of the stored file failed\" >&2; exit 1; }}; \
-             mv -f -- \"$t\" {p} || exit 1; \
-             sync -- {dirs} || {{ rm -f -- {p}; echo \"sync of the folders of the copy failed\" >&2; exit 1; }}",
-            t = quote(temp),
-            p = quote(&path),
-            dirs = self.folders_of(key).iter().map(|d| quote(d)).collect::<Vec<_>>().join(" "),
-        ))
-    }
-
-    /// A temp file name beside `path` for one put.
-    fn temp_of(path: &str) -> String {
-        let (dir, file_name) = path.rsplit_once('/').expect("an absolute path");
-        format!(
-            "{dir}/.{file_name}{PARTIAL}.{}.{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    /// Stores the small `data` under `key` in one remote command: written to a temp
-    /// file, then [`Self::commit`]ted; on any failure the temp file goes.
-    async fn write_small_once(
-        &self,
-        key: &str,
-        data: &[u8],
-        expect: Option<&str>,
-    ) -> Result<(), DestinationError> {
-        let fail = |e| self.err("storing", Some(key), e);
-        let path = self.path(key).map_err(fail)?;
-        let temp = Self::temp_of(&path);
-        let (dir, _) = path.rsplit_once('/').expect("an absolute path");
-        let commit = self
-            .commit(key, &temp, data.len() as u64, expect)
-            .map_err(fail)?;
-        // The commit runs in a subshell of its own: its `exit` must not skip the cleanup.
-        let command = format!(
-            "umask 077 && mkdir -p -- {d} && cat > {t} && ( {commit} ) || {{ s=$?; rm -f -- {t}; exit $s; }}",
-            d = quote(dir),
-            t = quote(&temp),
-        );
-        self.run_once("storing", Some(key), &command, data)
-            .await
-            .map(|_| ())
     }
 }
 
@@ -641,97 +407,3 @@ impl Destination for Ssh {
 
 /// What a conditional write says when the object changed since it was read.
 const CONFLICT: &str = "twindb-conflict";
-
-/// Streams a remote `cat`, failing the stream unless it ends with exit status 0.
-struct Reader {
-    ch: Exec,
-    state: Output,
-    /// SSH packets (32 KiB) are gathered into pipeline-sized chunks: a quarter of the
-    /// hand-offs between the download task and the checksum thread.
-    pending: BytesMut,
-    done: bool,
-    ssh: Ssh,
-    key: String,
-}
-
-impl Reader {
-    async fn next(mut self) -> Option<(io::Result<Bytes>, Self)> {
-        if self.done {
-            return None;
-        }
-        loop {
-            if self.pending.len() >= CHUNK {
-                let chunk = self.pending.split().freeze();
-                return Some((Ok(chunk), self));
-            }
-            let msg = match self.ssh.unstalled(self.ch.wait()).await {
-                Ok(msg) => msg,
-                Err(e) => {
-                    self.done = true;
-                    let err = self.ssh.err("reading", Some(&self.key), e);
-                    return Some((Err(io::Error::new(io::ErrorKind::TimedOut, err)), self));
-                }
-            };
-            match msg {
-                Some(msg) => {
-                    if let Some(data) = self.state.take(msg) {
-                        self.pending.extend_from_slice(&data);
-                    }
-                }
-                None => {
-                    self.done = true;
-                    return match self.state.result() {
-                        Ok(()) if self.pending.is_empty() => None,
-                        Ok(()) => {
-                            let chunk = self.pending.split().freeze();
-                            Some((Ok(chunk), self))
-                        }
-                        Err(e) => {
-                            let kind = e.kind();
-                            let err = self.ssh.err("reading", Some(&self.key), e);
-                            Some((Err(io::Error::new(kind, err)), self))
-                        }
-                    };
-                }
-            }
-        }
-    }
-}
-
-/// Removes a temp file unless the upload committed, also when the future is dropped.
-struct TempGuard(Option<(Ssh, String)>);
-
-impl TempGuard {
-    async fn remove(mut self) {
-        if let Some((ssh, temp)) = self.0.take() {
-            remove_temp(ssh, temp).await;
-        }
-    }
-
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some((ssh, temp)) = self.0.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(remove_temp(ssh, temp));
-            }
-        }
-    }
-}
-
-async fn remove_temp(ssh: Ssh, temp: String) {
-    let command = format!("rm -f -- {}", quote(&temp));
-    let removed = tokio::time::timeout(
-        CLEANUP_TIMEOUT,
-        ssh.run_once("removing a partial upload", None, &command, b""),
-    )
-    .await;
-    if !matches!(removed, Ok(Ok(_))) {
-        tracing::warn!(destination = %ssh.inner.name, temp = %temp,
-            "could not remove a partial upload; the next sweep (retention, start) removes it");
-    }
-}
