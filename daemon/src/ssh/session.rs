@@ -154,17 +154,10 @@ impl Client {
         let shell = match idle {
             Some(shell) => shell,
             None => {
-                let started = async {
-                    let ch = handle.channel_open_session().await?;
-                    Shell::start(ch).await
-                };
-                match started.await {
-                    Ok(shell) => shell,
-                    Err(e) => {
-                        self.forget(&handle).await;
-                        return Err(lost("starting a remote shell", &e));
-                    }
-                }
+                let ch = self.exec("exec sh").await?;
+                Shell::start(ch)
+                    .await
+                    .map_err(|e| lost("starting a remote shell", &e))?
             }
         };
         Ok(Lease {

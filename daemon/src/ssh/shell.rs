@@ -58,9 +58,8 @@ pub(super) struct Shell {
 }
 
 impl Shell {
-    /// Starts `sh` on `ch`, a new session channel.
-    pub(super) async fn start(ch: russh::Channel<client::Msg>) -> Result<Shell, russh::Error> {
-        ch.exec(true, "exec sh").await?;
+    /// Sets up the `sh` running on `ch` ([`Client::exec`] of `exec sh`).
+    pub(super) async fn start(ch: super::Exec) -> Result<Shell, russh::Error> {
         let (rd, wr) = ch.split();
         wr.data_bytes(Bytes::from_static(SETUP.as_bytes())).await?;
         Ok(Shell {
